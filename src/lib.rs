@@ -1,0 +1,24 @@
+//! fleetkit: turn one organisation policy into signed, per-platform provisioning
+//! artefacts, and keep that policy current on every machine of a fleet.
+//!
+//! The library never prints: every command returns values or typed errors, and the
+//! binary (`src/main.rs` + `cli/`) decides what to show. Module map:
+//!
+//! - [`diag`], [`yaml`]: located YAML trees and file:line:column diagnostics shared by
+//!   every YAML input (policy, workspace config);
+//! - [`policy`]: the ADR-002 org policy schema, parsed and validated into a model;
+//! - [`pki`]: the org's Ed25519 policy keys and X.509 CA (root + issuing);
+//! - [`bundle`]: DSSE envelopes, signed policy bundles and their verification;
+//! - [`anchors`]: the trust anchors document and its signed rotation chain;
+//! - [`workspace`]: the org workspace on disk (`fleetkit.yaml`, keys, anchors, state);
+//! - [`fsutil`], [`clock`]: atomic writes and the one place time is read.
+
+pub mod anchors;
+pub mod bundle;
+pub mod clock;
+pub mod diag;
+pub mod fsutil;
+pub mod pki;
+pub mod policy;
+pub mod workspace;
+pub mod yaml;
