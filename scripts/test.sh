@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The test command (README "Run the tests"): installs the independent validators the
+# tests call, then runs formatting, lint and the whole test suite.
+#
+# Idempotent: a validator already on PATH is not installed again, and apt-get update
+# runs at most once per machine boot. Works on a fresh Debian machine that has only
+# the Rust toolchain; needs root or sudo only when something is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# command → Debian package providing it
+declare -A apt_for=(
+  [openssl]=openssl
+)
+missing=()
+for cmd in "${!apt_for[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${apt_for[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]}" >&2
+  stamp=/tmp/.fleetkit-apt-updated
+  if [ ! -e "$stamp" ]; then
+    as_root apt-get update -qq
+    touch "$stamp"
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "test.sh: cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy" >&2
+cargo clippy --all-targets --locked -- -D warnings
+echo "test.sh: cargo test" >&2
+cargo test --all-targets --locked "$@"

@@ -1,0 +1,134 @@
+//! `fleetkit keys list | rotate | accept`.
+
+use super::Context;
+use super::output::{Failure, fail, say};
+use super::policy::parse_duration;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the policy keys in the trust anchors, with their validity.
+    List,
+    /// Add a new policy key, retire the current ones after a window, and write the
+    /// new anchors signed by the current keys and the new one.
+    Rotate(RotateArgs),
+    /// Accept new anchors through their signed rotation chain, starting from anchors
+    /// you already trust.
+    Accept(AcceptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// How long the current keys stay valid (e.g. 30d), so devices can catch up.
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    retire_after: time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct AcceptArgs {
+    /// The anchors you already trust (e.g. those installed with an artefact).
+    #[arg(long, value_name = "FILE")]
+    trusted: PathBuf,
+    /// Signed anchors documents (rotations/anchors-v<N>.json), oldest first.
+    #[arg(required = true)]
+    chain: Vec<PathBuf>,
+    /// Write the accepted anchors here (atomically).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+pub fn run(ctx: &Context, cmd: KeysCommand) -> Result<(), Failure> {
+    match cmd {
+        KeysCommand::List => list(ctx),
+        KeysCommand::Rotate(a) => rotate(ctx, a),
+        KeysCommand::Accept(a) => accept(a),
+    }
+}
+
+fn list(ctx: &Context) -> Result<(), Failure> {
+    let ws = ctx.open_workspace()?;
+    let anchors = fleetkit::anchors::load(&ws.anchors_path())
+        .map_err(|e| fail(e, "check anchors.json, or create it with `fleetkit init`"))?;
+    let now = fleetkit::clock::now();
+    say(format!(
+        "anchors v{} for {}: threshold {} of {} key(s)",
+        anchors.version,
+        anchors.org,
+        anchors.threshold,
+        anchors.keys.len()
+    ));
+    for k in &anchors.keys {
+        let status = if k.valid_from > now {
+            "not yet valid"
+        } else if k.valid_until.is_some_and(|u| u <= now) {
+            "retired"
+        } else if k.valid_until.is_some() {
+            "retiring"
+        } else {
+            "active"
+        };
+        let private = fleetkit::workspace::paths::policy_key(&ws.root, &k.keyid).is_file();
+        say(format!(
+            "  {}  {:<13} from {} until {}{}",
+            k.keyid,
+            status,
+            fleetkit::clock::rfc3339(k.valid_from),
+            k.valid_until
+                .map_or_else(|| "-".to_string(), fleetkit::clock::rfc3339),
+            if private { "  (private key here)" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
+fn rotate(ctx: &Context, args: RotateArgs) -> Result<(), Failure> {
+    let ws = ctx.open_workspace()?;
+    let r = fleetkit::workspace::rotate::rotate_keys(&ws, args.retire_after)
+        .map_err(|e| fail(e, "check anchors.json and keys/"))?;
+    say(format!("new policy key {}", r.new_keyid));
+    for k in &r.retiring {
+        say(format!("retiring       {k} at {}", r.retire_at));
+    }
+    say(format!(
+        "anchors v{} written; rotation envelope {}",
+        r.anchors_version,
+        r.envelope_path.display()
+    ));
+    say("publish the rotation envelope with the next bundle so devices can follow the chain");
+    Ok(())
+}
+
+fn accept(args: AcceptArgs) -> Result<(), Failure> {
+    let accepted = fleetkit::workspace::rotate::accept_chain_files(&args.trusted, &args.chain)
+        .map_err(|e| fail(e, "only anchors signed through the rotation chain are accepted"))?;
+    say(format!(
+        "accepted anchors v{} for {} ({} key(s), threshold {})",
+        accepted.version,
+        accepted.org,
+        accepted.keys.len(),
+        accepted.threshold
+    ));
+    if let Some(out) = args.out {
+        fleetkit::anchors::save(&accepted, &out).map_err(|e| fail(e, ""))?;
+        say(format!("written to {}", out.display()));
+    }
+    Ok(())
+}
+
+impl KeysCommand {
+    /// `keys rotate` with the default window.
+    pub fn rotate_default() -> Self {
+        Self::Rotate(RotateArgs {
+            retire_after: time::Duration::days(30),
+        })
+    }
+    /// `keys accept --trusted TRUSTED CHAIN…`.
+    pub fn accept(trusted: PathBuf, chain: Vec<PathBuf>) -> Self {
+        Self::Accept(AcceptArgs {
+            trusted,
+            chain,
+            out: None,
+        })
+    }
+}

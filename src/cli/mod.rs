@@ -1,0 +1,80 @@
+//! The command line: one struct per subcommand. Each builds settings from its
+//! arguments and calls the library; printing happens here and nowhere else.
+//!
+//! Exit codes: 0 success, 1 the input is invalid or an operation failed, 2 usage error
+//! (clap's own, and ours for arguments clap cannot judge).
+
+mod demo;
+mod init;
+mod keys;
+mod output;
+mod policy;
+
+use clap::{Parser, Subcommand};
+use output::Failure;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Turn one organisation policy into signed, per-platform provisioning artefacts.
+#[derive(Debug, Parser)]
+#[command(name = "fleetkit", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The org workspace (default: found from the current directory upwards, like git).
+    #[arg(long, global = true, value_name = "DIR", env = "FLEETKIT_WORKSPACE")]
+    workspace: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an org workspace: settings, a starting policy, keys, CA and trust anchors.
+    Init(init::InitArgs),
+    /// Validate, sign and verify the org policy.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Manage the policy-signing keys and trust anchors.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Run the whole admin flow on the built-in example org (acme-corp).
+    Demo(demo::DemoArgs),
+}
+
+/// Parses the command line, runs the command, maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = Context {
+        workspace: cli.workspace,
+    };
+    let result = match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Policy(cmd) => policy::run(&ctx, cmd),
+        Command::Keys(cmd) => keys::run(&ctx, cmd),
+        Command::Demo(args) => demo::run(&ctx, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.report(),
+    }
+}
+
+/// What every command may need: where the workspace is.
+pub struct Context {
+    workspace: Option<PathBuf>,
+}
+
+impl Context {
+    /// Opens the workspace given with --workspace, or the one around the current directory.
+    fn open_workspace(&self) -> Result<fleetkit::workspace::Workspace, Failure> {
+        use fleetkit::workspace::Workspace;
+        let found = match &self.workspace {
+            Some(dir) => Workspace::open(dir),
+            None => Workspace::discover(Path::new(".")),
+        };
+        found.map_err(|e| match e {
+            fleetkit::workspace::WorkspaceError::Config(d) => Failure::Diagnostics(d),
+            other => Failure::invalid(other.to_string(), other.help()),
+        })
+    }
+}

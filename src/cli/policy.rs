@@ -1,0 +1,250 @@
+//! `fleetkit policy check | sign | verify`.
+
+use super::Context;
+use super::output::{Failure, fail, note, say};
+use clap::{Args, Subcommand};
+use fleetkit::diag::Diagnostics;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file against the whole schema; every error, located.
+    ///
+    /// Exit status: 0 valid, 1 invalid, 2 usage error.
+    Check(CheckArgs),
+    /// Sign the workspace policy into a bundle (a DSSE envelope).
+    Sign(SignArgs),
+    /// Verify a signed bundle against trust anchors, saying exactly why it fails.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The policy file (default: the workspace's policy).
+    file: Option<PathBuf>,
+    /// Print machine-readable findings on stdout (for CI).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Bundle version (default: the last signed version + 1; can never go down).
+    #[arg(long)]
+    version: Option<u64>,
+    /// How long the bundle stays valid, e.g. 30d, 12h (default: policy.lifetime_days).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    expires: Option<time::Duration>,
+    /// Where to write the bundle (default: bundles/policy-v<N>.json in the workspace).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The signed bundle.
+    bundle: PathBuf,
+    /// Trust anchors to verify against (default: the workspace's anchors.json).
+    #[arg(long, value_name = "FILE")]
+    anchors: Option<PathBuf>,
+    /// The version the device already has: equal is "nothing to do", lower a rollback.
+    #[arg(long, value_name = "N")]
+    stored_version: Option<u64>,
+    /// Print the outcome as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses `30d`, `12h`, `90m` (humantime syntax) into a positive duration.
+pub fn parse_duration(s: &str) -> Result<time::Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 30d, 12h or 90m"))?;
+    if d.is_zero() {
+        return Err("the duration must be more than zero".into());
+    }
+    time::Duration::try_from(d).map_err(|_| format!("`{s}` is too long"))
+}
+
+pub fn run(ctx: &Context, cmd: PolicyCommand) -> Result<(), Failure> {
+    match cmd {
+        PolicyCommand::Check(a) => check(ctx, a),
+        PolicyCommand::Sign(a) => sign(ctx, a),
+        PolicyCommand::Verify(a) => verify(ctx, a),
+    }
+}
+
+fn check(ctx: &Context, args: CheckArgs) -> Result<(), Failure> {
+    let (path, expected_org) = match args.file {
+        Some(f) => (f, None),
+        None => {
+            let ws = ctx.open_workspace().map_err(|f| match f {
+                Failure::Invalid { message, .. } => Failure::Usage(format!(
+                    "no FILE given and {message}; pass a policy file or run inside a workspace"
+                )),
+                other => other,
+            })?;
+            (ws.policy_path(), Some(ws.config.org.clone()))
+        }
+    };
+    let outcome = fleetkit::policy::load(&path);
+    let (errors, warnings, summary) = match outcome {
+        Ok(checked) => {
+            let mut errors = Diagnostics::default();
+            if let Some(org) = &expected_org {
+                if &checked.policy.organization != org {
+                    errors.push(fleetkit::diag::Diagnostic {
+                        severity: fleetkit::diag::Severity::Error,
+                        file: path.display().to_string(),
+                        line: 0,
+                        column: 0,
+                        field: "organization".into(),
+                        message: format!(
+                            "the policy is for `{}` but the workspace org is `{org}`",
+                            checked.policy.organization
+                        ),
+                        help: Some("make `organization` in the policy match `org` in fleetkit.yaml".into()),
+                        snippet: String::new(),
+                    });
+                }
+            }
+            let summary = format!(
+                "{}: valid: organization {}, schema {}, effective {}, {} rules",
+                path.display(),
+                checked.policy.organization,
+                checked.policy.version,
+                checked.policy.effective_date,
+                checked.policy.rule_count()
+            );
+            (errors, checked.warnings, summary)
+        }
+        Err(errors) => (errors, Diagnostics::default(), String::new()),
+    };
+    if args.json {
+        let doc = serde_json::json!({
+            "file": path.display().to_string(),
+            "valid": errors.is_empty(),
+            "errors": errors,
+            "warnings": warnings,
+        });
+        say(serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return if errors.is_empty() { Ok(()) } else { Err(Failure::Reported) };
+    }
+    for w in warnings.iter() {
+        note(w.to_string());
+    }
+    if errors.is_empty() {
+        say(summary);
+        Ok(())
+    } else {
+        Err(Failure::Diagnostics(errors))
+    }
+}
+
+fn sign(ctx: &Context, args: SignArgs) -> Result<(), Failure> {
+    let ws = ctx.open_workspace()?;
+    let opts = fleetkit::workspace::sign::SignOptions {
+        version: args.version,
+        lifetime: args.expires,
+        out: args.out,
+    };
+    let report = fleetkit::workspace::sign::sign_policy(&ws, &opts).map_err(|e| match e {
+        fleetkit::workspace::sign::SignError::Policy(d) => Failure::Diagnostics(d),
+        other => {
+            let help = other.help();
+            fail(other, help)
+        }
+    })?;
+    for w in report.warnings.iter() {
+        note(w.to_string());
+    }
+    say(format!(
+        "signed policy bundle v{} for {} → {}\n  issued {}, expires {}\n  signed by {} key(s): {}\n  sha256:{}",
+        report.version,
+        report.org,
+        report.path.display(),
+        report.issued_at,
+        report.expires_at,
+        report.keyids.len(),
+        report.keyids.join(", "),
+        report.sha256
+    ));
+    Ok(())
+}
+
+fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), Failure> {
+    use fleetkit::workspace::verify::{Outcome, verify_bundle_file};
+    let anchors_path = match args.anchors {
+        Some(p) => p,
+        None => ctx
+            .open_workspace()
+            .map_err(|_| {
+                Failure::Usage(
+                    "no --anchors given and no workspace found; pass --anchors FILE".into(),
+                )
+            })?
+            .anchors_path(),
+    };
+    let result = verify_bundle_file(&args.bundle, &anchors_path, args.stored_version);
+    if args.json {
+        let doc = match &result {
+            Ok(o) => serde_json::json!({"bundle": args.bundle.display().to_string(), "valid": true, "outcome": o}),
+            Err(e) => serde_json::json!({"bundle": args.bundle.display().to_string(), "valid": false, "reason": e.to_string(), "code": e.code()}),
+        };
+        say(serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return result.map(|_| ()).map_err(|_| Failure::Reported);
+    }
+    match result {
+        Ok(Outcome::Accepted(s)) => {
+            say(format!(
+                "{}: valid: policy bundle v{} for {}, issued {}, expires {}, signed by {} of threshold {} ({})",
+                args.bundle.display(),
+                s.version,
+                s.org,
+                s.issued_at,
+                s.expires_at,
+                s.keyids.len(),
+                s.threshold,
+                s.keyids.join(", ")
+            ));
+            Ok(())
+        }
+        Ok(Outcome::AlreadyCurrent { version }) => {
+            say(format!(
+                "{}: valid, and version {version} is already installed: nothing to do",
+                args.bundle.display()
+            ));
+            Ok(())
+        }
+        Err(e) => Err(Failure::invalid(
+            format!("{}: rejected: {e}", args.bundle.display()),
+            "",
+        )),
+    }
+}
+
+impl PolicyCommand {
+    /// `policy check` on the workspace policy.
+    pub fn check_workspace() -> Self {
+        Self::Check(CheckArgs {
+            file: None,
+            json: false,
+        })
+    }
+    /// `policy sign` with defaults.
+    pub fn sign_default() -> Self {
+        Self::Sign(SignArgs {
+            version: None,
+            expires: None,
+            out: None,
+        })
+    }
+    /// `policy verify BUNDLE --anchors ANCHORS`.
+    pub fn verify(bundle: PathBuf, anchors: PathBuf) -> Self {
+        Self::Verify(VerifyArgs {
+            bundle,
+            anchors: Some(anchors),
+            stored_version: None,
+            json: false,
+        })
+    }
+}

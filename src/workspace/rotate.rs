@@ -1,0 +1,83 @@
+//! `keys rotate` and `keys accept`: policy-key rotation through signed anchors.
+//!
+//! Rotation adds a new key and retires the current ones after a window, so devices
+//! that have not yet fetched the new anchors keep accepting bundles meanwhile. The new
+//! anchors document is signed by a threshold of the current keys and by the new key,
+//! and kept under `rotations/` so any device can walk the chain from the anchors it
+//! was installed with.
+
+use super::Workspace;
+use super::sign::{SignError, signing_keys};
+use crate::anchors::{self, TrustAnchors};
+use crate::fsutil::{self, FsError, PUBLIC_MODE};
+use crate::pki::PolicyKey;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct RotateReport {
+    pub new_keyid: String,
+    pub retiring: Vec<String>,
+    pub retire_at: String,
+    pub anchors_version: u64,
+    pub envelope_path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error(transparent)]
+    Anchors(#[from] anchors::AnchorsError),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    Io(#[from] FsError),
+    #[error("{0}")]
+    Read(#[from] crate::fsutil::ReadError),
+}
+
+/// Rotates the workspace's policy key.
+pub fn rotate_keys(ws: &Workspace, retire_after: time::Duration) -> Result<RotateReport, RotateError> {
+    let now = crate::clock::now();
+    let current = anchors::load(&ws.anchors_path())?;
+    let signers = signing_keys(ws, &current, now)?;
+    if signers.len() < current.threshold as usize {
+        return Err(SignError::NotEnoughKeys {
+            have: signers.len(),
+            threshold: current.threshold,
+        }
+        .into());
+    }
+    let new_key = PolicyKey::generate()?;
+    let signer_refs: Vec<&PolicyKey> = signers.iter().collect();
+    let (next, envelope) = anchors::rotate(&current, &signer_refs, &new_key, retire_after, now)?;
+
+    // New private key first: if a later write fails, the old anchors still stand and
+    // the unused key is harmless.
+    new_key.save(&super::paths::policy_key(&ws.root, &new_key.keyid()))?;
+    let envelope_path = ws
+        .rotations_dir()
+        .join(format!("anchors-v{}.json", next.version));
+    fsutil::write_atomic(&envelope_path, &envelope, PUBLIC_MODE)?;
+    anchors::save(&next, &ws.anchors_path())?;
+    Ok(RotateReport {
+        new_keyid: new_key.keyid(),
+        retiring: signers.iter().map(PolicyKey::keyid).collect(),
+        retire_at: crate::clock::rfc3339(now + retire_after),
+        anchors_version: next.version,
+        envelope_path,
+    })
+}
+
+/// Accepts a chain of signed anchors documents starting from `trusted`; returns the
+/// last one. Used by devices (and admins) holding older anchors.
+pub fn accept_chain_files(trusted: &Path, chain: &[PathBuf]) -> Result<TrustAnchors, RotateError> {
+    let now = crate::clock::now();
+    let trusted = anchors::load(trusted)?;
+    let mut envelopes = Vec::with_capacity(chain.len());
+    for p in chain {
+        envelopes.push(crate::fsutil::read_capped(p, anchors::MAX_ANCHORS_BYTES as u64)?);
+    }
+    let refs: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
+    Ok(anchors::accept_chain(&trusted, &refs, now)?)
+}
