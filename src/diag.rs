@@ -90,10 +90,8 @@ impl SourceFile {
         };
         let width = loc.line.to_string().len();
         let mut out = String::new();
-        if loc.line >= 2 {
-            if let Some(prev) = lines.get(loc.line - 2) {
-                out.push_str(&format!("{:>width$} | {}\n", loc.line - 1, printable(prev)));
-            }
+        if let Some(prev) = loc.line.checked_sub(2).and_then(|i| lines.get(i)) {
+            out.push_str(&format!("{:>width$} | {}\n", loc.line - 1, printable(prev)));
         }
         let shown = printable(line);
         out.push_str(&format!("{:>width$} | {}\n", loc.line, shown));

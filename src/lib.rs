@@ -11,13 +11,15 @@
 //! - [`bundle`]: DSSE envelopes, signed policy bundles and their verification;
 //! - [`anchors`]: the trust anchors document and its signed rotation chain;
 //! - [`workspace`]: the org workspace on disk (`fleetkit.yaml`, keys, anchors, state);
-//! - [`fsutil`], [`clock`]: atomic writes and the one place time is read.
+//! - [`fsutil`], [`clock`]: atomic writes and the one place time is read;
+//! - [`fuzzing`]: the entry points of the cargo-fuzz targets in `fuzz/`.
 
 pub mod anchors;
 pub mod bundle;
 pub mod clock;
 pub mod diag;
 pub mod fsutil;
+pub mod fuzzing;
 pub mod pki;
 pub mod policy;
 pub mod workspace;

@@ -210,10 +210,12 @@ fn from_parse_error(src: &SourceFile, e: &serde_saphyr::Error) -> Diagnostic {
 /// ourselves.
 fn strip_location_prefix(msg: &str) -> &str {
     let msg = msg.strip_prefix("error: ").unwrap_or(msg);
-    if msg.starts_with("line ") {
-        if let Some((_, rest)) = msg.split_once(": ") {
-            return rest;
-        }
+    if let Some((_, rest)) = msg
+        .starts_with("line ")
+        .then(|| msg.split_once(": "))
+        .flatten()
+    {
+        return rest;
     }
     msg
 }

@@ -1,0 +1,698 @@
+//! Trust anchors (`anchors.json`, public) and their signed rotation chain.
+//!
+//! ```json
+//! {"org": "acme-corp", "version": 2, "threshold": 1,
+//!  "keys": [{"keyid": "<hex sha256 of the raw key>", "algorithm": "ed25519",
+//!            "public_key": "<base64 of the 32 raw bytes>",
+//!            "valid_from": "2025-12-01T00:00:00Z", "valid_until": null}],
+//!  "root_ca": ["-----BEGIN CERTIFICATE-----\n..."]}
+//! ```
+//!
+//! A policy bundle needs `threshold` signatures from distinct keys valid at the
+//! verification time (`valid_from <= now < valid_until`). To rotate keys, the admin
+//! signs the next anchors document (version + 1, payload type
+//! `application/vnd.fleetkit.anchors+json`) with a threshold of the current keys
+//! *and* with the new key; a holder of the old anchors accepts it only when both
+//! hold, every added key has signed (proof of possession), the org is the same and
+//! the version goes up ([`accept_rotation`], [`accept_chain`]). Trust therefore only
+//! ever flows from the anchors installed with an artefact (DESIGN.md rule 1).
+//!
+//! The chain is checked at one `now`: a device that slept through a whole retirement
+//! window cannot follow it any more (the old keys have expired) and must be given new
+//! anchors by reinstalling: fail closed rather than trust expired keys.
+
+use crate::bundle::dsse::{DsseError, Envelope, KeyLookup, Tally};
+use crate::bundle::short;
+use crate::clock::rfc3339;
+use crate::fsutil::{self, FsError, PUBLIC_MODE, ReadError};
+use crate::pki::{PolicyKey, keyid_of};
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime, UtcOffset};
+
+/// DSSE payload type of a signed anchors document (one rotation step).
+pub const ANCHORS_PAYLOAD_TYPE: &str = "application/vnd.fleetkit.anchors+json";
+
+/// Largest anchors document or rotation envelope accepted, checked before parsing.
+pub const MAX_ANCHORS_BYTES: usize = 1024 * 1024;
+
+/// Signature algorithm of a policy key; only Ed25519 exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyAlgorithm {
+    Ed25519,
+}
+
+/// A policy-signing public key with its validity window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorKey {
+    pub keyid: String,
+    pub algorithm: KeyAlgorithm,
+    #[serde(with = "base64_key")]
+    pub public_key: [u8; 32],
+    #[serde(with = "time::serde::rfc3339")]
+    pub valid_from: OffsetDateTime,
+    /// `None`: no planned end.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub valid_until: Option<OffsetDateTime>,
+}
+
+/// The anchors document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustAnchors {
+    pub org: String,
+    /// Goes up by one at each rotation.
+    pub version: u64,
+    /// Distinct valid signatures a bundle (or a rotation) needs.
+    pub threshold: u32,
+    pub keys: Vec<AnchorKey>,
+    /// The org root CA certificate(s), PEM.
+    pub root_ca: Vec<String>,
+}
+
+/// Why anchors are invalid, or a rotation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorsError {
+    #[error("anchors document is {size} bytes, larger than the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error("not a trust anchors document: {0}")]
+    Json(String),
+    #[error("{}: {source}", path.display())]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<AnchorsError>,
+    },
+    #[error("the anchors' org is empty")]
+    EmptyOrg,
+    #[error(
+        "threshold {threshold} is impossible with {keys} key(s): it must be between 1 and the number of keys"
+    )]
+    Threshold { threshold: u32, keys: usize },
+    #[error("key {} is listed twice", short(keyid))]
+    DuplicateKey { keyid: String },
+    #[error(
+        "key id {} does not match its public key (whose key id is {})",
+        short(keyid),
+        short(expected)
+    )]
+    KeyIdMismatch { keyid: String, expected: String },
+    #[error("key {} is not a usable Ed25519 public key", short(keyid))]
+    BadPublicKey { keyid: String },
+    #[error("key {} ends ({}) before it starts ({})", short(keyid), rfc3339(*valid_until), rfc3339(*valid_from))]
+    BadWindow {
+        keyid: String,
+        valid_from: OffsetDateTime,
+        valid_until: OffsetDateTime,
+    },
+    #[error("root_ca[{index}] is not a CA certificate: {reason}")]
+    BadRootCa { index: usize, reason: String },
+    #[error("rotation envelope is not a DSSE envelope: {0}")]
+    MalformedEnvelope(String),
+    #[error("rotation envelope's `{field}` is not valid standard base64")]
+    MalformedBase64 { field: String },
+    #[error("rotation envelope has payload type `{found}`, expected `{expected}`")]
+    WrongPayloadType { found: String, expected: String },
+    #[error(
+        "new anchors are signed by {valid} key(s) of the trusted anchors valid now, threshold is {threshold}{detail}"
+    )]
+    NotSignedByCurrent {
+        valid: usize,
+        threshold: u32,
+        detail: String,
+    },
+    #[error("rotation payload is not a trust anchors document: {0}")]
+    MalformedPayload(String),
+    #[error("the new anchors document is invalid: {0}")]
+    InvalidNewAnchors(Box<AnchorsError>),
+    #[error("new anchors are for org {found}, trusted anchors are for {expected}")]
+    OrgMismatch { found: String, expected: String },
+    #[error("new anchors version {version} is not above the trusted version {current}")]
+    VersionNotIncreasing { version: u64, current: u64 },
+    #[error(
+        "new anchors are signed by {valid} of their own key(s) valid now, their threshold is {threshold}{detail}"
+    )]
+    NotSignedByNew {
+        valid: usize,
+        threshold: u32,
+        detail: String,
+    },
+    #[error(
+        "new key {} did not sign the new anchors (no proof its holder has the private key)",
+        short(keyid)
+    )]
+    MissingProofOfPossession { keyid: String },
+    #[error("rotation {index} of {total}: {source}")]
+    Chain {
+        /// 1-based position in the chain.
+        index: usize,
+        total: usize,
+        #[source]
+        source: Box<AnchorsError>,
+    },
+    #[error(
+        "key {} is not a current key of the anchors; it cannot sign a rotation",
+        short(keyid)
+    )]
+    SignerNotCurrent { keyid: String },
+    #[error("{have} current key(s) given to sign the rotation, threshold is {threshold}")]
+    NotEnoughSigners { have: usize, threshold: u32 },
+    #[error("key {} is already in the anchors", short(keyid))]
+    NewKeyAlreadyPresent { keyid: String },
+    #[error("the retirement window must be zero or positive and end before year 10000")]
+    BadRetirement,
+    #[error("the anchors version cannot go higher")]
+    VersionExhausted,
+    #[error("cannot encode the anchors: {0}")]
+    Encode(String),
+    #[error(transparent)]
+    Io(#[from] FsError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// `Result` with [`AnchorsError`].
+pub type Result<T, E = AnchorsError> = std::result::Result<T, E>;
+
+impl From<DsseError> for AnchorsError {
+    fn from(e: DsseError) -> Self {
+        match e {
+            DsseError::Json(m) => Self::MalformedEnvelope(m),
+            DsseError::Base64 { field } => Self::MalformedBase64 { field },
+            DsseError::Encode(m) => Self::Encode(m),
+        }
+    }
+}
+
+mod base64_key {
+    use super::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(key: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(key))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = STANDARD
+            .decode(text.as_bytes())
+            .map_err(|_| D::Error::custom("public_key is not standard base64"))?;
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+            D::Error::custom(format!(
+                "public_key is {} bytes, an Ed25519 public key is 32",
+                bytes.len()
+            ))
+        })
+    }
+}
+
+impl AnchorKey {
+    /// The anchor entry for `key`, valid from `valid_from` (until `valid_until`).
+    pub fn new(
+        key: &PolicyKey,
+        valid_from: OffsetDateTime,
+        valid_until: Option<OffsetDateTime>,
+    ) -> Self {
+        Self {
+            keyid: key.keyid(),
+            algorithm: KeyAlgorithm::Ed25519,
+            public_key: key.public_key_bytes(),
+            valid_from: valid_from.to_offset(UtcOffset::UTC),
+            valid_until: valid_until.map(|t| t.to_offset(UtcOffset::UTC)),
+        }
+    }
+
+    /// `valid_from <= now < valid_until`.
+    pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.valid_from <= now && self.valid_until.is_none_or(|until| now < until)
+    }
+
+    /// The public key; `None` if the bytes are not a usable Ed25519 key.
+    pub fn verifying_key(&self) -> Option<VerifyingKey> {
+        VerifyingKey::from_bytes(&self.public_key)
+            .ok()
+            .filter(|k| !k.is_weak())
+    }
+
+    /// "from <t> until <t>" or "from <t> with no end", for messages.
+    pub fn window_description(&self) -> String {
+        match self.valid_until {
+            Some(until) => format!("from {} until {}", rfc3339(self.valid_from), rfc3339(until)),
+            None => format!("from {} with no end", rfc3339(self.valid_from)),
+        }
+    }
+}
+
+impl TrustAnchors {
+    /// Checks the document's own consistency: org set, 1 <= threshold <= keys, key
+    /// ids unique and matching their keys, windows that end after they start, and
+    /// root CA entries that are CA certificates.
+    pub fn validate(&self) -> Result<()> {
+        if self.org.trim().is_empty() {
+            return Err(AnchorsError::EmptyOrg);
+        }
+        if self.threshold == 0 || self.threshold as usize > self.keys.len() {
+            return Err(AnchorsError::Threshold {
+                threshold: self.threshold,
+                keys: self.keys.len(),
+            });
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            if self.keys[..i].iter().any(|other| other.keyid == k.keyid) {
+                return Err(AnchorsError::DuplicateKey {
+                    keyid: k.keyid.clone(),
+                });
+            }
+            let expected = keyid_of(&k.public_key);
+            if k.keyid != expected {
+                return Err(AnchorsError::KeyIdMismatch {
+                    keyid: k.keyid.clone(),
+                    expected,
+                });
+            }
+            if k.verifying_key().is_none() {
+                return Err(AnchorsError::BadPublicKey {
+                    keyid: k.keyid.clone(),
+                });
+            }
+            if let Some(until) = k.valid_until
+                && until <= k.valid_from
+            {
+                return Err(AnchorsError::BadWindow {
+                    keyid: k.keyid.clone(),
+                    valid_from: k.valid_from,
+                    valid_until: until,
+                });
+            }
+        }
+        for (index, pem) in self.root_ca.iter().enumerate() {
+            crate::pki::parse_ca_cert_pem(pem)
+                .map_err(|reason| AnchorsError::BadRootCa { index, reason })?;
+        }
+        Ok(())
+    }
+
+    /// The keys valid at `now`.
+    pub fn keys_valid_at(&self, now: OffsetDateTime) -> impl Iterator<Item = &AnchorKey> + '_ {
+        self.keys.iter().filter(move |k| k.is_valid_at(now))
+    }
+
+    /// The key with this id.
+    pub fn key(&self, keyid: &str) -> Option<&AnchorKey> {
+        self.keys.iter().find(|k| k.keyid == keyid)
+    }
+
+    /// What these anchors say about `keyid` at `now`, for signature counting.
+    pub fn key_lookup(&self, keyid: &str, now: OffsetDateTime) -> KeyLookup {
+        match self.key(keyid) {
+            None => KeyLookup::Unknown,
+            Some(k) if !k.is_valid_at(now) => KeyLookup::NotValidNow,
+            Some(k) => match k.verifying_key() {
+                Some(vk) => KeyLookup::Usable(vk),
+                None => KeyLookup::Unknown,
+            },
+        }
+    }
+
+    /// Pretty JSON with a final newline (field order fixed: same anchors, same bytes).
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let mut bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| AnchorsError::Encode(e.to_string()))?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    /// Parses and validates an anchors document.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_ANCHORS_BYTES {
+            return Err(AnchorsError::TooLarge {
+                size: bytes.len(),
+                max: MAX_ANCHORS_BYTES,
+            });
+        }
+        let anchors: Self =
+            serde_json::from_slice(bytes).map_err(|e| AnchorsError::Json(e.to_string()))?;
+        anchors.validate()?;
+        Ok(anchors)
+    }
+}
+
+/// Reads and validates `anchors.json`.
+pub fn load(path: &Path) -> Result<TrustAnchors> {
+    let bytes = fsutil::read_capped(path, MAX_ANCHORS_BYTES as u64)?;
+    TrustAnchors::from_json(&bytes).map_err(|e| AnchorsError::InFile {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })
+}
+
+/// Validates and writes `anchors` atomically (public, 0644).
+pub fn save(anchors: &TrustAnchors, path: &Path) -> Result<()> {
+    anchors.validate()?;
+    fsutil::write_atomic(path, &anchors.to_json()?, PUBLIC_MODE)?;
+    Ok(())
+}
+
+/// Why a tally fell short, as "; key … is not in …" notes for an error message.
+fn tally_detail(t: &Tally, whose: &str) -> String {
+    let mut notes = Vec::new();
+    for k in &t.bad {
+        notes.push(format!(
+            "the signature by key {} does not verify (modified after signing?)",
+            short(k)
+        ));
+    }
+    for k in &t.not_valid_now {
+        notes.push(format!("key {} is outside its validity window", short(k)));
+    }
+    for k in &t.unknown {
+        notes.push(format!("key {} is not in the {whose} anchors", short(k)));
+    }
+    for k in &t.repeated {
+        notes.push(format!(
+            "key {} signed more than once and counts once",
+            short(k)
+        ));
+    }
+    notes.iter().map(|n| format!("; {n}")).collect()
+}
+
+/// Makes the next anchors document: version + 1, the current keys kept but retired
+/// at `now + retire_after` (a key that already ends sooner keeps its end; keys
+/// already expired are dropped; keys not yet valid are left as planned), the new key
+/// added from `now`, threshold and root CA unchanged. Returns it with its rotation
+/// envelope (JSON bytes), signed by every given signer (they must be current keys,
+/// at least `threshold` of them) and by the new key. The result is checked with
+/// [`accept_rotation`] before it is returned.
+pub fn rotate(
+    current: &TrustAnchors,
+    signers: &[&PolicyKey],
+    new_key: &PolicyKey,
+    retire_after: Duration,
+    now: OffsetDateTime,
+) -> Result<(TrustAnchors, Vec<u8>)> {
+    current.validate()?;
+    if retire_after.is_negative() {
+        return Err(AnchorsError::BadRetirement);
+    }
+    let now = now.to_offset(UtcOffset::UTC);
+    let retire_at = now
+        .checked_add(retire_after)
+        .filter(|t| t.year() <= 9999)
+        .ok_or(AnchorsError::BadRetirement)?;
+    let new_keyid = new_key.keyid();
+    if current.key(&new_keyid).is_some() {
+        return Err(AnchorsError::NewKeyAlreadyPresent { keyid: new_keyid });
+    }
+    let mut used: Vec<&PolicyKey> = Vec::with_capacity(signers.len() + 1);
+    for signer in signers {
+        let keyid = signer.keyid();
+        match current.key(&keyid) {
+            Some(k) if k.is_valid_at(now) => {
+                if !used.iter().any(|u| u.keyid() == keyid) {
+                    used.push(signer);
+                }
+            }
+            _ => return Err(AnchorsError::SignerNotCurrent { keyid }),
+        }
+    }
+    if used.len() < current.threshold as usize {
+        return Err(AnchorsError::NotEnoughSigners {
+            have: used.len(),
+            threshold: current.threshold,
+        });
+    }
+
+    let mut next = current.clone();
+    next.version = current
+        .version
+        .checked_add(1)
+        .ok_or(AnchorsError::VersionExhausted)?;
+    next.keys
+        .retain(|k| k.valid_until.is_none_or(|until| until > now));
+    for k in &mut next.keys {
+        if k.valid_from <= now {
+            k.valid_until = Some(match k.valid_until {
+                Some(until) if until < retire_at => until,
+                _ => retire_at,
+            });
+        }
+    }
+    next.keys.push(AnchorKey::new(new_key, now, None));
+    next.validate()?;
+
+    let payload = next.to_json()?;
+    used.push(new_key);
+    let envelope = Envelope::sign(ANCHORS_PAYLOAD_TYPE, &payload, &used).to_json()?;
+    // Release only what a device holding `current` will accept.
+    accept_rotation(current, &envelope, now)?;
+    Ok((next, envelope))
+}
+
+/// Accepts the anchors document signed in `envelope_bytes` as the successor of
+/// `trusted`, at `now`. It must be signed by at least `trusted.threshold` distinct
+/// keys of `trusted` valid at `now`, and by at least its own threshold of its own
+/// keys valid at `now`; every key it adds must have signed; same org; higher version.
+pub fn accept_rotation(
+    trusted: &TrustAnchors,
+    envelope_bytes: &[u8],
+    now: OffsetDateTime,
+) -> Result<TrustAnchors> {
+    if envelope_bytes.len() > MAX_ANCHORS_BYTES {
+        return Err(AnchorsError::TooLarge {
+            size: envelope_bytes.len(),
+            max: MAX_ANCHORS_BYTES,
+        });
+    }
+    // Threshold 0 in the trusted document would let anything through.
+    trusted.validate()?;
+    let decoded = Envelope::from_json(envelope_bytes)?.decode()?;
+    if decoded.payload_type != ANCHORS_PAYLOAD_TYPE {
+        return Err(AnchorsError::WrongPayloadType {
+            found: decoded.payload_type,
+            expected: ANCHORS_PAYLOAD_TYPE.into(),
+        });
+    }
+
+    // The trusted keys first: nothing of the payload is believed before this.
+    let by_current = decoded.tally(|keyid| trusted.key_lookup(keyid, now));
+    if by_current.valid.len() < trusted.threshold as usize {
+        return Err(AnchorsError::NotSignedByCurrent {
+            valid: by_current.valid.len(),
+            threshold: trusted.threshold,
+            detail: tally_detail(&by_current, "trusted"),
+        });
+    }
+
+    let next: TrustAnchors = serde_json::from_slice(&decoded.payload)
+        .map_err(|e| AnchorsError::MalformedPayload(e.to_string()))?;
+    next.validate()
+        .map_err(|e| AnchorsError::InvalidNewAnchors(Box::new(e)))?;
+    if next.org != trusted.org {
+        return Err(AnchorsError::OrgMismatch {
+            found: next.org,
+            expected: trusted.org.clone(),
+        });
+    }
+    if next.version <= trusted.version {
+        return Err(AnchorsError::VersionNotIncreasing {
+            version: next.version,
+            current: trusted.version,
+        });
+    }
+
+    let by_own = decoded.tally(|keyid| next.key_lookup(keyid, now));
+    if by_own.valid.len() < next.threshold as usize {
+        return Err(AnchorsError::NotSignedByNew {
+            valid: by_own.valid.len(),
+            threshold: next.threshold,
+            detail: tally_detail(&by_own, "new"),
+        });
+    }
+    for k in &next.keys {
+        if trusted.key(&k.keyid).is_some() {
+            continue;
+        }
+        let signed = k
+            .verifying_key()
+            .is_some_and(|vk| decoded.signed_by(&k.keyid, &vk));
+        if !signed {
+            return Err(AnchorsError::MissingProofOfPossession {
+                keyid: k.keyid.clone(),
+            });
+        }
+    }
+    Ok(next)
+}
+
+/// Applies rotation envelopes in order (oldest first) starting from `trusted`, all
+/// at the same `now`; returns the last accepted anchors (`trusted` itself for an
+/// empty chain). Any refusal stops the walk and names the step.
+pub fn accept_chain(
+    trusted: &TrustAnchors,
+    envelopes: &[&[u8]],
+    now: OffsetDateTime,
+) -> Result<TrustAnchors> {
+    let total = envelopes.len();
+    let mut current = trusted.clone();
+    for (i, envelope) in envelopes.iter().enumerate() {
+        current = accept_rotation(&current, envelope, now).map_err(|e| AnchorsError::Chain {
+            index: i + 1,
+            total,
+            source: Box::new(e),
+        })?;
+    }
+    Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> OffsetDateTime {
+        time::macros::datetime!(2025-12-01 00:00 UTC)
+    }
+
+    fn anchors(keys: &[&PolicyKey], threshold: u32) -> TrustAnchors {
+        TrustAnchors {
+            org: "acme-corp".into(),
+            version: 1,
+            threshold,
+            keys: keys.iter().map(|k| AnchorKey::new(k, t0(), None)).collect(),
+            root_ca: vec![],
+        }
+    }
+
+    #[test]
+    fn json_round_trip_and_shape() {
+        let k = PolicyKey::generate().unwrap();
+        let a = anchors(&[&k], 1);
+        let json = a.to_json().unwrap();
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert!(text.contains("\"algorithm\": \"ed25519\""));
+        assert!(text.contains("\"valid_until\": null"));
+        assert!(text.contains("\"valid_from\": \"2025-12-01T00:00:00Z\""));
+        assert_eq!(TrustAnchors::from_json(&json).unwrap(), a);
+        assert_eq!(a.to_json().unwrap(), json, "deterministic");
+    }
+
+    #[test]
+    fn validation_catches_each_problem() {
+        let k = PolicyKey::generate().unwrap();
+        let k2 = PolicyKey::generate().unwrap();
+        let good = anchors(&[&k, &k2], 2);
+        good.validate().unwrap();
+
+        let mut a = good.clone();
+        a.org = " ".into();
+        assert!(matches!(a.validate(), Err(AnchorsError::EmptyOrg)));
+        let mut a = good.clone();
+        a.threshold = 0;
+        assert!(matches!(a.validate(), Err(AnchorsError::Threshold { .. })));
+        let mut a = good.clone();
+        a.threshold = 3;
+        assert!(matches!(a.validate(), Err(AnchorsError::Threshold { .. })));
+        let mut a = good.clone();
+        a.keys[1] = a.keys[0].clone();
+        assert!(matches!(
+            a.validate(),
+            Err(AnchorsError::DuplicateKey { .. })
+        ));
+        let mut a = good.clone();
+        a.keys[1].keyid = a.keys[0].keyid.clone();
+        a.keys[0].keyid = "00".repeat(32);
+        assert!(matches!(
+            a.validate(),
+            Err(AnchorsError::KeyIdMismatch { .. })
+        ));
+        let mut a = good.clone();
+        a.keys[0].public_key = [0u8; 32]; // a small-order point
+        a.keys[0].keyid = keyid_of(&[0u8; 32]);
+        assert!(matches!(
+            a.validate(),
+            Err(AnchorsError::BadPublicKey { .. })
+        ));
+        let mut a = good.clone();
+        a.keys[0].valid_until = Some(t0());
+        assert!(matches!(a.validate(), Err(AnchorsError::BadWindow { .. })));
+        let mut a = good.clone();
+        a.root_ca = vec!["not a cert".into()];
+        assert!(matches!(
+            a.validate(),
+            Err(AnchorsError::BadRootCa { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn bad_json_is_refused() {
+        for bad in [
+            &b"{"[..],
+            br#"{"org":"a","version":1,"threshold":1,"keys":[],"root_ca":[],"extra":1}"#,
+            br#"{"org":"a","version":1,"threshold":1,"keys":[{"keyid":"x","algorithm":"rsa","public_key":"","valid_from":"2025-12-01T00:00:00Z","valid_until":null}],"root_ca":[]}"#,
+            br#"{"org":"a","version":1,"threshold":1,"keys":[{"keyid":"x","algorithm":"ed25519","public_key":"AAAA","valid_from":"2025-12-01T00:00:00Z","valid_until":null}],"root_ca":[]}"#,
+        ] {
+            assert!(matches!(TrustAnchors::from_json(bad), Err(AnchorsError::Json(_))));
+        }
+    }
+
+    #[test]
+    fn validity_window_is_half_open() {
+        let k = PolicyKey::generate().unwrap();
+        let key = AnchorKey::new(&k, t0(), Some(t0() + Duration::days(1)));
+        assert!(!key.is_valid_at(t0() - Duration::seconds(1)));
+        assert!(key.is_valid_at(t0()));
+        assert!(!key.is_valid_at(t0() + Duration::days(1)));
+    }
+
+    #[test]
+    fn rotation_retires_without_extending() {
+        let a = PolicyKey::generate().unwrap();
+        let b = PolicyKey::generate().unwrap();
+        let mut current = anchors(&[&a, &b], 1);
+        let now = t0() + Duration::days(10);
+        current.keys[1].valid_until = Some(now + Duration::days(2));
+        let new = PolicyKey::generate().unwrap();
+        let (next, _) = rotate(&current, &[&a], &new, Duration::days(30), now).unwrap();
+        assert_eq!(next.version, 2);
+        assert_eq!(next.keys[0].valid_until, Some(now + Duration::days(30)));
+        assert_eq!(next.keys[1].valid_until, Some(now + Duration::days(2)));
+        assert_eq!(next.keys[2].keyid, new.keyid());
+        assert_eq!(next.keys[2].valid_from, now);
+        assert_eq!(next.keys[2].valid_until, None);
+    }
+
+    #[test]
+    fn rotation_refuses_bad_signers() {
+        let a = PolicyKey::generate().unwrap();
+        let b = PolicyKey::generate().unwrap();
+        let stranger = PolicyKey::generate().unwrap();
+        let current = anchors(&[&a, &b], 2);
+        let now = t0() + Duration::days(1);
+        let new = PolicyKey::generate().unwrap();
+        assert!(matches!(
+            rotate(&current, &[&a, &a], &new, Duration::days(1), now),
+            Err(AnchorsError::NotEnoughSigners {
+                have: 1,
+                threshold: 2
+            })
+        ));
+        assert!(matches!(
+            rotate(&current, &[&a, &stranger], &new, Duration::days(1), now),
+            Err(AnchorsError::SignerNotCurrent { .. })
+        ));
+        assert!(matches!(
+            rotate(&current, &[&a, &b], &a, Duration::days(1), now),
+            Err(AnchorsError::NewKeyAlreadyPresent { .. })
+        ));
+        assert!(matches!(
+            rotate(&current, &[&a, &b], &new, Duration::days(-1), now),
+            Err(AnchorsError::BadRetirement)
+        ));
+        rotate(&current, &[&a, &b], &new, Duration::days(1), now).unwrap();
+    }
+}

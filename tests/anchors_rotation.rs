@@ -1,0 +1,453 @@
+//! Trust-anchor rotation: a holder of the current anchors accepts a new anchors
+//! document only when a threshold of the current keys and of the new document's own
+//! keys signed it, every added key signed it, the org is the same and the version
+//! goes up (DESIGN.md "Trust anchors", security rule 1).
+
+use fleetkit::anchors::{
+    ANCHORS_PAYLOAD_TYPE, AnchorKey, AnchorsError, TrustAnchors, accept_chain, accept_rotation,
+    rotate,
+};
+use fleetkit::bundle::dsse::Envelope;
+use fleetkit::bundle::{
+    BundleError, BundlePayload, Verified, VerifyOptions, sign_bundle, verify_bundle,
+};
+use fleetkit::pki::{OrgCa, PolicyKey};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+const ORG: &str = "acme-corp";
+
+fn t0() -> OffsetDateTime {
+    datetime!(2025-12-01 00:00 UTC)
+}
+
+fn key() -> PolicyKey {
+    PolicyKey::generate().expect("generate key")
+}
+
+fn anchors_for(keys: &[&PolicyKey], threshold: u32) -> TrustAnchors {
+    let ca = OrgCa::generate(ORG, t0()).expect("generate CA");
+    TrustAnchors {
+        org: ORG.into(),
+        version: 1,
+        threshold,
+        keys: keys.iter().map(|k| AnchorKey::new(k, t0(), None)).collect(),
+        root_ca: vec![ca.root_cert_pem()],
+    }
+}
+
+/// Signs an arbitrary anchors document as a rotation envelope.
+fn sign_anchors(doc: &TrustAnchors, signers: &[&PolicyKey]) -> Vec<u8> {
+    Envelope::sign(ANCHORS_PAYLOAD_TYPE, &doc.to_json().unwrap(), signers)
+        .to_json()
+        .unwrap()
+}
+
+/// `current` + `new_key`, version + 1, as `rotate` would make it (unsigned).
+fn successor(current: &TrustAnchors, new_key: &PolicyKey, now: OffsetDateTime) -> TrustAnchors {
+    let mut next = current.clone();
+    next.version += 1;
+    next.keys.push(AnchorKey::new(new_key, now, None));
+    next
+}
+
+fn bundle(version: u64, signers: &[&PolicyKey]) -> Vec<u8> {
+    let p = BundlePayload {
+        org: ORG.into(),
+        version,
+        issued_at: t0(),
+        expires_at: t0() + Duration::days(365),
+        policy: serde_json::json!({}),
+    };
+    sign_bundle(&p, signers).unwrap()
+}
+
+fn verify_at(bytes: &[u8], a: &TrustAnchors, now: OffsetDateTime) -> Result<Verified, BundleError> {
+    verify_bundle(
+        bytes,
+        a,
+        &VerifyOptions {
+            now,
+            expected_org: None,
+            stored_version: None,
+        },
+    )
+}
+
+#[test]
+fn rotation_is_accepted_and_moves_trust_to_the_new_key() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let new = key();
+    let now = t0() + Duration::days(10);
+    let (v2, envelope) = rotate(&v1, &[&old], &new, Duration::days(30), now).unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.threshold, 1);
+    assert_eq!(v2.root_ca, v1.root_ca);
+    assert_eq!(v2.keys.len(), 2);
+    assert_eq!(v2.keys[0].valid_until, Some(now + Duration::days(30)));
+
+    let accepted = accept_rotation(&v1, &envelope, now).unwrap();
+    assert_eq!(accepted, v2);
+    // Deterministic: the envelope payload is exactly the document's JSON.
+    let payload = Envelope::from_json(&envelope)
+        .unwrap()
+        .decode()
+        .unwrap()
+        .payload;
+    assert_eq!(payload, v2.to_json().unwrap());
+
+    let by_new = bundle(1, &[&new]);
+    let by_old = bundle(1, &[&old]);
+    let later = now + Duration::days(1);
+    // The old anchors do not know the new key; the new anchors do.
+    assert!(matches!(
+        verify_at(&by_new, &v1, later),
+        Err(BundleError::UnknownKey { .. })
+    ));
+    assert!(verify_at(&by_new, &v2, later).is_ok());
+    // During the retirement window the old key still signs...
+    assert!(verify_at(&by_old, &v2, later).is_ok());
+    // ...and after it, no longer.
+    assert!(matches!(
+        verify_at(&by_old, &v2, now + Duration::days(30)),
+        Err(BundleError::KeyNotValid { .. })
+    ));
+}
+
+#[test]
+fn new_anchors_signed_only_by_the_new_key_are_refused() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let new = key();
+    let now = t0() + Duration::days(1);
+    let forged = sign_anchors(&successor(&v1, &new, now), &[&new]);
+    let err = accept_rotation(&v1, &forged, now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AnchorsError::NotSignedByCurrent {
+                valid: 0,
+                threshold: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("is not in the trusted anchors"),
+        "{err}"
+    );
+}
+
+#[test]
+fn new_anchors_signed_by_a_stranger_are_refused() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let (stranger, new) = (key(), key());
+    let now = t0() + Duration::days(1);
+    // The stranger makes anchors in which it is the only key.
+    let mut takeover = v1.clone();
+    takeover.version = 2;
+    takeover.keys = vec![AnchorKey::new(&stranger, now, None)];
+    let forged = sign_anchors(&takeover, &[&stranger]);
+    assert!(matches!(
+        accept_rotation(&v1, &forged, now),
+        Err(AnchorsError::NotSignedByCurrent { valid: 0, .. })
+    ));
+    // Also with the new key's signature added.
+    let forged = sign_anchors(&successor(&v1, &new, now), &[&stranger, &new]);
+    assert!(matches!(
+        accept_rotation(&v1, &forged, now),
+        Err(AnchorsError::NotSignedByCurrent { valid: 0, .. })
+    ));
+}
+
+#[test]
+fn tampered_rotation_is_refused() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let (new, attacker) = (key(), key());
+    let now = t0() + Duration::days(1);
+    let (_, envelope) = rotate(&v1, &[&old], &new, Duration::days(30), now).unwrap();
+    // Swap the new key for the attacker's key inside the signed payload.
+    let mut env = Envelope::from_json(&envelope).unwrap();
+    let decoded = env.decode().unwrap();
+    let mut doc: TrustAnchors = serde_json::from_slice(&decoded.payload).unwrap();
+    doc.keys[1] = AnchorKey::new(&attacker, now, None);
+    use base64::Engine;
+    env.payload = base64::engine::general_purpose::STANDARD.encode(doc.to_json().unwrap());
+    let err = accept_rotation(&v1, &env.to_json().unwrap(), now).unwrap_err();
+    assert!(
+        matches!(err, AnchorsError::NotSignedByCurrent { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("does not verify"), "{err}");
+}
+
+#[test]
+fn version_must_increase() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let new = key();
+    let now = t0() + Duration::days(1);
+    let mut same = successor(&v1, &new, now);
+    same.version = v1.version;
+    let err = accept_rotation(&v1, &sign_anchors(&same, &[&old, &new]), now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AnchorsError::VersionNotIncreasing {
+                version: 1,
+                current: 1
+            }
+        ),
+        "{err:?}"
+    );
+    same.version = 0;
+    assert!(matches!(
+        accept_rotation(&v1, &sign_anchors(&same, &[&old, &new]), now),
+        Err(AnchorsError::VersionNotIncreasing { .. })
+    ));
+
+    // Replaying an old rotation to a holder of newer anchors.
+    let (v2, e2) = rotate(&v1, &[&old], &new, Duration::days(30), now).unwrap();
+    let newer = key();
+    let (v3, _) = rotate(&v2, &[&old, &new], &newer, Duration::days(30), now).unwrap();
+    assert!(matches!(
+        accept_rotation(&v3, &e2, now),
+        Err(AnchorsError::VersionNotIncreasing {
+            version: 2,
+            current: 3
+        })
+    ));
+}
+
+#[test]
+fn other_org_is_refused() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let new = key();
+    let now = t0() + Duration::days(1);
+    let mut other = successor(&v1, &new, now);
+    other.org = "globex".into();
+    let err = accept_rotation(&v1, &sign_anchors(&other, &[&old, &new]), now).unwrap_err();
+    assert!(matches!(err, AnchorsError::OrgMismatch { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "new anchors are for org globex, trusted anchors are for acme-corp"
+    );
+}
+
+#[test]
+fn added_key_must_prove_possession() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    // The old key alone meets both thresholds, but the added key never signed: its
+    // holder may not exist (or the key may be someone else's).
+    let new = key();
+    let now = t0() + Duration::days(1);
+    let err =
+        accept_rotation(&v1, &sign_anchors(&successor(&v1, &new, now), &[&old]), now).unwrap_err();
+    assert!(
+        matches!(&err, AnchorsError::MissingProofOfPossession { keyid } if *keyid == new.keyid()),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn new_document_needs_its_own_threshold() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let (n1, n2) = (key(), key());
+    let now = t0() + Duration::days(1);
+    // Drops the old key, asks for 2 of {n1, n2}, but only n1 signed.
+    let mut next = v1.clone();
+    next.version = 2;
+    next.threshold = 2;
+    next.keys = vec![
+        AnchorKey::new(&n1, now, None),
+        AnchorKey::new(&n2, now, None),
+    ];
+    let err = accept_rotation(&v1, &sign_anchors(&next, &[&old, &n1]), now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AnchorsError::NotSignedByNew {
+                valid: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(accept_rotation(&v1, &sign_anchors(&next, &[&old, &n1, &n2]), now).is_ok());
+}
+
+#[test]
+fn invalid_new_document_is_refused() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let new = key();
+    let now = t0() + Duration::days(1);
+    let mut next = successor(&v1, &new, now);
+    next.threshold = 0;
+    assert!(matches!(
+        accept_rotation(&v1, &sign_anchors(&next, &[&old, &new]), now),
+        Err(AnchorsError::InvalidNewAnchors(_))
+    ));
+    let garbage = Envelope::sign(ANCHORS_PAYLOAD_TYPE, b"{\"org\":1}", &[&old])
+        .to_json()
+        .unwrap();
+    assert!(matches!(
+        accept_rotation(&v1, &garbage, now),
+        Err(AnchorsError::MalformedPayload(_))
+    ));
+}
+
+#[test]
+fn policy_bundle_is_not_a_rotation() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let now = t0() + Duration::days(1);
+    assert!(matches!(
+        accept_rotation(&v1, &bundle(1, &[&old]), now),
+        Err(AnchorsError::WrongPayloadType { .. })
+    ));
+    assert!(matches!(
+        accept_rotation(&v1, b"{", now),
+        Err(AnchorsError::MalformedEnvelope(_))
+    ));
+    let huge = vec![b' '; fleetkit::anchors::MAX_ANCHORS_BYTES + 1];
+    assert!(matches!(
+        accept_rotation(&v1, &huge, now),
+        Err(AnchorsError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn retired_current_key_cannot_sign_a_rotation() {
+    let old = key();
+    let mut v1 = anchors_for(&[&old], 1);
+    let now = t0() + Duration::days(40);
+    v1.keys[0].valid_until = Some(t0() + Duration::days(30));
+    let new = key();
+    let forged = sign_anchors(&successor(&v1, &new, now), &[&old, &new]);
+    let err = accept_rotation(&v1, &forged, now).unwrap_err();
+    assert!(
+        matches!(err, AnchorsError::NotSignedByCurrent { valid: 0, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("outside its validity window"),
+        "{err}"
+    );
+    assert!(matches!(
+        rotate(&v1, &[&old], &new, Duration::days(30), now),
+        Err(AnchorsError::SignerNotCurrent { .. })
+    ));
+}
+
+#[test]
+fn threshold_two_rotation() {
+    let (a, b) = (key(), key());
+    let v1 = anchors_for(&[&a, &b], 2);
+    let new = key();
+    let now = t0() + Duration::days(1);
+    assert!(matches!(
+        rotate(&v1, &[&a], &new, Duration::days(30), now),
+        Err(AnchorsError::NotEnoughSigners {
+            have: 1,
+            threshold: 2
+        })
+    ));
+    let (v2, envelope) = rotate(&v1, &[&a, &b], &new, Duration::days(30), now).unwrap();
+    assert_eq!(accept_rotation(&v1, &envelope, now).unwrap(), v2);
+    // One current key plus the new key is not a threshold of the current keys.
+    let forged = sign_anchors(&successor(&v1, &new, now), &[&a, &new]);
+    assert!(matches!(
+        accept_rotation(&v1, &forged, now),
+        Err(AnchorsError::NotSignedByCurrent {
+            valid: 1,
+            threshold: 2,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn chain_is_walked_in_order() {
+    let k1 = key();
+    let v1 = anchors_for(&[&k1], 1);
+    let k2 = key();
+    let k3 = key();
+    let day1 = t0() + Duration::days(1);
+    let day2 = t0() + Duration::days(2);
+    let (v2, e2) = rotate(&v1, &[&k1], &k2, Duration::days(30), day1).unwrap();
+    let (v3, e3) = rotate(&v2, &[&k2], &k3, Duration::days(30), day2).unwrap();
+    let now = t0() + Duration::days(3);
+
+    assert_eq!(accept_chain(&v1, &[&e2, &e3], now).unwrap(), v3);
+    assert_eq!(accept_chain(&v2, &[&e3], now).unwrap(), v3);
+    assert_eq!(accept_chain(&v1, &[], now).unwrap(), v1);
+
+    // Out of order: step 1 (v3, signed by k2) is not signed by v1's keys.
+    let err = accept_chain(&v1, &[&e3, &e2], now).unwrap_err();
+    assert!(
+        matches!(&err, AnchorsError::Chain { index: 1, total: 2, source } if matches!(**source, AnchorsError::NotSignedByCurrent { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().starts_with("rotation 1 of 2: "));
+
+    // A forged second step.
+    let stranger = key();
+    let forged = sign_anchors(&successor(&v2, &stranger, now), &[&stranger]);
+    assert!(matches!(
+        accept_chain(&v1, &[&e2, &forged], now),
+        Err(AnchorsError::Chain { index: 2, .. })
+    ));
+
+    // Bundles by k3 verify against the end of the chain only.
+    let b = bundle(1, &[&k3]);
+    assert!(verify_at(&b, &v1, now).is_err());
+    assert!(verify_at(&b, &accept_chain(&v1, &[&e2, &e3], now).unwrap(), now).is_ok());
+}
+
+#[test]
+fn expired_keys_are_dropped_and_retirement_never_extends() {
+    let (a, b) = (key(), key());
+    let mut v1 = anchors_for(&[&a, &b], 1);
+    let now = t0() + Duration::days(10);
+    // b already ended; a ends in 2 days.
+    v1.keys[1].valid_until = Some(t0() + Duration::days(5));
+    v1.keys[0].valid_until = Some(now + Duration::days(2));
+    let new = key();
+    let (v2, envelope) = rotate(&v1, &[&a], &new, Duration::days(30), now).unwrap();
+    assert_eq!(v2.keys.len(), 2, "{v2:#?}");
+    assert_eq!(v2.keys[0].keyid, a.keyid());
+    assert_eq!(v2.keys[0].valid_until, Some(now + Duration::days(2)));
+    assert_eq!(v2.keys[1].keyid, new.keyid());
+    assert!(accept_rotation(&v1, &envelope, now).is_ok());
+
+    // Immediate retirement (compromise): the old key stops at `now`.
+    let (v2, envelope) = rotate(&v1, &[&a], &new, Duration::ZERO, now).unwrap();
+    assert_eq!(v2.keys[0].valid_until, Some(now));
+    assert!(accept_rotation(&v1, &envelope, now).is_ok());
+    assert!(matches!(
+        verify_at(&bundle(1, &[&a]), &v2, now),
+        Err(BundleError::KeyNotValid { .. })
+    ));
+}
+
+#[test]
+fn rotated_anchors_survive_save_and_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let new = key();
+    let now = t0() + Duration::days(1);
+    let (v2, _) = rotate(&v1, &[&old], &new, Duration::days(30), now).unwrap();
+    let path = dir.path().join("anchors.json");
+    fleetkit::anchors::save(&v2, &path).unwrap();
+    assert_eq!(fleetkit::anchors::load(&path).unwrap(), v2);
+}
