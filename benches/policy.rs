@@ -51,7 +51,8 @@ fn setup() -> Setup {
 }
 
 fn check_and_sign(text: &str, s: &Setup) -> Vec<u8> {
-    let checked = fleetkit::policy::parse(&SourceFile::new("policy.yaml", text)).expect("valid policy");
+    let checked =
+        fleetkit::policy::parse(&SourceFile::new("policy.yaml", text)).expect("valid policy");
     let payload = BundlePayload {
         org: "bench-org".into(),
         version: 1,
@@ -69,17 +70,26 @@ fn benches(c: &mut Criterion) {
         b.iter(|| check_and_sign(black_box(&text), &s))
     });
 
-    let example = include_str!("../examples/acme-corp/policy.yaml").replace("acme-corp", "bench-org");
-    for (name, policy) in [("example policy", example.as_str()), ("1000-rule policy", text.as_str())] {
+    let example =
+        include_str!("../examples/acme-corp/policy.yaml").replace("acme-corp", "bench-org");
+    for (name, policy) in [
+        ("example policy", example.as_str()),
+        ("1000-rule policy", text.as_str()),
+    ] {
         let bytes = check_and_sign(policy, &s);
         let opts = VerifyOptions {
             now: s.now,
             expected_org: Some("bench-org"),
             stored_version: None,
         };
-        c.bench_function(&format!("verify bundle ({name}, {} bytes)", bytes.len()), |b| {
-            b.iter(|| bundle::verify_bundle(black_box(&bytes), &s.anchors, &opts).expect("valid"))
-        });
+        c.bench_function(
+            &format!("verify bundle ({name}, {} bytes)", bytes.len()),
+            |b| {
+                b.iter(|| {
+                    bundle::verify_bundle(black_box(&bytes), &s.anchors, &opts).expect("valid")
+                })
+            },
+        );
     }
 }
 

@@ -59,7 +59,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let now = OffsetDateTime::from_unix_timestamp(1_764_547_200).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let now = OffsetDateTime::from_unix_timestamp(1_764_547_200)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let key = PolicyKey::from_seed(&[7u8; 32]);
         let anchors = TrustAnchors {
             org: FUZZ_ORG.into(),

@@ -102,7 +102,7 @@ pub fn load_file(path: &Path, limits: Limits) -> Result<(SourceFile, Node), Diag
     };
     let text = decode_utf8(&name, bytes)?;
     let src = SourceFile::new(name, text);
-    let node = parse(&src, limits).map_err(|d| Diagnostics(vec![d]))?;
+    let node = parse(&src, limits)?;
     Ok((src, node))
 }
 
@@ -132,9 +132,10 @@ pub fn decode_utf8(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostics> {
 }
 
 /// Parses one YAML document into a located tree.
-pub fn parse(src: &SourceFile, limits: Limits) -> Result<Node, Diagnostic> {
+pub fn parse(src: &SourceFile, limits: Limits) -> Result<Node, Diagnostics> {
+    let one = |d: Diagnostic| Diagnostics(vec![d]);
     if src.text.trim().is_empty() || src.text.lines().all(is_blank_or_comment) {
-        return Err(src.diagnostic(
+        return Err(one(src.diagnostic(
             Loc {
                 line: 1,
                 column: 1,
@@ -143,11 +144,11 @@ pub fn parse(src: &SourceFile, limits: Limits) -> Result<Node, Diagnostic> {
             "",
             "the file is empty",
             Some("write a YAML mapping; `fleetkit init` creates a commented starting file".into()),
-        ));
+        )));
     }
     if let Some(at) = src.text.find('\0') {
         let line = src.text[..at].matches('\n').count() + 1;
-        return Err(src.diagnostic(
+        return Err(one(src.diagnostic(
             Loc {
                 line,
                 column: 1,
@@ -156,7 +157,7 @@ pub fn parse(src: &SourceFile, limits: Limits) -> Result<Node, Diagnostic> {
             "",
             "the file contains a NUL byte: it is not a YAML text file",
             Some("is this a binary file?".into()),
-        ));
+        )));
     }
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = limits.max_nodes;
@@ -167,7 +168,7 @@ pub fn parse(src: &SourceFile, limits: Limits) -> Result<Node, Diagnostic> {
     options.strict_booleans = true;
     match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(&src.text, options) {
         Ok(spanned) => Ok(spanned.into()),
-        Err(e) => Err(from_parse_error(src, &e)),
+        Err(e) => Err(one(from_parse_error(src, &e))),
     }
 }
 
@@ -190,7 +191,9 @@ fn from_parse_error(src: &SourceFile, e: &serde_saphyr::Error) -> Diagnostic {
         },
     );
     let raw = e.without_snippet().to_string();
-    let message = strip_location_prefix(raw.lines().next().unwrap_or("invalid YAML")).to_string();
+    let message = plain_parse_message(strip_location_prefix(
+        raw.lines().next().unwrap_or("invalid YAML"),
+    ));
     let help = if message.contains("budget") {
         "the document expands to too many nodes or nests too deeply (an alias bomb?); write it out plainly"
     } else if message.contains("duplicate") {
@@ -204,6 +207,19 @@ fn from_parse_error(src: &SourceFile, e: &serde_saphyr::Error) -> Diagnostic {
         format!("invalid YAML: {message}"),
         Some(help.into()),
     )
+}
+
+/// The parser's message without its own location suffixes and API advice, which
+/// mean nothing to the author of a policy file.
+fn plain_parse_message(msg: &str) -> String {
+    if msg.contains("budget breached") {
+        return "the document expands beyond the parser's limits (too many nodes after alias expansion, or nested too deeply)".into();
+    }
+    let msg = msg.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    match msg.find(" at line ") {
+        Some(at) => msg[..at].to_string(),
+        None => msg,
+    }
 }
 
 /// serde-saphyr prefixes its messages with "line L column C: "; we show the location
@@ -432,6 +448,15 @@ impl<'s> Reader<'s> {
     }
 
     fn type_error(&mut self, node: &Node, field: &str, expected: &str) {
+        if field == "document" {
+            self.error_at(
+                node.loc,
+                "",
+                format!("the document must be {expected}, found {}", node.kind()),
+                Some("write `key: value` lines at the top level".into()),
+            );
+            return;
+        }
         let help = match (&node.value, expected) {
             (Value::Bool(_) | Value::Int(_) | Value::Float(_), "a string") => {
                 "quote the value to make it a string, e.g. \"1.0\"".to_string()
@@ -635,13 +660,19 @@ mod tests {
                 vec![format!("*{prev}"); 9].join(",")
             ));
         }
-        let d = parse(&src(&text), Limits::default()).unwrap_err();
-        assert!(d.message.contains("budget"), "{}", d.message);
+        let d = parse(&src(&text), Limits::default())
+            .unwrap_err()
+            .0
+            .remove(0);
+        assert!(d.message.contains("expands beyond"), "{}", d.message);
     }
 
     #[test]
     fn syntax_errors_are_located() {
-        let d = parse(&src("a: [1, 2\nb: c: d\n"), Limits::default()).unwrap_err();
+        let d = parse(&src("a: [1, 2\nb: c: d\n"), Limits::default())
+            .unwrap_err()
+            .0
+            .remove(0);
         assert_eq!(d.line, 2);
         assert!(d.message.starts_with("invalid YAML"));
     }

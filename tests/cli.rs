@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 
 fn fleetkit() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fleetkit"));
-    c.env_remove("FLEETKIT_WORKSPACE").env_remove("SOURCE_DATE_EPOCH");
+    c.env_remove("FLEETKIT_WORKSPACE")
+        .env_remove("SOURCE_DATE_EPOCH");
     c
 }
 
@@ -40,10 +41,12 @@ fn run(cmd: &mut Command) -> Run {
 
 fn init_workspace(dir: &Path, org: &str) -> PathBuf {
     let ws = dir.join("ws");
-    let r = run(fleetkit()
-        .args(["init"])
-        .arg(&ws)
-        .args(["--org", org, "--server", "https://fleet.example.com:8443"]));
+    let r = run(fleetkit().args(["init"]).arg(&ws).args([
+        "--org",
+        org,
+        "--server",
+        "https://fleet.example.com:8443",
+    ]));
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     ws
 }
@@ -64,7 +67,13 @@ fn mode(p: &Path) -> u32 {
 fn init_creates_a_complete_workspace_with_private_keys_0600() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = init_workspace(tmp.path(), "acme-corp");
-    for f in ["fleetkit.yaml", "policy.yaml", "anchors.json", "keys/root-ca.pem", "keys/issuing-ca.pem"] {
+    for f in [
+        "fleetkit.yaml",
+        "policy.yaml",
+        "anchors.json",
+        "keys/root-ca.pem",
+        "keys/issuing-ca.pem",
+    ] {
         assert!(ws.join(f).is_file(), "{f} missing");
     }
     let keys: Vec<PathBuf> = fs::read_dir(ws.join("keys"))
@@ -72,13 +81,20 @@ fn init_creates_a_complete_workspace_with_private_keys_0600() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "key"))
         .collect();
-    assert_eq!(keys.len(), 3, "policy key, root CA key, issuing CA key: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        3,
+        "policy key, root CA key, issuing CA key: {keys:?}"
+    );
     #[cfg(unix)]
     for k in &keys {
         assert_eq!(mode(k), 0o600, "{}", k.display());
     }
     let anchors = fs::read_to_string(ws.join("anchors.json")).unwrap();
-    assert!(!anchors.contains("PRIVATE"), "anchors.json must be public only");
+    assert!(
+        !anchors.contains("PRIVATE"),
+        "anchors.json must be public only"
+    );
     // The starting policy is valid as written.
     let r = run(in_ws(&ws).args(["policy", "check"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -91,7 +107,11 @@ fn init_refuses_to_replace_keys_without_force() {
     let before = fs::read(ws.join("keys/root-ca.key")).unwrap();
     let r = run(fleetkit().arg("init").arg(&ws).args(["--org", "acme-corp"]));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("key material already exists"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("key material already exists"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("--force"), "{}", r.stderr);
     assert_eq!(fs::read(ws.join("keys/root-ca.key")).unwrap(), before);
     let r = run(fleetkit().arg("init").arg(&ws).arg("--force"));
@@ -103,7 +123,12 @@ fn init_refuses_to_replace_keys_without_force() {
 fn init_rejects_a_plain_http_server_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path().join("ws");
-    let r = run(fleetkit().arg("init").arg(&ws).args(["--org", "acme", "--server", "http://fleet.example.com"]));
+    let r = run(fleetkit().arg("init").arg(&ws).args([
+        "--org",
+        "acme",
+        "--server",
+        "http://fleet.example.com",
+    ]));
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("https://"), "{}", r.stderr);
     assert!(!ws.exists());
@@ -113,7 +138,11 @@ fn init_rejects_a_plain_http_server_and_writes_nothing() {
 fn check_exit_codes_and_json() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.yaml");
-    fs::write(&bad, "version: \"1.0\"\norganization: acme\neffective_date: \"2025-12-01\"\nsaftey: {}\n").unwrap();
+    fs::write(
+        &bad,
+        "version: \"1.0\"\norganization: acme\neffective_date: \"2025-12-01\"\nsaftey: {}\n",
+    )
+    .unwrap();
     let r = run(fleetkit().args(["policy", "check"]).arg(&bad));
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("bad.yaml:4:1"), "{}", r.stderr);
@@ -160,19 +189,31 @@ fn sign_increments_versions_and_never_goes_down() {
     assert!(ws.join("bundles/policy-v2.json").is_file());
     let r = run(in_ws(&ws).args(["policy", "sign", "--version", "2"]));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("not above the last signed version 2"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not above the last signed version 2"),
+        "{}",
+        r.stderr
+    );
     let r = run(in_ws(&ws).args(["policy", "sign", "--version", "10"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     let b1 = ws.join("bundles/policy-v1.json");
     let r = run(in_ws(&ws).args(["policy", "verify"]).arg(&b1));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("valid: policy bundle v1 for acme-corp"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("valid: policy bundle v1 for acme-corp"),
+        "{}",
+        r.stdout
+    );
     // A device that already has v10 refuses v1 as a rollback.
-    let r = run(in_ws(&ws).args(["policy", "verify", "--stored-version", "10"]).arg(&b1));
+    let r = run(in_ws(&ws)
+        .args(["policy", "verify", "--stored-version", "10"])
+        .arg(&b1));
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("rollback"), "{}", r.stderr);
-    let r = run(in_ws(&ws).args(["policy", "verify", "--json", "--stored-version", "10"]).arg(&b1));
+    let r = run(in_ws(&ws)
+        .args(["policy", "verify", "--json", "--stored-version", "10"])
+        .arg(&b1));
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["valid"], false);
 }
@@ -199,14 +240,18 @@ fn same_inputs_and_source_date_epoch_give_identical_bundles() {
     copy_dir(&ws, &copy);
     let epoch = fleetkit::clock::now().unix_timestamp().to_string();
     for w in [&ws, &copy] {
-        let r = run(in_ws(w).env("SOURCE_DATE_EPOCH", &epoch).args(["policy", "sign"]));
+        let r = run(in_ws(w)
+            .env("SOURCE_DATE_EPOCH", &epoch)
+            .args(["policy", "sign"]));
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
     assert_eq!(
         fs::read(ws.join("bundles/policy-v1.json")).unwrap(),
         fs::read(copy.join("bundles/policy-v1.json")).unwrap()
     );
-    let r = run(in_ws(&ws).env("SOURCE_DATE_EPOCH", "yesterday").args(["policy", "sign"]));
+    let r = run(in_ws(&ws)
+        .env("SOURCE_DATE_EPOCH", "yesterday")
+        .args(["policy", "sign"]));
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("SOURCE_DATE_EPOCH"), "{}", r.stderr);
 }
@@ -222,17 +267,26 @@ fn rotation_chain_is_accepted_and_a_forged_one_is_not() {
     let env = ws.join("rotations/anchors-v2.json");
     assert!(env.is_file());
     let out = tmp.path().join("accepted.json");
-    let r = run(fleetkit().args(["keys", "accept", "--trusted"]).arg(&old).arg(&env).arg("--out").arg(&out));
+    let r = run(fleetkit()
+        .args(["keys", "accept", "--trusted"])
+        .arg(&old)
+        .arg(&env)
+        .arg("--out")
+        .arg(&out));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let accepted: serde_json::Value = serde_json::from_slice(&fs::read(&out).unwrap()).unwrap();
-    let current: serde_json::Value = serde_json::from_slice(&fs::read(ws.join("anchors.json")).unwrap()).unwrap();
+    let current: serde_json::Value =
+        serde_json::from_slice(&fs::read(ws.join("anchors.json")).unwrap()).unwrap();
     assert_eq!(accepted, current);
 
     // A second, unrelated workspace's rotation does not chain from our anchors.
     let other = init_workspace(&tmp.path().join("o"), "acme-corp");
     let r = run(in_ws(&other).args(["keys", "rotate"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = run(fleetkit().args(["keys", "accept", "--trusted"]).arg(&old).arg(other.join("rotations/anchors-v2.json")));
+    let r = run(fleetkit()
+        .args(["keys", "accept", "--trusted"])
+        .arg(&old)
+        .arg(other.join("rotations/anchors-v2.json")));
     assert_eq!(r.code, 1, "{}", r.stdout);
 
     // After rotation, new bundles verify with both the old anchors (during the
@@ -240,12 +294,19 @@ fn rotation_chain_is_accepted_and_a_forged_one_is_not() {
     let r = run(in_ws(&ws).args(["policy", "sign"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     for anchors in [&old, &ws.join("anchors.json")] {
-        let r = run(fleetkit().args(["policy", "verify", "--anchors"]).arg(anchors).arg(ws.join("bundles/policy-v1.json")));
+        let r = run(fleetkit()
+            .args(["policy", "verify", "--anchors"])
+            .arg(anchors)
+            .arg(ws.join("bundles/policy-v1.json")));
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
     let r = run(in_ws(&ws).args(["keys", "list"]));
     assert_eq!(r.code, 0);
-    assert!(r.stdout.contains("retiring") && r.stdout.contains("active"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("retiring") && r.stdout.contains("active"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

@@ -39,11 +39,11 @@ pub fn run(_ctx: &Context, args: DemoArgs) -> Result<(), Failure> {
     )
     .map_err(io)?;
 
-    say(format!("1. init: example org acme-corp in {}", dir.display()));
-    super::init::run(
-        _ctx,
-        super::init::InitArgs::for_demo(dir.clone()),
-    )?;
+    say(format!(
+        "1. init: example org acme-corp in {}",
+        dir.display()
+    ));
+    super::init::run(_ctx, super::init::InitArgs::for_demo(dir.clone()))?;
 
     let ws = Workspace::open(&dir).map_err(|e| fail(e, ""))?;
     let ctx = Context {
@@ -55,7 +55,10 @@ pub fn run(_ctx: &Context, args: DemoArgs) -> Result<(), Failure> {
     super::policy::run(&ctx, super::policy::PolicyCommand::sign_default())?;
     let bundle = ws.bundle_path(1);
     say("4. policy verify");
-    super::policy::run(&ctx, super::policy::PolicyCommand::verify(bundle.clone(), ws.anchors_path()))?;
+    super::policy::run(
+        &ctx,
+        super::policy::PolicyCommand::verify(bundle.clone(), ws.anchors_path()),
+    )?;
     say("5. keys rotate");
     let before = dir.join("anchors-v1.json");
     std::fs::copy(ws.anchors_path(), &before).map_err(|e| fail(e, ""))?;
@@ -71,7 +74,10 @@ pub fn run(_ctx: &Context, args: DemoArgs) -> Result<(), Failure> {
         &ctx,
         super::policy::PolicyCommand::verify(ws.bundle_path(2), dir.join("anchors-v1.json")),
     )?;
-    super::policy::run(&ctx, super::policy::PolicyCommand::verify(ws.bundle_path(2), ws.anchors_path()))?;
+    super::policy::run(
+        &ctx,
+        super::policy::PolicyCommand::verify(ws.bundle_path(2), ws.anchors_path()),
+    )?;
     say(format!("done: see {}", dir.display()));
     Ok(())
 }

@@ -47,7 +47,10 @@ pub fn run(_ctx: &Context, args: InitArgs) -> Result<(), Failure> {
     }
     say(format!("  policy key      {}", report.policy_keyid));
     say(format!("  root CA         {}", report.root_ca_fingerprint));
-    say(format!("  issuing CA      {}", report.issuing_ca_fingerprint));
+    say(format!(
+        "  issuing CA      {}",
+        report.issuing_ca_fingerprint
+    ));
     say("next: edit policy.yaml, then `fleetkit policy check` and `fleetkit policy sign`");
     Ok(())
 }

@@ -101,7 +101,12 @@ fn rotate(ctx: &Context, args: RotateArgs) -> Result<(), Failure> {
 
 fn accept(args: AcceptArgs) -> Result<(), Failure> {
     let accepted = fleetkit::workspace::rotate::accept_chain_files(&args.trusted, &args.chain)
-        .map_err(|e| fail(e, "only anchors signed through the rotation chain are accepted"))?;
+        .map_err(|e| {
+            fail(
+                e,
+                "only anchors signed through the rotation chain are accepted",
+            )
+        })?;
     say(format!(
         "accepted anchors v{} for {} ({} key(s), threshold {})",
         accepted.version,

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 /// Turn one organisation policy into signed, per-platform provisioning artefacts.
 #[derive(Debug, Parser)]
-#[command(name = "fleetkit", version, about, long_about = None, propagate_version = true)]
+#[command(name = "fleetkit", version, about, long_about = None)]
 pub struct Cli {
     /// The org workspace (default: found from the current directory upwards, like git).
     #[arg(long, global = true, value_name = "DIR", env = "FLEETKIT_WORKSPACE")]
@@ -76,5 +76,14 @@ impl Context {
             fleetkit::workspace::WorkspaceError::Config(d) => Failure::Diagnostics(d),
             other => Failure::invalid(other.to_string(), other.help()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

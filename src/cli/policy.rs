@@ -90,22 +90,24 @@ fn check(ctx: &Context, args: CheckArgs) -> Result<(), Failure> {
     let (errors, warnings, summary) = match outcome {
         Ok(checked) => {
             let mut errors = Diagnostics::default();
-            if let Some(org) = &expected_org {
-                if &checked.policy.organization != org {
-                    errors.push(fleetkit::diag::Diagnostic {
-                        severity: fleetkit::diag::Severity::Error,
-                        file: path.display().to_string(),
-                        line: 0,
-                        column: 0,
-                        field: "organization".into(),
-                        message: format!(
-                            "the policy is for `{}` but the workspace org is `{org}`",
-                            checked.policy.organization
-                        ),
-                        help: Some("make `organization` in the policy match `org` in fleetkit.yaml".into()),
-                        snippet: String::new(),
-                    });
-                }
+            if let Some(org) = &expected_org
+                && &checked.policy.organization != org
+            {
+                errors.push(fleetkit::diag::Diagnostic {
+                    severity: fleetkit::diag::Severity::Error,
+                    file: path.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    field: "organization".into(),
+                    message: format!(
+                        "the policy is for `{}` but the workspace org is `{org}`",
+                        checked.policy.organization
+                    ),
+                    help: Some(
+                        "make `organization` in the policy match `org` in fleetkit.yaml".into(),
+                    ),
+                    snippet: String::new(),
+                });
             }
             let summary = format!(
                 "{}: valid: organization {}, schema {}, effective {}, {} rules",
@@ -127,7 +129,11 @@ fn check(ctx: &Context, args: CheckArgs) -> Result<(), Failure> {
             "warnings": warnings,
         });
         say(serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return if errors.is_empty() { Ok(()) } else { Err(Failure::Reported) };
+        return if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::Reported)
+        };
     }
     for w in warnings.iter() {
         note(w.to_string());
@@ -187,8 +193,12 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), Failure> {
     let result = verify_bundle_file(&args.bundle, &anchors_path, args.stored_version);
     if args.json {
         let doc = match &result {
-            Ok(o) => serde_json::json!({"bundle": args.bundle.display().to_string(), "valid": true, "outcome": o}),
-            Err(e) => serde_json::json!({"bundle": args.bundle.display().to_string(), "valid": false, "reason": e.to_string(), "code": e.code()}),
+            Ok(o) => {
+                serde_json::json!({"bundle": args.bundle.display().to_string(), "valid": true, "outcome": o})
+            }
+            Err(e) => {
+                serde_json::json!({"bundle": args.bundle.display().to_string(), "valid": false, "reason": e.to_string(), "code": e.code()})
+            }
         };
         say(serde_json::to_string_pretty(&doc).unwrap_or_default());
         return result.map(|_| ()).map_err(|_| Failure::Reported);

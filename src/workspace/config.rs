@@ -185,7 +185,11 @@ fn read_config(r: &mut Reader<'_>, node: &Node) -> Option<Config> {
         None => org.as_deref().map(default_identifier_prefix),
     };
     let server = top
-        .required(r, "server", "give the enrollment server: `server: {url: https://…}`")
+        .required(
+            r,
+            "server",
+            "give the enrollment server: `server: {url: https://…}`",
+        )
         .and_then(|n| read_server(r, n));
     let enrollment = match top.get("enrollment") {
         Some(n) => read_enrollment(r, n),
@@ -220,7 +224,12 @@ fn read_config(r: &mut Reader<'_>, node: &Node) -> Option<Config> {
 fn org_name(r: &mut Reader<'_>, n: &Node, field: &str) -> Option<String> {
     let s = r.non_empty_str(n, field)?;
     if s.chars().count() > 128 {
-        r.error(n, field, "the org name is longer than 128 characters", "shorten it");
+        r.error(
+            n,
+            field,
+            "the org name is longer than 128 characters",
+            "shorten it",
+        );
         return None;
     }
     if s.chars().any(|c| c.is_control() && c != '\n') {
@@ -309,7 +318,12 @@ fn read_server(r: &mut Reader<'_>, n: &Node) -> Option<Server> {
     match check_https_url(s) {
         Ok(url) => Some(Server { url }),
         Err(msg) => {
-            r.error(url_node, "server.url", msg, "write an https:// URL, e.g. https://fleet.example.com:8443");
+            r.error(
+                url_node,
+                "server.url",
+                msg,
+                "write an https:// URL, e.g. https://fleet.example.com:8443",
+            );
             None
         }
     }
@@ -328,7 +342,12 @@ impl Default for Enrollment {
 fn bounded(r: &mut Reader<'_>, n: &Node, field: &str, lo: u64, hi: u64) -> Option<u64> {
     let v = r.uint(n, field)?;
     if !(lo..=hi).contains(&v) {
-        r.error(n, field, format!("`{field}` is {v}; it must be between {lo} and {hi}"), format!("give a value from {lo} to {hi}"));
+        r.error(
+            n,
+            field,
+            format!("`{field}` is {v}; it must be between {lo} and {hi}"),
+            format!("give a value from {lo} to {hi}"),
+        );
         return None;
     }
     Some(v)
@@ -338,12 +357,22 @@ fn read_enrollment(r: &mut Reader<'_>, n: &Node) -> Option<Enrollment> {
     let m = r.map(
         n,
         "enrollment",
-        &["certificate_lifetime_days", "renew_at_percent", "macos_method"],
+        &[
+            "certificate_lifetime_days",
+            "renew_at_percent",
+            "macos_method",
+        ],
     )?;
     let mut e = Enrollment::default();
     let mut ok = true;
     if let Some(v) = m.get("certificate_lifetime_days") {
-        match bounded(r, v, &join("enrollment", "certificate_lifetime_days"), 1, 825) {
+        match bounded(
+            r,
+            v,
+            &join("enrollment", "certificate_lifetime_days"),
+            1,
+            825,
+        ) {
             Some(d) => e.certificate_lifetime_days = d,
             None => ok = false,
         }
@@ -360,7 +389,12 @@ fn read_enrollment(r: &mut Reader<'_>, n: &Node) -> Option<Enrollment> {
             Some("acme") => e.macos_method = MacosEnrollment::Acme,
             Some("scep") => e.macos_method = MacosEnrollment::Scep,
             Some(other) => {
-                r.error(v, &field, format!("unknown macOS enrollment method `{other}`"), "use `acme` (hardware-bound keys, macOS 13+) or `scep`");
+                r.error(
+                    v,
+                    &field,
+                    format!("unknown macOS enrollment method `{other}`"),
+                    "use `acme` (hardware-bound keys, macOS 13+) or `scep`",
+                );
                 ok = false;
             }
             None => ok = false,
@@ -424,7 +458,12 @@ fn read_policy(r: &mut Reader<'_>, n: &Node) -> Option<PolicySettings> {
     if let Some(v) = m.get("file") {
         match r.non_empty_str(v, "policy.file") {
             Some(f) if Path::new(f).is_absolute() || f.split(['/', '\\']).any(|c| c == "..") => {
-                r.error(v, "policy.file", "the policy file must be inside the workspace", "give a relative path such as `policy.yaml`");
+                r.error(
+                    v,
+                    "policy.file",
+                    "the policy file must be inside the workspace",
+                    "give a relative path such as `policy.yaml`",
+                );
                 ok = false;
             }
             Some(f) => p.file = f.to_string(),
@@ -448,7 +487,12 @@ fn read_targets(r: &mut Reader<'_>, n: &Node) -> Option<Vec<Target>> {
         let field = yaml::index("targets", i);
         match Target::parse(name) {
             Some(t) if out.contains(&t) => {
-                r.error(node, &field, format!("target `{name}` is listed twice"), "list each target once");
+                r.error(
+                    node,
+                    &field,
+                    format!("target `{name}` is listed twice"),
+                    "list each target once",
+                );
                 ok = false;
             }
             Some(t) => out.push(t),
@@ -520,7 +564,12 @@ pub fn yaml_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}' || c == '\u{85}' => {
+            c if c.is_control()
+                || c == '\u{feff}'
+                || c == '\u{2028}'
+                || c == '\u{2029}'
+                || c == '\u{85}' =>
+            {
                 out.push_str(&format!("\\u{:04x}", c as u32))
             }
             c => out.push(c),
@@ -536,7 +585,7 @@ mod tests {
 
     fn parse_text(text: &str) -> Result<Config, Diagnostics> {
         let src = SourceFile::new("fleetkit.yaml", text);
-        let node = yaml::parse(&src, Limits::default()).map_err(|d| Diagnostics(vec![d]))?;
+        let node = yaml::parse(&src, Limits::default())?;
         parse(&src, &node)
     }
 
@@ -557,7 +606,10 @@ mod tests {
         )
         .unwrap_err();
         let fields: Vec<&str> = d.iter().map(|d| d.field.as_str()).collect();
-        assert_eq!(fields, ["server.url", "offline.mode", "targets[1]", "extra"]);
+        assert_eq!(
+            fields,
+            ["server.url", "offline.mode", "targets[1]", "extra"]
+        );
         assert!(d.0[0].message.contains("https://"));
     }
 

@@ -37,7 +37,10 @@ pub enum RotateError {
 }
 
 /// Rotates the workspace's policy key.
-pub fn rotate_keys(ws: &Workspace, retire_after: time::Duration) -> Result<RotateReport, RotateError> {
+pub fn rotate_keys(
+    ws: &Workspace,
+    retire_after: time::Duration,
+) -> Result<RotateReport, RotateError> {
     let now = crate::clock::now();
     let current = anchors::load(&ws.anchors_path())?;
     let signers = signing_keys(ws, &current, now)?;
@@ -76,7 +79,10 @@ pub fn accept_chain_files(trusted: &Path, chain: &[PathBuf]) -> Result<TrustAnch
     let trusted = anchors::load(trusted)?;
     let mut envelopes = Vec::with_capacity(chain.len());
     for p in chain {
-        envelopes.push(crate::fsutil::read_capped(p, anchors::MAX_ANCHORS_BYTES as u64)?);
+        envelopes.push(crate::fsutil::read_capped(
+            p,
+            anchors::MAX_ANCHORS_BYTES as u64,
+        )?);
     }
     let refs: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
     Ok(anchors::accept_chain(&trusted, &refs, now)?)

@@ -70,14 +70,18 @@ impl SignError {
     pub fn help(&self) -> &'static str {
         match self {
             Self::Policy(_) => "fix the policy as shown, then sign again",
-            Self::OrgMismatch { .. } => "make `organization` in the policy match `org` in fleetkit.yaml",
+            Self::OrgMismatch { .. } => {
+                "make `organization` in the policy match `org` in fleetkit.yaml"
+            }
             Self::VersionNotIncreasing { .. } => {
                 "omit --version to use the next one; devices refuse lower versions as rollbacks"
             }
             Self::NotEnoughKeys { .. } => {
                 "sign on the machine holding the policy keys, or rotate keys with `fleetkit keys rotate`"
             }
-            Self::Anchors(_) | Self::Keys(_) => "check anchors.json and keys/, or recreate them with `fleetkit init --force`",
+            Self::Anchors(_) | Self::Keys(_) => {
+                "check anchors.json and keys/, or recreate them with `fleetkit init --force`"
+            }
             Self::State(_) => "state.json records the last signed version",
             Self::Clock(_) => "unset SOURCE_DATE_EPOCH or give seconds since 1970",
             _ => "",
@@ -143,9 +147,8 @@ pub fn sign_policy(ws: &Workspace, opts: &SignOptions) -> Result<SignReport, Sig
         version,
         issued_at,
         expires_at,
-        policy: serde_json::to_value(&checked.policy).map_err(|e| {
-            SignError::Bundle(crate::bundle::BundleError::Encode(e.to_string()))
-        })?,
+        policy: serde_json::to_value(&checked.policy)
+            .map_err(|e| SignError::Bundle(crate::bundle::BundleError::Encode(e.to_string())))?,
     };
     let signers: Vec<&PolicyKey> = keys.iter().collect();
     let bytes = bundle::sign_bundle(&payload, &signers)?;

@@ -18,7 +18,9 @@ pub struct State {
 pub enum StateError {
     #[error(transparent)]
     Io(#[from] FsError),
-    #[error("{path}: {reason}; it records the last signed policy version: restore it from version control, or delete it only if no bundle was ever released")]
+    #[error(
+        "{path}: {reason}; it records the last signed policy version: restore it from version control, or delete it only if no bundle was ever released"
+    )]
     Corrupt { path: String, reason: String },
 }
 

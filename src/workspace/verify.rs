@@ -22,7 +22,9 @@ pub struct Summary {
 pub enum Outcome {
     Accepted(Summary),
     /// The bundle is valid and its version is the one already installed.
-    AlreadyCurrent { version: u64 },
+    AlreadyCurrent {
+        version: u64,
+    },
 }
 
 /// Why the bundle (or the anchors) could not be used.
