@@ -310,7 +310,7 @@ impl<'s> Checker<'s> {
                 continue;
             };
             let pf = join(&f, "pattern");
-            if let Err(why) = patterns::compile(pattern) {
+            if let Err(why) = patterns::check(pattern) {
                 self.r.error(pnode, &pf, format!("`{pattern}` is not a valid regular expression: {why}"), "fix the pattern (Rust regex syntax; escape metacharacters such as \\| \\. \\*)");
                 ok = false;
                 continue;
