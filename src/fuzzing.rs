@@ -44,7 +44,7 @@ pub fn seed_bundle(version: u64, policy: serde_json::Value) -> Vec<u8> {
         version,
         issued_at: f.now,
         expires_at: f.now + time::Duration::days(1),
-        policy,
+        policy: serde_json::value::to_raw_value(&policy).unwrap_or_default(),
     };
     bundle::sign_bundle(&payload, &[&f.key]).unwrap_or_default()
 }

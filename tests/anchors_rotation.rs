@@ -57,7 +57,7 @@ fn bundle(version: u64, signers: &[&PolicyKey]) -> Vec<u8> {
         version,
         issued_at: t0(),
         expires_at: t0() + Duration::days(365),
-        policy: serde_json::json!({}),
+        policy: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
     };
     sign_bundle(&p, signers).unwrap()
 }

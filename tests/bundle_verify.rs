@@ -50,7 +50,10 @@ fn payload(org: &str, version: u64) -> BundlePayload {
         version,
         issued_at: t0(),
         expires_at: t0() + Duration::days(30),
-        policy: serde_json::json!({"version": "1.0", "organization": org, "safety": {"risk_tolerance": "low"}}),
+        policy: serde_json::value::to_raw_value(
+            &serde_json::json!({"version": "1.0", "organization": org, "safety": {"risk_tolerance": "low"}}),
+        )
+        .unwrap(),
     }
 }
 

@@ -87,7 +87,8 @@ fn openssl_reads_our_policy_key_and_verifies_our_dsse_signature() {
         version: 1,
         issued_at: datetime!(2025-12-01 00:00 UTC),
         expires_at: datetime!(2026-01-01 00:00 UTC),
-        policy: serde_json::json!({"organization": "acme-corp"}),
+        policy: serde_json::value::to_raw_value(&serde_json::json!({"organization": "acme-corp"}))
+            .unwrap(),
     };
     let bytes = sign_bundle(&payload, &[&key]).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

@@ -33,7 +33,7 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// The signed content of a bundle. Field order is the serialisation order, so the
 /// same payload always gives the same bytes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundlePayload {
     pub org: String,
@@ -43,8 +43,20 @@ pub struct BundlePayload {
     pub issued_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
-    /// The org policy as JSON; its model belongs to the policy module.
-    pub policy: serde_json::Value,
+    /// The org policy as JSON text; its model belongs to the policy module. Kept raw
+    /// so that verifying a large bundle does not build a JSON tree nobody reads: the
+    /// device deserialises it once, straight into the policy model.
+    pub policy: Box<serde_json::value::RawValue>,
+}
+
+impl PartialEq for BundlePayload {
+    fn eq(&self, other: &Self) -> bool {
+        self.org == other.org
+            && self.version == other.version
+            && self.issued_at == other.issued_at
+            && self.expires_at == other.expires_at
+            && self.policy.get() == other.policy.get()
+    }
 }
 
 /// Inputs of [`verify_bundle`] other than the bytes and anchors.

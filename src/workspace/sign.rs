@@ -147,7 +147,7 @@ pub fn sign_policy(ws: &Workspace, opts: &SignOptions) -> Result<SignReport, Sig
         version,
         issued_at,
         expires_at,
-        policy: serde_json::to_value(&checked.policy)
+        policy: serde_json::value::to_raw_value(&checked.policy)
             .map_err(|e| SignError::Bundle(crate::bundle::BundleError::Encode(e.to_string())))?,
     };
     let signers: Vec<&PolicyKey> = keys.iter().collect();
