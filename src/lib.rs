@@ -10,10 +10,14 @@
 //! - [`pki`]: the org's Ed25519 policy keys and X.509 CA (root + issuing);
 //! - [`bundle`]: DSSE envelopes, signed policy bundles and their verification;
 //! - [`anchors`]: the trust anchors document and its signed rotation chain;
+//! - [`protocol`]: the JSON bodies exchanged by the agent and the server;
+//! - [`agent`]: the device side: registration, manifest, policy sync;
+//! - [`server`]: enrollment, inventory and distribution over HTTPS;
 //! - [`workspace`]: the org workspace on disk (`fleetkit.yaml`, keys, anchors, state);
 //! - [`fsutil`], [`clock`]: atomic writes and the one place time is read;
 //! - [`fuzzing`]: the entry points of the cargo-fuzz targets in `fuzz/`.
 
+pub mod agent;
 pub mod anchors;
 pub mod bundle;
 pub mod clock;
@@ -22,5 +26,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod pki;
 pub mod policy;
+pub mod protocol;
+pub mod server;
 pub mod workspace;
 pub mod yaml;

@@ -1,0 +1,185 @@
+//! The wire protocol between `fleetkit agent` and `fleetkit serve`: JSON bodies over
+//! HTTPS, shared by both sides so that they cannot drift apart.
+//!
+//! | method and path | who may call | body → answer |
+//! |---|---|---|
+//! | `POST /v1/enroll` | anyone holding an enrollment token | [`EnrollRequest`] → [`EnrollResponse`] |
+//! | `POST /v1/renew` | a device (client certificate) | [`RenewRequest`] → [`EnrollResponse`] |
+//! | `POST /v1/checkin` | a device | [`CheckinRequest`] → [`CheckinResponse`] |
+//! | `GET /v1/bundle` | a device | the current bundle's exact bytes, `ETag`; `304` on `If-None-Match` |
+//! | `POST /v1/admin/tokens` | admin (bearer credential) | [`TokenCreate`] → [`TokenCreated`] |
+//! | `GET /v1/admin/tokens` | admin | → `[`[`TokenInfo`]`]` |
+//! | `POST /v1/admin/tokens/{id}/revoke` | admin | → [`TokenInfo`] |
+//! | `GET /v1/admin/devices` | admin | `?team=&stale_secs=` → `[`[`DeviceRecord`]`]` |
+//! | `PUT /v1/admin/bundle` | admin | the bundle's bytes (verified by the server first) → [`Published`] |
+//!
+//! Every refusal is an [`ApiError`] with a stable `code`, so that the agent and the CLI
+//! can say exactly why. Times are RFC 3339 strings in UTC.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest request body the server reads (enroll, renew and check-in bodies are a few
+/// KB; a published bundle is capped by [`crate::bundle::MAX_BUNDLE_BYTES`]).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The header carrying the admin credential: `Authorization: Bearer <credential>`.
+pub const ADMIN_AUTH_SCHEME: &str = "Bearer";
+
+/// What a device says about itself when it enrolls and at every check-in. The org
+/// assignment fields come from install-time settings; the rest from the system.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceFacts {
+    /// Stable per device and org (see `agent::identity`).
+    pub machine_id: String,
+    pub hostname: String,
+    /// `<os>-<arch>` as in the ADR-002 manifest, e.g. `darwin-arm64`, `linux-x86_64`.
+    pub platform: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub arch: String,
+    /// Hardware serial or platform UUID where the platform exposes one.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// The device's primary (console) user.
+    pub user: String,
+    pub agent_version: String,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub compliance_zone: Option<String>,
+}
+
+/// `POST /v1/enroll`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The enrollment token, as given to the installer. Never logged, stored hashed.
+    pub token: String,
+    /// PKCS#10 request made on the device with its own key.
+    pub csr_pem: String,
+    pub facts: DeviceFacts,
+}
+
+/// Answer to enroll and renew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollResponse {
+    /// The server's id for this device (stable across renewals and re-enrollments of
+    /// the same machine id).
+    pub device_id: String,
+    pub machine_id: String,
+    /// The team the device belongs to: the token's team.
+    pub team: String,
+    /// Leaf certificate first, then the issuing CA; the root CA is not sent (the device
+    /// holds it in its anchors and trusts nothing else).
+    pub certificate_chain_pem: String,
+    pub not_after: String,
+    /// `sha256:<hex>` of the leaf certificate's DER.
+    pub certificate_fingerprint: String,
+}
+
+/// `POST /v1/renew`: a fresh CSR, authenticated by the current certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    pub csr_pem: String,
+}
+
+/// `POST /v1/checkin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckinRequest {
+    /// The policy bundle version the device enforces, if any.
+    pub policy_version: Option<u64>,
+    pub facts: DeviceFacts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckinResponse {
+    pub device_id: String,
+    pub server_time: String,
+    /// The newest published bundle version, so the agent knows whether to pull.
+    pub bundle_version: Option<u64>,
+}
+
+/// `POST /v1/admin/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreate {
+    pub team: String,
+    pub max_uses: u32,
+    /// Lifetime in seconds from now.
+    pub expires_in_secs: u64,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// The one answer that carries the token itself; the server keeps only its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreated {
+    pub token: String,
+    pub info: TokenInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInfo {
+    /// Public id (not the secret): used to list and revoke.
+    pub id: String,
+    pub team: String,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    pub note: Option<String>,
+}
+
+/// One row of the inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub machine_id: String,
+    pub org: String,
+    pub team: String,
+    pub department: Option<String>,
+    pub environment: Option<String>,
+    pub compliance_zone: Option<String>,
+    pub hostname: String,
+    pub platform: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub serial: Option<String>,
+    pub user: String,
+    pub agent_version: String,
+    pub registered_at: String,
+    pub last_seen: String,
+    pub policy_version: Option<u64>,
+    pub certificate_fingerprint: String,
+    pub certificate_not_after: String,
+}
+
+/// `PUT /v1/admin/bundle` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    pub version: u64,
+    pub etag: String,
+    pub expires_at: String,
+}
+
+/// Every refusal: a stable machine-readable code and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
