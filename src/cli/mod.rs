@@ -5,10 +5,12 @@
 //! (clap's own, and ours for arguments clap cannot judge).
 
 mod demo;
+mod fleet;
 mod init;
 mod keys;
 mod output;
 mod policy;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use output::Failure;
@@ -39,6 +41,14 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Run the whole admin flow on the built-in example org (acme-corp).
     Demo(demo::DemoArgs),
+    /// Run the enrollment, inventory and policy distribution server (HTTPS).
+    Serve(serve::ServeArgs),
+    /// Manage enrollment tokens on the server.
+    #[command(subcommand)]
+    Token(fleet::TokenCommand),
+    /// Query the device inventory on the server.
+    #[command(subcommand)]
+    Devices(fleet::DevicesCommand),
 }
 
 /// Parses the command line, runs the command, maps the outcome to an exit code.
@@ -52,6 +62,9 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(&ctx, cmd),
         Command::Keys(cmd) => keys::run(&ctx, cmd),
         Command::Demo(args) => demo::run(&ctx, args),
+        Command::Serve(args) => serve::run(&ctx, args),
+        Command::Token(cmd) => fleet::run_token(&ctx, cmd),
+        Command::Devices(cmd) => fleet::run_devices(&ctx, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

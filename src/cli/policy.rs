@@ -16,6 +16,17 @@ pub enum PolicyCommand {
     Sign(SignArgs),
     /// Verify a signed bundle against trust anchors, saying exactly why it fails.
     Verify(VerifyArgs),
+    /// Publish a signed bundle on the server (which verifies it first): devices pull
+    /// it at their next sync.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The signed bundle (default: the workspace's newest, bundles/policy-v<N>.json).
+    bundle: Option<PathBuf>,
+    #[command(flatten)]
+    server: super::fleet::ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +81,7 @@ pub fn run(ctx: &Context, cmd: PolicyCommand) -> Result<(), Failure> {
         PolicyCommand::Check(a) => check(ctx, a),
         PolicyCommand::Sign(a) => sign(ctx, a),
         PolicyCommand::Verify(a) => verify(ctx, a),
+        PolicyCommand::Publish(a) => publish(ctx, a),
     }
 }
 
@@ -257,4 +269,33 @@ impl PolicyCommand {
             json: false,
         })
     }
+}
+
+fn publish(ctx: &Context, args: PublishArgs) -> Result<(), Failure> {
+    let path = match args.bundle {
+        Some(p) => p,
+        None => {
+            let ws = ctx.open_workspace()?;
+            let state = fleetkit::workspace::state::State::load(&ws.state_path())
+                .map_err(|e| fail(e, "check state.json"))?;
+            if state.policy_version == 0 {
+                return Err(Failure::invalid(
+                    "the workspace has no signed bundle yet",
+                    "sign the policy first: `fleetkit policy sign`",
+                ));
+            }
+            ws.bundle_path(state.policy_version)
+        }
+    };
+    let bytes = fleetkit::fsutil::read_capped(&path, fleetkit::bundle::MAX_BUNDLE_BYTES as u64)
+        .map_err(|e| fail(e, "give the path of a signed bundle"))?;
+    let client = super::fleet::admin_client(ctx, &args.server)?;
+    let published = client
+        .publish_bundle(&bytes)
+        .map_err(super::fleet::client_failure)?;
+    say(format!(
+        "published policy bundle v{} (expires {}, ETag {})",
+        published.version, published.expires_at, published.etag
+    ));
+    Ok(())
 }

@@ -15,6 +15,7 @@
 
 mod ca;
 mod key;
+mod machine;
 
 pub(crate) use ca::parse_ca_cert_pem;
 pub use ca::{
@@ -22,6 +23,10 @@ pub use ca::{
     fingerprint_pem,
 };
 pub use key::{PolicyKey, keyid_of};
+pub use machine::{
+    CheckedCsr, CsrError, IssuedCertificate, MAX_CSR_BYTES, MachineTemplate, check_csr_der,
+    check_csr_pem,
+};
 
 use crate::fsutil::{FsError, ReadError};
 use std::path::PathBuf;

@@ -1,2 +1,168 @@
 //! The server (`fleetkit serve`): enrollment, device inventory and policy distribution
 //! over HTTPS with device client certificates, on SQLite or PostgreSQL.
+//!
+//! - [`store`]: the database (tokens, devices, certificates, bundles);
+//! - [`secrets`]: enrollment tokens and the admin credential (random, stored hashed);
+//! - [`tls`]: the server certificate and client-certificate verification;
+//! - [`http`]: the accept loop and router; [`api`]: the handlers;
+//! - [`admin_client`]: the admin side's HTTPS client (`fleetkit token`, `devices`).
+//!
+//! The server holds no state of its own beyond a one-second cache of the newest
+//! bundle: several instances can share one PostgreSQL database.
+
+pub mod admin_client;
+pub mod api;
+pub mod http;
+pub mod secrets;
+pub mod store;
+pub mod tls;
+
+use crate::anchors::TrustAnchors;
+use crate::fsutil;
+use crate::pki::IssuingCa;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use time::Duration;
+use tokio::net::TcpListener;
+
+/// File name of the admin credential in the workspace's keys directory.
+pub const ADMIN_CREDENTIAL_FILE: &str = "admin-credential";
+
+/// Everything `fleetkit serve` needs, resolved by the CLI from the workspace.
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    pub org: String,
+    pub ca: IssuingCa,
+    pub anchors: TrustAnchors,
+    pub cert_lifetime: Duration,
+    /// The admin credential's SHA-256.
+    pub admin_credential_hash: [u8; 32],
+    /// DNS names and IP addresses the server certificate is made for.
+    pub server_names: Vec<String>,
+    /// Bundles to publish at start when newer than the published one (the
+    /// workspace's newest signed bundle), oldest first.
+    pub publish_at_start: Vec<Vec<u8>>,
+    pub max_db_connections: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the workspace's newest bundle cannot be published: {0}")]
+    Publish(String),
+}
+
+/// A server bound to its address, not yet serving.
+pub struct BoundServer {
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<api::AppState>,
+    /// Versions published at start.
+    pub published: Vec<u64>,
+}
+
+impl BoundServer {
+    /// Opens the database, makes the TLS identity, binds the port and publishes the
+    /// workspace's newest bundle if the database has an older one.
+    pub async fn bind(opts: ServeOptions) -> Result<Self, ServeError> {
+        let now = crate::clock::now();
+        let store =
+            store::Store::open(&opts.database_url, &opts.org, opts.max_db_connections).await?;
+        let config = tls::server_config(&opts.ca, &opts.server_names, &opts.org, now)?;
+        let listener = TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: opts.listen,
+                source,
+            })?;
+        let state = Arc::new(api::AppState {
+            store,
+            ca: opts.ca,
+            anchors: opts.anchors,
+            org: opts.org,
+            cert_lifetime: opts.cert_lifetime,
+            admin_credential_hash: opts.admin_credential_hash,
+            bundle_cache: api::BundleCache::default(),
+        });
+        let mut published = Vec::new();
+        for body in opts.publish_at_start {
+            match api::publish(&state, body).await {
+                Ok(p) => published.push(p.version),
+                // Already published, or older than the published one: nothing to do.
+                Err(api::PublishError::AlreadyPublished(_))
+                | Err(api::PublishError::Refused {
+                    code: "rollback", ..
+                }) => {}
+                Err(e) => return Err(ServeError::Publish(e.to_string())),
+            }
+        }
+        Ok(Self {
+            listener,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            state,
+            published,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn backend(&self) -> store::Backend {
+        self.state.store.backend()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let router = http::router(self.state);
+        http::serve(self.listener, self.acceptor, router, shutdown).await;
+    }
+}
+
+/// Reads the admin credential from `path`, or makes one (0600) when the file does not
+/// exist. Returns the credential and whether it was just made.
+pub fn load_or_create_admin_credential(path: &Path) -> Result<(String, bool), String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let credential = text.trim().to_string();
+            if secrets::is_well_formed(&credential, secrets::ADMIN_PREFIX) {
+                Ok((credential, false))
+            } else {
+                Err(format!(
+                    "{} does not hold a fleetkit admin credential (fka_…); delete it to make a new one",
+                    path.display()
+                ))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let credential =
+                secrets::new_secret(secrets::ADMIN_PREFIX).map_err(|e| e.to_string())?;
+            fsutil::write_atomic(
+                path,
+                format!("{credential}\n").as_bytes(),
+                fsutil::SECRET_MODE,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok((credential, true))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// The stored form of the admin credential.
+pub fn admin_credential_hash(credential: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(credential.as_bytes()).into()
+}

@@ -1,0 +1,156 @@
+//! `fleetkit serve`: the enrollment, inventory and distribution server for the
+//! workspace's org.
+
+use super::Context;
+use super::output::{Failure, fail, note, say};
+use clap::Args;
+use fleetkit::server::{self, BoundServer, ServeOptions};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0: any free port, printed at start).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Database: sqlite://PATH (default: server/fleet.db in the workspace) or
+    /// postgres://USER:PASSWORD@HOST/DB.
+    #[arg(long, value_name = "URL", env = "FLEETKIT_DB")]
+    db: Option<String>,
+    /// A DNS name or IP address for the server certificate (repeatable); localhost,
+    /// 127.0.0.1, ::1 and the host of fleetkit.yaml's server URL are always included.
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// The admin credential file (made, 0600, when missing).
+    #[arg(long, value_name = "FILE")]
+    admin_credential: Option<PathBuf>,
+    /// Database connections kept open.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    db_connections: u32,
+}
+
+pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
+    let ws = ctx.open_workspace()?;
+    let config = &ws.config;
+    let anchors = fleetkit::anchors::load(&ws.anchors_path())
+        .map_err(|e| fail(e, "check anchors.json, or create it with `fleetkit init`"))?;
+    let ca = fleetkit::pki::IssuingCa::load(&ws.keys_dir()).map_err(|e| {
+        fail(
+            e,
+            "the server needs keys/issuing-ca.pem, keys/issuing-ca.key and keys/root-ca.pem (from `fleetkit init`)",
+        )
+    })?;
+    let credential_path = args
+        .admin_credential
+        .unwrap_or_else(|| ws.keys_dir().join(server::ADMIN_CREDENTIAL_FILE));
+    let (credential, made) = server::load_or_create_admin_credential(&credential_path)
+        .map_err(|e| fail(e, "the admin credential file holds one line: fka_…"))?;
+    if made {
+        note(format!(
+            "made a new admin credential in {} (0600); `fleetkit token` and `fleetkit devices` read it from there",
+            credential_path.display()
+        ));
+    }
+    let database_url = match args.db {
+        Some(url) => url,
+        None => {
+            let dir = ws.root.join("server");
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display()), ""))?;
+            format!("sqlite://{}", dir.join("fleet.db").display())
+        }
+    };
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    if let Ok(url) = url::Url::parse(&config.server.url)
+        && let Some(host) = url.host_str()
+    {
+        names.push(host.trim_matches(['[', ']']).to_string());
+    }
+    names.extend(args.names);
+    names.dedup();
+    let publish_at_start = newest_bundle(&ws)?.into_iter().collect();
+    let cert_lifetime =
+        time::Duration::days(config.enrollment.certificate_lifetime_days.min(3650) as i64);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("cannot start the async runtime: {e}"), ""))?;
+    runtime.block_on(async move {
+        let bound = BoundServer::bind(ServeOptions {
+            listen: args.listen,
+            database_url: database_url.clone(),
+            org: config.org.clone(),
+            ca,
+            anchors,
+            cert_lifetime,
+            admin_credential_hash: server::admin_credential_hash(&credential),
+            server_names: names,
+            publish_at_start,
+            max_db_connections: args.db_connections,
+        })
+        .await
+        .map_err(|e| fail(e, "check --listen and --db"))?;
+        let addr = bound
+            .local_addr()
+            .map_err(|e| fail(format!("cannot read the bound address: {e}"), ""))?;
+        for v in &bound.published {
+            note(format!("published policy bundle v{v} from the workspace"));
+        }
+        say(format!(
+            "fleetkit server for {} listening on https://{addr} ({:?} database {})",
+            config.org,
+            bound.backend(),
+            redact_password(&database_url)
+        ));
+        bound.run(shutdown_signal()).await;
+        note("shutting down");
+        Ok(())
+    })
+}
+
+/// The workspace's newest signed bundle, if any.
+fn newest_bundle(ws: &fleetkit::workspace::Workspace) -> Result<Option<Vec<u8>>, Failure> {
+    let state = fleetkit::workspace::state::State::load(&ws.state_path())
+        .map_err(|e| fail(e, "check state.json"))?;
+    if state.policy_version == 0 {
+        return Ok(None);
+    }
+    let version = state.policy_version;
+    let path = ws.bundle_path(version);
+    fleetkit::fsutil::read_capped(&path, fleetkit::bundle::MAX_BUNDLE_BYTES as u64)
+        .map(Some)
+        .map_err(|e| fail(e, "sign the policy again with `fleetkit policy sign`"))
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

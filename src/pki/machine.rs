@@ -1,0 +1,321 @@
+//! Certificates the issuing CA signs: machine certificates from device CSRs, and the
+//! server's own TLS certificate.
+//!
+//! A machine certificate is built from our template, never from the request: the CSR
+//! contributes its public key and nothing else. Subject `CN=<machine id>, O=<org>`,
+//! basicConstraints CA:FALSE (critical), keyUsage digitalSignature, extended key usage
+//! clientAuth only, a random 16-byte serial, a lifetime set by the org. The CSR must
+//! carry a valid self-signature (proof the device holds the key) over a sound key type:
+//! ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 8192 bits.
+
+use super::{IssuingCa, PkiError, Result, fingerprint_der};
+use rcgen::{
+    CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType, SerialNumber,
+};
+use std::net::IpAddr;
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::FromDer;
+
+/// Largest CSR accepted (an RSA-8192 request is about 1.2 KB of DER).
+pub const MAX_CSR_BYTES: usize = 16 * 1024;
+
+/// notBefore lies this far in the past, for devices whose clock runs a little behind.
+const BACKDATE: Duration = Duration::minutes(5);
+
+/// Why a certificate request was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CsrError {
+    #[error("the certificate request is {size} bytes; the limit is {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("the certificate request is not one PEM `CERTIFICATE REQUEST` block")]
+    NotPem,
+    #[error("the certificate request is not valid PKCS#10 DER")]
+    Malformed,
+    #[error("the certificate request's key type is not allowed: {0}")]
+    KeyType(String),
+    #[error(
+        "the certificate request's signature does not verify (the requester does not hold the key)"
+    )]
+    BadSignature,
+}
+
+/// A certificate the issuing CA signed.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    pub der: Vec<u8>,
+    pub pem: String,
+    /// `sha256:<hex>` of the DER.
+    pub fingerprint: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// Hex of the serial number.
+    pub serial: String,
+}
+
+/// A checked certificate request: its signature verified, its key type allowed.
+pub struct CheckedCsr {
+    params: CertificateSigningRequestParams,
+}
+
+impl std::fmt::Debug for CheckedCsr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedCsr").finish_non_exhaustive()
+    }
+}
+
+/// Parses a PEM CSR, checks its key type and verifies its self-signature.
+pub fn check_csr_pem(pem: &str) -> std::result::Result<CheckedCsr, CsrError> {
+    if pem.len() > MAX_CSR_BYTES {
+        return Err(CsrError::TooLarge {
+            size: pem.len(),
+            max: MAX_CSR_BYTES,
+        });
+    }
+    let (rest, block) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| CsrError::NotPem)?;
+    if block.label != "CERTIFICATE REQUEST" || !rest.iter().all(u8::is_ascii_whitespace) {
+        return Err(CsrError::NotPem);
+    }
+    check_csr_der(&block.contents)
+}
+
+/// [`check_csr_pem`] for DER.
+pub fn check_csr_der(der: &[u8]) -> std::result::Result<CheckedCsr, CsrError> {
+    if der.len() > MAX_CSR_BYTES {
+        return Err(CsrError::TooLarge {
+            size: der.len(),
+            max: MAX_CSR_BYTES,
+        });
+    }
+    let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
+        .map_err(|_| CsrError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(CsrError::Malformed);
+    }
+    check_key_type(&csr.certification_request_info.subject_pki)?;
+    // rcgen verifies the self-signature while parsing.
+    let params = CertificateSigningRequestParams::from_der(&der.into()).map_err(|e| match e {
+        rcgen::Error::InvalidCertificationRequestSignature => CsrError::BadSignature,
+        rcgen::Error::UnsupportedSignatureAlgorithm => {
+            CsrError::KeyType("unsupported signature algorithm".into())
+        }
+        _ => CsrError::Malformed,
+    })?;
+    Ok(CheckedCsr { params })
+}
+
+fn check_key_type(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> std::result::Result<(), CsrError> {
+    use x509_parser::public_key::PublicKey;
+    match spki.parsed() {
+        Ok(PublicKey::EC(point)) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| oid.to_id_string())
+                .unwrap_or_default();
+            match curve.as_str() {
+                // prime256v1, secp384r1
+                "1.2.840.10045.3.1.7" | "1.3.132.0.34" if point.key_size() >= 256 => Ok(()),
+                other => Err(CsrError::KeyType(format!(
+                    "elliptic curve {other:?}; use P-256 or P-384"
+                ))),
+            }
+        }
+        Ok(PublicKey::RSA(rsa)) => {
+            let bits = rsa.key_size();
+            if (2048..=8192).contains(&bits) {
+                Ok(())
+            } else {
+                Err(CsrError::KeyType(format!(
+                    "RSA-{bits}; use 2048 to 8192 bits"
+                )))
+            }
+        }
+        Ok(PublicKey::Unknown(_)) if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
+            Ok(()) // Ed25519
+        }
+        Ok(_) => Err(CsrError::KeyType(format!(
+            "algorithm {}",
+            spki.algorithm.algorithm.to_id_string()
+        ))),
+        Err(_) => Err(CsrError::Malformed),
+    }
+}
+
+/// What the server decides about a machine certificate.
+#[derive(Debug, Clone)]
+pub struct MachineTemplate<'a> {
+    pub machine_id: &'a str,
+    pub org: &'a str,
+    pub lifetime: Duration,
+    pub now: OffsetDateTime,
+}
+
+impl IssuingCa {
+    /// Signs a machine certificate for the key in `csr`, from our template only.
+    pub fn issue_machine(
+        &self,
+        csr: &CheckedCsr,
+        template: &MachineTemplate<'_>,
+    ) -> Result<IssuedCertificate> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, template.machine_id.to_string());
+        dn.push(DnType::OrganizationName, template.org.to_string());
+        params.distinguished_name = dn;
+        params.not_before = template.now - BACKDATE;
+        params.not_after = template.now + template.lifetime;
+        params.serial_number = Some(random_serial()?);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        self.sign(params, &csr.params.public_key)
+    }
+
+    /// Signs a TLS server certificate for `names` (DNS names or IP addresses).
+    pub fn issue_server(
+        &self,
+        key: &rcgen::KeyPair,
+        names: &[String],
+        org: &str,
+        lifetime: Duration,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        dn.push(DnType::OrganizationName, org.to_string());
+        params.distinguished_name = dn;
+        for name in names {
+            let san = match name.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(name.clone().try_into()?),
+            };
+            params.subject_alt_names.push(san);
+        }
+        params.not_before = now - BACKDATE;
+        params.not_after = now + lifetime;
+        params.serial_number = Some(random_serial()?);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        self.sign(params, key)
+    }
+
+    fn sign(
+        &self,
+        params: CertificateParams,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> Result<IssuedCertificate> {
+        let serial = params
+            .serial_number
+            .as_ref()
+            .map(|s| hex::encode(s.as_ref()))
+            .unwrap_or_default();
+        let (not_before, not_after) = (params.not_before, params.not_after);
+        let cert = params.signed_by(public_key, &self.issuer()?)?;
+        let der = cert.der().to_vec();
+        Ok(IssuedCertificate {
+            fingerprint: fingerprint_der(&der),
+            pem: cert.pem(),
+            der,
+            not_before,
+            not_after,
+            serial,
+        })
+    }
+}
+
+fn random_serial() -> Result<SerialNumber> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| PkiError::Random(e.to_string()))?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::OrgCa;
+    use rcgen::{BasicConstraints, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ED25519};
+
+    fn csr_for(key: &KeyPair, cn: &str, ca: bool) -> String {
+        let mut params = CertificateParams::new(vec![]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        params.serialize_request(key).unwrap().pem().unwrap()
+    }
+
+    fn issuing() -> IssuingCa {
+        OrgCa::generate("acme-corp", crate::clock::now())
+            .unwrap()
+            .into_issuing()
+    }
+
+    #[test]
+    fn the_template_wins_over_the_request() {
+        let ca = issuing();
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = check_csr_pem(&csr_for(&key, "evil-admin", true)).unwrap();
+        let now = crate::clock::now();
+        let cert = ca
+            .issue_machine(
+                &csr,
+                &MachineTemplate {
+                    machine_id: "m-123",
+                    org: "acme-corp",
+                    lifetime: Duration::days(90),
+                    now,
+                },
+            )
+            .unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert.der).unwrap();
+        let cn = parsed.subject().iter_common_name().next().unwrap();
+        assert_eq!(cn.as_str().unwrap(), "m-123");
+        assert!(!parsed.basic_constraints().unwrap().unwrap().value.ca);
+        let eku = parsed.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert_eq!(
+            parsed.public_key().subject_public_key.data.as_ref(),
+            key.public_key_raw()
+        );
+        assert_eq!(cert.not_after, now + Duration::days(90));
+    }
+
+    #[test]
+    fn ed25519_requests_are_allowed() {
+        let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+        check_csr_pem(&csr_for(&key, "m-1", false)).unwrap();
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_their_reason() {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let good = csr_for(&key, "m-1", false);
+        assert_eq!(check_csr_pem("hello").unwrap_err(), CsrError::NotPem);
+        let big = "A".repeat(MAX_CSR_BYTES + 1);
+        assert!(matches!(
+            check_csr_pem(&big).unwrap_err(),
+            CsrError::TooLarge { .. }
+        ));
+        // Flip a byte of the signature (the end of the DER).
+        let (_, block) = x509_parser::pem::parse_x509_pem(good.as_bytes()).unwrap();
+        let mut der = block.contents.clone();
+        let last = der.len() - 2;
+        der[last] ^= 0x01;
+        assert_eq!(check_csr_der(&der).unwrap_err(), CsrError::BadSignature);
+        assert_eq!(check_csr_der(&der[..20]).unwrap_err(), CsrError::Malformed);
+    }
+}
