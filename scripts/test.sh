@@ -30,6 +30,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The server suite runs against SQLite and against this local PostgreSQL; REQUIRED
+# makes a missing PostgreSQL a test failure rather than a silent skip.
+echo "test.sh: starting the test PostgreSQL" >&2
+FLEETKIT_TEST_POSTGRES=$(scripts/postgres.sh)
+export FLEETKIT_TEST_POSTGRES FLEETKIT_TEST_POSTGRES_REQUIRED=1
+
 echo "test.sh: cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy" >&2

@@ -1,0 +1,438 @@
+//! The server suite, run against SQLite and PostgreSQL: enrollment end to end with
+//! certificates checked by `openssl`, every abuse refused with the inventory
+//! unchanged, exact token counts under concurrency, ETag polls, bundle publishing.
+
+mod support;
+
+use fleetkit::protocol::*;
+use std::process::Command;
+use support::*;
+
+/// Runs `test` once per database.
+fn each_db(test: impl Fn(Db)) {
+    for db in databases() {
+        eprintln!("--- {db:?}");
+        test(db);
+    }
+}
+
+fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn devices_enroll_and_appear_in_the_inventory_with_sound_certificates() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 3, 3600);
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let mut device = Device::new(&format!("m-e2e-{i}"), Some("platform"));
+            let a = enroll(&server, &org, &mut device, &token.token);
+            assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+            let answer: EnrollResponse = a.json();
+            ids.push(answer.device_id.clone());
+
+            let dir = org.dir.path();
+            let leaf = dir.join(format!("leaf-{i}.pem"));
+            let pems: Vec<_> = answer
+                .certificate_chain_pem
+                .split_inclusive("-----END CERTIFICATE-----\n")
+                .collect();
+            assert_eq!(pems.len(), 2, "leaf + issuing CA");
+            std::fs::write(&leaf, pems[0]).unwrap();
+            std::fs::write(dir.join("issuing.pem"), org.issuing_ca_pem()).unwrap();
+            let (ok, out) = openssl(&[
+                "verify",
+                "-CAfile",
+                org.path().join("keys/root-ca.pem").to_str().unwrap(),
+                "-untrusted",
+                dir.join("issuing.pem").to_str().unwrap(),
+                "-purpose",
+                "sslclient",
+                leaf.to_str().unwrap(),
+            ]);
+            assert!(ok, "openssl verify: {out}");
+            let (_, text) = openssl(&["x509", "-in", leaf.to_str().unwrap(), "-noout", "-text"]);
+            assert!(text.contains("CA:FALSE"), "{text}");
+            assert!(text.contains("TLS Web Client Authentication"), "{text}");
+            assert!(!text.contains("TLS Web Server Authentication"), "{text}");
+            assert!(text.contains(&format!("CN = m-e2e-{i}")), "{text}");
+        }
+        let inventory = inventory(&server, &org);
+        assert_eq!(inventory.len(), 3);
+        for (i, d) in inventory.iter().enumerate() {
+            assert_eq!(d.machine_id, format!("m-e2e-{i}"));
+            assert_eq!(d.team, "platform");
+            assert_eq!(d.org, "acme-corp");
+            assert_eq!(d.department.as_deref(), Some("engineering"));
+            assert!(ids.contains(&d.device_id));
+        }
+        let only = server
+            .admin(&org)
+            .list_devices(Some("other-team"), None)
+            .unwrap();
+        assert!(only.is_empty());
+    });
+}
+
+#[test]
+fn token_abuse_is_refused_and_changes_nothing() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let admin = server.admin(&org);
+
+        // Used past its count.
+        let once = create_token(&server, &org, "platform", 1, 3600);
+        assert_eq!(
+            enroll(&server, &org, &mut Device::new("m-1", None), &once.token).status,
+            200
+        );
+        let a = enroll(&server, &org, &mut Device::new("m-2", None), &once.token);
+        assert_eq!((a.status, a.code().as_str()), (401, "token_used_up"));
+
+        // Revoked.
+        let revoked = create_token(&server, &org, "platform", 5, 3600);
+        admin.revoke_token(&revoked.info.id).unwrap();
+        let a = enroll(&server, &org, &mut Device::new("m-3", None), &revoked.token);
+        assert_eq!((a.status, a.code().as_str()), (401, "token_revoked"));
+
+        // Expired.
+        let short = create_token(&server, &org, "platform", 5, 1);
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let a = enroll(&server, &org, &mut Device::new("m-4", None), &short.token);
+        assert_eq!((a.status, a.code().as_str()), (401, "token_expired"));
+
+        // Unknown, and not a token at all.
+        let a = enroll(
+            &server,
+            &org,
+            &mut Device::new("m-5", None),
+            "fkt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        );
+        assert_eq!((a.status, a.code().as_str()), (401, "token_unknown"));
+        let a = enroll(&server, &org, &mut Device::new("m-6", None), "' OR 1=1 --");
+        assert_eq!((a.status, a.code().as_str()), (401, "token_unknown"));
+
+        // Bound to another team than the device says.
+        let other = create_token(&server, &org, "ml-research", 5, 3600);
+        let a = enroll(
+            &server,
+            &org,
+            &mut Device::new("m-7", Some("platform")),
+            &other.token,
+        );
+        assert_eq!((a.status, a.code().as_str()), (403, "team_mismatch"));
+
+        let inventory = inventory(&server, &org);
+        assert_eq!(
+            inventory
+                .iter()
+                .map(|d| d.machine_id.as_str())
+                .collect::<Vec<_>>(),
+            ["m-1"]
+        );
+        // A refused team binding does not use the token up.
+        let tokens = admin.list_tokens().unwrap();
+        let other_info = tokens.iter().find(|t| t.id == other.info.id).unwrap();
+        assert_eq!(other_info.uses, 0);
+    });
+}
+
+#[test]
+fn the_certificate_comes_from_our_template_whatever_the_csr_asks() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 5, 3600);
+        let device = Device::new("m-honest", None);
+        let request = EnrollRequest {
+            token: token.token.clone(),
+            csr_pem: device.csr_pem("acme-corp Root CA", true),
+            facts: device.facts.clone(),
+        };
+        let a = post_enroll(&server, &org, &serde_json::to_vec(&request).unwrap());
+        assert_eq!(a.status, 200);
+        let chain = a.json::<EnrollResponse>().certificate_chain_pem;
+        let leaf = chain
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap();
+        let path = org.dir.path().join("leaf.pem");
+        std::fs::write(&path, leaf).unwrap();
+        let (_, text) = openssl(&["x509", "-in", path.to_str().unwrap(), "-noout", "-text"]);
+        assert!(text.contains("CA:FALSE"), "{text}");
+        assert!(
+            text.contains("Subject: CN = m-honest, O = acme-corp"),
+            "{text}"
+        );
+        assert!(!text.contains("Root CA\n"), "{text}");
+
+        // A CSR whose signature does not verify, and one with a weak key, are refused.
+        let mut bad = request.clone();
+        bad.csr_pem = flip_last_signature_byte(&device.csr_pem("m-honest", false));
+        let a = post_enroll(&server, &org, &serde_json::to_vec(&bad).unwrap());
+        assert_eq!(a.status, 400);
+        assert_eq!(a.code(), "bad_csr");
+        assert_eq!(inventory(&server, &org).len(), 1);
+    });
+}
+
+#[test]
+fn oversized_and_malformed_requests_are_refused() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 5, 3600);
+        let mut request = Device::new("m-big", None).enroll_request(&token.token);
+        request.facts.hostname = "x".repeat(MAX_REQUEST_BYTES + 10);
+        let a = post_enroll(&server, &org, &serde_json::to_vec(&request).unwrap());
+        assert_eq!((a.status, a.code().as_str()), (413, "too_large"));
+
+        for body in [
+            &b"not json"[..],
+            b"{}",
+            b"\xff\xfe\x00garbage",
+            br#"{"token":"x","csr_pem":"y","facts":{},"extra":1}"#,
+        ] {
+            let a = post_enroll(&server, &org, body);
+            assert_eq!(
+                (a.status, a.code().as_str()),
+                (400, "bad_request"),
+                "{body:?}"
+            );
+        }
+        let mut request = Device::new("bad id/../x", None).enroll_request(&token.token);
+        let a = post_enroll(&server, &org, &serde_json::to_vec(&request).unwrap());
+        assert_eq!((a.status, a.code().as_str()), (400, "bad_facts"));
+        request.facts.machine_id = "m-ok".into();
+        request.facts.user = "bell\u{7}".into();
+        let a = post_enroll(&server, &org, &serde_json::to_vec(&request).unwrap());
+        assert_eq!((a.status, a.code().as_str()), (400, "bad_facts"));
+
+        assert!(inventory(&server, &org).is_empty());
+        let tokens = server.admin(&org).list_tokens().unwrap();
+        assert_eq!(tokens[0].uses, 0, "refused requests use no token");
+    });
+}
+
+#[test]
+fn device_and_admin_endpoints_need_their_credentials() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let anonymous = client(&org, None);
+        for path in ["/v1/bundle"] {
+            let a = answer(anonymous.get(format!("{}{path}", server.url())).call());
+            assert_eq!(
+                (a.status, a.code().as_str()),
+                (401, "client_certificate_required")
+            );
+        }
+        let a = answer(
+            anonymous
+                .post(format!("{}/v1/checkin", server.url()))
+                .send("{}"),
+        );
+        assert_eq!(
+            (a.status, a.code().as_str()),
+            (401, "client_certificate_required")
+        );
+
+        for auth in [
+            None,
+            Some("Bearer fka_wrong"),
+            Some("Bearer fka_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ] {
+            let mut r = anonymous.get(format!("{}/v1/admin/devices", server.url()));
+            if let Some(auth) = auth {
+                r = r.header("authorization", auth);
+            }
+            let a = answer(r.call());
+            assert_eq!(
+                (a.status, a.code().as_str()),
+                (401, "admin_credential_required")
+            );
+        }
+        let a = answer(
+            anonymous
+                .post(format!("{}/v1/admin/tokens", server.url()))
+                .header("content-type", "application/json")
+                .send(r#"{"team":"x","max_uses":1000,"expires_in_secs":3600}"#),
+        );
+        assert_eq!(a.status, 401);
+        assert!(server.admin(&org).list_tokens().unwrap().is_empty());
+
+        // A certificate from another org's CA does not get past the TLS handshake.
+        let other = Org::new();
+        let other_server = Server::start(&other, Db::Sqlite);
+        let token = create_token(&other_server, &other, "platform", 1, 3600);
+        let mut foreign = Device::new("m-foreign", None);
+        assert_eq!(
+            enroll(&other_server, &other, &mut foreign, &token.token).status,
+            200
+        );
+        let sent = client(&org, Some(&foreign))
+            .get(format!("{}/v1/bundle", server.url()))
+            .call();
+        assert!(
+            sent.is_err(),
+            "a foreign client certificate must fail the handshake"
+        );
+    });
+}
+
+#[test]
+fn bundle_polls_use_etags_and_publishing_verifies() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 1, 3600);
+        let mut device = Device::new("m-poll", None);
+        assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+        let agent = client(&org, Some(&device));
+        let url = format!("{}/v1/bundle", server.url());
+
+        let first = answer(agent.get(&url).call());
+        assert_eq!(first.status, 200);
+        let v1 = std::fs::read(org.path().join("bundles/policy-v1.json")).unwrap();
+        assert_eq!(first.body, v1, "the exact signed bytes");
+        let etag = first.etag.clone().unwrap();
+        let again = answer(agent.get(&url).header("if-none-match", &etag).call());
+        assert_eq!(again.status, 304);
+        assert!(again.body.is_empty());
+
+        // Publishing: tampered and rolled-back bundles are refused, a new one served.
+        let admin = server.admin(&org);
+        let mut tampered = v1.clone();
+        let at = tampered.len() / 2;
+        tampered[at] ^= 0x01;
+        assert!(admin.publish_bundle(&tampered).is_err());
+        let v2_path = org.sign_next();
+        let v2 = std::fs::read(&v2_path).unwrap();
+        assert_eq!(admin.publish_bundle(&v2).unwrap().version, 2);
+        let err = admin.publish_bundle(&v1).unwrap_err().to_string();
+        assert!(err.contains("rollback"), "{err}");
+        let err = admin.publish_bundle(&v2).unwrap_err().to_string();
+        assert!(err.contains("already_published"), "{err}");
+
+        let after = answer(agent.get(&url).header("if-none-match", &etag).call());
+        assert_eq!(after.status, 200);
+        assert_eq!(after.body, v2);
+        assert_ne!(after.etag.unwrap(), etag);
+
+        // Check-in records the version the device applied.
+        let checkin = CheckinRequest {
+            policy_version: Some(2),
+            facts: device.facts.clone(),
+        };
+        let a = answer(
+            agent
+                .post(format!("{}/v1/checkin", server.url()))
+                .header("content-type", "application/json")
+                .send(serde_json::to_vec(&checkin).unwrap()),
+        );
+        assert_eq!(a.status, 200);
+        assert_eq!(a.json::<CheckinResponse>().bundle_version, Some(2));
+        let mut lying = checkin.clone();
+        lying.facts.machine_id = "m-someone-else".into();
+        let a = answer(
+            agent
+                .post(format!("{}/v1/checkin", server.url()))
+                .header("content-type", "application/json")
+                .send(serde_json::to_vec(&lying).unwrap()),
+        );
+        assert_eq!((a.status, a.code().as_str()), (403, "machine_mismatch"));
+        let inventory = inventory(&server, &org);
+        assert_eq!(inventory[0].policy_version, Some(2));
+    });
+}
+
+#[test]
+fn token_use_counts_are_exact_under_concurrency() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 10, 3600);
+        let results: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..40)
+                .map(|i| {
+                    let (server, org, token) = (&server, &org, &token.token);
+                    s.spawn(move || {
+                        enroll(
+                            server,
+                            org,
+                            &mut Device::new(&format!("m-race-{i}"), None),
+                            token,
+                        )
+                        .status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|s| **s == 200).count(), 10);
+        assert_eq!(results.iter().filter(|s| **s == 401).count(), 30);
+        assert_eq!(inventory(&server, &org).len(), 10);
+        assert_eq!(server.admin(&org).list_tokens().unwrap()[0].uses, 10);
+    });
+}
+
+#[test]
+fn a_renewed_certificate_replaces_the_old_one_in_the_inventory() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 1, 3600);
+        let mut device = Device::new("m-renew", None);
+        let first: EnrollResponse = enroll(&server, &org, &mut device, &token.token).json();
+        let renew = RenewRequest {
+            csr_pem: device.csr_pem("ignored", true),
+        };
+        let a = answer(
+            client(&org, Some(&device))
+                .post(format!("{}/v1/renew", server.url()))
+                .header("content-type", "application/json")
+                .send(serde_json::to_vec(&renew).unwrap()),
+        );
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let renewed: EnrollResponse = a.json();
+        assert_eq!(renewed.device_id, first.device_id);
+        assert_ne!(
+            renewed.certificate_fingerprint,
+            first.certificate_fingerprint
+        );
+        let inventory = inventory(&server, &org);
+        assert_eq!(inventory.len(), 1);
+        assert_eq!(
+            inventory[0].certificate_fingerprint,
+            renewed.certificate_fingerprint
+        );
+    });
+}
+
+/// The CSR with one byte of its signature changed, re-encoded as PEM.
+fn flip_last_signature_byte(pem: &str) -> String {
+    use base64::Engine;
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let mut der = block.contents;
+    let at = der.len() - 3;
+    der[at] ^= 0x01;
+    format!(
+        "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    )
+}

@@ -1,0 +1,323 @@
+//! Shared by the server test suites: an org workspace, a `fleetkit serve` process on
+//! a free loopback port (SQLite, or a fresh PostgreSQL database), simulated devices
+//! that enroll with their own keys, and an admin client.
+#![allow(dead_code)]
+
+use fleetkit::protocol::*;
+use fleetkit::server::admin_client::AdminClient;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fleetkit");
+
+/// Runs the fleetkit binary; panics with its output when it fails.
+pub fn fleetkit(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().expect("run fleetkit");
+    assert!(
+        out.status.success(),
+        "fleetkit {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh org workspace with a signed policy (bundle v1).
+pub struct Org {
+    pub dir: tempfile::TempDir,
+}
+
+impl Org {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("acme");
+        fleetkit(&["init", ws.to_str().unwrap(), "--org", "acme-corp"]);
+        fleetkit(&["--workspace", ws.to_str().unwrap(), "policy", "sign"]);
+        Self { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("acme")
+    }
+
+    pub fn ws(&self) -> String {
+        self.path().to_string_lossy().into_owned()
+    }
+
+    pub fn root_ca_pem(&self) -> String {
+        std::fs::read_to_string(self.path().join("keys/root-ca.pem")).unwrap()
+    }
+
+    pub fn issuing_ca_pem(&self) -> String {
+        std::fs::read_to_string(self.path().join("keys/issuing-ca.pem")).unwrap()
+    }
+
+    /// Signs the next policy version; returns the bundle path.
+    pub fn sign_next(&self) -> PathBuf {
+        let out = fleetkit(&["--workspace", &self.ws(), "policy", "sign"]);
+        let _ = out;
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.path().join("state.json")).unwrap())
+                .unwrap();
+        let v = state["policy_version"].as_u64().unwrap();
+        self.path().join(format!("bundles/policy-v{v}.json"))
+    }
+}
+
+/// The databases the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// SQLite always; PostgreSQL when FLEETKIT_TEST_POSTGRES names a server (the test
+/// command starts one and sets FLEETKIT_TEST_POSTGRES_REQUIRED, so that a missing
+/// PostgreSQL fails the suite instead of skipping half of it).
+pub fn databases() -> Vec<Db> {
+    let mut dbs = vec![Db::Sqlite];
+    if std::env::var("FLEETKIT_TEST_POSTGRES").is_ok_and(|v| !v.is_empty()) {
+        dbs.push(Db::Postgres);
+    } else {
+        assert!(
+            std::env::var("FLEETKIT_TEST_POSTGRES_REQUIRED").is_err(),
+            "FLEETKIT_TEST_POSTGRES_REQUIRED is set but FLEETKIT_TEST_POSTGRES is not: run scripts/postgres.sh"
+        );
+    }
+    dbs
+}
+
+/// A database URL for one server: a file in `dir`, or a new PostgreSQL database.
+pub fn database_url(db: Db, dir: &Path) -> String {
+    match db {
+        Db::Sqlite => format!("sqlite://{}", dir.join("fleet.db").display()),
+        Db::Postgres => {
+            let base = std::env::var("FLEETKIT_TEST_POSTGRES").unwrap();
+            let name = format!("fleetkit_t_{}", hex::encode(rand_bytes::<6>()));
+            let status = Command::new("psql")
+                .args([&base, "-q", "-c", &format!("CREATE DATABASE {name}")])
+                .status()
+                .expect("psql");
+            assert!(status.success(), "cannot create database {name}");
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            format!("{prefix}/{name}")
+        }
+    }
+}
+
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+/// A running `fleetkit serve`.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub db_url: String,
+    pub ws: String,
+}
+
+impl Server {
+    pub fn start(org: &Org, db: Db) -> Self {
+        let url = database_url(db, org.dir.path());
+        Self::start_with(org, &url)
+    }
+
+    pub fn start_with(org: &Org, db_url: &str) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "--workspace",
+                &org.ws(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                db_url,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fleetkit serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let port = line
+            .split_once("127.0.0.1:")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("server did not start: {line:?}"));
+        Self {
+            child,
+            port,
+            db_url: db_url.to_string(),
+            ws: org.ws(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    pub fn admin(&self, org: &Org) -> AdminClient {
+        let credential = std::fs::read_to_string(org.path().join("keys/admin-credential")).unwrap();
+        AdminClient::new(&self.url(), &[org.root_ca_pem()], credential.trim()).unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A simulated device: its own key, CSR and facts.
+pub struct Device {
+    pub key: rcgen::KeyPair,
+    pub facts: DeviceFacts,
+    pub chain_pem: Option<String>,
+}
+
+impl Device {
+    pub fn new(machine_id: &str, team: Option<&str>) -> Self {
+        Self {
+            key: rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+            facts: DeviceFacts {
+                machine_id: machine_id.into(),
+                hostname: format!("host-{machine_id}"),
+                platform: "linux-x86_64".into(),
+                os_name: "Debian GNU/Linux".into(),
+                os_version: "12".into(),
+                arch: "x86_64".into(),
+                serial: None,
+                user: "alice".into(),
+                agent_version: "0.1.0".into(),
+                team: team.map(str::to_string),
+                department: Some("engineering".into()),
+                environment: Some("development".into()),
+                compliance_zone: None,
+            },
+            chain_pem: None,
+        }
+    }
+
+    pub fn csr_pem(&self, cn: &str, ask_ca: bool) -> String {
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        if ask_ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        params.serialize_request(&self.key).unwrap().pem().unwrap()
+    }
+
+    pub fn enroll_request(&self, token: &str) -> EnrollRequest {
+        EnrollRequest {
+            token: token.into(),
+            csr_pem: self.csr_pem(&self.facts.machine_id, false),
+            facts: self.facts.clone(),
+        }
+    }
+}
+
+/// An HTTPS client trusting only the org root, optionally presenting a device's
+/// certificate.
+pub fn client(org: &Org, device: Option<&Device>) -> ureq::Agent {
+    let roots = vec![Certificate::from_pem(org.root_ca_pem().as_bytes()).unwrap()];
+    let mut tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::Specific(Arc::new(roots)));
+    if let Some(d) = device
+        && let Some(chain) = &d.chain_pem
+    {
+        let certs: Vec<Certificate<'static>> =
+            x509_parser::pem::Pem::iter_from_buffer(chain.as_bytes())
+                .map(|p| Certificate::from_der(&p.unwrap().contents).to_owned())
+                .collect();
+        let key = PrivateKey::from_pem(d.key.serialize_pem().as_bytes()).unwrap();
+        tls = tls.client_cert(Some(ClientCert::new_with_certs(&certs, key)));
+    }
+    ureq::Agent::config_builder()
+        .tls_config(tls.build())
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// An HTTP answer: status, body, ETag.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub etag: Option<String>,
+}
+
+impl Answer {
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn code(&self) -> String {
+        self.json::<ApiError>().code
+    }
+}
+
+pub fn answer(sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut r = sent.expect("request sent");
+    let status = r.status().as_u16();
+    let etag = r
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = r.body_mut().read_to_vec().unwrap_or_default();
+    Answer { status, body, etag }
+}
+
+/// POST /v1/enroll with a raw JSON body.
+pub fn post_enroll(server: &Server, org: &Org, body: &[u8]) -> Answer {
+    answer(
+        client(org, None)
+            .post(format!("{}/v1/enroll", server.url()))
+            .header("content-type", "application/json")
+            .send(body),
+    )
+}
+
+/// Enrolls `device` with `token`; on success keeps its chain.
+pub fn enroll(server: &Server, org: &Org, device: &mut Device, token: &str) -> Answer {
+    let body = serde_json::to_vec(&device.enroll_request(token)).unwrap();
+    let a = post_enroll(server, org, &body);
+    if a.status == 200 {
+        device.chain_pem = Some(a.json::<EnrollResponse>().certificate_chain_pem);
+    }
+    a
+}
+
+pub fn create_token(server: &Server, org: &Org, team: &str, uses: u32, secs: u64) -> TokenCreated {
+    server
+        .admin(org)
+        .create_token(&TokenCreate {
+            team: team.into(),
+            max_uses: uses,
+            expires_in_secs: secs,
+            note: None,
+        })
+        .unwrap()
+}
+
+pub fn inventory(server: &Server, org: &Org) -> Vec<DeviceRecord> {
+    server.admin(org).list_devices(None, None).unwrap()
+}
