@@ -1,2 +1,168 @@
 //! The device side (`fleetkit agent …`): registration, machine-certificate enrollment,
 //! the device manifest and its channel mirrors, policy sync with offline modes.
+//!
+//! - [`paths`]: every on-device path per platform, under an optional root prefix;
+//! - [`settings`]: `agent.yaml`, the install-time settings;
+//! - [`facts`]: sysinfo facts and the stable machine id;
+//! - [`identity`]: the device key, CSR and the check of the returned chain;
+//! - [`client`]: HTTPS to the server, trusting only the installed root CA;
+//! - [`state`]: `state.json` between runs;
+//! - [`policy_cache`]: the verified policy in force and its atomic swap;
+//! - [`offline`]: the offline modes as one pure decision;
+//! - [`manifest`]: the device manifest and its fact mirrors;
+//! - [`register`], [`sync`], [`status`]: the commands.
+//!
+//! Trust comes only from the anchors installed with the artefact (DESIGN.md rule 1):
+//! the server's TLS certificate, the machine certificate it returns and every policy
+//! bundle are checked against them, never against what the server says.
+
+pub mod client;
+pub mod facts;
+pub mod identity;
+pub mod manifest;
+pub mod offline;
+pub mod paths;
+pub mod policy_cache;
+pub mod register;
+pub mod settings;
+pub mod state;
+pub mod status;
+pub mod sync;
+
+use crate::anchors::{self, TrustAnchors};
+use crate::bundle::BundleError;
+use crate::fsutil::FsError;
+use paths::{AgentPaths, Platform};
+use settings::AgentSettings;
+use state::AgentState;
+use std::path::Path;
+
+/// Why an agent command did not do what was asked. Every variant keeps the device's
+/// current state: nothing is half written.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
+    #[error("the installed trust anchors cannot be used: {0}")]
+    Anchors(#[from] anchors::AnchorsError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("this device is not registered yet")]
+    NotRegistered,
+    #[error("no enrollment token was given")]
+    NoToken,
+    #[error("registration is pending: {reason}")]
+    Pending { reason: String },
+    #[error("the server refused the registration ({code}): {message}")]
+    EnrollRefused { code: String, message: String },
+    #[error("the server refused ({code}): {message}")]
+    Refused { code: String, message: String },
+    #[error("{0}")]
+    Server(String),
+    #[error("the server's policy bundle was refused, the current policy stays in force: {0}")]
+    BundleRejected(BundleError),
+    #[error("cannot reach the server: {reason}; {in_force}")]
+    Offline {
+        reason: String,
+        /// What the offline mode decided, in words.
+        in_force: String,
+    },
+}
+
+pub type Result<T, E = AgentError> = std::result::Result<T, E>;
+
+impl AgentError {
+    /// What to do about it.
+    pub fn help(&self) -> String {
+        match self {
+            Self::Settings(_) => "the installer writes agent.yaml; reinstall, or fix the named field".into(),
+            Self::Anchors(_) => "the trust anchors come with the installer; reinstall the artefact".into(),
+            Self::NotRegistered => "run `fleetkit agent register` first".into(),
+            Self::NoToken => "pass --token, set FLEETKIT_ENROLL_TOKEN, or let the installer write the token file; create a token with `fleetkit token create`".into(),
+            Self::Pending { .. } => "the device will finish registering on the next `agent register` or `agent sync`".into(),
+            Self::EnrollRefused { code, .. } => match code.as_str() {
+                "token_unknown" | "token_revoked" | "token_expired" | "token_used_up" => {
+                    "ask IT for a fresh enrollment token (`fleetkit token create`)".into()
+                }
+                "team_mismatch" => "register with the token's team, or ask IT for a token of this team".into(),
+                _ => "see the server's reason above".into(),
+            },
+            Self::Refused { code, .. } if code == "unknown_certificate" => {
+                "the server no longer knows this device: `fleetkit agent register --force` with a fresh token".into()
+            }
+            Self::BundleRejected(_) => "IT must publish a bundle signed by the org's keys; nothing was changed on this device".into(),
+            Self::Offline { .. } => "the agent tries again at its next run".into(),
+            _ => String::new(),
+        }
+    }
+
+    /// A stable reason code, for `--json` output and the state file.
+    pub fn code(&self) -> String {
+        match self {
+            Self::Settings(_) => "settings".into(),
+            Self::Anchors(_) => "anchors".into(),
+            Self::State(_) => "state".into(),
+            Self::Identity(_) => "identity".into(),
+            Self::Fs(_) => "filesystem".into(),
+            Self::NotRegistered => "not-registered".into(),
+            Self::NoToken => "no-token".into(),
+            Self::Pending { .. } => "pending".into(),
+            Self::EnrollRefused { code, .. } | Self::Refused { code, .. } => {
+                format!("refused:{code}")
+            }
+            Self::Server(_) => "server".into(),
+            Self::BundleRejected(e) => format!("rejected:{}", e.code()),
+            Self::Offline { .. } => "unreachable".into(),
+        }
+    }
+}
+
+/// The agent on one device (or under one root prefix).
+pub struct Agent {
+    pub paths: AgentPaths,
+    pub settings: AgentSettings,
+    pub anchors: TrustAnchors,
+    pub state: AgentState,
+}
+
+impl Agent {
+    /// Opens the agent installed under `root` (`/` on a real device).
+    pub fn open(root: &Path) -> Result<Self> {
+        Self::open_with(AgentPaths::new(root, Platform::current()))
+    }
+
+    pub fn open_with(paths: AgentPaths) -> Result<Self> {
+        let settings = AgentSettings::load(&paths.settings)?;
+        let anchors = anchors::load(&paths.anchors)?;
+        if anchors.org != settings.org {
+            return Err(AgentError::Settings(settings::SettingsError::Invalid {
+                path: paths.settings.display().to_string(),
+                reason: format!(
+                    "`org` is `{}` but the installed trust anchors are for `{}`",
+                    settings.org, anchors.org
+                ),
+            }));
+        }
+        let state = AgentState::load(&paths.state)?;
+        Ok(Self {
+            paths,
+            settings,
+            anchors,
+            state,
+        })
+    }
+
+    /// The root CA certificates of the installed anchors.
+    pub fn roots(&self) -> &[String] {
+        &self.anchors.root_ca
+    }
+
+    fn save_state(&self) -> Result<()> {
+        self.state.save(&self.paths.state)?;
+        Ok(())
+    }
+}

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the input is invalid or an operation failed, 2 usage error
 //! (clap's own, and ours for arguments clap cannot judge).
 
+mod agent;
 mod demo;
 mod fleet;
 mod init;
@@ -49,6 +50,9 @@ enum Command {
     /// Query the device inventory on the server.
     #[command(subcommand)]
     Devices(fleet::DevicesCommand),
+    /// The device side: register this machine, keep its policy current, show status.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 /// Parses the command line, runs the command, maps the outcome to an exit code.
@@ -65,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Token(cmd) => fleet::run_token(&ctx, cmd),
         Command::Devices(cmd) => fleet::run_devices(&ctx, cmd),
+        Command::Agent(cmd) => agent::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

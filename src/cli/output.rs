@@ -28,6 +28,13 @@ pub enum Failure {
     Usage(String),
     /// Already reported (e.g. as JSON on stdout); just exit 1.
     Reported,
+    /// A failure with its own exit code (e.g. 75, "try again later", for an agent
+    /// registration that waits for the server).
+    WithCode {
+        message: String,
+        help: String,
+        code: u8,
+    },
 }
 
 impl Failure {
@@ -58,6 +65,19 @@ impl Failure {
                 ExitCode::from(2)
             }
             Failure::Reported => ExitCode::from(1),
+            Failure::WithCode {
+                message,
+                help,
+                code,
+            } => {
+                if !message.is_empty() {
+                    note(format!("error: {message}"));
+                }
+                if !help.is_empty() {
+                    note(format!("  = help: {help}"));
+                }
+                ExitCode::from(code)
+            }
         }
     }
 }

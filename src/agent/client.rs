@@ -1,0 +1,187 @@
+//! The device's HTTPS client of the server: trusts only the root CA of the installed
+//! anchors (never the system store, never what the server offers), presents the
+//! device certificate once there is one, and maps every answer to a typed result.
+
+use super::identity::{Identity, pem_certificates};
+use crate::bundle::MAX_BUNDLE_BYTES;
+use crate::protocol::*;
+pub use crate::server::admin_client::ClientError;
+use std::sync::Arc;
+use std::time::Duration;
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+use zeroize::Zeroizing;
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// Largest JSON answer read (enroll, renew, check-in answers are a few KB).
+const MAX_JSON_ANSWER: u64 = 256 * 1024;
+
+/// A bundle download.
+#[derive(Debug)]
+pub enum BundleAnswer {
+    /// 304: what we hold (by ETag) is still the published bundle.
+    NotModified,
+    /// The published bundle's exact bytes and their ETag.
+    Bundle {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+    },
+}
+
+/// A client of one server.
+pub struct DeviceClient {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl DeviceClient {
+    /// `roots_pem`: the root CA certificates of the installed anchors; `identity`:
+    /// the device key and chain, for the device endpoints.
+    pub fn new(base_url: &str, roots_pem: &[String], identity: Option<&Identity>) -> Result<Self> {
+        let mut roots = Vec::new();
+        for pem in roots_pem {
+            for der in pem_certificates(pem).map_err(ClientError::BadRoot)? {
+                roots.push(Certificate::from_der(&der).to_owned());
+            }
+        }
+        if roots.is_empty() {
+            return Err(ClientError::BadRoot(
+                "the trust anchors hold no root CA certificate".into(),
+            ));
+        }
+        let mut tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(RootCerts::Specific(Arc::new(roots)));
+        if let Some(id) = identity {
+            let chain: Vec<Certificate<'static>> = pem_certificates(&id.chain_pem)
+                .map_err(ClientError::BadRoot)?
+                .iter()
+                .map(|d| Certificate::from_der(d).to_owned())
+                .collect();
+            let key_pem = Zeroizing::new(id.key.serialize_pem());
+            let key = PrivateKey::from_pem(key_pem.as_bytes())
+                .map_err(|e| ClientError::BadRoot(format!("device key: {e}")))?
+                .to_owned();
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .user_agent(format!("fleetkit-agent/{}", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(Self {
+            agent,
+            base: base_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn unreachable(url: &str, e: ureq::Error) -> ClientError {
+        ClientError::Unreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn read(
+        url: &str,
+        sent: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        limit: u64,
+    ) -> Result<(u16, Option<String>, Vec<u8>)> {
+        let mut response = sent.map_err(|e| Self::unreachable(url, e))?;
+        let status = response.status().as_u16();
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        Ok((status, etag, body))
+    }
+
+    fn refused(status: u16, body: &[u8]) -> ClientError {
+        match serde_json::from_slice::<ApiError>(body) {
+            Ok(e) => ClientError::Refused {
+                status,
+                code: e.code,
+                message: e.message,
+            },
+            Err(_) => ClientError::Refused {
+                status,
+                code: "http".into(),
+                message: String::from_utf8_lossy(body).chars().take(200).collect(),
+            },
+        }
+    }
+
+    fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let url = self.url(path);
+        let sent = self.agent.post(&url).send_json(body);
+        let (status, _, bytes) = Self::read(&url, sent, MAX_JSON_ANSWER)?;
+        if !(200..300).contains(&status) {
+            return Err(Self::refused(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    }
+
+    pub fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse> {
+        self.post_json("/v1/enroll", request)
+    }
+
+    pub fn renew(&self, request: &RenewRequest) -> Result<EnrollResponse> {
+        self.post_json("/v1/renew", request)
+    }
+
+    pub fn checkin(&self, request: &CheckinRequest) -> Result<CheckinResponse> {
+        self.post_json("/v1/checkin", request)
+    }
+
+    /// `GET /v1/bundle`, conditional on the ETag we hold. Reads at most one byte
+    /// more than the bundle size cap, so that an oversized answer is refused by the
+    /// verifier's own size check and never buffered whole.
+    pub fn bundle(&self, etag: Option<&str>) -> Result<BundleAnswer> {
+        let url = self.url("/v1/bundle");
+        let mut request = self.agent.get(&url);
+        if let Some(tag) = etag {
+            request = request.header("If-None-Match", tag);
+        }
+        let sent = request.call();
+        let mut response = sent.map_err(|e| Self::unreachable(&url, e))?;
+        let status = response.status().as_u16();
+        if status == 304 {
+            return Ok(BundleAnswer::NotModified);
+        }
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut bytes = Vec::new();
+        use std::io::Read;
+        response
+            .body_mut()
+            .as_reader()
+            .take(MAX_BUNDLE_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        if status != 200 {
+            return Err(Self::refused(status, &bytes));
+        }
+        Ok(BundleAnswer::Bundle { bytes, etag })
+    }
+}

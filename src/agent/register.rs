@@ -1,0 +1,268 @@
+//! `fleetkit agent register`: first run on a device. Gathers facts, makes the
+//! device's own key and CSR, enrolls with a token, checks the returned chain against
+//! the installed root CA, keeps key and chain (0600), installs the shipped policy
+//! and writes the manifest with its mirrors.
+//!
+//! When no server answers, everything that can be done offline is done (key kept,
+//! shipped policy installed, manifest written with `enrollment: pending`) and the
+//! next `register` or `sync` finishes the enrollment with the same key.
+
+use super::client::{ClientError, DeviceClient};
+use super::facts;
+use super::identity::{self, Identity};
+use super::manifest::{self, Manifest};
+use super::settings::Assignment;
+use super::state::{Enrollment, EnrollmentStatus};
+use super::{Agent, AgentError, Result};
+use crate::bundle::Verified;
+use crate::fsutil::{self, PUBLIC_MODE};
+use crate::protocol::{DeviceFacts, EnrollRequest};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+/// What the installer or the admin passed to `agent register`.
+#[derive(Debug, Clone, Default)]
+pub struct RegisterOptions {
+    /// The enrollment token (else the installer's token file is read).
+    pub token: Option<Zeroizing<String>>,
+    /// Install-time org assignment; set fields override `agent.yaml`.
+    pub assignment: Assignment,
+    /// Enroll again even when registered (a new key and certificate).
+    pub force: bool,
+}
+
+/// How registration ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// Enrolled now.
+    Enrolled {
+        device_id: String,
+        machine_id: String,
+        team: String,
+        certificate_not_after: OffsetDateTime,
+    },
+    /// Was already registered; the manifest was refreshed.
+    Already {
+        device_id: String,
+        machine_id: String,
+    },
+}
+
+impl Agent {
+    /// Registers the device (see the module comment).
+    pub fn register(&mut self, opts: &RegisterOptions, now: OffsetDateTime) -> Result<Registered> {
+        self.state.assignment = self
+            .settings
+            .assignment
+            .overridden_by(&self.state.assignment)
+            .overridden_by(&opts.assignment);
+        let facts = facts::gather(&self.paths, &self.settings.org, &self.state.assignment)?;
+
+        if self.state.is_registered() && !opts.force {
+            let e = self
+                .state
+                .enrollment
+                .clone()
+                .ok_or(AgentError::NotRegistered)?;
+            self.install_shipped_policy(now);
+            self.save_state()?;
+            self.write_manifest(&facts, now)?;
+            return Ok(Registered::Already {
+                device_id: e.device_id.unwrap_or_default(),
+                machine_id: e.machine_id,
+            });
+        }
+
+        // The key is made once and kept while enrollment is pending, so a device
+        // that registers offline enrolls later with the key it already has.
+        let key = match identity::load_pending_key(&self.paths.pending_key) {
+            Some(k) if !opts.force || !self.state.is_registered() => k,
+            _ => {
+                let k = identity::new_key()?;
+                identity::save_pending_key(&k, &self.paths.pending_key)?;
+                k
+            }
+        };
+        if !self.state.is_registered() {
+            self.state.enrollment = Some(Enrollment {
+                status: EnrollmentStatus::Pending,
+                machine_id: facts.machine_id.clone(),
+                device_id: None,
+                team: None,
+                registered_at: None,
+                certificate_fingerprint: None,
+                certificate_not_before: None,
+                certificate_not_after: None,
+                last_error: None,
+            });
+        }
+        self.install_shipped_policy(now);
+
+        let token = match &opts.token {
+            Some(t) => Some(t.clone()),
+            None => read_token_file(&self.paths.token_file),
+        };
+        let result = match token {
+            None => Err(AgentError::NoToken),
+            Some(token) => self.enroll(&key, &token, &facts, now),
+        };
+        match result {
+            Ok(done) => {
+                // The token was for one registration: do not leave it on disk.
+                let _ = std::fs::remove_file(&self.paths.token_file);
+                let _ = std::fs::remove_file(&self.paths.pending_key);
+                self.save_state()?;
+                self.write_manifest(&facts, now)?;
+                Ok(done)
+            }
+            Err(e) => {
+                if let Some(en) = self.state.enrollment.as_mut() {
+                    en.last_error = Some(e.to_string());
+                }
+                self.save_state()?;
+                self.write_manifest(&facts, now)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn enroll(
+        &mut self,
+        key: &rcgen::KeyPair,
+        token: &str,
+        facts: &DeviceFacts,
+        now: OffsetDateTime,
+    ) -> Result<Registered> {
+        let client = DeviceClient::new(&self.settings.server_url, self.roots(), None)
+            .map_err(|e| AgentError::Server(e.to_string()))?;
+        let request = EnrollRequest {
+            token: token.to_string(),
+            csr_pem: identity::csr_pem(key, &facts.machine_id)?,
+            facts: facts.clone(),
+        };
+        let answer = client.enroll(&request).map_err(|e| match e {
+            ClientError::Unreachable { url, reason } => AgentError::Pending {
+                reason: format!("cannot reach {url}: {reason}"),
+            },
+            ClientError::Refused { code, message, .. } => {
+                AgentError::EnrollRefused { code, message }
+            }
+            other => AgentError::Server(other.to_string()),
+        })?;
+        if answer.machine_id != facts.machine_id {
+            return Err(AgentError::Server(format!(
+                "the server answered for machine `{}`, this is `{}`",
+                answer.machine_id, facts.machine_id
+            )));
+        }
+        let checked = identity::check_chain(
+            &answer.certificate_chain_pem,
+            self.roots(),
+            &facts.machine_id,
+            key,
+            now,
+        )?;
+        let id = Identity {
+            key: rcgen::KeyPair::from_pem(&Zeroizing::new(key.serialize_pem()))
+                .map_err(|e| identity::IdentityError::KeyGen(e.to_string()))?,
+            chain_pem: checked.chain_pem.clone(),
+        };
+        id.save(&self.paths.identity)?;
+        fsutil::write_atomic(
+            &self.paths.certificate,
+            checked.chain_pem.as_bytes(),
+            PUBLIC_MODE,
+        )?;
+        self.state.enrollment = Some(Enrollment {
+            status: EnrollmentStatus::Registered,
+            machine_id: facts.machine_id.clone(),
+            device_id: Some(answer.device_id.clone()),
+            team: Some(answer.team.clone()),
+            registered_at: Some(now),
+            certificate_fingerprint: Some(checked.fingerprint),
+            certificate_not_before: Some(checked.not_before),
+            certificate_not_after: Some(checked.not_after),
+            last_error: None,
+        });
+        Ok(Registered::Enrolled {
+            device_id: answer.device_id,
+            machine_id: answer.machine_id,
+            team: answer.team,
+            certificate_not_after: checked.not_after,
+        })
+    }
+
+    /// Installs the bundle shipped with the artefact when it is newer than the
+    /// policy in force (or none is). A shipped bundle that does not verify is
+    /// ignored: the server's bundle will come with the next sync.
+    fn install_shipped_policy(&mut self, now: OffsetDateTime) {
+        let Some((shipped, bytes)) = self.shipped_policy(now) else {
+            return;
+        };
+        if self
+            .held_policy(now)
+            .is_some_and(|h| h.version >= shipped.version)
+        {
+            return;
+        }
+        if let Ok(Verified::Accepted { .. }) = self.offer_bundle(&bytes, "shipped", None, now) {
+            // Installed; `last_confirmed` stays unset until the server confirms it.
+        }
+    }
+
+    /// Writes the manifest and its mirrors from the facts and the state.
+    pub fn write_manifest(&self, facts: &DeviceFacts, now: OffsetDateTime) -> Result<()> {
+        let e = self.state.enrollment.clone();
+        let held = self.held_policy(now);
+        let registered = self.state.is_registered();
+        let a = &self.state.assignment;
+        let m = Manifest {
+            machine_id: facts.machine_id.clone(),
+            organization: self.settings.org.clone(),
+            user: facts.user.clone(),
+            hostname: facts.hostname.clone(),
+            platform: facts.platform.clone(),
+            cmdai_version: if self.paths.is_real_root() {
+                manifest::cmdai_version()
+            } else {
+                None
+            },
+            enterprise_plugin_version: facts.agent_version.clone(),
+            registered_at: e.as_ref().and_then(|e| e.registered_at),
+            certificate_fingerprint: e.as_ref().and_then(|e| e.certificate_fingerprint.clone()),
+            department: a.department.clone(),
+            // The server's binding (the token's team) wins over what was asked.
+            team: e
+                .as_ref()
+                .and_then(|e| e.team.clone())
+                .or_else(|| a.team.clone()),
+            environment: a.environment.clone(),
+            compliance_zone: a.compliance_zone.clone(),
+            provisioned: registered && held.is_some(),
+            policy_version: held.as_ref().map(|h| h.version),
+            last_policy_update: self.state.policy.as_ref().map(|p| p.installed_at),
+            device_id: e.as_ref().and_then(|e| e.device_id.clone()),
+            enrollment: if registered { "registered" } else { "pending" }.into(),
+            os_name: facts.os_name.clone(),
+            os_version: facts.os_version.clone(),
+            serial: facts.serial.clone(),
+            certificate_not_after: e.as_ref().and_then(|e| e.certificate_not_after),
+            last_sync: self.state.last_sync.as_ref().map(|s| s.at),
+            last_sync_result: self
+                .state
+                .last_sync
+                .as_ref()
+                .map(|s| if s.ok { "ok".into() } else { s.code.clone() }),
+        };
+        m.write(&self.paths)?;
+        Ok(())
+    }
+}
+
+/// The token the installer left (first line, trimmed), if any.
+fn read_token_file(path: &std::path::Path) -> Option<Zeroizing<String>> {
+    let bytes = Zeroizing::new(fsutil::read_capped(path, 4096).ok()?);
+    let text = std::str::from_utf8(&bytes).ok()?;
+    let token = text.lines().next()?.trim();
+    (!token.is_empty()).then(|| Zeroizing::new(token.to_string()))
+}

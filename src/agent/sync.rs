@@ -1,0 +1,267 @@
+//! `fleetkit agent sync` and `fleetkit agent renew`.
+//!
+//! Sync: finish a pending registration; renew the machine certificate once
+//! `renew_at_percent` of its lifetime has passed; check in (facts, policy version);
+//! pull the bundle with `If-None-Match`; verify it (DESIGN.md rule 2) and swap the
+//! exact bytes in atomically. Any failure keeps the policy in force, records why in
+//! the state and the manifest, and is returned as an error (non-zero exit). When the
+//! server cannot be reached, the offline mode decides what stays in force.
+
+use super::client::{BundleAnswer, ClientError, DeviceClient};
+use super::facts;
+use super::identity::{self, Identity};
+use super::offline::{self, Holdings, InForce};
+use super::register::RegisterOptions;
+use super::state::{EnrollmentStatus, SyncRecord};
+use super::{Agent, AgentError, Result};
+use crate::bundle::Verified;
+use crate::fsutil::{self, PUBLIC_MODE};
+use crate::protocol::{CheckinRequest, DeviceFacts, RenewRequest};
+use time::{Duration, OffsetDateTime};
+
+/// How a successful sync ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Synced {
+    /// The policy in force is the published one.
+    Current { version: Option<u64> },
+    /// A newer bundle was verified and swapped in.
+    Updated { from: Option<u64>, to: u64 },
+}
+
+/// The outcome of a sync, with what happened on the way.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    pub synced: Synced,
+    /// Set when the certificate was renewed during this sync.
+    pub renewed_until: Option<OffsetDateTime>,
+    /// Problems that did not stop the sync (e.g. a renewal the server refused).
+    pub warnings: Vec<String>,
+}
+
+impl Agent {
+    /// Syncs the policy (see the module comment).
+    pub fn sync(&mut self, now: OffsetDateTime) -> Result<SyncReport> {
+        if !self.state.is_registered() {
+            if self.state.enrollment.is_none() {
+                return Err(AgentError::NotRegistered);
+            }
+            // Pending: the next run finishes the registration.
+            self.register(&RegisterOptions::default(), now)?;
+        }
+        let facts = facts::gather(&self.paths, &self.settings.org, &self.state.assignment)?;
+        let result = self.sync_registered(&facts, now);
+        let record = match &result {
+            Ok(report) => SyncRecord {
+                at: now,
+                ok: true,
+                code: match report.synced {
+                    Synced::Current { .. } => "current".into(),
+                    Synced::Updated { .. } => "updated".into(),
+                },
+                message: String::new(),
+            },
+            Err(e) => SyncRecord {
+                at: now,
+                ok: false,
+                code: e.code(),
+                message: e.to_string(),
+            },
+        };
+        self.state.last_sync = Some(record);
+        self.save_state()?;
+        self.write_manifest(&facts, now)?;
+        result
+    }
+
+    fn sync_registered(&mut self, facts: &DeviceFacts, now: OffsetDateTime) -> Result<SyncReport> {
+        let mut warnings = Vec::new();
+        let mut renewed_until = None;
+        let mut client = self.device_client()?;
+
+        let before = self.held_policy(now).map(|h| h.version);
+        let checkin = CheckinRequest {
+            policy_version: before,
+            facts: facts.clone(),
+        };
+        if let Err(e) = client.checkin(&checkin) {
+            return Err(self.server_failure(e, now));
+        }
+
+        if self.renewal_due(now) {
+            match self.renew_with(&client, facts, now) {
+                Ok(until) => {
+                    renewed_until = Some(until);
+                    client = self.device_client()?;
+                }
+                Err(e) => warnings.push(format!("certificate renewal failed: {e}")),
+            }
+        }
+
+        // Ask with the ETag only when what it names is still in force.
+        let etag = self
+            .state
+            .policy
+            .as_ref()
+            .filter(|p| Some(p.version) == before)
+            .and_then(|p| p.etag.clone());
+        let answer = client
+            .bundle(etag.as_deref())
+            .map_err(|e| self.server_failure(e, now))?;
+        let synced = match answer {
+            BundleAnswer::NotModified => Synced::Current { version: before },
+            BundleAnswer::Bundle { bytes, etag } => {
+                match self.offer_bundle(&bytes, "server", etag, now) {
+                    Ok(Verified::Accepted { payload, .. }) => Synced::Updated {
+                        from: before,
+                        to: payload.version,
+                    },
+                    Ok(Verified::AlreadyCurrent { version }) => Synced::Current {
+                        version: Some(version),
+                    },
+                    Err(e) => return Err(AgentError::BundleRejected(e)),
+                }
+            }
+        };
+        self.state.last_confirmed = Some(now);
+        if let Synced::Updated { to, .. } = synced {
+            // Tell the inventory at once rather than at the next run.
+            let report = CheckinRequest {
+                policy_version: Some(to),
+                facts: facts.clone(),
+            };
+            if let Err(e) = client.checkin(&report) {
+                warnings.push(format!("could not report policy v{to} to the server: {e}"));
+            }
+        }
+        Ok(SyncReport {
+            synced,
+            renewed_until,
+            warnings,
+        })
+    }
+
+    /// A client presenting the device certificate.
+    fn device_client(&self) -> Result<DeviceClient> {
+        let identity = Identity::load(&self.paths.identity)?;
+        DeviceClient::new(&self.settings.server_url, self.roots(), Some(&identity))
+            .map_err(|e| AgentError::Server(e.to_string()))
+    }
+
+    /// Maps a failed request: unreachable → the offline mode's decision; refused →
+    /// the server's reason.
+    fn server_failure(&self, e: ClientError, now: OffsetDateTime) -> AgentError {
+        match e {
+            ClientError::Unreachable { url, reason } => {
+                let in_force = match self.offline_decision(now) {
+                    InForce::Cached { version, warning } => {
+                        let mut s = format!(
+                            "offline mode {}: cached policy v{version} stays in force",
+                            self.settings.offline_mode.as_str()
+                        );
+                        if let Some(w) = warning {
+                            s.push_str(&format!(" ({w})"));
+                        }
+                        s
+                    }
+                    InForce::Default { version } => format!(
+                        "offline mode default-policy: the installer's default policy v{version} is in force"
+                    ),
+                    InForce::Nothing { reason } => reason,
+                };
+                AgentError::Offline {
+                    reason: format!("{url}: {reason}"),
+                    in_force,
+                }
+            }
+            ClientError::Refused { code, message, .. } => AgentError::Refused { code, message },
+            other => AgentError::Server(other.to_string()),
+        }
+    }
+
+    /// What the offline mode puts in force now, without the server.
+    pub fn offline_decision(&self, now: OffsetDateTime) -> InForce {
+        let held = Holdings {
+            cached: self.held_policy(now).map(|h| (h.version, h.expires_at)),
+            shipped: self
+                .shipped_policy(now)
+                .map(|(h, _)| (h.version, h.expires_at)),
+            last_confirmed: self.state.last_confirmed,
+        };
+        offline::decide(
+            self.settings.offline_mode,
+            Duration::hours(self.settings.offline_max_age_hours as i64),
+            &held,
+            now,
+        )
+    }
+
+    /// True once `renew_at_percent` of the certificate's lifetime has passed.
+    pub fn renewal_due(&self, now: OffsetDateTime) -> bool {
+        let Some(e) = &self.state.enrollment else {
+            return false;
+        };
+        match (e.certificate_not_before, e.certificate_not_after) {
+            (Some(from), Some(until)) => {
+                let lifetime = until - from;
+                now >= from + lifetime * (self.settings.renew_at_percent as f64 / 100.0)
+            }
+            _ => false,
+        }
+    }
+
+    /// `fleetkit agent renew`: a new key and certificate, authenticated by the
+    /// current one. Returns the new expiry.
+    pub fn renew(&mut self, now: OffsetDateTime) -> Result<OffsetDateTime> {
+        if !self.state.is_registered() {
+            return Err(AgentError::NotRegistered);
+        }
+        let facts = facts::gather(&self.paths, &self.settings.org, &self.state.assignment)?;
+        let client = self.device_client()?;
+        let until = self.renew_with(&client, &facts, now)?;
+        self.save_state()?;
+        self.write_manifest(&facts, now)?;
+        Ok(until)
+    }
+
+    fn renew_with(
+        &mut self,
+        client: &DeviceClient,
+        facts: &DeviceFacts,
+        now: OffsetDateTime,
+    ) -> Result<OffsetDateTime> {
+        let key = identity::new_key()?;
+        let request = RenewRequest {
+            csr_pem: identity::csr_pem(&key, &facts.machine_id)?,
+        };
+        let answer = client.renew(&request).map_err(|e| match e {
+            ClientError::Refused { code, message, .. } => AgentError::Refused { code, message },
+            other => AgentError::Server(other.to_string()),
+        })?;
+        let checked = identity::check_chain(
+            &answer.certificate_chain_pem,
+            self.roots(),
+            &facts.machine_id,
+            &key,
+            now,
+        )?;
+        // Key and chain in one atomic write: the old pair or the new pair, never one
+        // of each.
+        Identity {
+            key,
+            chain_pem: checked.chain_pem.clone(),
+        }
+        .save(&self.paths.identity)?;
+        fsutil::write_atomic(
+            &self.paths.certificate,
+            checked.chain_pem.as_bytes(),
+            PUBLIC_MODE,
+        )?;
+        if let Some(e) = self.state.enrollment.as_mut() {
+            e.status = EnrollmentStatus::Registered;
+            e.certificate_fingerprint = Some(checked.fingerprint);
+            e.certificate_not_before = Some(checked.not_before);
+            e.certificate_not_after = Some(checked.not_after);
+        }
+        Ok(checked.not_after)
+    }
+}
