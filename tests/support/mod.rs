@@ -3,6 +3,8 @@
 //! that enroll with their own keys, and an admin client.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use fleetkit::protocol::*;
 use fleetkit::server::admin_client::AdminClient;
 use std::io::{BufRead, BufReader};
@@ -130,13 +132,19 @@ impl Server {
     }
 
     pub fn start_with(org: &Org, db_url: &str) -> Self {
+        Self::start_on(org, db_url, 0)
+    }
+
+    /// On a given loopback port (0: any free one).
+    pub fn start_on(org: &Org, db_url: &str, port: u16) -> Self {
+        let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(BIN)
             .args([
                 "--workspace",
                 &org.ws(),
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                &listen,
                 "--db",
                 db_url,
             ])

@@ -1,0 +1,120 @@
+//! Devices for the agent suites: a root prefix holding what an installer would put
+//! on the machine (agent.yaml, anchors, the shipped bundle, a hardware id), and the
+//! real `fleetkit agent` binary run against it.
+
+use super::{BIN, Org};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// One simulated machine: everything under `root`.
+pub struct DeviceRoot {
+    pub root: PathBuf,
+}
+
+/// What `fleetkit agent …` did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl DeviceRoot {
+    /// Installs the agent's files for `org` under `dir/name`, as an artefact would.
+    pub fn install(
+        org: &Org,
+        dir: &Path,
+        name: &str,
+        server_url: &str,
+        extra_settings: &str,
+    ) -> Self {
+        let root = dir.join(name);
+        let etc = root.join("etc/fleetkit");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::copy(org.path().join("anchors.json"), etc.join("anchors.json")).unwrap();
+        std::fs::copy(
+            org.path().join("bundles/policy-v1.json"),
+            etc.join("bundle.json"),
+        )
+        .unwrap();
+        std::fs::write(
+            etc.join("agent.yaml"),
+            format!("org: acme-corp\nserver_url: {server_url}\n{extra_settings}"),
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/machine-id"), format!("hw-{name}\n")).unwrap();
+        Self { root }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn data(&self, file: &str) -> PathBuf {
+        self.root.join("var/lib/fleetkit").join(file)
+    }
+
+    /// Rewrites one `key: value` line of agent.yaml (or appends it).
+    pub fn set_setting(&self, key: &str, value: &str) {
+        let path = self.path("etc/fleetkit/agent.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key}:")))
+            .map(str::to_string)
+            .collect();
+        lines.push(format!("{key}: {value}"));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+
+    /// Runs `fleetkit agent <args> --root <root>` with extra environment.
+    pub fn agent(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("agent")
+            .args(args)
+            .arg("--root")
+            .arg(&self.root)
+            .env_remove("FLEETKIT_ENROLL_TOKEN")
+            .env_remove("FLEETKIT_AGENT_ROOT");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run::from(cmd.output().expect("run fleetkit agent"))
+    }
+
+    pub fn register(&self, token: &str) -> Run {
+        self.agent(&["register"], &[("FLEETKIT_ENROLL_TOKEN", token)])
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let run = self.agent(&["status", "--json"], &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        run.json()
+    }
+
+    /// The bytes of the policy in force.
+    pub fn policy_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.data("policy.json")).unwrap()
+    }
+
+    /// The manifest, parsed.
+    pub fn manifest(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.data("manifest.yaml")).unwrap();
+        serde_saphyr::from_str(&text).unwrap()
+    }
+}
