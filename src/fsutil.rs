@@ -34,6 +34,9 @@ impl FsError {
     }
 }
 
+/// The name prefix of the temporary files [`write_atomic`] renames into place.
+pub const TEMP_PREFIX: &str = ".fleetkit-tmp-";
+
 /// Writes `bytes` to `path` atomically with the given Unix mode.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
     let dir = match path.parent() {
@@ -42,7 +45,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError>
     };
     fs::create_dir_all(&dir).map_err(|e| FsError::new("cannot create directory", &dir, e))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".fleetkit-tmp-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(&dir)
         .map_err(|e| FsError::new("cannot create a temporary file in", &dir, e))?;
     set_mode(tmp.path(), mode)?;
@@ -96,7 +99,37 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
         .map_err(|e| FsError::new("cannot set permissions on", path, e))
 }
 
-#[cfg(not(unix))]
+/// Windows has no modes: a secret (no group or other bits) gets an ACL that only
+/// SYSTEM and Administrators can read, with inheritance from ProgramData removed
+/// (where every user could otherwise read it).
+#[cfg(windows)]
+fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
+    if mode & 0o077 != 0 {
+        return Ok(());
+    }
+    let status = std::process::Command::new("icacls")
+        .arg(path)
+        .args([
+            "/inheritance:r",
+            "/grant:r",
+            "*S-1-5-18:F",
+            "*S-1-5-32-544:F",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| FsError::new("cannot run icacls on", path, e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(FsError::new(
+            "cannot restrict the access rights of",
+            path,
+            io::Error::other(format!("icacls exited with {status}")),
+        ))
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
 fn set_mode(_path: &Path, _mode: u32) -> Result<(), FsError> {
     Ok(())
 }

@@ -63,6 +63,8 @@ pub enum AgentError {
     Refused { code: String, message: String },
     #[error("{0}")]
     Server(String),
+    #[error("the machine certificate expired at {at}")]
+    CertificateExpired { at: String },
     #[error("the server's policy bundle was refused, the current policy stays in force: {0}")]
     BundleRejected(BundleError),
     #[error("cannot reach the server: {reason}; {in_force}")]
@@ -94,6 +96,7 @@ impl AgentError {
             Self::Refused { code, .. } if code == "unknown_certificate" => {
                 "the server no longer knows this device: `fleetkit agent register --force` with a fresh token".into()
             }
+            Self::CertificateExpired { .. } => "the device was offline past its certificate's lifetime: `fleetkit agent register --force` with a fresh enrollment token".into(),
             Self::BundleRejected(_) => "IT must publish a bundle signed by the org's keys; nothing was changed on this device".into(),
             Self::Offline { .. } => "the agent tries again at its next run".into(),
             _ => String::new(),
@@ -115,6 +118,7 @@ impl AgentError {
                 format!("refused:{code}")
             }
             Self::Server(_) => "server".into(),
+            Self::CertificateExpired { .. } => "certificate-expired".into(),
             Self::BundleRejected(e) => format!("rejected:{}", e.code()),
             Self::Offline { .. } => "unreachable".into(),
         }
@@ -123,6 +127,9 @@ impl AgentError {
 
 /// The agent on one device (or under one root prefix).
 pub struct Agent {
+    /// Held for the agent's lifetime: one agent at a time per device, so that a
+    /// timer-started sync and a manual one never interleave their writes.
+    _lock: std::fs::File,
     pub paths: AgentPaths,
     pub settings: AgentSettings,
     pub anchors: TrustAnchors,
@@ -147,8 +154,10 @@ impl Agent {
                 ),
             }));
         }
+        let lock = lock_data_dir(&paths.data_dir)?;
         let state = AgentState::load(&paths.state)?;
         Ok(Self {
+            _lock: lock,
             paths,
             settings,
             anchors,
@@ -165,4 +174,33 @@ impl Agent {
         self.state.save(&self.paths.state)?;
         Ok(())
     }
+}
+
+/// Takes the device's agent lock (`<data>/agent.lock`, waiting for another agent
+/// run to end), then removes temporary files a killed run left behind: with the
+/// lock held, no other run can be writing them.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| FsError::new("cannot create directory", data_dir, e))?;
+    let path = data_dir.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| FsError::new("cannot open", &path, e))?;
+    file.lock()
+        .map_err(|e| FsError::new("cannot lock", &path, e))?;
+    if let Ok(entries) = std::fs::read_dir(data_dir) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(crate::fsutil::TEMP_PREFIX)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(file)
 }

@@ -60,7 +60,9 @@ pub fn decide(
                     reason: "offline mode cached-with-expiry: the server never confirmed the cached policy".into(),
                 };
             };
-            let usable_until = confirmed + max_age;
+            // A damaged state could put this past year 9999: then it is never usable
+            // rather than a panic.
+            let usable_until = confirmed.checked_add(max_age).unwrap_or(confirmed);
             if now >= expires {
                 InForce::Nothing {
                     reason: format!(

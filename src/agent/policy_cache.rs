@@ -92,28 +92,45 @@ impl Agent {
         etag: Option<String>,
         now: OffsetDateTime,
     ) -> Result<Verified, BundleError> {
-        let held = self.held_policy(now).map(|h| h.version);
+        // The rollback floor is the higher of the file and the record: a policy file
+        // that stops verifying (expired, keys rotated away) never lowers it.
+        let in_file = self.held_policy(now).map(|h| h.version);
+        let floor = in_file.max(self.state.policy.as_ref().map(|r| r.version));
         let opts = VerifyOptions {
             now,
             expected_org: Some(&self.settings.org),
-            stored_version: held,
+            stored_version: floor,
         };
         let verified = bundle::verify_bundle(bytes, &self.anchors, &opts)?;
-        if let Verified::Accepted { payload, .. } = &verified {
-            fsutil::write_atomic(&self.paths.policy, bytes, PUBLIC_MODE)
-                .map_err(|e| BundleError::Encode(e.to_string()))?;
-            self.state.policy = Some(PolicyRecord {
-                version: payload.version,
-                expires_at: payload.expires_at,
-                installed_at: now,
-                source: source.to_string(),
-                etag,
-                sha256: digest(bytes),
-            });
-        } else if let Some(record) = self.state.policy.as_mut()
-            && etag.is_some()
-        {
-            record.etag = etag;
+        let payload = match &verified {
+            Verified::Accepted { payload, .. } => Some(payload.clone()),
+            // The recorded version, but the file does not hold it (deleted, damaged,
+            // or a run killed between swap and record): put it back.
+            Verified::AlreadyCurrent { version } if in_file != Some(*version) => {
+                Some(self.verify_at(bytes, now)?)
+            }
+            Verified::AlreadyCurrent { .. } => None,
+        };
+        match payload {
+            Some(payload) => {
+                fsutil::write_atomic(&self.paths.policy, bytes, PUBLIC_MODE)
+                    .map_err(|e| BundleError::Encode(e.to_string()))?;
+                self.state.policy = Some(PolicyRecord {
+                    version: payload.version,
+                    expires_at: payload.expires_at,
+                    installed_at: now,
+                    source: source.to_string(),
+                    etag,
+                    sha256: digest(bytes),
+                });
+            }
+            None => {
+                if let Some(record) = self.state.policy.as_mut()
+                    && etag.is_some()
+                {
+                    record.etag = etag;
+                }
+            }
         }
         Ok(verified)
     }

@@ -51,12 +51,10 @@ pub enum Registered {
 impl Agent {
     /// Registers the device (see the module comment).
     pub fn register(&mut self, opts: &RegisterOptions, now: OffsetDateTime) -> Result<Registered> {
-        self.state.assignment = self
-            .settings
-            .assignment
-            .overridden_by(&self.state.assignment)
-            .overridden_by(&opts.assignment);
-        let facts = facts::gather(&self.paths, &self.settings.org, &self.state.assignment)?;
+        // The state keeps only what was given on the command line, so that a
+        // reinstall that changes agent.yaml is heard; flags still win over it.
+        self.state.assignment = self.state.assignment.overridden_by(&opts.assignment);
+        let facts = facts::gather(&self.paths, &self.settings.org, &self.assignment())?;
 
         if self.state.is_registered() && !opts.force {
             let e = self
@@ -67,6 +65,8 @@ impl Agent {
             self.install_shipped_policy(now);
             self.save_state()?;
             self.write_manifest(&facts, now)?;
+            // A reinstall may have left a new token: it is not needed, do not keep it.
+            let _ = std::fs::remove_file(&self.paths.token_file);
             return Ok(Registered::Already {
                 device_id: e.device_id.unwrap_or_default(),
                 machine_id: e.machine_id,
@@ -102,17 +102,30 @@ impl Agent {
             Some(t) => Some(t.clone()),
             None => read_token_file(&self.paths.token_file),
         };
-        let result = match token {
-            None => Err(AgentError::NoToken),
-            Some(token) => self.enroll(&key, &token, &facts, now),
+        let was_registered = self.state.is_registered();
+        let result = match self.adopt_identity(&key, &facts, now) {
+            Some(adopted) => Ok(adopted),
+            None => match token {
+                None => Err(AgentError::NoToken),
+                Some(token) => self.enroll(&key, &token, &facts, now),
+            },
+        };
+        // `--force` on a registered device keeps the old identity when it fails:
+        // nothing will finish it later, so it is a plain failure, not "pending".
+        let result = match result {
+            Err(AgentError::Pending { reason }) if was_registered => {
+                Err(AgentError::Server(format!("cannot enroll again: {reason}")))
+            }
+            other => other,
         };
         match result {
             Ok(done) => {
-                // The token was for one registration: do not leave it on disk.
-                let _ = std::fs::remove_file(&self.paths.token_file);
-                let _ = std::fs::remove_file(&self.paths.pending_key);
+                // Record first; only then drop the one-time token and the pending key,
+                // so that a kill in between never loses what the next run needs.
                 self.save_state()?;
                 self.write_manifest(&facts, now)?;
+                let _ = std::fs::remove_file(&self.paths.token_file);
+                let _ = std::fs::remove_file(&self.paths.pending_key);
                 Ok(done)
             }
             Err(e) => {
@@ -192,6 +205,59 @@ impl Agent {
         })
     }
 
+    /// A run killed after saving the new identity but before recording it leaves a
+    /// pending state beside a valid identity for the pending key: take it (the
+    /// server knows the device already; a second enrollment would spend the token
+    /// again). The device id comes from a check-in with that identity.
+    fn adopt_identity(
+        &mut self,
+        key: &rcgen::KeyPair,
+        facts: &DeviceFacts,
+        now: OffsetDateTime,
+    ) -> Option<Registered> {
+        if self.state.is_registered() {
+            return None;
+        }
+        let id = Identity::load(&self.paths.identity).ok()?;
+        if id.key.public_key_raw() != key.public_key_raw() {
+            return None;
+        }
+        let checked =
+            identity::check_chain(&id.chain_pem, self.roots(), &facts.machine_id, key, now).ok()?;
+        let client = DeviceClient::new(&self.settings.server_url, self.roots(), Some(&id)).ok()?;
+        let answer = client
+            .checkin(&crate::protocol::CheckinRequest {
+                policy_version: None,
+                facts: facts.clone(),
+            })
+            .ok()?;
+        let team = self.assignment().team.unwrap_or_default();
+        self.state.enrollment = Some(Enrollment {
+            status: EnrollmentStatus::Registered,
+            machine_id: facts.machine_id.clone(),
+            device_id: Some(answer.device_id.clone()),
+            team: Some(team.clone()),
+            registered_at: Some(now),
+            certificate_fingerprint: Some(checked.fingerprint),
+            certificate_not_before: Some(checked.not_before),
+            certificate_not_after: Some(checked.not_after),
+            last_error: None,
+        });
+        Some(Registered::Enrolled {
+            device_id: answer.device_id,
+            machine_id: facts.machine_id.clone(),
+            team,
+            certificate_not_after: checked.not_after,
+        })
+    }
+
+    /// The org assignment in effect: agent.yaml, then install-time flags.
+    pub fn assignment(&self) -> Assignment {
+        self.settings
+            .assignment
+            .overridden_by(&self.state.assignment)
+    }
+
     /// Installs the bundle shipped with the artefact when it is newer than the
     /// policy in force (or none is). A shipped bundle that does not verify is
     /// ignored: the server's bundle will come with the next sync.
@@ -215,7 +281,7 @@ impl Agent {
         let e = self.state.enrollment.clone();
         let held = self.held_policy(now);
         let registered = self.state.is_registered();
-        let a = &self.state.assignment;
+        let a = &self.assignment();
         let m = Manifest {
             machine_id: facts.machine_id.clone(),
             organization: self.settings.org.clone(),

@@ -46,10 +46,16 @@ impl Agent {
             .as_ref()
             .filter(|r| held.as_ref().is_some_and(|h| h.version == r.version));
         let last = self.state.last_sync.as_ref();
-        let offline = last.is_some_and(|s| !s.ok && s.code == "unreachable");
-        // After a sync that reached the server, the verified policy is in force until
-        // it expires; after one that did not, the offline mode decides.
-        let in_force = if offline || last.is_none() {
+        // The verified policy is in force while the server confirmed it recently
+        // (within the offline window) and the last sync went well; otherwise the
+        // offline mode decides, whatever made the sync fail.
+        let window = time::Duration::hours(self.settings.offline_max_age_hours as i64);
+        let fresh = last.is_some_and(|s| s.ok)
+            && self
+                .state
+                .last_confirmed
+                .is_some_and(|c| now < c.checked_add(window).unwrap_or(c));
+        let in_force = if !fresh {
             self.offline_decision(now)
         } else {
             match &held {

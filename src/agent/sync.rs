@@ -48,7 +48,7 @@ impl Agent {
             // Pending: the next run finishes the registration.
             self.register(&RegisterOptions::default(), now)?;
         }
-        let facts = facts::gather(&self.paths, &self.settings.org, &self.state.assignment)?;
+        let facts = facts::gather(&self.paths, &self.settings.org, &self.assignment())?;
         let result = self.sync_registered(&facts, now);
         let record = match &result {
             Ok(report) => SyncRecord {
@@ -76,7 +76,32 @@ impl Agent {
     fn sync_registered(&mut self, facts: &DeviceFacts, now: OffsetDateTime) -> Result<SyncReport> {
         let mut warnings = Vec::new();
         let mut renewed_until = None;
+        // An expired certificate fails the TLS handshake, which looks like an
+        // unreachable server: say what it really is.
+        if let Some(until) = self
+            .state
+            .enrollment
+            .as_ref()
+            .and_then(|e| e.certificate_not_after)
+            && until <= now
+        {
+            return Err(AgentError::CertificateExpired {
+                at: crate::clock::rfc3339(until),
+            });
+        }
         let mut client = self.device_client()?;
+
+        // Renew first: a certificate close to its end should not wait for the rest.
+        if self.renewal_due(now) {
+            match self.renew_with(&client, facts, now) {
+                Ok(until) => {
+                    renewed_until = Some(until);
+                    self.save_state()?;
+                    client = self.device_client()?;
+                }
+                Err(e) => warnings.push(format!("certificate renewal failed: {e}")),
+            }
+        }
 
         let before = self.held_policy(now).map(|h| h.version);
         let checkin = CheckinRequest {
@@ -87,16 +112,6 @@ impl Agent {
             return Err(self.server_failure(e, now));
         }
 
-        if self.renewal_due(now) {
-            match self.renew_with(&client, facts, now) {
-                Ok(until) => {
-                    renewed_until = Some(until);
-                    client = self.device_client()?;
-                }
-                Err(e) => warnings.push(format!("certificate renewal failed: {e}")),
-            }
-        }
-
         // Ask with the ETag only when what it names is still in force.
         let etag = self
             .state
@@ -104,17 +119,24 @@ impl Agent {
             .as_ref()
             .filter(|p| Some(p.version) == before)
             .and_then(|p| p.etag.clone());
-        let answer = client
-            .bundle(etag.as_deref())
-            .map_err(|e| self.server_failure(e, now))?;
+        let answer = match client.bundle(etag.as_deref()) {
+            Ok(answer) => Some(answer),
+            // Nothing published yet: the policy in force is as current as it gets.
+            Err(ClientError::Refused { code, .. }) if code == "no_bundle" => None,
+            Err(e) => return Err(self.server_failure(e, now)),
+        };
         let synced = match answer {
-            BundleAnswer::NotModified => Synced::Current { version: before },
-            BundleAnswer::Bundle { bytes, etag } => {
+            None | Some(BundleAnswer::NotModified) => Synced::Current { version: before },
+            Some(BundleAnswer::Bundle { bytes, etag }) => {
                 match self.offer_bundle(&bytes, "server", etag, now) {
-                    Ok(Verified::Accepted { payload, .. }) => Synced::Updated {
-                        from: before,
-                        to: payload.version,
-                    },
+                    Ok(Verified::Accepted { payload, .. }) => {
+                        // Record the swap at once, before any further network call.
+                        self.save_state()?;
+                        Synced::Updated {
+                            from: before,
+                            to: payload.version,
+                        }
+                    }
                     Ok(Verified::AlreadyCurrent { version }) => Synced::Current {
                         version: Some(version),
                     },
@@ -215,7 +237,7 @@ impl Agent {
         if !self.state.is_registered() {
             return Err(AgentError::NotRegistered);
         }
-        let facts = facts::gather(&self.paths, &self.settings.org, &self.state.assignment)?;
+        let facts = facts::gather(&self.paths, &self.settings.org, &self.assignment())?;
         let client = self.device_client()?;
         let until = self.renew_with(&client, &facts, now)?;
         self.save_state()?;
