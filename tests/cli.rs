@@ -316,6 +316,27 @@ fn demo_runs_the_whole_flow() {
     let r = run(fleetkit().args(["demo", "--out"]).arg(&out));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(out.join("bundles/policy-v2.json").is_file());
+    // The fleet part: two devices registered and brought to v3 through the server.
+    for device in ["laptop-1", "laptop-2"] {
+        let manifest = std::fs::read_to_string(
+            out.join("devices")
+                .join(device)
+                .join("var/lib/fleetkit/manifest.yaml"),
+        )
+        .unwrap();
+        assert!(
+            manifest.contains("enrollment: \"registered\""),
+            "{manifest}"
+        );
+        assert!(manifest.contains("policy_version: 3\n"), "{manifest}");
+    }
+    assert_eq!(
+        r.stdout.matches("policy v2 → v3").count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("2 device(s)"), "{}", r.stderr);
     let r = run(fleetkit().args(["demo", "--out"]).arg(&out));
     assert_eq!(r.code, 1, "refuses an existing directory");
 }
@@ -335,6 +356,17 @@ fn help_and_version_everywhere() {
         vec!["keys", "accept", "--help"],
         vec!["keys", "list", "--help"],
         vec!["demo", "--help"],
+        vec!["serve", "--help"],
+        vec!["token", "create", "--help"],
+        vec!["token", "list", "--help"],
+        vec!["token", "revoke", "--help"],
+        vec!["devices", "list", "--help"],
+        vec!["policy", "publish", "--help"],
+        vec!["agent", "--help"],
+        vec!["agent", "register", "--help"],
+        vec!["agent", "sync", "--help"],
+        vec!["agent", "status", "--help"],
+        vec!["agent", "renew", "--help"],
     ] {
         let r = run(fleetkit().args(&args));
         assert_eq!(r.code, 0, "{args:?}");

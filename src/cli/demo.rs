@@ -1,11 +1,23 @@
-//! `fleetkit demo`: the whole admin flow on the built-in example org, in a fresh
-//! directory — the README's main command.
+//! `fleetkit demo`: the whole flow on the built-in example org, in a fresh
+//! directory — the README's main command. The admin side (init, check, sign,
+//! verify, rotate), then the fleet: `fleetkit serve` on loopback, an enrollment
+//! token, two devices under `<out>/devices/*` that register and sync with the real
+//! agent code, a new policy rolled out to them, and the inventory.
 
 use super::Context;
 use super::output::{Failure, fail, say};
 use clap::Args;
+use fleetkit::agent::Agent;
+use fleetkit::agent::paths::{AgentPaths, Platform};
+use fleetkit::agent::register::{RegisterOptions, Registered};
+use fleetkit::agent::settings::{AgentSettings, Assignment};
+use fleetkit::agent::sync::Synced;
+use fleetkit::clock;
+use fleetkit::protocol::TokenCreate;
+use fleetkit::server::admin_client::AdminClient;
 use fleetkit::workspace::Workspace;
 use std::path::PathBuf;
+use zeroize::Zeroizing;
 
 const EXAMPLE_CONFIG: &str = include_str!("../../examples/acme-corp/fleetkit.yaml");
 const EXAMPLE_POLICY: &str = include_str!("../../examples/acme-corp/policy.yaml");
@@ -78,6 +90,191 @@ pub fn run(_ctx: &Context, args: DemoArgs) -> Result<(), Failure> {
         &ctx,
         super::policy::PolicyCommand::verify(ws.bundle_path(2), ws.anchors_path()),
     )?;
+    fleet(&ctx, &ws)?;
     say(format!("done: see {}", dir.display()));
     Ok(())
+}
+
+/// Steps 8-12: a server, two devices, a rollout, the inventory.
+fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
+    say("8. serve: fleetkit serve on loopback (SQLite in server/fleet.db)");
+    let server = DemoServer::start(&ws.root)?;
+    let url = format!("https://localhost:{}", server.port);
+    say(format!("   listening on {url}"));
+
+    say("9. token create --team platform --uses 2");
+    let credential = std::fs::read_to_string(ws.keys_dir().join("admin-credential"))
+        .map_err(|e| fail(format!("cannot read the admin credential: {e}"), ""))?;
+    let anchors = fleetkit::anchors::load(&ws.anchors_path()).map_err(|e| fail(e, ""))?;
+    let admin = AdminClient::new(&url, &anchors.root_ca, credential.trim())
+        .map_err(super::fleet::client_failure)?;
+    let token = admin
+        .create_token(&TokenCreate {
+            team: "platform".into(),
+            max_uses: 2,
+            expires_in_secs: 3600,
+            note: Some("fleetkit demo".into()),
+        })
+        .map_err(super::fleet::client_failure)?;
+    say(format!(
+        "   {} (the secret is shown once; the server keeps its hash)",
+        token.info.id
+    ));
+
+    let shipped = ws.bundle_path(2);
+    let mut devices = Vec::new();
+    for (name, department) in [("laptop-1", "engineering"), ("laptop-2", "research")] {
+        let root = ws.root.join("devices").join(name);
+        say(format!(
+            "10. agent register --root {}: facts, own key and CSR, enrollment, manifest",
+            root.display()
+        ));
+        install_device(&root, name, &url, &anchors, &shipped)?;
+        let mut agent = Agent::open(&root).map_err(agent_failure)?;
+        let options = RegisterOptions {
+            token: Some(Zeroizing::new(token.token.clone())),
+            assignment: Assignment {
+                department: Some(department.into()),
+                ..Assignment::default()
+            },
+            force: false,
+        };
+        match agent
+            .register(&options, clock::now())
+            .map_err(agent_failure)?
+        {
+            Registered::Enrolled {
+                device_id,
+                machine_id,
+                ..
+            }
+            | Registered::Already {
+                device_id,
+                machine_id,
+            } => say(format!(
+                "    {machine_id} registered as {device_id}; manifest {}",
+                agent.paths.manifest.display()
+            )),
+        }
+        devices.push(root);
+    }
+
+    say("11. policy sign + policy publish, then agent sync on each device");
+    super::policy::run(ctx, super::policy::PolicyCommand::sign_default())?;
+    let v3 = std::fs::read(ws.bundle_path(3)).map_err(|e| fail(e, ""))?;
+    let published = admin
+        .publish_bundle(&v3)
+        .map_err(super::fleet::client_failure)?;
+    say(format!(
+        "    published v{} ({})",
+        published.version, published.etag
+    ));
+    // The server caches the current bundle for a second.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    for root in &devices {
+        let mut agent = Agent::open(root).map_err(agent_failure)?;
+        let report = agent.sync(clock::now()).map_err(agent_failure)?;
+        let outcome = match report.synced {
+            Synced::Updated { from: Some(f), to } => {
+                format!("policy v{f} → v{to}, verified and swapped in")
+            }
+            Synced::Updated { from: None, to } => format!("policy v{to} installed"),
+            Synced::Current { version } => format!("policy {version:?} is current"),
+        };
+        say(format!("    {}: {outcome}", root.display()));
+    }
+
+    say("12. devices list");
+    super::fleet::run_devices(
+        ctx,
+        super::fleet::DevicesCommand::list_all(super::fleet::ServerArgs::at(&url)),
+    )?;
+    drop(server);
+    Ok(())
+}
+
+fn agent_failure(e: fleetkit::agent::AgentError) -> Failure {
+    let help = e.help();
+    Failure::invalid(e.to_string(), help)
+}
+
+/// Puts under `root` what an installer puts on a device.
+fn install_device(
+    root: &std::path::Path,
+    name: &str,
+    url: &str,
+    anchors: &fleetkit::anchors::TrustAnchors,
+    shipped: &std::path::Path,
+) -> Result<(), Failure> {
+    let paths = AgentPaths::new(root, Platform::current());
+    let settings = AgentSettings {
+        org: anchors.org.clone(),
+        server_url: url.to_string(),
+        assignment: Assignment {
+            team: Some("platform".into()),
+            environment: Some("development".into()),
+            ..Assignment::default()
+        },
+        offline_mode: fleetkit::workspace::config::OfflineMode::CachedWithExpiry,
+        offline_max_age_hours: 24,
+        renew_at_percent: 66,
+    };
+    let io = |e: fleetkit::fsutil::FsError| fail(e, "");
+    let public = fleetkit::fsutil::PUBLIC_MODE;
+    fleetkit::fsutil::write_atomic(&paths.settings, settings.to_yaml().as_bytes(), public)
+        .map_err(io)?;
+    fleetkit::anchors::save(anchors, &paths.anchors).map_err(|e| fail(e, ""))?;
+    let bundle = std::fs::read(shipped).map_err(|e| fail(e, ""))?;
+    fleetkit::fsutil::write_atomic(&paths.shipped_bundle, &bundle, public).map_err(io)?;
+    // A hardware id of its own, as a separate machine would have.
+    if let Some(id_file) = &paths.platform_machine_id {
+        fleetkit::fsutil::write_atomic(id_file, format!("demo-{name}\n").as_bytes(), public)
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// `fleetkit serve` as a child process, stopped when dropped.
+struct DemoServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl DemoServer {
+    fn start(ws: &std::path::Path) -> Result<Self, Failure> {
+        use std::io::BufRead;
+        let exe = std::env::current_exe()
+            .map_err(|e| fail(format!("cannot find the fleetkit binary: {e}"), ""))?;
+        let mut child = std::process::Command::new(exe)
+            .arg("--workspace")
+            .arg(ws)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| fail(format!("cannot start fleetkit serve: {e}"), ""))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        let port = line
+            .split_once("127.0.0.1:")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok());
+        match port {
+            Some(port) => Ok(Self { child, port }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(fail(format!("fleetkit serve did not start: {line:?}"), ""))
+            }
+        }
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

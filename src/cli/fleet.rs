@@ -92,6 +92,29 @@ pub struct DevicesListArgs {
     server: ServerArgs,
 }
 
+impl ServerArgs {
+    /// The server at `url`, the credential from the workspace (for `demo`).
+    pub fn at(url: &str) -> Self {
+        Self {
+            server: Some(url.to_string()),
+            admin_credential: None,
+        }
+    }
+}
+
+impl DevicesCommand {
+    /// `devices list --server URL` (for `demo`).
+    pub fn list_all(server: ServerArgs) -> Self {
+        Self::List(DevicesListArgs {
+            team: None,
+            stale: None,
+            json: false,
+            csv: false,
+            server,
+        })
+    }
+}
+
 /// Opens an admin client from the workspace and the flags.
 pub fn admin_client(ctx: &Context, args: &ServerArgs) -> Result<AdminClient, Failure> {
     let ws = ctx.open_workspace()?;
