@@ -6,7 +6,6 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use support::agent::DeviceRoot;
 use support::*;
 
@@ -29,17 +28,6 @@ const MANIFEST_FIELDS: [&str; 16] = [
     "policy_version",
     "last_policy_update",
 ];
-
-fn openssl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
 
 #[test]
 fn several_agents_register_and_the_inventory_matches_them() {

@@ -5,7 +5,6 @@
 mod support;
 
 use fleetkit::protocol::*;
-use std::process::Command;
 use support::*;
 
 /// Runs `test` once per database.
@@ -14,21 +13,6 @@ fn each_db(test: impl Fn(Db)) {
         eprintln!("--- {db:?}");
         test(db);
     }
-}
-
-fn openssl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]

@@ -6,6 +6,7 @@ use super::identity::{Identity, pem_certificates};
 use crate::bundle::MAX_BUNDLE_BYTES;
 use crate::protocol::*;
 pub use crate::server::admin_client::ClientError;
+use crate::server::admin_client::refusal;
 use std::sync::Arc;
 use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
@@ -110,21 +111,6 @@ impl DeviceClient {
         Ok((status, etag, body))
     }
 
-    fn refused(status: u16, body: &[u8]) -> ClientError {
-        match serde_json::from_slice::<ApiError>(body) {
-            Ok(e) => ClientError::Refused {
-                status,
-                code: e.code,
-                message: e.message,
-            },
-            Err(_) => ClientError::Refused {
-                status,
-                code: "http".into(),
-                message: String::from_utf8_lossy(body).chars().take(200).collect(),
-            },
-        }
-    }
-
     fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
@@ -134,7 +120,7 @@ impl DeviceClient {
         let sent = self.agent.post(&url).send_json(body);
         let (status, _, bytes) = Self::read(&url, sent, MAX_JSON_ANSWER)?;
         if !(200..300).contains(&status) {
-            return Err(Self::refused(status, &bytes));
+            return Err(refusal(status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
     }
@@ -180,7 +166,7 @@ impl DeviceClient {
             .read_to_end(&mut bytes)
             .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
         if status != 200 {
-            return Err(Self::refused(status, &bytes));
+            return Err(refusal(status, &bytes));
         }
         Ok(BundleAnswer::Bundle { bytes, etag })
     }

@@ -85,18 +85,7 @@ impl AdminClient {
             .read_to_vec()
             .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
         if !(200..300).contains(&status) {
-            return Err(match serde_json::from_slice::<ApiError>(&body) {
-                Ok(e) => ClientError::Refused {
-                    status,
-                    code: e.code,
-                    message: e.message,
-                },
-                Err(_) => ClientError::Refused {
-                    status,
-                    code: "http".into(),
-                    message: String::from_utf8_lossy(&body).chars().take(200).collect(),
-                },
-            });
+            return Err(refusal(status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))
     }
@@ -159,6 +148,22 @@ impl AdminClient {
             .header("Content-Type", "application/json")
             .send(bytes);
         self.answer(&url, sent)
+    }
+}
+
+/// A refusal: the server's `{code, message}`, or the start of whatever it sent.
+pub fn refusal(status: u16, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(e) => ClientError::Refused {
+            status,
+            code: e.code,
+            message: e.message,
+        },
+        Err(_) => ClientError::Refused {
+            status,
+            code: "http".into(),
+            message: String::from_utf8_lossy(body).chars().take(200).collect(),
+        },
     }
 }
 

@@ -16,6 +16,22 @@ use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsPr
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fleetkit");
 
+/// Runs openssl: whether it succeeded, and stdout + stderr.
+pub fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// Runs the fleetkit binary; panics with its output when it fails.
 pub fn fleetkit(args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).output().expect("run fleetkit");
