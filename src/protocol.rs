@@ -11,6 +11,7 @@
 //! | `GET /v1/admin/tokens` | admin | → `[`[`TokenInfo`]`]` |
 //! | `POST /v1/admin/tokens/{id}/revoke` | admin | → [`TokenInfo`] |
 //! | `GET /v1/admin/devices` | admin | `?team=&stale_secs=` → `[`[`DeviceRecord`]`]` |
+//! | `DELETE /v1/admin/devices/{id}` | admin | → the removed [`DeviceRecord`]; its certificates authenticate nothing any more |
 //! | `PUT /v1/admin/bundle` | admin | the bundle's bytes (verified by the server first) → [`Published`] |
 //!
 //! Every refusal is an [`ApiError`] with a stable `code`, so that the agent and the CLI

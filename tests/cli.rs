@@ -361,6 +361,7 @@ fn help_and_version_everywhere() {
         vec!["token", "list", "--help"],
         vec!["token", "revoke", "--help"],
         vec!["devices", "list", "--help"],
+        vec!["devices", "remove", "--help"],
         vec!["policy", "publish", "--help"],
         vec!["agent", "--help"],
         vec!["agent", "register", "--help"],

@@ -4,6 +4,8 @@
 
 mod support;
 
+use fleetkit::server::admin_client::ClientError;
+
 use fleetkit::protocol::*;
 use support::*;
 
@@ -402,6 +404,55 @@ fn a_renewed_certificate_replaces_the_old_one_in_the_inventory() {
         assert_eq!(
             inventory[0].certificate_fingerprint,
             renewed.certificate_fingerprint
+        );
+    });
+}
+
+#[test]
+fn a_removed_device_is_gone_and_its_certificate_authenticates_nothing() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 2, 3600);
+        let mut lost = Device::new("m-lost", None);
+        let mut kept = Device::new("m-kept", None);
+        let lost_id = enroll(&server, &org, &mut lost, &token.token)
+            .json::<EnrollResponse>()
+            .device_id;
+        enroll(&server, &org, &mut kept, &token.token);
+
+        // Without the credential: refused, nothing removed.
+        let a = answer(
+            client(&org, None)
+                .delete(format!("{}/v1/admin/devices/{lost_id}", server.url()))
+                .call(),
+        );
+        assert_eq!(a.status, 401);
+        assert_eq!(inventory(&server, &org).len(), 2);
+
+        let removed = server.admin(&org).remove_device(&lost_id).unwrap();
+        assert_eq!(removed.machine_id, "m-lost");
+        let left = inventory(&server, &org);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].machine_id, "m-kept");
+        // A new connection with the lost device's certificate gets nowhere.
+        let a = answer(
+            client(&org, Some(&lost))
+                .get(format!("{}/v1/bundle", server.url()))
+                .call(),
+        );
+        assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
+        let a = answer(
+            client(&org, Some(&kept))
+                .get(format!("{}/v1/bundle", server.url()))
+                .call(),
+        );
+        assert_eq!(a.status, 200);
+        // Removing it again says there is no such device.
+        let again = server.admin(&org).remove_device(&lost_id);
+        assert!(
+            matches!(again, Err(ClientError::Refused { status: 404, ref code, .. }) if code == "no_such_device"),
+            "{again:?}"
         );
     });
 }

@@ -71,6 +71,17 @@ pub struct TokenRevokeArgs {
 pub enum DevicesCommand {
     /// The device inventory: who, which team, which policy version, last seen.
     List(DevicesListArgs),
+    /// Remove a device (lost, stolen, retired): its certificates stop working at once
+    /// for new connections; it can only come back by enrolling with a new token.
+    Remove(DevicesRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesRemoveArgs {
+    /// The device id (dev_…), as `devices list` shows it.
+    id: String,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -231,7 +242,21 @@ fn print_tokens(tokens: &[TokenInfo]) {
 }
 
 pub fn run_devices(ctx: &Context, cmd: DevicesCommand) -> Result<(), Failure> {
-    let DevicesCommand::List(a) = cmd;
+    let a = match cmd {
+        DevicesCommand::List(a) => a,
+        DevicesCommand::Remove(r) => {
+            let client = admin_client(ctx, &r.server)?;
+            let removed = client.remove_device(&r.id).map_err(client_failure)?;
+            say(format!(
+                "removed {} ({} on {}, team {}); its certificates authenticate nothing any more",
+                removed.device_id,
+                removed.machine_id,
+                removed.hostname.escape_debug(),
+                removed.team.escape_debug()
+            ));
+            return Ok(());
+        }
+    };
     let client = admin_client(ctx, &a.server)?;
     let stale = a.stale.map(|d| d.whole_seconds().max(0) as u64);
     let devices = client

@@ -139,6 +139,16 @@ impl AdminClient {
         self.answer(&url, request.call())
     }
 
+    pub fn remove_device(&self, id: &str) -> Result<DeviceRecord> {
+        let url = self.url(&format!("/v1/admin/devices/{}", url_escape(id)));
+        let sent = self
+            .agent
+            .delete(&url)
+            .header("Authorization", &self.authorization)
+            .call();
+        self.answer(&url, sent)
+    }
+
     pub fn publish_bundle(&self, bytes: &[u8]) -> Result<Published> {
         let url = self.url("/v1/admin/bundle");
         let sent = self

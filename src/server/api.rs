@@ -715,6 +715,29 @@ pub async fn list_devices(
     }
 }
 
+/// `DELETE /v1/admin/devices/{id}`: the device leaves the inventory and its
+/// certificates stop authenticating it (a lost or retired machine). It can come
+/// back only by enrolling again with a token.
+pub async fn remove_device(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(refusal) = check_admin(&state, &headers) {
+        return refusal.into_response();
+    }
+    match state.store.remove_device(&id).await {
+        Ok(Some(row)) => Json(device_record(row)).into_response(),
+        Ok(None) => refuse(
+            StatusCode::NOT_FOUND,
+            "no_such_device",
+            format!("there is no device with id {id:?}; `fleetkit devices list` shows them"),
+        )
+        .into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
 fn device_record(row: DeviceRow) -> DeviceRecord {
     let at = |t: i64| {
         OffsetDateTime::from_unix_timestamp(t)

@@ -7,7 +7,7 @@
 use super::api::{self, AppState};
 use crate::pki::fingerprint_der;
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,6 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/admin/tokens/{id}/revoke", post(api::revoke_token))
         .route("/v1/admin/devices", get(api::list_devices))
+        .route("/v1/admin/devices/{id}", delete(api::remove_device))
         .route("/v1/admin/bundle", put(api::publish_bundle))
         .route("/v1/health", get(api::health))
         .fallback(api::not_found)

@@ -333,6 +333,33 @@ impl Store {
         row.as_ref().map(token_row).transpose()
     }
 
+    /// Removes a device and every certificate issued to it, in one transaction: its
+    /// certificates then authenticate nothing. Returns the removed row, if any.
+    pub async fn remove_device(&self, device_id: &str) -> Result<Option<DeviceRow>> {
+        let _guard = self.lock_writes().await;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1"
+        ))
+        .bind(device_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let device = device_row(&row)?;
+        sqlx::query("DELETE FROM certificates WHERE device_id = $1")
+            .bind(device_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM devices WHERE device_id = $1")
+            .bind(device_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(device))
+    }
+
     // ----- enrollment ---------------------------------------------------------------
 
     /// In one transaction: takes one use of the token with hash `token_hash` (if it is
