@@ -13,12 +13,15 @@
 //! - [`protocol`]: the JSON bodies exchanged by the agent and the server;
 //! - [`agent`]: the device side: registration, manifest, policy sync;
 //! - [`server`]: enrollment, inventory and distribution over HTTPS;
+//! - [`build`], [`targets`]: `fleetkit build`: the payload built once, handed to one
+//!   module per artefact; `fleetkit inspect`;
 //! - [`workspace`]: the org workspace on disk (`fleetkit.yaml`, keys, anchors, state);
 //! - [`fsutil`], [`clock`]: atomic writes and the one place time is read;
 //! - [`fuzzing`]: the entry points of the cargo-fuzz targets in `fuzz/`.
 
 pub mod agent;
 pub mod anchors;
+pub mod build;
 pub mod bundle;
 pub mod clock;
 pub mod diag;
@@ -28,5 +31,6 @@ pub mod pki;
 pub mod policy;
 pub mod protocol;
 pub mod server;
+pub mod targets;
 pub mod workspace;
 pub mod yaml;

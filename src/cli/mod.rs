@@ -5,6 +5,7 @@
 //! (clap's own, and ours for arguments clap cannot judge).
 
 mod agent;
+mod build;
 mod demo;
 mod fleet;
 mod init;
@@ -40,6 +41,10 @@ enum Command {
     /// Manage the policy-signing keys and trust anchors.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Build the artefacts: one payload, handed to each target (ansible, chef, puppet).
+    Build(build::BuildArgs),
+    /// Show what an artefact carries: bundle version and expiry, anchors, enrollment URL, agents.
+    Inspect(build::InspectArgs),
     /// Run the whole admin flow on the built-in example org (acme-corp).
     Demo(demo::DemoArgs),
     /// Run the enrollment, inventory and policy distribution server (HTTPS).
@@ -65,6 +70,8 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(&ctx, args),
         Command::Policy(cmd) => policy::run(&ctx, cmd),
         Command::Keys(cmd) => keys::run(&ctx, cmd),
+        Command::Build(args) => build::run(&ctx, args),
+        Command::Inspect(args) => build::inspect(args),
         Command::Demo(args) => demo::run(&ctx, args),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Token(cmd) => fleet::run_token(&ctx, cmd),

@@ -24,7 +24,21 @@ pub struct Config {
     pub offline: Offline,
     pub policy: PolicySettings,
     pub targets: Vec<Target>,
+    /// Agent binaries for platforms other than the build host's, by platform
+    /// (`linux-x86_64`, `linux-arm64`, `darwin-arm64`, `darwin-x86_64`,
+    /// `windows-x86_64`, `windows-arm64`), as paths relative to the workspace.
+    pub agents: std::collections::BTreeMap<String, String>,
 }
+
+/// The platforms an agent binary can be given for.
+pub const AGENT_PLATFORMS: [&str; 6] = [
+    "linux-x86_64",
+    "linux-arm64",
+    "darwin-arm64",
+    "darwin-x86_64",
+    "windows-x86_64",
+    "windows-arm64",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Server {
@@ -146,6 +160,7 @@ const TOP_KEYS: &[&str] = &[
     "offline",
     "policy",
     "targets",
+    "agents",
 ];
 
 /// Reads and validates a `fleetkit.yaml`.
@@ -207,6 +222,10 @@ fn read_config(r: &mut Reader<'_>, node: &Node) -> Option<Config> {
         Some(n) => read_targets(r, n),
         None => Some(Target::ALL.to_vec()),
     };
+    let agents = match top.get("agents") {
+        Some(n) => read_agents(r, n),
+        None => Some(Default::default()),
+    };
     Some(Config {
         org: org?,
         display_name: display_name?,
@@ -216,7 +235,27 @@ fn read_config(r: &mut Reader<'_>, node: &Node) -> Option<Config> {
         offline: offline?,
         policy: policy?,
         targets: targets?,
+        agents: agents?,
     })
+}
+
+fn read_agents(
+    r: &mut Reader<'_>,
+    n: &Node,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let m = r.map(n, "agents", &AGENT_PLATFORMS)?;
+    let mut out = std::collections::BTreeMap::new();
+    let mut ok = true;
+    for (key, _, value) in m.entries() {
+        let field = format!("agents.{key}");
+        match r.non_empty_str(value, &field) {
+            Some(path) => {
+                out.insert(key.to_string(), path.to_string());
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 /// An org name may hold any printable text (it is escaped wherever it is rendered),
@@ -546,7 +585,14 @@ pub fn starter_config(org: &str, server_url: &str) -> String {
          \x20 lifetime_days: 30\n\
          \n\
          # What `fleetkit build` produces.\n\
-         targets: [pkg, mobileconfig, msi, intunewin, ansible, chef, puppet]\n",
+         targets: [pkg, mobileconfig, msi, intunewin, ansible, chef, puppet]\n\
+         \n\
+         # Agent binaries for platforms other than the build host's (whose running\n\
+         # fleetkit binary is used), relative to this file's directory:\n\
+         # agents:\n\
+         #   linux-arm64: agents/fleetkit-linux-arm64\n\
+         #   darwin-arm64: agents/fleetkit-darwin-arm64\n\
+         #   windows-x86_64: agents/fleetkit-windows-x86_64.exe\n",
         org = q(org),
         prefix = q(&default_identifier_prefix(org)),
         url = q(server_url),

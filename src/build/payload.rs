@@ -1,0 +1,241 @@
+//! The payload every target carries, built once per build and handed to each
+//! target read-only: the newest signed bundle (verified here, so a broken bundle is
+//! never shipped), the trust anchors, the root CA certificate, the agent settings
+//! and one agent binary per platform.
+
+use super::{BuildError, Result};
+use crate::agent::settings::{AgentSettings, Assignment, check_label};
+use crate::bundle::{self, MAX_BUNDLE_BYTES, Verified, VerifyOptions};
+use crate::fsutil;
+use crate::pki::fingerprint_pem;
+use crate::workspace::Workspace;
+use crate::workspace::config::AGENT_PLATFORMS;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// Largest agent binary accepted (a release build is ~15 MB).
+const MAX_AGENT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// One agent binary.
+#[derive(Debug, Clone)]
+pub struct AgentBinary {
+    pub platform: String,
+    /// Shared by every target that ships it: read and hashed once.
+    pub bytes: Arc<Vec<u8>>,
+    /// `sha256:<hex>`.
+    pub sha256: String,
+    /// Where it came from (for build.json).
+    pub source: String,
+}
+
+/// What every artefact carries.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub org: String,
+    pub display_name: String,
+    pub identifier_prefix: String,
+    pub server_url: String,
+    /// The agent settings as installed on a device (`agent.yaml`), with the team
+    /// given to `build --team`, if any.
+    pub settings: AgentSettings,
+    pub bundle: Arc<Vec<u8>>,
+    pub bundle_version: u64,
+    pub bundle_expires_at: OffsetDateTime,
+    pub bundle_sha256: String,
+    pub anchors_json: Arc<Vec<u8>>,
+    /// Key ids of the policy keys in the anchors.
+    pub anchor_keyids: Vec<String>,
+    pub root_ca_pem: String,
+    pub root_ca_fingerprint: String,
+    pub agents: BTreeMap<String, AgentBinary>,
+    pub agent_version: String,
+    /// `SOURCE_DATE_EPOCH`, or now.
+    pub build_time: OffsetDateTime,
+}
+
+/// What the caller decides about the payload.
+#[derive(Debug, Clone, Default)]
+pub struct PayloadOptions {
+    pub team: Option<String>,
+    /// The build host's own binary (the running fleetkit), for its platform.
+    pub host_agent: Option<PathBuf>,
+    /// `--agent PLATFORM=PATH`, over fleetkit.yaml's `agents:`.
+    pub agents: BTreeMap<String, PathBuf>,
+}
+
+/// The platform this binary was built for, in the `agents:` spelling.
+pub fn host_platform() -> String {
+    let os = if cfg!(target_os = "macos") {
+        "darwin"
+    } else if cfg!(windows) {
+        "windows"
+    } else {
+        "linux"
+    };
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "x86_64"
+    };
+    format!("{os}-{arch}")
+}
+
+/// `sha256:<hex>` of bytes.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl Payload {
+    /// Assembles the payload of `ws`.
+    pub fn assemble(ws: &Workspace, opts: &PayloadOptions) -> Result<Self> {
+        let config = &ws.config;
+        let build_time = crate::clock::build_time().map_err(|e| BuildError::Input {
+            what: "SOURCE_DATE_EPOCH".into(),
+            reason: e.to_string(),
+            help: String::new(),
+        })?;
+        let team = check_label("team", opts.team.clone()).map_err(|reason| BuildError::Input {
+            what: "--team".into(),
+            reason,
+            help: "give the team name as plain text".into(),
+        })?;
+
+        let anchors_path = ws.anchors_path();
+        let anchors = crate::anchors::load(&anchors_path).map_err(|e| BuildError::Input {
+            what: anchors_path.display().to_string(),
+            reason: e.to_string(),
+            help: "create the workspace with `fleetkit init`".into(),
+        })?;
+        let anchors_json = anchors.to_json().map_err(|e| BuildError::Input {
+            what: anchors_path.display().to_string(),
+            reason: e.to_string(),
+            help: String::new(),
+        })?;
+
+        // The newest signed bundle, verified as a device would (no stored version).
+        let state = crate::workspace::state::State::load(&ws.state_path()).map_err(|e| {
+            BuildError::Input {
+                what: ws.state_path().display().to_string(),
+                reason: e.to_string(),
+                help: String::new(),
+            }
+        })?;
+        if state.policy_version == 0 {
+            return Err(BuildError::Input {
+                what: "the workspace".into(),
+                reason: "no policy bundle has been signed yet".into(),
+                help: "run `fleetkit policy sign` first".into(),
+            });
+        }
+        let bundle_path = ws.bundle_path(state.policy_version);
+        let bundle_bytes = read(&bundle_path, MAX_BUNDLE_BYTES as u64)?;
+        let verified = bundle::verify_bundle(
+            &bundle_bytes,
+            &anchors,
+            &VerifyOptions {
+                now: crate::clock::now(),
+                expected_org: Some(&config.org),
+                stored_version: None,
+            },
+        )
+        .map_err(|e| BuildError::Input {
+            what: bundle_path.display().to_string(),
+            reason: e.to_string(),
+            help: "sign the policy again with `fleetkit policy sign`".into(),
+        })?;
+        let Verified::Accepted { payload, .. } = verified else {
+            return Err(BuildError::Input {
+                what: bundle_path.display().to_string(),
+                reason: "unexpected verification answer".into(),
+                help: String::new(),
+            });
+        };
+
+        let root_ca_pem = anchors.root_ca.first().cloned().ok_or_else(|| BuildError::Input {
+            what: anchors_path.display().to_string(),
+            reason: "the anchors hold no root CA certificate".into(),
+            help: "recreate the workspace with `fleetkit init`".into(),
+        })?;
+        let root_ca_fingerprint = fingerprint_pem(&root_ca_pem).unwrap_or_default();
+
+        let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();
+        if let Some(host) = &opts.host_agent {
+            sources.insert(host_platform(), host.clone());
+        }
+        for (platform, path) in &config.agents {
+            sources.insert(platform.clone(), ws.root.join(path));
+        }
+        for (platform, path) in &opts.agents {
+            if !AGENT_PLATFORMS.contains(&platform.as_str()) {
+                return Err(BuildError::Input {
+                    what: format!("--agent {platform}=…"),
+                    reason: format!("`{platform}` is not a platform fleetkit knows"),
+                    help: format!("platforms are: {}", AGENT_PLATFORMS.join(", ")),
+                });
+            }
+            sources.insert(platform.clone(), path.clone());
+        }
+        let mut agents = BTreeMap::new();
+        for (platform, path) in sources {
+            let bytes = read(&path, MAX_AGENT_BYTES)?;
+            agents.insert(
+                platform.clone(),
+                AgentBinary {
+                    sha256: sha256(&bytes),
+                    bytes: Arc::new(bytes),
+                    source: path.display().to_string(),
+                    platform,
+                },
+            );
+        }
+
+        let settings = AgentSettings {
+            org: config.org.clone(),
+            server_url: config.server.url.clone(),
+            assignment: Assignment {
+                team,
+                ..Assignment::default()
+            },
+            offline_mode: config.offline.mode,
+            offline_max_age_hours: config.offline.max_age_hours,
+            renew_at_percent: config.enrollment.renew_at_percent,
+        };
+        Ok(Self {
+            org: config.org.clone(),
+            display_name: config.display_name.clone(),
+            identifier_prefix: config.identifier_prefix.clone(),
+            server_url: config.server.url.clone(),
+            settings,
+            bundle_sha256: sha256(&bundle_bytes),
+            bundle: Arc::new(bundle_bytes),
+            bundle_version: payload.version,
+            bundle_expires_at: payload.expires_at,
+            anchors_json: Arc::new(anchors_json),
+            anchor_keyids: anchors.keys.iter().map(|k| k.keyid.clone()).collect(),
+            root_ca_pem,
+            root_ca_fingerprint,
+            agents,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            build_time,
+        })
+    }
+
+    /// The agents of one OS (`linux`, `darwin`, `windows`), by platform.
+    pub fn agents_for(&self, os: &str) -> Vec<&AgentBinary> {
+        self.agents
+            .values()
+            .filter(|a| a.platform.starts_with(&format!("{os}-")))
+            .collect()
+    }
+}
+
+fn read(path: &Path, max: u64) -> Result<Vec<u8>> {
+    fsutil::read_capped(path, max).map_err(|e| BuildError::Input {
+        what: path.display().to_string(),
+        reason: e.to_string(),
+        help: String::new(),
+    })
+}

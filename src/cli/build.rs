@@ -1,0 +1,185 @@
+//! `fleetkit build` and `fleetkit inspect`.
+
+use super::Context;
+use super::output::{Failure, fail, note, say};
+use clap::Args;
+use fleetkit::build::payload::{Payload, PayloadOptions};
+use fleetkit::build::{self, Progress};
+use fleetkit::targets;
+use fleetkit::workspace::config::Target;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Targets to build (repeatable, or `all`); default: `targets:` in fleetkit.yaml.
+    #[arg(long = "target", value_name = "NAME")]
+    targets: Vec<String>,
+    /// Bake this team into the artefacts (devices can still be given another).
+    #[arg(long, value_name = "TEAM")]
+    team: Option<String>,
+    /// Output directory (default: dist/ in the workspace); replaced as a whole.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// An agent binary for a platform (repeatable): PLATFORM=PATH, e.g.
+    /// linux-arm64=agents/fleetkit-linux-arm64.
+    #[arg(long = "agent", value_name = "PLATFORM=PATH")]
+    agents: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// An artefact (role, module, cookbook) or a whole build output.
+    artefact: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
+    let ws = ctx.open_workspace()?;
+    let requested = resolve_targets(&args.targets, &ws.config.targets)?;
+    let mut agents = BTreeMap::new();
+    for spec in &args.agents {
+        let Some((platform, path)) = spec.split_once('=') else {
+            return Err(Failure::Usage(format!(
+                "--agent {spec}: give PLATFORM=PATH, e.g. linux-arm64=agents/fleetkit-linux-arm64"
+            )));
+        };
+        agents.insert(platform.to_string(), PathBuf::from(path));
+    }
+    let options = PayloadOptions {
+        team: args.team,
+        host_agent: std::env::current_exe().ok(),
+        agents,
+    };
+    let payload = Payload::assemble(&ws, &options).map_err(|e| {
+        let help = e.help();
+        fail(e, &help)
+    })?;
+    let out = args.out.unwrap_or_else(|| ws.root.join("dist"));
+    let mut progress = |p: Progress| match p {
+        Progress::Payload {
+            bundle_version,
+            agents,
+        } => note(format!(
+            "payload: policy bundle v{bundle_version}, {agents} agent binar{}",
+            if agents == 1 { "y" } else { "ies" }
+        )),
+        Progress::Built {
+            target,
+            files,
+            bytes,
+        } => note(format!(
+            "built {}: {files} files, {:.1} MB",
+            target.as_str(),
+            bytes as f64 / 1e6
+        )),
+        Progress::Written { out } => note(format!("wrote {}", out.display())),
+    };
+    let artefacts = build::build(&payload, &requested, &out, &mut progress).map_err(|e| {
+        let help = e.help();
+        fail(e, &help)
+    })?;
+    for a in &artefacts {
+        say(format!("{}/{}", out.display(), a.dir));
+    }
+    say(format!("{}/SHA256SUMS", out.display()));
+    say(format!("{}/build.json", out.display()));
+    Ok(())
+}
+
+/// `--target` values (or the config's) → targets this version builds.
+fn resolve_targets(given: &[String], configured: &[Target]) -> Result<Vec<Target>, Failure> {
+    let mut out = Vec::new();
+    if given.is_empty() || given.iter().any(|t| t == "all") {
+        let from: Vec<Target> = if given.is_empty() {
+            configured.to_vec()
+        } else {
+            Target::ALL.to_vec()
+        };
+        for t in from {
+            if targets::is_available(t) {
+                out.push(t);
+            } else {
+                note(format!(
+                    "note: skipping {}: not available in this version yet",
+                    t.as_str()
+                ));
+            }
+        }
+    } else {
+        for name in given {
+            let Some(t) = Target::parse(name) else {
+                return Err(Failure::Usage(format!(
+                    "--target {name}: targets are {}, or all",
+                    Target::NAMES.join(", ")
+                )));
+            };
+            if !targets::is_available(t) {
+                return Err(Failure::invalid(
+                    format!("the {name} target is not available in this version yet"),
+                    "build ansible, chef or puppet",
+                ));
+            }
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Failure::invalid(
+            "no target to build",
+            "list ansible, chef or puppet under targets: in fleetkit.yaml, or pass --target",
+        ));
+    }
+    Ok(out)
+}
+
+pub fn inspect(args: InspectArgs) -> Result<(), Failure> {
+    let found = fleetkit::build::inspect::inspect(&args.artefact)
+        .map_err(|e| fail(e, "give a directory that `fleetkit build` wrote"))?;
+    if args.json {
+        say(serde_json::to_string_pretty(&found).unwrap_or_default());
+    } else {
+        for i in &found {
+            let d = &i.description;
+            say(format!("{}:", i.payload_dir.display()));
+            say(format!("  org:             {}", d.org.escape_debug()));
+            say(format!("  enrollment URL:  {}", d.server_url));
+            if let Some(team) = &d.team {
+                say(format!("  team:            {}", team.escape_debug()));
+            }
+            say(format!(
+                "  policy bundle:   v{}, expires {}{}, {}",
+                d.bundle_version,
+                d.bundle_expires_at,
+                if i.bundle_expired { " (EXPIRED)" } else { "" },
+                if i.bundle_verified {
+                    "verified with the embedded anchors"
+                } else {
+                    "NOT VERIFIED"
+                }
+            ));
+            say(format!("  policy keys:     {}", d.anchor_keyids.join(", ")));
+            say(format!("  root CA:         {}", d.root_ca_fingerprint));
+            say(format!("  agent version:   {}", d.agent_version));
+            for a in &d.agents {
+                say(format!(
+                    "  agent {}: {} bytes, {}{}",
+                    a.platform,
+                    a.size,
+                    a.sha256,
+                    if i.agents_verified.contains(&a.platform) { "" } else { " (MISMATCH)" }
+                ));
+            }
+            for p in &i.problems {
+                say(format!("  problem: {p}"));
+            }
+        }
+    }
+    if found.iter().any(|i| !i.problems.is_empty()) {
+        return Err(Failure::Reported);
+    }
+    Ok(())
+}

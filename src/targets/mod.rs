@@ -1,0 +1,242 @@
+//! The artefacts fleetkit builds, a closed set ([`Target`]): one module and one
+//! template folder (`templates/<target>/`, embedded in the binary) each. A target
+//! turns the shared [`Payload`] into files in memory; [`crate::build`] writes them.
+//!
+//! Every value that reaches a generated file goes through an [`escape`] function
+//! for that file's language, as a template filter: `yaml`, `ansible` (`!unsafe`
+//! YAML), `ruby`, `puppet`, `json`, `shell`, `comment`. Templates never print a raw
+//! value.
+
+pub mod ansible;
+pub mod chef;
+pub mod escape;
+pub mod puppet;
+
+use crate::build::payload::Payload;
+use crate::workspace::config::Target;
+use minijinja::{Environment, UndefinedBehavior};
+use std::sync::Arc;
+
+/// Mode of generated text and data files.
+pub const FILE_MODE: u32 = 0o644;
+/// Mode of agent binaries and scripts.
+pub const EXEC_MODE: u32 = 0o755;
+
+/// A file's bytes: generated text, or a payload file shared by several artefacts
+/// (read and hashed once).
+#[derive(Debug, Clone)]
+pub enum Contents {
+    Text(String),
+    Shared { bytes: Arc<Vec<u8>>, sha256: String },
+}
+
+impl Contents {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Text(s) => s.as_bytes(),
+            Self::Shared { bytes, .. } => bytes,
+        }
+    }
+}
+
+/// One file of an artefact, by its path inside the artefact.
+#[derive(Debug, Clone)]
+pub struct OutFile {
+    pub path: String,
+    pub contents: Contents,
+    pub mode: u32,
+}
+
+/// What a target built: files under `dir` in the output.
+#[derive(Debug, Clone)]
+pub struct Artefact {
+    pub target: Target,
+    /// Directory of the artefact in the output (`ansible`, `puppet/fleetkit`, …).
+    pub dir: String,
+    pub files: Vec<OutFile>,
+}
+
+impl Artefact {
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.contents.bytes().len() as u64).sum()
+    }
+
+    /// The text of a generated file (for tests and `inspect`).
+    pub fn text(&self, path: &str) -> Option<&str> {
+        self.files.iter().find(|f| f.path == path).and_then(|f| match &f.contents {
+            Contents::Text(s) => Some(s.as_str()),
+            Contents::Shared { .. } => None,
+        })
+    }
+}
+
+/// Why a target could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("no {os} agent binary is available (the build host is {host})")]
+    MissingAgent { os: &'static str, host: String },
+    #[error("this target is not available in this version of fleetkit yet")]
+    NotAvailable,
+    #[error("template {name}: {reason}")]
+    Template { name: String, reason: String },
+}
+
+impl TargetError {
+    pub fn help(&self) -> String {
+        match self {
+            Self::MissingAgent { os, .. } => format!(
+                "set `agents: {{{os}-x86_64: PATH}}` (or {os}-arm64) in fleetkit.yaml, or pass --agent {os}-x86_64=PATH"
+            ),
+            Self::NotAvailable => "build the available targets: ansible, chef, puppet".into(),
+            Self::Template { .. } => "this is a fleetkit bug; please report it".into(),
+        }
+    }
+}
+
+pub type Result<T, E = TargetError> = std::result::Result<T, E>;
+
+/// Builds one target.
+pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
+    match target {
+        Target::Ansible => ansible::build(payload),
+        Target::Chef => chef::build(payload),
+        Target::Puppet => puppet::build(payload),
+        Target::Pkg | Target::Mobileconfig | Target::Msi | Target::Intunewin => {
+            Err(TargetError::NotAvailable)
+        }
+    }
+}
+
+/// True for the targets this version builds.
+pub fn is_available(target: Target) -> bool {
+    matches!(target, Target::Ansible | Target::Chef | Target::Puppet)
+}
+
+/// Which delimiters fleetkit's own templates use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    /// `{{ }}` / `{% %}`: for outputs whose language has no such syntax (ERB, EPP).
+    Jinja,
+    /// `[[ ]]` / `[% %]` / `[# #]`: for outputs that are themselves Jinja (Ansible),
+    /// so that the role's own `{{ … }}` passes through untouched.
+    Brackets,
+}
+
+/// A template environment with the escaping filters and strict undefined values
+/// (a misspelt variable is an error, not an empty string).
+pub fn environment(
+    templates: &[(&'static str, &'static str)],
+    syntax: Syntax,
+) -> Result<Environment<'static>> {
+    let mut env = Environment::new();
+    let mut builder = minijinja::syntax::SyntaxConfig::builder();
+    builder.keep_trailing_newline(true);
+    if syntax == Syntax::Brackets {
+        builder
+            .block_delimiters("[%", "%]")
+            .variable_delimiters("[[", "]]")
+            .comment_delimiters("[#", "#]");
+    }
+    let config = builder.build().map_err(|e| TargetError::Template {
+        name: "syntax".into(),
+        reason: e.to_string(),
+    })?;
+    env.set_syntax(config);
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_filter("yaml", |s: String| escape::yaml(&s));
+    env.add_filter("ansible", |s: String| escape::ansible(&s));
+    env.add_filter("ruby", |s: String| escape::ruby(&s));
+    env.add_filter("puppet", |s: String| escape::puppet(&s));
+    env.add_filter("json", |s: String| escape::json(&s));
+    env.add_filter("shell", |s: String| escape::shell(&s));
+    env.add_filter("comment", |s: String| escape::comment(&s));
+    for (name, source) in templates {
+        env.add_template(name, source).map_err(|e| TargetError::Template {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(env)
+}
+
+/// Renders `name` with `ctx`.
+pub fn render(env: &Environment<'_>, name: &str, ctx: &minijinja::Value) -> Result<String> {
+    env.get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| TargetError::Template {
+            name: name.to_string(),
+            reason: format!("{e:#}"),
+        })
+}
+
+/// A generated text file.
+pub fn text(path: &str, contents: String) -> OutFile {
+    OutFile {
+        path: path.to_string(),
+        contents: Contents::Text(contents),
+        mode: FILE_MODE,
+    }
+}
+
+/// A payload file shared with other artefacts.
+pub fn shared(path: &str, bytes: &Arc<Vec<u8>>, sha256: &str, mode: u32) -> OutFile {
+    OutFile {
+        path: path.to_string(),
+        contents: Contents::Shared {
+            bytes: Arc::clone(bytes),
+            sha256: sha256.to_string(),
+        },
+        mode,
+    }
+}
+
+/// The payload files every configuration-management target ships, under `prefix`:
+/// the bundle, the anchors, the root CA and the Linux agents
+/// (`fleetkit-linux-x86_64`, …).
+pub fn payload_files(payload: &Payload, prefix: &str) -> Result<Vec<OutFile>> {
+    let linux = payload.agents_for("linux");
+    if linux.is_empty() {
+        return Err(TargetError::MissingAgent {
+            os: "linux",
+            host: crate::build::payload::host_platform(),
+        });
+    }
+    let mut files = vec![
+        shared(&format!("{prefix}bundle.json"), &payload.bundle, &payload.bundle_sha256, FILE_MODE),
+        shared(
+            &format!("{prefix}anchors.json"),
+            &payload.anchors_json,
+            &crate::build::payload::sha256(&payload.anchors_json),
+            FILE_MODE,
+        ),
+        text(&format!("{prefix}root-ca.pem"), payload.root_ca_pem.clone()),
+        text(&format!("{prefix}{}", crate::build::inspect::DESCRIPTION_FILE), crate::build::inspect::describe(payload)),
+    ];
+    for agent in linux {
+        files.push(shared(
+            &format!("{prefix}fleetkit-{}", agent.platform),
+            &agent.bytes,
+            &agent.sha256,
+            EXEC_MODE,
+        ));
+    }
+    Ok(files)
+}
+
+/// A lowercase identifier made of the org name (`acme-corp` → `acme_corp`), for
+/// the places that allow only `[a-z0-9_]` (Galaxy namespaces, Puppet authors).
+pub fn org_slug(org: &str) -> String {
+    let mut s: String = org
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    while s.contains("__") {
+        s = s.replace("__", "_");
+    }
+    let s = s.trim_matches('_').to_string();
+    match s.chars().next() {
+        Some(c) if c.is_ascii_lowercase() => s,
+        Some(_) => format!("org_{s}"),
+        None => "org".into(),
+    }
+}
