@@ -15,11 +15,23 @@ as_root() {
 # command → Debian package providing it
 declare -A apt_for=(
   [openssl]=openssl
+  [python3]=python3
+  [puppet]=puppet
+  [puppet-lint]=puppet-lint
+  [ruby]=ruby
+  [rubocop]=rubocop
+  [erb]=ruby
 )
+# Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide
+# pip installs), which needs python3-venv.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  apt_for[python3-venv-check]=python3-venv
+fi
 missing=()
 for cmd in "${!apt_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${apt_for[$cmd]}")
 done
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}" >&2
   stamp=/tmp/.fleetkit-apt-updated
@@ -29,6 +41,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# ansible-playbook and ansible-lint, in a virtualenv of their own (made once).
+venv="${FLEETKIT_TEST_VENV:-$HOME/.cache/fleetkit/ansible-venv}"
+if [ ! -x "$venv/bin/ansible-playbook" ] || [ ! -x "$venv/bin/ansible-lint" ]; then
+  echo "test.sh: installing ansible-core and ansible-lint into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check ansible-core ansible-lint
+fi
+export PATH="$venv/bin:$PATH"
+export FLEETKIT_TEST_PYTHON="$venv/bin/python3"
 
 # The server suite runs against SQLite and against this local PostgreSQL; REQUIRED
 # makes a missing PostgreSQL a test failure rather than a silent skip.

@@ -82,7 +82,9 @@ pub struct Inspection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("{0}: no {DESCRIPTION_FILE} inside; is this a fleetkit artefact (a role, module, cookbook or build output)?")]
+    #[error(
+        "{0}: no {DESCRIPTION_FILE} inside; is this a fleetkit artefact (a role, module, cookbook or build output)?"
+    )]
     NotAnArtefact(PathBuf),
     #[error("{path}: {reason}")]
     Bad { path: PathBuf, reason: String },
@@ -139,7 +141,9 @@ fn inspect_one(file: &Path) -> Result<Inspection, InspectError> {
             let issued = crate::bundle::dsse::Envelope::from_json(bytes)
                 .ok()
                 .and_then(|e| e.decode().ok())
-                .and_then(|d| serde_json::from_slice::<crate::bundle::BundlePayload>(&d.payload).ok());
+                .and_then(|d| {
+                    serde_json::from_slice::<crate::bundle::BundlePayload>(&d.payload).ok()
+                });
             match issued {
                 Some(p) => {
                     let opts = VerifyOptions {
@@ -151,7 +155,9 @@ fn inspect_one(file: &Path) -> Result<Inspection, InspectError> {
                         Ok(Verified::Accepted { payload, .. }) => {
                             bundle_verified = payload.version == description.bundle_version;
                             if !bundle_verified {
-                                problems.push("the bundle's version differs from the description".into());
+                                problems.push(
+                                    "the bundle's version differs from the description".into(),
+                                );
                             }
                             bundle_expired = payload.expires_at <= crate::clock::now();
                         }

@@ -53,9 +53,18 @@ pub type Result<T, E = BuildError> = std::result::Result<T, E>;
 /// What the library tells the caller while it builds.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    Payload { bundle_version: u64, agents: usize },
-    Built { target: Target, files: usize, bytes: u64 },
-    Written { out: PathBuf },
+    Payload {
+        bundle_version: u64,
+        agents: usize,
+    },
+    Built {
+        target: Target,
+        files: usize,
+        bytes: u64,
+    },
+    Written {
+        out: PathBuf,
+    },
 }
 
 /// One target's entry in `build.json`.
@@ -165,7 +174,8 @@ fn write_output(payload: &Payload, artefacts: &[Artefact], out: &Path) -> Result
     for (rel, (contents, mode)) in &files {
         let path = stage.path().join(rel);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| FsError::new("cannot create directory", dir, e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| FsError::new("cannot create directory", dir, e))?;
         }
         match contents {
             Contents::Shared { bytes, sha256 } => {
@@ -177,7 +187,10 @@ fn write_output(payload: &Payload, artefacts: &[Artefact], out: &Path) -> Result
                         written.insert(key, path.clone());
                     }
                 }
-                sums.push_str(&format!("{}  {rel}\n", sha256.trim_start_matches("sha256:")));
+                sums.push_str(&format!(
+                    "{}  {rel}\n",
+                    sha256.trim_start_matches("sha256:")
+                ));
             }
             other => {
                 let bytes = other.bytes();
@@ -230,14 +243,20 @@ fn write_output(payload: &Payload, artefacts: &[Artefact], out: &Path) -> Result
     json.push(b'\n');
     write_file(&stage.path().join("build.json"), &json, fsutil::PUBLIC_MODE)?;
     sums.push_str(&format!("{}  build.json\n", hex_sha256(&json)));
-    write_file(&stage.path().join("SHA256SUMS"), sums.as_bytes(), fsutil::PUBLIC_MODE)?;
+    write_file(
+        &stage.path().join("SHA256SUMS"),
+        sums.as_bytes(),
+        fsutil::PUBLIC_MODE,
+    )?;
     swap_into_place(stage, out)
 }
 
 use std::sync::Arc;
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    payload::sha256(bytes).trim_start_matches("sha256:").to_string()
+    payload::sha256(bytes)
+        .trim_start_matches("sha256:")
+        .to_string()
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
@@ -271,7 +290,9 @@ fn swap_into_place(stage: tempfile::TempDir, out: &Path) -> Result<()> {
     let old = if out.exists() {
         let aside = out.with_file_name(format!(
             ".{}.old-{}",
-            out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            out.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             std::process::id()
         ));
         std::fs::rename(out, &aside).map_err(|e| FsError::new("cannot move aside", out, e))?;

@@ -154,11 +154,15 @@ impl Payload {
             });
         };
 
-        let root_ca_pem = anchors.root_ca.first().cloned().ok_or_else(|| BuildError::Input {
-            what: anchors_path.display().to_string(),
-            reason: "the anchors hold no root CA certificate".into(),
-            help: "recreate the workspace with `fleetkit init`".into(),
-        })?;
+        let root_ca_pem = anchors
+            .root_ca
+            .first()
+            .cloned()
+            .ok_or_else(|| BuildError::Input {
+                what: anchors_path.display().to_string(),
+                reason: "the anchors hold no root CA certificate".into(),
+                help: "recreate the workspace with `fleetkit init`".into(),
+            })?;
         let root_ca_fingerprint = fingerprint_pem(&root_ca_pem).unwrap_or_default();
 
         let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();

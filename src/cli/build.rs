@@ -170,7 +170,11 @@ pub fn inspect(args: InspectArgs) -> Result<(), Failure> {
                     a.platform,
                     a.size,
                     a.sha256,
-                    if i.agents_verified.contains(&a.platform) { "" } else { " (MISMATCH)" }
+                    if i.agents_verified.contains(&a.platform) {
+                        ""
+                    } else {
+                        " (MISMATCH)"
+                    }
                 ));
             }
             for p in &i.problems {

@@ -15,8 +15,14 @@ use crate::workspace::config::Target;
 
 /// Rendered by fleetkit (bracket syntax; the role's own `{{ }}` passes through).
 const RENDERED: &[(&str, &str)] = &[
-    ("playbook.yml", include_str!("../../templates/ansible/playbook.yml")),
-    ("inventory.ini", include_str!("../../templates/ansible/inventory.ini")),
+    (
+        "playbook.yml",
+        include_str!("../../templates/ansible/playbook.yml"),
+    ),
+    (
+        "inventory.ini",
+        include_str!("../../templates/ansible/inventory.ini"),
+    ),
     (
         "roles/fleetkit/README.md",
         include_str!("../../templates/ansible/roles/fleetkit/README.md"),

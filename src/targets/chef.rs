@@ -13,13 +13,29 @@ use crate::workspace::config::Target;
 
 const RENDERED: &[(&str, &str)] = &[
     ("README.md", include_str!("../../templates/chef/README.md")),
-    ("metadata.rb", include_str!("../../templates/chef/metadata.rb")),
-    ("attributes/default.rb", include_str!("../../templates/chef/attributes/default.rb")),
-    ("recipes/default.rb", include_str!("../../templates/chef/recipes/default.rb")),
+    (
+        "metadata.rb",
+        include_str!("../../templates/chef/metadata.rb"),
+    ),
+    (
+        "attributes/default.rb",
+        include_str!("../../templates/chef/attributes/default.rb"),
+    ),
+    (
+        "recipes/default.rb",
+        include_str!("../../templates/chef/recipes/default.rb"),
+    ),
 ];
 
 const VERBATIM: &[(&str, &str)] = &[
-    ("templates/agent.yaml.erb", include_str!("../../templates/chef/templates/agent.yaml.erb")),
+    (
+        ".rubocop.yml",
+        include_str!("../../templates/chef/rubocop.yml"),
+    ),
+    (
+        "templates/agent.yaml.erb",
+        include_str!("../../templates/chef/templates/agent.yaml.erb"),
+    ),
     (
         "templates/fleetkit-sync.service.erb",
         include_str!("../../templates/chef/templates/fleetkit-sync.service.erb"),

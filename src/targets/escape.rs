@@ -19,9 +19,10 @@ pub fn ansible(s: &str) -> String {
 
 /// A Ruby string literal: single-quoted when it can be (no escapes but `\\` and
 /// `\'`, no interpolation), double-quoted with escapes when it holds a control
-/// character (where `#` is escaped so that `#{…}` is not interpolated).
+/// character or something that reads like interpolation (where every `#` is
+/// escaped, so neither `#{…}` nor `#@x` is interpolated).
 pub fn ruby(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(char::is_control) && !s.contains("#{") {
         let mut out = String::from("'");
         for c in s.chars() {
             match c {

@@ -58,15 +58,21 @@ pub struct Artefact {
 
 impl Artefact {
     pub fn size(&self) -> u64 {
-        self.files.iter().map(|f| f.contents.bytes().len() as u64).sum()
+        self.files
+            .iter()
+            .map(|f| f.contents.bytes().len() as u64)
+            .sum()
     }
 
     /// The text of a generated file (for tests and `inspect`).
     pub fn text(&self, path: &str) -> Option<&str> {
-        self.files.iter().find(|f| f.path == path).and_then(|f| match &f.contents {
-            Contents::Text(s) => Some(s.as_str()),
-            Contents::Shared { .. } => None,
-        })
+        self.files
+            .iter()
+            .find(|f| f.path == path)
+            .and_then(|f| match &f.contents {
+                Contents::Text(s) => Some(s.as_str()),
+                Contents::Shared { .. } => None,
+            })
     }
 }
 
@@ -151,10 +157,11 @@ pub fn environment(
     env.add_filter("shell", |s: String| escape::shell(&s));
     env.add_filter("comment", |s: String| escape::comment(&s));
     for (name, source) in templates {
-        env.add_template(name, source).map_err(|e| TargetError::Template {
-            name: name.to_string(),
-            reason: e.to_string(),
-        })?;
+        env.add_template(name, source)
+            .map_err(|e| TargetError::Template {
+                name: name.to_string(),
+                reason: e.to_string(),
+            })?;
     }
     Ok(env)
 }
@@ -202,7 +209,12 @@ pub fn payload_files(payload: &Payload, prefix: &str) -> Result<Vec<OutFile>> {
         });
     }
     let mut files = vec![
-        shared(&format!("{prefix}bundle.json"), &payload.bundle, &payload.bundle_sha256, FILE_MODE),
+        shared(
+            &format!("{prefix}bundle.json"),
+            &payload.bundle,
+            &payload.bundle_sha256,
+            FILE_MODE,
+        ),
         shared(
             &format!("{prefix}anchors.json"),
             &payload.anchors_json,
@@ -210,7 +222,10 @@ pub fn payload_files(payload: &Payload, prefix: &str) -> Result<Vec<OutFile>> {
             FILE_MODE,
         ),
         text(&format!("{prefix}root-ca.pem"), payload.root_ca_pem.clone()),
-        text(&format!("{prefix}{}", crate::build::inspect::DESCRIPTION_FILE), crate::build::inspect::describe(payload)),
+        text(
+            &format!("{prefix}{}", crate::build::inspect::DESCRIPTION_FILE),
+            crate::build::inspect::describe(payload),
+        ),
     ];
     for agent in linux {
         files.push(shared(
@@ -228,12 +243,20 @@ pub fn payload_files(payload: &Payload, prefix: &str) -> Result<Vec<OutFile>> {
 pub fn org_slug(org: &str) -> String {
     let mut s: String = org
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     while s.contains("__") {
         s = s.replace("__", "_");
     }
-    let s = s.trim_matches('_').to_string();
+    // Short enough for every place it lands (file names, 120-column lines).
+    let s: String = s.trim_matches('_').chars().take(40).collect();
+    let s = s.trim_end_matches('_').to_string();
     match s.chars().next() {
         Some(c) if c.is_ascii_lowercase() => s,
         Some(_) => format!("org_{s}"),

@@ -13,14 +13,29 @@ use crate::build::payload::Payload;
 use crate::workspace::config::Target;
 
 const RENDERED: &[(&str, &str)] = &[
-    ("README.md", include_str!("../../templates/puppet/README.md")),
-    ("manifests/init.pp", include_str!("../../templates/puppet/manifests/init.pp")),
-    ("templates/agent.yaml.epp", include_str!("../../templates/puppet/templates/agent.yaml.epp")),
+    (
+        "README.md",
+        include_str!("../../templates/puppet/README.md"),
+    ),
+    (
+        "manifests/init.pp",
+        include_str!("../../templates/puppet/manifests/init.pp"),
+    ),
+    (
+        "templates/agent.yaml.epp",
+        include_str!("../../templates/puppet/templates/agent.yaml.epp"),
+    ),
 ];
 
 const VERBATIM: &[(&str, &str)] = &[
-    ("types/label.pp", include_str!("../../templates/puppet/types/label.pp")),
-    ("functions/yaml_string.pp", include_str!("../../templates/puppet/functions/yaml_string.pp")),
+    (
+        "types/label.pp",
+        include_str!("../../templates/puppet/types/label.pp"),
+    ),
+    (
+        "functions/yaml_string.pp",
+        include_str!("../../templates/puppet/functions/yaml_string.pp"),
+    ),
     (
         "templates/fleetkit-sync.service.epp",
         include_str!("../../templates/puppet/templates/fleetkit-sync.service.epp"),
@@ -29,7 +44,10 @@ const VERBATIM: &[(&str, &str)] = &[
         "templates/fleetkit-sync.timer.epp",
         include_str!("../../templates/puppet/templates/fleetkit-sync.timer.epp"),
     ),
-    ("examples/init.pp", include_str!("../../templates/puppet/examples/init.pp")),
+    (
+        "examples/init.pp",
+        include_str!("../../templates/puppet/examples/init.pp"),
+    ),
 ];
 
 /// `metadata.json`: written with serde_json, so the org's display name is escaped.

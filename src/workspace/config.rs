@@ -239,10 +239,7 @@ fn read_config(r: &mut Reader<'_>, node: &Node) -> Option<Config> {
     })
 }
 
-fn read_agents(
-    r: &mut Reader<'_>,
-    n: &Node,
-) -> Option<std::collections::BTreeMap<String, String>> {
+fn read_agents(r: &mut Reader<'_>, n: &Node) -> Option<std::collections::BTreeMap<String, String>> {
     let m = r.map(n, "agents", &AGENT_PLATFORMS)?;
     let mut out = std::collections::BTreeMap::new();
     let mut ok = true;

@@ -8,6 +8,6 @@ description {{ ("Installs the fleetkit agent for " ~ display_name ~ ", registers
 version '1.0.{{ bundle_version }}'
 chef_version '>= 16.0'
 
-%w(debian ubuntu redhat).each do |platform|
+%w[debian ubuntu redhat].each do |platform|
   supports platform
 end

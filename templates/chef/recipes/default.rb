@@ -4,8 +4,8 @@
 # Cookbook:: fleetkit
 # Recipe:: default
 #
-# Installs the fleetkit agent for {{ org | comment }}, registers the device once
-# and keeps its signed policy current. The device manifest is then available as
+# Installs the fleetkit agent for the org in attributes/default.rb, registers the
+# device once and keeps its signed policy current. The device manifest is then available as
 # node['hints']['fleetkit'] (the agent writes the Ohai hint).
 
 settings = node['fleetkit']
@@ -20,7 +20,7 @@ unless shipped.include?(platform)
         'add it under agents: in fleetkit.yaml and build again'
 end
 
-%w(/usr/local/bin /etc/fleetkit /etc/systemd/system /var/lib/fleetkit).each do |dir|
+%w[/usr/local/bin /etc/fleetkit /etc/systemd/system /var/lib/fleetkit].each do |dir|
   directory "#{prefix}#{dir}" do
     recursive true
     mode dir == '/var/lib/fleetkit' ? '0700' : '0755'
@@ -32,7 +32,7 @@ cookbook_file bin do
   mode '0755'
 end
 
-%w(anchors.json bundle.json).each do |file|
+%w[anchors.json bundle.json].each do |file|
   cookbook_file "#{prefix}/etc/fleetkit/#{file}" do
     source file
     mode '0644'
@@ -49,7 +49,7 @@ template "#{prefix}/etc/fleetkit/agent.yaml" do
       'team' => settings['team'],
       'department' => settings['department'],
       'environment' => settings['environment'],
-      'compliance_zone' => settings['compliance_zone'],
+      'compliance_zone' => settings['compliance_zone']
     },
     offline_mode: settings['offline_mode'],
     offline_max_age_hours: settings['offline_max_age_hours'].to_i,
@@ -57,7 +57,7 @@ template "#{prefix}/etc/fleetkit/agent.yaml" do
   )
 end
 
-%w(fleetkit-sync.service fleetkit-sync.timer).each do |unit|
+%w[fleetkit-sync.service fleetkit-sync.timer].each do |unit|
   template "#{prefix}/etc/systemd/system/#{unit}" do
     source "#{unit}.erb"
     mode '0644'
@@ -93,6 +93,6 @@ end
 
 if settings['manage_timer'] && root == '/' && node['init_package'] == 'systemd'
   service 'fleetkit-sync.timer' do
-    action [:enable, :start]
+    action %i[enable start]
   end
 end

@@ -55,7 +55,8 @@ class fleetkit (
   $platform = "linux-${arch}"
   $platforms = [{% for p in agent_platforms %}{{ p | puppet }}{% if not loop.last %}, {% endif %}{% endfor %}]
   unless $platform in $platforms {
-    fail("no fleetkit agent for ${platform}; this module ships ${join($platforms, ', ')}: add it under agents: in fleetkit.yaml and build again")
+    $shipped = join($platforms, ', ')
+    fail("no fleetkit agent for ${platform}; this module ships ${shipped}: add it under agents: in fleetkit.yaml and build again")
   }
 
   file { ["${prefix}/usr", "${prefix}/usr/local", "${prefix}/usr/local/bin", "${prefix}/etc", "${prefix}/etc/fleetkit",
@@ -107,8 +108,12 @@ class fleetkit (
 
   if $manage_trust_store and $root == '/' {
     $ca_file = $facts['os']['family'] ? {
-      'RedHat' => "/etc/pki/ca-trust/source/anchors/fleetkit-{{ org_slug }}.crt",
-      default  => "/usr/local/share/ca-certificates/fleetkit-{{ org_slug }}.crt",
+      'RedHat' => '/etc/pki/ca-trust/source/anchors/fleetkit-{{ org_slug }}.crt',
+      default  => '/usr/local/share/ca-certificates/fleetkit-{{ org_slug }}.crt',
+    }
+    $ca_update = $facts['os']['family'] ? {
+      'RedHat' => 'update-ca-trust',
+      default  => 'update-ca-certificates',
     }
     file { $ca_file:
       ensure => file,
@@ -117,7 +122,7 @@ class fleetkit (
       notify => Exec['fleetkit update trust store'],
     }
     exec { 'fleetkit update trust store':
-      command     => $facts['os']['family'] ? { 'RedHat' => ['update-ca-trust'], default => ['update-ca-certificates'] },
+      command     => [$ca_update],
       path        => ['/usr/sbin', '/usr/bin', '/sbin', '/bin'],
       refreshonly => true,
     }

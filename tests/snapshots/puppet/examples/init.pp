@@ -1,0 +1,4 @@
+# Apply with: puppet apply --modulepath .. examples/init.pp
+class { 'fleetkit':
+  team => 'platform',
+}
