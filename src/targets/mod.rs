@@ -263,3 +263,63 @@ pub fn org_slug(org: &str) -> String {
         None => "org".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::settings::{AgentSettings, Assignment};
+    use crate::workspace::config::OfflineMode;
+    use std::collections::BTreeMap;
+
+    fn payload_without_agents() -> Payload {
+        Payload {
+            org: "acme".into(),
+            display_name: "Acme".into(),
+            identifier_prefix: "com.acme".into(),
+            server_url: "https://fleet.acme.example".into(),
+            settings: AgentSettings {
+                org: "acme".into(),
+                server_url: "https://fleet.acme.example".into(),
+                assignment: Assignment::default(),
+                offline_mode: OfflineMode::CachedWithExpiry,
+                offline_max_age_hours: 24,
+                renew_at_percent: 66,
+            },
+            bundle: Arc::new(b"{}".to_vec()),
+            bundle_version: 1,
+            bundle_expires_at: time::OffsetDateTime::UNIX_EPOCH,
+            bundle_sha256: "sha256:00".into(),
+            anchors_json: Arc::new(b"{}".to_vec()),
+            anchor_keyids: vec![],
+            root_ca_pem: String::new(),
+            root_ca_fingerprint: String::new(),
+            agents: BTreeMap::new(),
+            agent_version: "0.1.0".into(),
+            build_time: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_missing_agent_names_the_setting_to_fill() {
+        let p = payload_without_agents();
+        for target in [Target::Ansible, Target::Chef, Target::Puppet] {
+            let e = build(target, &p).unwrap_err();
+            assert!(
+                matches!(e, TargetError::MissingAgent { os: "linux", .. }),
+                "{e}"
+            );
+            assert!(
+                e.help().contains("agents:") && e.help().contains("--agent linux-x86_64=PATH"),
+                "{}",
+                e.help()
+            );
+        }
+    }
+
+    #[test]
+    fn org_slugs_fit_identifiers() {
+        assert_eq!(org_slug("acme-corp"), "acme_corp");
+        assert_eq!(org_slug("42 \"Corp\" ü"), "org_42_corp");
+        assert_eq!(org_slug(&"x".repeat(100)).len(), 40);
+    }
+}

@@ -1,0 +1,58 @@
+//! `fleetkit build` of the three configuration-management targets (Ansible, Chef,
+//! Puppet) for the example org (issue 4 goal: under 100 ms), with a 16 MB agent
+//! binary (the size of the release build) as the Linux agent: assembling the
+//! payload (reading, verifying and hashing once), rendering every target, and
+//! writing the staged output with SHA256SUMS and build.json.
+//!
+//! Run: `cargo bench --bench build`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use fleetkit::build::payload::{Payload, PayloadOptions};
+use fleetkit::workspace::Workspace;
+use fleetkit::workspace::config::Target;
+use std::collections::BTreeMap;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetkit");
+
+fn bench_build(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let ws_dir = dir.path().join("acme");
+    let demo = Command::new(BIN)
+        .args(["demo", "--out"])
+        .arg(&ws_dir)
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    // A stand-in agent of a release build's size, whatever profile built BIN.
+    let agent = dir.path().join("fleetkit-linux-x86_64");
+    let mut bytes = vec![0u8; 16 * 1024 * 1024];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+    }
+    std::fs::write(&agent, &bytes).unwrap();
+    let ws = Workspace::open(&ws_dir).unwrap();
+    let options = PayloadOptions {
+        team: Some("platform".into()),
+        host_agent: None,
+        agents: BTreeMap::from([("linux-x86_64".to_string(), agent)]),
+    };
+    let out = dir.path().join("dist");
+    let targets = [Target::Ansible, Target::Chef, Target::Puppet];
+    let mut group = c.benchmark_group("build");
+    group.sample_size(30);
+    group.bench_function("ansible+chef+puppet, example org, 16 MB agent", |b| {
+        b.iter(|| {
+            let payload = Payload::assemble(&ws, &options).unwrap();
+            fleetkit::build::build(&payload, &targets, &out, &mut |_| {}).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_build);
+criterion_main!(benches);
