@@ -69,12 +69,21 @@ fn changed(recap: &str) -> u32 {
         .unwrap_or_else(|| panic!("no PLAY RECAP in:\n{recap}"))
 }
 
+/// Runs the example playbook with `extra_vars`, written as a YAML vars file whose
+/// strings are all `!unsafe` (literal text, as an operator passes a secret).
 fn ansible(dist: &Path, root: &Path, extra_vars: &serde_json::Value, check: bool) -> Ran {
     let vars = dist.join(format!(
-        "vars-{}.json",
+        "vars-{}.yml",
         root.file_name().unwrap().to_string_lossy()
     ));
-    std::fs::write(&vars, serde_json::to_vec(extra_vars).unwrap()).unwrap();
+    let mut yaml = String::from("---\n");
+    for (k, v) in extra_vars.as_object().unwrap() {
+        yaml.push_str(&format!(
+            "{k}: {}\n",
+            fleetkit::targets::escape::ansible(v.as_str().unwrap())
+        ));
+    }
+    std::fs::write(&vars, yaml).unwrap();
     let mut cmd = Command::new("ansible-playbook");
     cmd.current_dir(dist.join("ansible"))
         .args(["-i", "inventory.ini", "playbook.yml"])
@@ -336,6 +345,27 @@ fn hostile_org_team_and_token_values_render_safely_into_every_target() {
             .current_dir(dist.join("ansible"))
             .args(["-i", "inventory.ini", "playbook.yml", "--syntax-check"]),
     );
+    // And for real, with the hostile team, department and token as run-time values
+    // and no server: registration is pending, the settings hold the exact values.
+    let ansible_root = machine(dir.path(), "hostile-ansible");
+    let vars = serde_json::json!({
+        "fleetkit_server_url": "https://localhost:9",
+        "fleetkit_enroll_token": HOSTILE,
+        "fleetkit_department": HOSTILE,
+    });
+    let ran = ansible(&dist, &ansible_root, &vars, false);
+    assert_eq!(ran.code, 0, "{}", ran.out);
+    assert!(
+        ran.out.contains("registers at its next policy sync"),
+        "{}",
+        ran.out
+    );
+    let settings = std::fs::read_to_string(ansible_root.join("etc/fleetkit/agent.yaml")).unwrap();
+    let parsed = fleetkit::agent::settings::AgentSettings::parse(&settings)
+        .unwrap_or_else(|e| panic!("{e}\n{settings}"));
+    assert_eq!(parsed.org, org_name);
+    assert_eq!(parsed.assignment.team.as_deref(), Some(team));
+    assert_eq!(parsed.assignment.department.as_deref(), Some(HOSTILE));
 
     // Puppet: the module parses, and the class's own values come back exactly.
     let module = dist.join("puppet/fleetkit");
