@@ -38,6 +38,8 @@ pub struct Payload {
     pub display_name: String,
     pub identifier_prefix: String,
     pub server_url: String,
+    /// How macOS devices get their machine certificate through the profile.
+    pub macos_enrollment: crate::workspace::config::MacosEnrollment,
     /// The agent settings as installed on a device (`agent.yaml`), with the team
     /// given to `build --team`, if any.
     pub settings: AgentSettings,
@@ -212,6 +214,7 @@ impl Payload {
             display_name: config.display_name.clone(),
             identifier_prefix: config.identifier_prefix.clone(),
             server_url: config.server.url.clone(),
+            macos_enrollment: config.enrollment.macos_method,
             settings,
             bundle_sha256: sha256(&bundle_bytes),
             bundle: Arc::new(bundle_bytes),

@@ -10,6 +10,7 @@
 pub mod ansible;
 pub mod chef;
 pub mod escape;
+pub mod mobileconfig;
 pub mod puppet;
 
 use crate::build::payload::Payload;
@@ -93,7 +94,9 @@ impl TargetError {
             Self::MissingAgent { os, .. } => format!(
                 "set `agents: {{{os}-x86_64: PATH}}` (or {os}-arm64) in fleetkit.yaml, or pass --agent {os}-x86_64=PATH"
             ),
-            Self::NotAvailable => "build the available targets: ansible, chef, puppet".into(),
+            Self::NotAvailable => {
+                "build the available targets: ansible, chef, puppet, mobileconfig".into()
+            }
             Self::Template { .. } => "this is a fleetkit bug; please report it".into(),
         }
     }
@@ -107,15 +110,17 @@ pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
         Target::Ansible => ansible::build(payload),
         Target::Chef => chef::build(payload),
         Target::Puppet => puppet::build(payload),
-        Target::Pkg | Target::Mobileconfig | Target::Msi | Target::Intunewin => {
-            Err(TargetError::NotAvailable)
-        }
+        Target::Mobileconfig => mobileconfig::build(payload),
+        Target::Pkg | Target::Msi | Target::Intunewin => Err(TargetError::NotAvailable),
     }
 }
 
 /// True for the targets this version builds.
 pub fn is_available(target: Target) -> bool {
-    matches!(target, Target::Ansible | Target::Chef | Target::Puppet)
+    matches!(
+        target,
+        Target::Ansible | Target::Chef | Target::Puppet | Target::Mobileconfig
+    )
 }
 
 /// Which delimiters fleetkit's own templates use.
@@ -277,6 +282,7 @@ mod tests {
             display_name: "Acme".into(),
             identifier_prefix: "com.acme".into(),
             server_url: "https://fleet.acme.example".into(),
+            macos_enrollment: crate::workspace::config::MacosEnrollment::Acme,
             settings: AgentSettings {
                 org: "acme".into(),
                 server_url: "https://fleet.acme.example".into(),
