@@ -265,3 +265,64 @@ fn the_validator_catches_what_apple_would_refuse() {
     let problems = validate(&bad);
     assert_eq!(problems.len(), 3, "{problems:#?}");
 }
+
+/// Runs the extension attribute with the Mac's paths under `root`.
+fn run_ea(script: &Path, root: &Path) -> String {
+    let out = Command::new("/bin/sh")
+        .arg(script)
+        .env("FLEETKIT_ROOT", root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_jamf_extension_attribute_reports_the_manifest() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let token = create_token(&server, &org, "platform", 1, 3600).token;
+    let dir = tempfile::tempdir().unwrap();
+    build_profile(&org, &dir.path().join("dist"));
+    let script = dir.path().join("dist/macos/jamf-extension-attribute.sh");
+    let syntax = Command::new("sh").arg("-n").arg(&script).status().unwrap();
+    assert!(syntax.success());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&script).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+
+    let mac = dir.path().join("mac");
+    assert_eq!(run_ea(&script, &mac), "<result>not installed</result>\n");
+
+    // A real agent's manifest, placed where the agent keeps it on macOS.
+    let device = support::agent::DeviceRoot::install(&org, dir.path(), "device", &server.url(), "");
+    let place = |d: &support::agent::DeviceRoot| {
+        let target = mac.join("Library/Application Support/fleetkit/data");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::copy(d.data("manifest.yaml"), target.join("manifest.yaml")).unwrap();
+    };
+    let pending = device.agent(&["register"], &[]);
+    assert_eq!(pending.code, 1, "{pending:?}"); // no token
+    place(&device);
+    let machine = device.manifest()["machine_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        run_ea(&script, &mac),
+        format!("<result>pending; machine={machine}; policy=v1; sync=none</result>\n")
+    );
+    assert_eq!(device.register(&token).code, 0);
+    assert_eq!(device.agent(&["sync"], &[]).code, 0);
+    place(&device);
+    assert_eq!(
+        run_ea(&script, &mac),
+        format!("<result>registered; machine={machine}; policy=v1; sync=ok</result>\n")
+    );
+}

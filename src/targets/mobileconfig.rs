@@ -11,12 +11,20 @@
 //! Written with the plist crate as XML. PayloadIdentifiers are stable under the
 //! org's reverse-DNS prefix and every PayloadUUID is derived from its identifier,
 //! so a rebuilt profile replaces the installed one instead of adding a second.
+//!
+//! Beside it: the Jamf Pro extension attribute script, which reports the Mac's
+//! enrollment state, machine id, policy version and last sync from the manifest.
 
 use super::{Artefact, Result, text};
 use crate::build::payload::Payload;
 use crate::workspace::config::{MacosEnrollment, Target};
 use plist::{Dictionary, Value};
 use sha2::{Digest, Sha256};
+
+const EXTENSION_ATTRIBUTE: &[(&str, &str)] = &[(
+    "jamf-extension-attribute.sh",
+    include_str!("../../templates/jamf/extension-attribute.sh"),
+)];
 
 /// A UUID derived from `name` (SHA-256, with the version-5 and RFC 4122 variant
 /// bits set): the same identifier always gets the same UUID.
@@ -226,10 +234,19 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         reason: e.to_string(),
     })?;
     let name = format!("{}.fleetkit.mobileconfig", payload.identifier_prefix);
+    // The Jamf extension attribute travels with the profile: both go to Jamf Pro.
+    let env = super::environment(EXTENSION_ATTRIBUTE, super::Syntax::Jinja)?;
+    let ea = super::render(
+        &env,
+        EXTENSION_ATTRIBUTE[0].0,
+        &super::ansible::context(payload),
+    )?;
+    let mut ea_file = text(EXTENSION_ATTRIBUTE[0].0, ea);
+    ea_file.mode = super::EXEC_MODE;
     Ok(Artefact {
         target: Target::Mobileconfig,
         dir: "macos".into(),
-        files: vec![text(&name, text_xml)],
+        files: vec![text(&name, text_xml), ea_file],
     })
 }
 
