@@ -21,6 +21,9 @@ declare -A apt_for=(
   [ruby]=ruby
   [rubocop]=rubocop
   [erb]=ruby
+  [bsdtar]=libarchive-tools
+  [7z]=p7zip-full
+  [cpio]=cpio
 )
 # Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide
 # pip installs), which needs python3-venv.

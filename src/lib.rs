@@ -16,6 +16,7 @@
 //! - [`build`], [`targets`]: `fleetkit build`: the payload built once, handed to one
 //!   module per artefact; `fleetkit inspect`;
 //! - [`workspace`]: the org workspace on disk (`fleetkit.yaml`, keys, anchors, state);
+//! - [`formats`]: archive formats written here (xar), tested against independent readers;
 //! - [`fsutil`], [`clock`]: atomic writes and the one place time is read;
 //! - [`fuzzing`]: the entry points of the cargo-fuzz targets in `fuzz/`.
 
@@ -25,6 +26,7 @@ pub mod build;
 pub mod bundle;
 pub mod clock;
 pub mod diag;
+pub mod formats;
 pub mod fsutil;
 pub mod fuzzing;
 pub mod pki;
