@@ -36,8 +36,9 @@ pub struct DescribedAgent {
     pub size: u64,
 }
 
-/// `fleetkit.json` for a payload.
-pub fn describe(payload: &Payload) -> String {
+/// `fleetkit.json` for an artefact carrying the payload's agents of `os`
+/// (`linux`, `darwin`, `windows`).
+pub fn describe(payload: &Payload, os: &str) -> String {
     let d = Description {
         org: payload.org.clone(),
         server_url: payload.server_url.clone(),
@@ -49,8 +50,8 @@ pub fn describe(payload: &Payload) -> String {
         root_ca_fingerprint: payload.root_ca_fingerprint.clone(),
         agent_version: payload.agent_version.clone(),
         agents: payload
-            .agents
-            .values()
+            .agents_for(os)
+            .into_iter()
             .map(|a| DescribedAgent {
                 platform: a.platform.clone(),
                 sha256: a.sha256.clone(),

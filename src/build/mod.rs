@@ -61,6 +61,7 @@ pub enum Progress {
         target: Target,
         files: usize,
         bytes: u64,
+        notes: Vec<String>,
     },
     Written {
         out: PathBuf,
@@ -136,6 +137,7 @@ pub fn build(
             target,
             files: artefact.files.len(),
             bytes: artefact.size(),
+            notes: artefact.notes.clone(),
         });
         artefacts.push(artefact);
     }

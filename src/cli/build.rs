@@ -70,11 +70,17 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
             target,
             files,
             bytes,
-        } => note(format!(
-            "built {}: {files} files, {:.1} MB",
-            target.as_str(),
-            bytes as f64 / 1e6
-        )),
+            notes,
+        } => {
+            note(format!(
+                "built {}: {files} files, {:.1} MB",
+                target.as_str(),
+                bytes as f64 / 1e6
+            ));
+            for n in notes {
+                note(format!("  note: {n}"));
+            }
+        }
         Progress::Written { out } => note(format!("wrote {}", out.display())),
     };
     let artefacts = build::build(&payload, &requested, &out, &mut progress).map_err(|e| {

@@ -97,5 +97,6 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         target: Target::Ansible,
         dir: "ansible".into(),
         files,
+        notes: vec![],
     })
 }

@@ -61,5 +61,6 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         target: Target::Chef,
         dir: "chef/fleetkit".into(),
         files,
+        notes: vec![],
     })
 }

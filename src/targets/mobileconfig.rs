@@ -247,6 +247,7 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         target: Target::Mobileconfig,
         dir: "macos".into(),
         files: vec![text(&name, text_xml), ea_file],
+        notes: vec![],
     })
 }
 

@@ -11,6 +11,7 @@ pub mod ansible;
 pub mod chef;
 pub mod escape;
 pub mod mobileconfig;
+pub mod pkg;
 pub mod puppet;
 
 use crate::build::payload::Payload;
@@ -55,6 +56,8 @@ pub struct Artefact {
     /// Directory of the artefact in the output (`ansible`, `puppet/fleetkit`, …).
     pub dir: String,
     pub files: Vec<OutFile>,
+    /// What the person building should know (e.g. "unsigned").
+    pub notes: Vec<String>,
 }
 
 impl Artefact {
@@ -95,7 +98,7 @@ impl TargetError {
                 "set `agents: {{{os}-x86_64: PATH}}` (or {os}-arm64) in fleetkit.yaml, or pass --agent {os}-x86_64=PATH"
             ),
             Self::NotAvailable => {
-                "build the available targets: ansible, chef, puppet, mobileconfig".into()
+                "build the available targets: ansible, chef, puppet, mobileconfig, pkg".into()
             }
             Self::Template { .. } => "this is a fleetkit bug; please report it".into(),
         }
@@ -111,7 +114,8 @@ pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
         Target::Chef => chef::build(payload),
         Target::Puppet => puppet::build(payload),
         Target::Mobileconfig => mobileconfig::build(payload),
-        Target::Pkg | Target::Msi | Target::Intunewin => Err(TargetError::NotAvailable),
+        Target::Pkg => pkg::build(payload),
+        Target::Msi | Target::Intunewin => Err(TargetError::NotAvailable),
     }
 }
 
@@ -119,7 +123,7 @@ pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
 pub fn is_available(target: Target) -> bool {
     matches!(
         target,
-        Target::Ansible | Target::Chef | Target::Puppet | Target::Mobileconfig
+        Target::Ansible | Target::Chef | Target::Puppet | Target::Mobileconfig | Target::Pkg
     )
 }
 
@@ -229,7 +233,7 @@ pub fn payload_files(payload: &Payload, prefix: &str) -> Result<Vec<OutFile>> {
         text(&format!("{prefix}root-ca.pem"), payload.root_ca_pem.clone()),
         text(
             &format!("{prefix}{}", crate::build::inspect::DESCRIPTION_FILE),
-            crate::build::inspect::describe(payload),
+            crate::build::inspect::describe(payload, "linux"),
         ),
     ];
     for agent in linux {

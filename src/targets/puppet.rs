@@ -87,5 +87,6 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         target: Target::Puppet,
         dir: "puppet/fleetkit".into(),
         files,
+        notes: vec![],
     })
 }

@@ -1,0 +1,324 @@
+//! The `.pkg` target: a macOS product archive written entirely by fleetkit.
+//!
+//! ```text
+//! <org>-fleetkit.pkg (xar)
+//!   Distribution            installer-gui-script: title, host architectures, one choice
+//!   fleetkit.pkg/PackageInfo identifier <prefix>.fleetkit, version, install-location /,
+//!                            payload size, the postinstall script
+//!   fleetkit.pkg/Bom         every payload path with mode, owner, size, checksum
+//!   fleetkit.pkg/Payload     gzip'd odc cpio of the files below, root:wheel
+//!   fleetkit.pkg/Scripts     gzip'd odc cpio of postinstall
+//! payload
+//!   usr/local/bin/fleetkit                                  0755 (universal when both
+//!                                                           darwin agents are given)
+//!   Library/Application Support/fleetkit/{agent.yaml,anchors.json,bundle.json} 0644
+//!   Library/LaunchDaemons/<prefix>.fleetkit.sync.plist      0644: `agent sync` every 15 min
+//! ```
+//!
+//! The postinstall registers the Mac (assignment from the managed preferences, token
+//! from the file a Jamf script leaves) and bootstraps the LaunchDaemon; a pending
+//! registration never fails the install. Everything is deterministic: fixed owners,
+//! modes and mtime (the build time), gzip without name or time.
+
+use super::{Artefact, Result, TargetError, text};
+use crate::build::payload::Payload;
+use crate::formats::bom::BomWriter;
+use crate::formats::xar::{Encoding, XarWriter, xml_escape};
+use crate::workspace::config::Target;
+use std::io::Write;
+
+const POSTINSTALL: &[(&str, &str)] = &[(
+    "postinstall",
+    include_str!("../../templates/pkg/postinstall"),
+)];
+const JAMF_SCRIPT: &[(&str, &str)] = &[(
+    "jamf-register.sh",
+    include_str!("../../templates/pkg/jamf-register.sh"),
+)];
+
+fn err(what: &str, e: impl std::fmt::Display) -> TargetError {
+    TargetError::Template {
+        name: what.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// A universal (fat) Mach-O holding both slices, or the one agent given.
+fn mac_agent(payload: &Payload) -> Result<(Vec<u8>, Vec<&'static str>)> {
+    let arm = payload.agents.get("darwin-arm64");
+    let intel = payload.agents.get("darwin-x86_64");
+    match (arm, intel) {
+        (Some(a), Some(i)) => Ok((
+            fat_binary(&[(0x0100_000c, 0, &a.bytes), (0x0100_0007, 3, &i.bytes)]),
+            vec!["arm64", "x86_64"],
+        )),
+        (Some(a), None) => Ok((a.bytes.to_vec(), vec!["arm64"])),
+        (None, Some(i)) => Ok((i.bytes.to_vec(), vec!["x86_64"])),
+        (None, None) => Err(TargetError::MissingAgent {
+            os: "darwin",
+            host: crate::build::payload::host_platform(),
+        }),
+    }
+}
+
+/// A fat Mach-O: FAT_MAGIC, the slices' (cputype, cpusubtype, offset, size,
+/// align 2^14), each slice at a 16 KiB boundary.
+pub fn fat_binary(slices: &[(u32, u32, &[u8])]) -> Vec<u8> {
+    const ALIGN: usize = 1 << 14;
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xcafe_babeu32.to_be_bytes());
+    out.extend_from_slice(&(slices.len() as u32).to_be_bytes());
+    let mut offset = ALIGN;
+    let mut placed = Vec::new();
+    for (cpu, sub, data) in slices {
+        out.extend_from_slice(&cpu.to_be_bytes());
+        out.extend_from_slice(&sub.to_be_bytes());
+        out.extend_from_slice(&(offset as u32).to_be_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&14u32.to_be_bytes());
+        placed.push((offset, *data));
+        offset = (offset + data.len()).div_ceil(ALIGN) * ALIGN;
+    }
+    for (at, data) in placed {
+        out.resize(at, 0);
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+fn launch_daemon(label: &str) -> Result<Vec<u8>> {
+    let mut d = plist::Dictionary::new();
+    d.insert("Label".into(), label.into());
+    d.insert(
+        "ProgramArguments".into(),
+        plist::Value::Array(vec![
+            "/usr/local/bin/fleetkit".into(),
+            "agent".into(),
+            "sync".into(),
+        ]),
+    );
+    d.insert("StartInterval".into(), plist::Value::Integer(900.into()));
+    d.insert("RunAtLoad".into(), true.into());
+    d.insert("ProcessType".into(), "Background".into());
+    d.insert(
+        "StandardOutPath".into(),
+        "/var/log/fleetkit-sync.log".into(),
+    );
+    d.insert(
+        "StandardErrorPath".into(),
+        "/var/log/fleetkit-sync.log".into(),
+    );
+    let mut out = Vec::new();
+    plist::Value::Dictionary(d)
+        .to_writer_xml(&mut out)
+        .map_err(|e| err("LaunchDaemon", e))?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// gzip'd odc cpio of `files` (directories first, as `./path`), root:wheel.
+fn cpio_gz(files: &[(String, u32, Vec<u8>)], mtime: u32) -> Result<Vec<u8>> {
+    let mut cpio = cpio_archive::OdcBuilder::new(Vec::new());
+    cpio.auto_write_dirs(false);
+    // The trailer entry takes the builder's default time, which is otherwise now.
+    cpio.default_mtime(chrono::DateTime::from_timestamp(mtime as i64, 0).unwrap_or_default());
+    for (path, mode, data) in files {
+        let mut h = cpio.next_header();
+        h.name = if path.is_empty() {
+            ".".into()
+        } else {
+            format!("./{path}")
+        };
+        h.mode = *mode;
+        h.uid = 0;
+        h.gid = 0;
+        h.mtime = mtime;
+        h.nlink = if mode & 0o040000 != 0 { 2 } else { 1 };
+        h.file_size = data.len() as u64;
+        cpio.append_header_with_data(h, data)
+            .map_err(|e| err("cpio", e))?;
+    }
+    cpio.finish().map_err(|e| err("cpio", e))?;
+    let raw = cpio.into_inner().map_err(|e| err("cpio", e))?;
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).map_err(|e| err("gzip", e))?;
+    gz.finish().map_err(|e| err("gzip", e))
+}
+
+/// Directories of `paths`, parents first, the root as "".
+fn directories(paths: &[&str]) -> Vec<String> {
+    let mut dirs = std::collections::BTreeSet::new();
+    dirs.insert(String::new());
+    for p in paths {
+        let parts: Vec<&str> = p.split('/').collect();
+        for i in 1..parts.len() {
+            dirs.insert(parts[..i].join("/"));
+        }
+    }
+    let mut v: Vec<String> = dirs.into_iter().collect();
+    v.sort_by_key(|d| {
+        (
+            d.matches('/').count() + usize::from(!d.is_empty()),
+            d.clone(),
+        )
+    });
+    v
+}
+
+/// The package file name.
+pub fn file_name(payload: &Payload) -> String {
+    format!(
+        "{}-fleetkit-{}.pkg",
+        super::org_slug(&payload.org).replace('_', "-"),
+        payload.bundle_version
+    )
+}
+
+/// Builds the product archive (unsigned) and the Jamf script beside it.
+pub fn build(payload: &Payload) -> Result<Artefact> {
+    let (agent, archs) = mac_agent(payload)?;
+    let label = format!("{}.fleetkit.sync", payload.identifier_prefix);
+    let identifier = format!("{}.fleetkit", payload.identifier_prefix);
+    let version = format!("1.0.{}", payload.bundle_version);
+    let support = "Library/Application Support/fleetkit";
+    // (path in the payload, contents, mode); all root:wheel.
+    let files: [(String, Vec<u8>, u32); 5] = [
+        ("usr/local/bin/fleetkit".into(), agent, 0o755),
+        (
+            format!("{support}/agent.yaml"),
+            payload.settings.to_yaml().into_bytes(),
+            0o644,
+        ),
+        (
+            format!("{support}/anchors.json"),
+            payload.anchors_json.to_vec(),
+            0o644,
+        ),
+        (
+            format!("{support}/bundle.json"),
+            payload.bundle.to_vec(),
+            0o644,
+        ),
+        (
+            format!("Library/LaunchDaemons/{label}.plist"),
+            launch_daemon(&label)?,
+            0o644,
+        ),
+    ];
+    let paths: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
+    let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let mtime = payload
+        .build_time
+        .unix_timestamp()
+        .clamp(0, u32::MAX as i64) as u32;
+
+    // Payload, Bom.
+    let mut entries: Vec<(String, u32, Vec<u8>)> = Vec::new();
+    let mut bom = BomWriter::new(payload.build_time);
+    for dir in directories(&path_refs) {
+        entries.push((dir.clone(), 0o040755, Vec::new()));
+        if !dir.is_empty() {
+            bom.add_directory(&dir, 0o755, 0, 0)
+                .map_err(|e| err("Bom", e))?;
+        }
+    }
+    let mut install_bytes = 0u64;
+    for (path, data, mode) in &files {
+        entries.push((path.clone(), 0o100000 | mode, data.clone()));
+        bom.add_file(path, data, *mode as u16, 0, 0)
+            .map_err(|e| err("Bom", e))?;
+        install_bytes += data.len() as u64;
+    }
+    let payload_gz = cpio_gz(&entries, mtime)?;
+
+    // Scripts.
+    let ctx = minijinja::context! {
+        org => payload.org.clone(),
+        agent_version => payload.agent_version.clone(),
+        domain => super::mobileconfig::preference_domain(payload),
+        daemon_label => label.clone(),
+    };
+    let env = super::environment(POSTINSTALL, super::Syntax::Jinja)?;
+    let postinstall = super::render(&env, "postinstall", &ctx)?;
+    let scripts_gz = cpio_gz(
+        &[
+            (String::new(), 0o040755, Vec::new()),
+            ("postinstall".into(), 0o100755, postinstall.into_bytes()),
+        ],
+        mtime,
+    )?;
+
+    let kbytes = install_bytes.div_ceil(1024);
+    let number_of_files = entries.len();
+    let package_info = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<pkg-info format-version=\"2\" identifier=\"{id}\" version=\"{version}\" install-location=\"/\" auth=\"root\" generator-version=\"fleetkit-{gen}\">\n    <payload numberOfFiles=\"{number_of_files}\" installKBytes=\"{kbytes}\"/>\n    <bundle-version/>\n    <upgrade-bundle/>\n    <update-bundle/>\n    <atomic-update-bundle/>\n    <strict-identifier/>\n    <relocate/>\n    <scripts>\n        <postinstall file=\"./postinstall\"/>\n    </scripts>\n</pkg-info>\n",
+        id = xml_escape(&identifier),
+        gen = xml_escape(&payload.agent_version),
+    );
+    let title = format!("{} fleetkit", payload.display_name);
+    let distribution = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<installer-gui-script minSpecVersion=\"2\">\n    <title>{title}</title>\n    <options customize=\"never\" require-scripts=\"false\" hostArchitectures=\"{archs}\"/>\n    <domains enable_anywhere=\"false\" enable_currentUserHome=\"false\" enable_localSystem=\"true\"/>\n    <choices-outline>\n        <line choice=\"default\">\n            <line choice=\"{id}\"/>\n        </line>\n    </choices-outline>\n    <choice id=\"default\"/>\n    <choice id=\"{id}\" visible=\"false\">\n        <pkg-ref id=\"{id}\"/>\n    </choice>\n    <pkg-ref id=\"{id}\" version=\"{version}\" onConclusion=\"none\" installKBytes=\"{kbytes}\">#fleetkit.pkg</pkg-ref>\n</installer-gui-script>\n",
+        title = xml_escape(&title),
+        archs = archs.join(","),
+        id = xml_escape(&identifier),
+    );
+
+    let mut xar = XarWriter::new(payload.build_time);
+    let add = |x: &mut XarWriter, path: &str, data: Vec<u8>, enc| {
+        x.add_file(path, data, 0o644, enc)
+            .map_err(|e| err("xar", e))
+    };
+    add(
+        &mut xar,
+        "Distribution",
+        distribution.into_bytes(),
+        Encoding::Zlib,
+    )?;
+    add(
+        &mut xar,
+        "fleetkit.pkg/PackageInfo",
+        package_info.into_bytes(),
+        Encoding::Zlib,
+    )?;
+    add(&mut xar, "fleetkit.pkg/Bom", bom.finish(), Encoding::Zlib)?;
+    add(
+        &mut xar,
+        "fleetkit.pkg/Payload",
+        payload_gz,
+        Encoding::Stored,
+    )?;
+    add(
+        &mut xar,
+        "fleetkit.pkg/Scripts",
+        scripts_gz,
+        Encoding::Stored,
+    )?;
+    let pkg = xar.finish().map_err(|e| err("xar", e))?;
+
+    let jamf_env = super::environment(JAMF_SCRIPT, super::Syntax::Jinja)?;
+    let mut jamf = text(
+        "jamf-register.sh",
+        super::render(&jamf_env, "jamf-register.sh", &ctx)?,
+    );
+    jamf.mode = super::EXEC_MODE;
+    Ok(Artefact {
+        target: Target::Pkg,
+        dir: "macos".into(),
+        files: vec![
+            super::OutFile {
+                path: file_name(payload),
+                contents: super::Contents::Shared {
+                    sha256: crate::build::payload::sha256(&pkg),
+                    bytes: std::sync::Arc::new(pkg),
+                },
+                mode: super::FILE_MODE,
+            },
+            jamf,
+        ],
+        notes: vec![
+            "the package is unsigned: Installer and Jamf accept it, Gatekeeper warns on a manual install; signing with the org's installer identity is not available yet".into(),
+        ],
+    })
+}

@@ -1,0 +1,267 @@
+//! The `.pkg` target, read by independent tools: 7z and bsdtar list and extract
+//! the product archive, `cpio -t` reads its Payload, the apple-flat-package crate
+//! parses the package and apple-bom's reader the Bom, which lists every payload
+//! file with its mode and owner (root:wheel).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::*;
+
+fn tool(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds the pkg with stand-in arm64 and x86_64 agents; returns the pkg path and
+/// the two agents' bytes.
+fn build_pkg(org: &Org, dir: &Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
+    let arm: Vec<u8> = b"arm64 agent ".repeat(3000);
+    let intel: Vec<u8> = b"x86_64 agent ".repeat(2000);
+    std::fs::write(dir.join("arm"), &arm).unwrap();
+    std::fs::write(dir.join("intel"), &intel).unwrap();
+    let out = dir.join("dist");
+    let r = Command::new(BIN)
+        .args([
+            "--workspace",
+            &org.ws(),
+            "build",
+            "--target",
+            "pkg",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--agent")
+        .arg(format!("darwin-arm64={}", dir.join("arm").display()))
+        .arg("--agent")
+        .arg(format!("darwin-x86_64={}", dir.join("intel").display()))
+        .env("SOURCE_DATE_EPOCH", "1764547200")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("unsigned"),
+        "an unsigned build must say so: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    (out.join("macos/acme-corp-fleetkit-1.pkg"), arm, intel)
+}
+
+const PAYLOAD: [&str; 5] = [
+    "./usr/local/bin/fleetkit",
+    "./Library/Application Support/fleetkit/agent.yaml",
+    "./Library/Application Support/fleetkit/anchors.json",
+    "./Library/Application Support/fleetkit/bundle.json",
+    "./Library/LaunchDaemons/com.acme-corp.fleetkit.sync.plist",
+];
+
+#[test]
+fn seven_zip_bsdtar_and_cpio_read_the_package() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (pkg, arm, intel) = build_pkg(&org, dir.path());
+    let members = [
+        "Distribution",
+        "fleetkit.pkg/PackageInfo",
+        "fleetkit.pkg/Bom",
+        "fleetkit.pkg/Payload",
+        "fleetkit.pkg/Scripts",
+    ];
+    let listed = tool(Command::new("bsdtar").arg("-tf").arg(&pkg));
+    for m in members {
+        assert!(
+            listed.lines().any(|l| l == m),
+            "bsdtar: {m} missing:\n{listed}"
+        );
+    }
+    let listed = tool(Command::new("7z").arg("l").arg(&pkg));
+    assert!(
+        listed.contains("Payload") && listed.contains("Distribution"),
+        "{listed}"
+    );
+    let x = dir.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    tool(
+        Command::new("bsdtar")
+            .arg("-xf")
+            .arg(&pkg)
+            .arg("-C")
+            .arg(&x),
+    );
+    let x7 = dir.path().join("x7");
+    tool(
+        Command::new("7z")
+            .args(["x", "-y"])
+            .arg(format!("-o{}", x7.display()))
+            .arg(&pkg),
+    );
+    assert_eq!(
+        std::fs::read(x.join("fleetkit.pkg/Payload")).unwrap(),
+        std::fs::read(x7.join("fleetkit.pkg/Payload")).unwrap()
+    );
+
+    // The Payload: gzip'd odc cpio, root:wheel, the right modes.
+    let cpio = Command::new("sh")
+        .arg("-c")
+        .arg("gzip -dc Payload | cpio -itv --quiet")
+        .current_dir(x.join("fleetkit.pkg"))
+        .output()
+        .unwrap();
+    assert!(
+        cpio.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpio.stderr)
+    );
+    let listing = String::from_utf8_lossy(&cpio.stdout).into_owned();
+    for path in PAYLOAD {
+        let line = listing
+            .lines()
+            .find(|l| l.ends_with(path))
+            .unwrap_or_else(|| panic!("cpio does not list {path}:\n{listing}"));
+        let mode = if path.ends_with("/fleetkit") {
+            "-rwxr-xr-x"
+        } else {
+            "-rw-r--r--"
+        };
+        assert!(line.starts_with(mode), "{line}");
+        assert!(line.contains(" root ") || line.contains(" 0 "), "{line}");
+    }
+    // Extract it for real and check the files.
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -dc '{}' | cpio -idm --quiet",
+            x.join("fleetkit.pkg/Payload").display()
+        ))
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let settings =
+        std::fs::read_to_string(root.join("Library/Application Support/fleetkit/agent.yaml"))
+            .unwrap();
+    let parsed = fleetkit::agent::settings::AgentSettings::parse(&settings).unwrap();
+    assert_eq!(parsed.org, "acme-corp");
+    assert_eq!(
+        std::fs::read(root.join("Library/Application Support/fleetkit/bundle.json")).unwrap(),
+        std::fs::read(org.path().join("bundles/policy-v1.json")).unwrap()
+    );
+    // A universal binary holding both agents at 16 KiB boundaries.
+    let fat = std::fs::read(root.join("usr/local/bin/fleetkit")).unwrap();
+    assert_eq!(&fat[..4], &[0xca, 0xfe, 0xba, 0xbe]);
+    assert_eq!(u32::from_be_bytes(fat[4..8].try_into().unwrap()), 2);
+    let slice = |i: usize| {
+        let at = 8 + i * 20;
+        let off = u32::from_be_bytes(fat[at + 8..at + 12].try_into().unwrap()) as usize;
+        let len = u32::from_be_bytes(fat[at + 12..at + 16].try_into().unwrap()) as usize;
+        assert_eq!(off % 16384, 0);
+        fat[off..off + len].to_vec()
+    };
+    assert_eq!(slice(0), arm);
+    assert_eq!(slice(1), intel);
+
+    // The scripts: gzip'd cpio with an executable postinstall that sh accepts.
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -dc '{}' | cpio -idm --quiet",
+            x.join("fleetkit.pkg/Scripts").display()
+        ))
+        .current_dir(&scripts)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    use std::os::unix::fs::PermissionsExt;
+    let post = scripts.join("postinstall");
+    assert_eq!(
+        std::fs::metadata(&post).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    tool(Command::new("sh").arg("-n").arg(&post));
+    tool(
+        Command::new("sh")
+            .arg("-n")
+            .arg(pkg.with_file_name("jamf-register.sh")),
+    );
+}
+
+#[test]
+fn apple_flat_package_and_apple_bom_parse_the_package() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (pkg, _, _) = build_pkg(&org, dir.path());
+    let file = std::fs::File::open(&pkg).unwrap();
+    let mut reader = apple_flat_package::PkgReader::new(file).unwrap();
+    let distribution = reader.distribution().unwrap().expect("a Distribution");
+    let text = format!("{distribution:?}");
+    assert!(text.contains("com.acme-corp.fleetkit"), "{text}");
+    let components = reader.component_packages().unwrap();
+    assert_eq!(components.len(), 1);
+    let component = &components[0];
+    let info = component.package_info().expect("PackageInfo");
+    assert_eq!(info.identifier, "com.acme-corp.fleetkit");
+    assert_eq!(info.install_location.as_deref(), Some("/"));
+    assert_eq!(info.auth, "root");
+    // The payload through the crate's own cpio reader.
+    let mut payload = component.payload_reader().unwrap().expect("a Payload");
+    let mut names = Vec::new();
+    while let Some(entry) = payload.read_next().unwrap() {
+        names.push(entry.name().to_string());
+    }
+    for path in PAYLOAD {
+        assert!(names.iter().any(|n| n == path), "{path} not in {names:?}");
+    }
+    // The Bom lists every payload file, root:wheel, with its mode.
+    let bom = apple_bom::ParsedBom::parse(component.bom().expect("a Bom")).unwrap();
+    let paths = bom.paths().unwrap();
+    for path in PAYLOAD {
+        let p = paths
+            .iter()
+            .find(|p| p.path() == path)
+            .unwrap_or_else(|| panic!("the Bom does not list {path}"));
+        assert_eq!((p.user_id(), p.group_id()), (0, 0), "{path}");
+        let mode = if path.ends_with("/fleetkit") {
+            0o755
+        } else {
+            0o644
+        };
+        assert_eq!(p.file_mode() & 0o7777, mode, "{path}");
+    }
+    // The TOC checksum holds; a changed byte breaks it.
+    let bytes = std::fs::read(&pkg).unwrap();
+    let mut x = apple_xar::reader::XarReader::new(std::io::Cursor::new(bytes.clone())).unwrap();
+    assert!(x.verify_table_of_contents_checksum().unwrap());
+}
+
+#[test]
+fn without_a_macos_agent_the_pkg_names_the_setting() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let r = Command::new(BIN)
+        .args([
+            "--workspace",
+            &org.ws(),
+            "build",
+            "--target",
+            "pkg",
+            "--out",
+        ])
+        .arg(dir.path().join("dist"))
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("darwin") && err.contains("agents:"), "{err}");
+    assert!(!dir.path().join("dist").exists());
+}
