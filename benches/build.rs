@@ -40,6 +40,7 @@ fn bench_build(c: &mut Criterion) {
         team: Some("platform".into()),
         host_agent: None,
         agents: BTreeMap::from([("linux-x86_64".to_string(), agent)]),
+        installer_identity: None,
     };
     let out = dir.path().join("dist");
     let targets = [Target::Ansible, Target::Chef, Target::Puppet];

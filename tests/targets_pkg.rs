@@ -265,3 +265,302 @@ fn without_a_macos_agent_the_pkg_names_the_setting() {
     assert!(err.contains("darwin") && err.contains("agents:"), "{err}");
     assert!(!dir.path().join("dist").exists());
 }
+
+/// A test installer identity made by openssl: a root CA and a "Developer ID
+/// Installer" leaf; returns (identity PEM path, CA certificate path).
+fn identity(dir: &Path) -> (PathBuf, PathBuf) {
+    let run = |args: &[&str]| tool(Command::new("openssl").args(args).current_dir(dir));
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=Test Installer Root",
+        "-days",
+        "30",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=Developer ID Installer: Acme Corp (TEAM123456)",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "30",
+        "-sha256",
+    ]);
+    let mut pem = std::fs::read_to_string(dir.join("leaf.key")).unwrap();
+    pem.push_str(&std::fs::read_to_string(dir.join("leaf.pem")).unwrap());
+    pem.push_str(&std::fs::read_to_string(dir.join("ca.pem")).unwrap());
+    let path = dir.join("identity.pem");
+    std::fs::write(&path, pem).unwrap();
+    (path, dir.join("ca.pem"))
+}
+
+fn build_signed(org: &Org, dir: &Path, identity: &Path, out: &str) -> PathBuf {
+    std::fs::write(dir.join("arm"), b"arm64 agent").unwrap();
+    let r = Command::new(BIN)
+        .args([
+            "--workspace",
+            &org.ws(),
+            "build",
+            "--target",
+            "pkg",
+            "--target",
+            "mobileconfig",
+            "--out",
+        ])
+        .arg(dir.join(out))
+        .arg("--agent")
+        .arg(format!("darwin-arm64={}", dir.join("arm").display()))
+        .arg("--installer-identity")
+        .arg(identity)
+        .env("SOURCE_DATE_EPOCH", "1764547200")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("signed by Developer ID Installer: Acme Corp")
+    );
+    dir.join(out)
+}
+
+/// The TOC checksum and the CMS signature bytes of a signed archive.
+fn checksum_and_cms(bytes: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut reader =
+        apple_xar::reader::XarReader::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let toc = String::from_utf8(reader.table_of_contents_decoded_data().unwrap()).unwrap();
+    let cms = toc.split("<x-signature style=\"CMS\">").nth(1).unwrap();
+    let field = |name: &str| -> usize {
+        cms.split(&format!("<{name}>"))
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let heap = reader.heap_start_offset() as usize;
+    let (offset, size) = (field("offset"), field("size"));
+    (
+        reader.checksum_data().unwrap(),
+        bytes[heap + offset..heap + offset + size].to_vec(),
+    )
+}
+
+#[test]
+fn a_signed_package_verifies_with_apple_xar_and_openssl_and_a_changed_byte_fails() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, ca) = identity(dir.path());
+    let out = build_signed(&org, dir.path(), &identity, "dist");
+    let pkg = out.join("macos/acme-corp-fleetkit-1.pkg");
+    let bytes = std::fs::read(&pkg).unwrap();
+
+    let mut reader =
+        apple_xar::reader::XarReader::new(std::io::Cursor::new(bytes.clone())).unwrap();
+    assert!(reader.verify_table_of_contents_checksum().unwrap());
+    assert!(
+        reader.verify_rsa_checksum_signature().unwrap(),
+        "apple-xar: RSA signature"
+    );
+    assert!(
+        reader.verify_cms_signature().unwrap(),
+        "apple-xar: CMS signature"
+    );
+    let (_, certs) = reader.rsa_signature().unwrap().unwrap();
+    assert_eq!(certs.len(), 2, "the chain is named in the TOC");
+
+    // openssl checks the CMS signature over the TOC checksum, up to our CA.
+    let (checksum, cms) = checksum_and_cms(&bytes);
+    std::fs::write(dir.path().join("checksum.bin"), &checksum).unwrap();
+    std::fs::write(dir.path().join("cms.der"), &cms).unwrap();
+    let verify = |content: &str| {
+        Command::new("openssl")
+            .args([
+                "cms",
+                "-verify",
+                "-inform",
+                "DER",
+                "-in",
+                "cms.der",
+                "-binary",
+                "-purpose",
+                "any",
+                "-out",
+                "/dev/null",
+                "-content",
+                content,
+                "-CAfile",
+            ])
+            .arg(&ca)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let ok = verify("checksum.bin");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("Verification successful"));
+
+    // One byte changed in the table of contents: the checksum, and so both
+    // signatures, no longer hold.
+    let mut tampered = bytes.clone();
+    tampered[60] ^= 0x01;
+    let verdict = apple_xar::reader::XarReader::new(std::io::Cursor::new(tampered.clone()))
+        .and_then(|mut r| r.verify_table_of_contents_checksum());
+    assert!(!matches!(verdict, Ok(true)), "a changed TOC still verified");
+    use sha1::Digest;
+    let header_len = 28;
+    let toc_len = u64::from_be_bytes(tampered[8..16].try_into().unwrap()) as usize;
+    let recomputed = sha1::Sha1::digest(&tampered[header_len..header_len + toc_len]).to_vec();
+    std::fs::write(dir.path().join("tampered.bin"), recomputed).unwrap();
+    let bad = verify("tampered.bin");
+    assert!(!bad.status.success(), "openssl accepted a changed package");
+    // One byte changed in the signature itself.
+    let mut bad_sig = cms.clone();
+    let last = bad_sig.len() - 1;
+    bad_sig[last] ^= 0x01;
+    std::fs::write(dir.path().join("cms.der"), &bad_sig).unwrap();
+    assert!(!verify("checksum.bin").status.success());
+    // One byte changed in the payload: the file's archived checksum catches it.
+    let payload_at = bytes
+        .windows(6)
+        .rposition(|w| w == [0x1f, 0x8b, 0x08, 0, 0, 0])
+        .unwrap();
+    let mut bad_payload = bytes.clone();
+    bad_payload[payload_at + 40] ^= 0x01;
+    std::fs::write(dir.path().join("bad.pkg"), &bad_payload).unwrap();
+    let t = Command::new("7z")
+        .args(["t", "bad.pkg"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !t.status.success(),
+        "7z accepted a changed payload: {}",
+        String::from_utf8_lossy(&t.stdout)
+    );
+
+    // Signed builds are reproducible too.
+    let again = build_signed(&org, dir.path(), &identity, "again");
+    assert_eq!(
+        bytes,
+        std::fs::read(again.join("macos/acme-corp-fleetkit-1.pkg")).unwrap()
+    );
+}
+
+#[test]
+fn a_signed_profile_verifies_with_openssl_and_holds_the_profile() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, ca) = identity(dir.path());
+    let out = build_signed(&org, dir.path(), &identity, "dist");
+    let profile = out.join("macos/com.acme-corp.fleetkit.mobileconfig");
+    let content = dir.path().join("content.xml");
+    let r = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-purpose", "any", "-in"])
+        .arg(&profile)
+        .arg("-CAfile")
+        .arg(&ca)
+        .arg("-out")
+        .arg(&content)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let xml = std::fs::read_to_string(&content).unwrap();
+    assert!(
+        xml.contains("<key>PayloadScope</key>") && xml.contains("com.apple.security.root"),
+        "{xml}"
+    );
+    // With one byte changed, openssl refuses it.
+    let mut bytes = std::fs::read(&profile).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(dir.path().join("bad.mobileconfig"), bytes).unwrap();
+    let bad = Command::new("openssl")
+        .args([
+            "cms",
+            "-verify",
+            "-inform",
+            "DER",
+            "-purpose",
+            "any",
+            "-in",
+            "bad.mobileconfig",
+            "-out",
+            "/dev/null",
+            "-CAfile",
+        ])
+        .arg(&ca)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn a_bad_identity_is_refused_with_a_reason() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, _) = identity(dir.path());
+    // Key of one certificate, certificate of another.
+    let mut mixed = std::fs::read_to_string(dir.path().join("ca.key")).unwrap();
+    mixed.push_str(&std::fs::read_to_string(dir.path().join("leaf.pem")).unwrap());
+    std::fs::write(dir.path().join("mixed.pem"), mixed).unwrap();
+    std::fs::write(dir.path().join("arm"), b"x").unwrap();
+    for (file, reason) in [
+        ("mixed.pem", "does not match"),
+        ("leaf.pem", "PRIVATE KEY"),
+        ("leaf.key", "CERTIFICATE"),
+    ] {
+        let r = Command::new(BIN)
+            .args([
+                "--workspace",
+                &org.ws(),
+                "build",
+                "--target",
+                "pkg",
+                "--out",
+            ])
+            .arg(dir.path().join("out"))
+            .arg("--agent")
+            .arg(format!("darwin-arm64={}", dir.path().join("arm").display()))
+            .arg("--installer-identity")
+            .arg(dir.path().join(file))
+            .output()
+            .unwrap();
+        assert_eq!(r.status.code(), Some(1), "{file}");
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains(reason), "{file}: {err}");
+    }
+    let _ = identity;
+}

@@ -56,6 +56,8 @@ pub struct Payload {
     pub agent_version: String,
     /// `SOURCE_DATE_EPOCH`, or now.
     pub build_time: OffsetDateTime,
+    /// Signs the pkg (and the profile) when given.
+    pub installer_identity: Option<Arc<crate::pki::installer::InstallerIdentity>>,
 }
 
 /// What the caller decides about the payload.
@@ -66,6 +68,8 @@ pub struct PayloadOptions {
     pub host_agent: Option<PathBuf>,
     /// `--agent PLATFORM=PATH`, over fleetkit.yaml's `agents:`.
     pub agents: BTreeMap<String, PathBuf>,
+    /// The installer signing identity (PEM: PKCS#8 RSA key + certificate chain).
+    pub installer_identity: Option<PathBuf>,
 }
 
 /// The platform this binary was built for, in the `agents:` spelling.
@@ -209,7 +213,20 @@ impl Payload {
             offline_max_age_hours: config.offline.max_age_hours,
             renew_at_percent: config.enrollment.renew_at_percent,
         };
+        let installer_identity = match &opts.installer_identity {
+            Some(path) => Some(Arc::new(
+                crate::pki::installer::InstallerIdentity::load(path, build_time).map_err(|e| {
+                    BuildError::Input {
+                        what: "--installer-identity".into(),
+                        reason: e.to_string(),
+                        help: "give one PEM file with the PKCS#8 RSA private key and the certificate chain, leaf first".into(),
+                    }
+                })?,
+            )),
+            None => None,
+        };
         Ok(Self {
+            installer_identity,
             org: config.org.clone(),
             display_name: config.display_name.clone(),
             identifier_prefix: config.identifier_prefix.clone(),

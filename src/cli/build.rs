@@ -25,6 +25,11 @@ pub struct BuildArgs {
     /// linux-arm64=agents/fleetkit-linux-arm64.
     #[arg(long = "agent", value_name = "PLATFORM=PATH")]
     agents: Vec<String>,
+    /// Sign the pkg and the profile with this identity: one PEM file holding the
+    /// PKCS#8 RSA private key (0600) and the certificate chain, leaf first (e.g. a
+    /// Developer ID Installer certificate).
+    #[arg(long, value_name = "FILE", env = "FLEETKIT_INSTALLER_IDENTITY")]
+    installer_identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +57,7 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
         team: args.team,
         host_agent: std::env::current_exe().ok(),
         agents,
+        installer_identity: args.installer_identity,
     };
     let payload = Payload::assemble(&ws, &options).map_err(|e| {
         let help = e.help();

@@ -229,11 +229,36 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
             reason: e.to_string(),
         })?;
     xml.push(b'\n');
-    let text_xml = String::from_utf8(xml).map_err(|e| super::TargetError::Template {
-        name: "mobileconfig".into(),
-        reason: e.to_string(),
-    })?;
     let name = format!("{}.fleetkit.mobileconfig", payload.identifier_prefix);
+    // Signed: CMS SignedData with the profile embedded, as MDMs upload it.
+    let (profile_file, notes) = match &payload.installer_identity {
+        Some(identity) => {
+            let der = identity
+                .cms_embedded(&xml)
+                .map_err(|e| super::TargetError::Template {
+                    name: "mobileconfig signature".into(),
+                    reason: e.to_string(),
+                })?;
+            (
+                super::OutFile {
+                    path: name.clone(),
+                    contents: super::Contents::Shared {
+                        sha256: crate::build::payload::sha256(&der),
+                        bytes: std::sync::Arc::new(der),
+                    },
+                    mode: super::FILE_MODE,
+                },
+                vec![format!("profile signed by {}", identity.subject())],
+            )
+        }
+        None => {
+            let text_xml = String::from_utf8(xml).map_err(|e| super::TargetError::Template {
+                name: "mobileconfig".into(),
+                reason: e.to_string(),
+            })?;
+            (text(&name, text_xml), vec![])
+        }
+    };
     // The Jamf extension attribute travels with the profile: both go to Jamf Pro.
     let env = super::environment(EXTENSION_ATTRIBUTE, super::Syntax::Jinja)?;
     let ea = super::render(
@@ -246,8 +271,8 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
     Ok(Artefact {
         target: Target::Mobileconfig,
         dir: "macos".into(),
-        files: vec![text(&name, text_xml), ea_file],
-        notes: vec![],
+        files: vec![profile_file, ea_file],
+        notes,
     })
 }
 

@@ -306,6 +306,7 @@ mod tests {
             agents: BTreeMap::new(),
             agent_version: "0.1.0".into(),
             build_time: time::OffsetDateTime::UNIX_EPOCH,
+            installer_identity: None,
         }
     }
 

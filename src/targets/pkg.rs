@@ -176,7 +176,8 @@ pub fn file_name(payload: &Payload) -> String {
     )
 }
 
-/// Builds the product archive (unsigned) and the Jamf script beside it.
+/// Builds the product archive (signed when the payload has an installer identity)
+/// and the Jamf script beside it.
 pub fn build(payload: &Payload) -> Result<Artefact> {
     let (agent, archs) = mac_agent(payload)?;
     let label = format!("{}.fleetkit.sync", payload.identifier_prefix);
@@ -295,7 +296,19 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         scripts_gz,
         Encoding::Stored,
     )?;
-    let pkg = xar.finish().map_err(|e| err("xar", e))?;
+    let (pkg, notes) = match &payload.installer_identity {
+        Some(identity) => (
+            xar.finish_signed(identity.as_ref())
+                .map_err(|e| err("xar", e))?,
+            vec![format!("signed by {}", identity.subject())],
+        ),
+        None => (
+            xar.finish().map_err(|e| err("xar", e))?,
+            vec![
+                "the package is unsigned: Installer and Jamf accept it, Gatekeeper warns on a manual install; sign it with --installer-identity".into(),
+            ],
+        ),
+    };
 
     let jamf_env = super::environment(JAMF_SCRIPT, super::Syntax::Jinja)?;
     let mut jamf = text(
@@ -317,8 +330,6 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
             },
             jamf,
         ],
-        notes: vec![
-            "the package is unsigned: Installer and Jamf accept it, Gatekeeper warns on a manual install; signing with the org's installer identity is not available yet".into(),
-        ],
+        notes,
     })
 }
