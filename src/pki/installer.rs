@@ -86,7 +86,7 @@ impl InstallerIdentity {
         // The key must belong to the leaf certificate.
         let probe = identity.rsa(&[0u8; 20])?;
         identity.chain[0]
-            .verify_signed_data(&[0u8; 20], &probe)
+            .verify_signed_data([0u8; 20], &probe)
             .map_err(|_| read_err("the private key does not match the first certificate".into()))?;
         identity.rsa_len = probe.len();
         identity.cms_len = identity.cms_detached(&[0u8; 20])?.len();
