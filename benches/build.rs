@@ -43,6 +43,7 @@ fn bench_build(c: &mut Criterion) {
         host_agent: None,
         agents: BTreeMap::from([("linux-x86_64".to_string(), agent)]),
         installer_identity: None,
+        installer_identity_password: Default::default(),
     };
     let out = dir.path().join("dist");
     let targets = [Target::Ansible, Target::Chef, Target::Puppet];
@@ -62,6 +63,7 @@ fn bench_build(c: &mut Criterion) {
         host_agent: None,
         agents: BTreeMap::from([("darwin-arm64".to_string(), mac_agent)]),
         installer_identity: None,
+        installer_identity_password: Default::default(),
     };
     let pkg_out = dir.path().join("dist-pkg");
     group.bench_function("pkg, example org, 10 MB agent", |b| {

@@ -564,3 +564,63 @@ fn a_bad_identity_is_refused_with_a_reason() {
     }
     let _ = identity;
 }
+
+#[test]
+fn a_pkcs12_identity_signs_the_same_way() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, _) = identity(dir.path());
+    tool(
+        Command::new("openssl")
+            .args([
+                "pkcs12",
+                "-export",
+                "-inkey",
+                "leaf.key",
+                "-in",
+                "leaf.pem",
+                "-certfile",
+                "ca.pem",
+                "-out",
+                "id.p12",
+                "-passout",
+                "pass:s3cret $`\"'",
+            ])
+            .current_dir(dir.path()),
+    );
+    std::fs::write(dir.path().join("arm"), b"arm64 agent").unwrap();
+    let build = |identity: &Path, password: &str, out: &str| {
+        Command::new(BIN)
+            .args([
+                "--workspace",
+                &org.ws(),
+                "build",
+                "--target",
+                "pkg",
+                "--out",
+            ])
+            .arg(dir.path().join(out))
+            .arg("--agent")
+            .arg(format!("darwin-arm64={}", dir.path().join("arm").display()))
+            .arg("--installer-identity")
+            .arg(identity)
+            .env("FLEETKIT_INSTALLER_IDENTITY_PASSWORD", password)
+            .env("SOURCE_DATE_EPOCH", "1764547200")
+            .output()
+            .unwrap()
+    };
+    let r = build(&dir.path().join("id.p12"), "s3cret $`\"'", "p12");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = build(&pem, "", "pem");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // The same key and chain: the same signed bytes.
+    let name = "macos/acme-corp-fleetkit-1.pkg";
+    assert_eq!(
+        std::fs::read(dir.path().join("p12").join(name)).unwrap(),
+        std::fs::read(dir.path().join("pem").join(name)).unwrap()
+    );
+    let r = build(&dir.path().join("id.p12"), "wrong", "bad");
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("FLEETKIT_INSTALLER_IDENTITY_PASSWORD"));
+    assert!(!dir.path().join("bad").exists());
+}

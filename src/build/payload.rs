@@ -68,8 +68,11 @@ pub struct PayloadOptions {
     pub host_agent: Option<PathBuf>,
     /// `--agent PLATFORM=PATH`, over fleetkit.yaml's `agents:`.
     pub agents: BTreeMap<String, PathBuf>,
-    /// The installer signing identity (PEM: PKCS#8 RSA key + certificate chain).
+    /// The installer signing identity (PEM: PKCS#8 RSA key + certificate chain; or
+    /// PKCS#12).
     pub installer_identity: Option<PathBuf>,
+    /// The PKCS#12's password.
+    pub installer_identity_password: zeroize::Zeroizing<String>,
 }
 
 /// The platform this binary was built for, in the `agents:` spelling.
@@ -215,11 +218,16 @@ impl Payload {
         };
         let installer_identity = match &opts.installer_identity {
             Some(path) => Some(Arc::new(
-                crate::pki::installer::InstallerIdentity::load(path, build_time).map_err(|e| {
+                crate::pki::installer::InstallerIdentity::load(
+                    path,
+                    &opts.installer_identity_password,
+                    build_time,
+                )
+                .map_err(|e| {
                     BuildError::Input {
                         what: "--installer-identity".into(),
                         reason: e.to_string(),
-                        help: "give one PEM file with the PKCS#8 RSA private key and the certificate chain, leaf first".into(),
+                        help: "give a PEM file with the PKCS#8 RSA private key and the certificate chain (leaf first), or a .p12 with FLEETKIT_INSTALLER_IDENTITY_PASSWORD set".into(),
                     }
                 })?,
             )),

@@ -25,9 +25,10 @@ pub struct BuildArgs {
     /// linux-arm64=agents/fleetkit-linux-arm64.
     #[arg(long = "agent", value_name = "PLATFORM=PATH")]
     agents: Vec<String>,
-    /// Sign the pkg and the profile with this identity: one PEM file holding the
-    /// PKCS#8 RSA private key (0600) and the certificate chain, leaf first (e.g. a
-    /// Developer ID Installer certificate).
+    /// Sign the pkg and the profile with this identity (e.g. a Developer ID
+    /// Installer certificate): a PEM file holding the PKCS#8 RSA private key and the
+    /// certificate chain, leaf first, or a PKCS#12 (.p12) whose password is in
+    /// FLEETKIT_INSTALLER_IDENTITY_PASSWORD.
     #[arg(long, value_name = "FILE", env = "FLEETKIT_INSTALLER_IDENTITY")]
     installer_identity: Option<PathBuf>,
 }
@@ -58,6 +59,9 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
         host_agent: std::env::current_exe().ok(),
         agents,
         installer_identity: args.installer_identity,
+        installer_identity_password: zeroize::Zeroizing::new(
+            std::env::var("FLEETKIT_INSTALLER_IDENTITY_PASSWORD").unwrap_or_default(),
+        ),
     };
     let payload = Payload::assemble(&ws, &options).map_err(|e| {
         let help = e.help();

@@ -1,6 +1,8 @@
 //! The org's installer signing identity (an RSA key and its certificate chain,
 //! such as a Developer ID Installer certificate), read from one PEM file holding a
-//! PKCS#8 `PRIVATE KEY` and the `CERTIFICATE`s (leaf first). It signs the xar TOC
+//! PKCS#8 `PRIVATE KEY` and the `CERTIFICATE`s (leaf first), or from a PKCS#12
+//! (`.p12`, as Keychain Access exports it) whose password is in
+//! `FLEETKIT_INSTALLER_IDENTITY_PASSWORD`. It signs the xar TOC
 //! checksum of a package the way `productsign` does — an RSA signature and a CMS
 //! SignedData of the checksum — and can CMS-sign a configuration profile with the
 //! content embedded. Signing times come from the build time, so signed output is
@@ -40,9 +42,11 @@ impl std::fmt::Debug for InstallerIdentity {
 }
 
 impl InstallerIdentity {
-    /// Reads `path` (PEM: PKCS#8 RSA private key + certificate chain, leaf first).
+    /// Reads `path`: PEM (PKCS#8 RSA private key + certificate chain, leaf first) or
+    /// PKCS#12 opened with `password`.
     pub fn load(
         path: &Path,
+        password: &str,
         signing_time: time::OffsetDateTime,
     ) -> Result<Self, InstallerIdentityError> {
         let shown = path.display().to_string();
@@ -53,25 +57,15 @@ impl InstallerIdentity {
         let bytes = Zeroizing::new(
             crate::fsutil::read_capped(path, 1024 * 1024).map_err(|e| read_err(e.to_string()))?,
         );
-        let text = std::str::from_utf8(&bytes).map_err(|_| read_err("not PEM text".into()))?;
-        let key_pem = pem_block(text, "PRIVATE KEY").ok_or_else(|| {
-            read_err(
-                "no `PRIVATE KEY` (PKCS#8) block; convert with `openssl pkcs8 -topk8 -nocrypt`"
-                    .into(),
-            )
-        })?;
-        let key = InMemorySigningKeyPair::from_pkcs8_pem(key_pem.as_bytes())
-            .map_err(|e| read_err(format!("the private key cannot be used: {e}")))?;
+        // PKCS#12 is DER (a SEQUENCE); PEM is text.
+        let (key, chain) = if bytes.first() == Some(&0x30) {
+            from_pkcs12(&bytes, password).map_err(read_err)?
+        } else {
+            from_pem(&bytes).map_err(read_err)?
+        };
         if key.key_algorithm() != Some(KeyAlgorithm::Rsa) {
             return Err(read_err(
                 "the installer key must be RSA (as Apple's installer certificates are)".into(),
-            ));
-        }
-        let chain = CapturedX509Certificate::from_pem_multiple(text.as_bytes())
-            .map_err(|e| read_err(format!("bad certificate: {e}")))?;
-        if chain.is_empty() {
-            return Err(read_err(
-                "no CERTIFICATE block: append the certificate chain, leaf first".into(),
             ));
         }
         let signing_time =
@@ -151,6 +145,46 @@ impl XarSigner for InstallerIdentity {
             .map(|c| c.constructed_data().to_vec())
             .collect()
     }
+}
+
+type KeyAndChain = (InMemorySigningKeyPair, Vec<CapturedX509Certificate>);
+
+fn from_pem(bytes: &[u8]) -> Result<KeyAndChain, String> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| "neither PEM text nor PKCS#12".to_string())?;
+    let key_pem = pem_block(text, "PRIVATE KEY").ok_or_else(|| {
+        "no `PRIVATE KEY` (PKCS#8) block; convert with `openssl pkcs8 -topk8 -nocrypt`".to_string()
+    })?;
+    let key = InMemorySigningKeyPair::from_pkcs8_pem(key_pem.as_bytes())
+        .map_err(|e| format!("the private key cannot be used: {e}"))?;
+    let chain = CapturedX509Certificate::from_pem_multiple(text.as_bytes())
+        .map_err(|e| format!("bad certificate: {e}"))?;
+    if chain.is_empty() {
+        return Err("no CERTIFICATE block: append the certificate chain, leaf first".into());
+    }
+    Ok((key, chain))
+}
+
+fn from_pkcs12(bytes: &[u8], password: &str) -> Result<KeyAndChain, String> {
+    let store =
+        p12_keystore::KeyStore::from_pkcs12(bytes, password, Default::default()).map_err(|e| {
+            format!("cannot open the PKCS#12 ({e}); is FLEETKIT_INSTALLER_IDENTITY_PASSWORD right?")
+        })?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| "the PKCS#12 holds no private key with its certificate".to_string())?;
+    let key = InMemorySigningKeyPair::from_pkcs8_der(chain.key().as_der())
+        .map_err(|e| format!("the private key cannot be used: {e}"))?;
+    let certs = chain
+        .certs()
+        .iter()
+        .map(|c| CapturedX509Certificate::from_der(c.as_der().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err("the PKCS#12 holds no certificate".into());
+    }
+    Ok((key, certs))
 }
 
 /// The first PEM block labelled `label`, with its armour.
