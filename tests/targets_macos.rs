@@ -326,3 +326,57 @@ fn the_jamf_extension_attribute_reports_the_manifest() {
         format!("<result>registered; machine={machine}; policy=v1; sync=ok</result>\n")
     );
 }
+
+#[test]
+fn the_agent_on_a_mac_reads_the_profiles_managed_preferences() {
+    use fleetkit::agent::paths::{AgentPaths, Platform};
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    build_profile(&org, &dir.path().join("dist"));
+    let profile = dir
+        .path()
+        .join("dist/macos/com.acme-corp.fleetkit.mobileconfig");
+    // What macOS writes for the profile's managed preferences: the forced settings
+    // of the domain, as a plist of its own.
+    let root = dir.path().join("mac");
+    let prefs_dir = root.join("Library/Managed Preferences");
+    std::fs::create_dir_all(&prefs_dir).unwrap();
+    let script = "import plistlib, sys\n\
+        p = plistlib.load(open(sys.argv[1], 'rb'))\n\
+        d = p['PayloadContent'][2]['PayloadContent']['com.acme-corp.fleetkit']['Forced'][0]['mcx_preference_settings']\n\
+        plistlib.dump(d, open(sys.argv[2], 'wb'), fmt=plistlib.FMT_BINARY)\n";
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(&profile)
+        .arg(prefs_dir.join("com.acme-corp.fleetkit.plist"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // agent.yaml as the pkg installs it, with other values than the profile's.
+    let support = root.join("Library/Application Support/fleetkit");
+    std::fs::create_dir_all(&support).unwrap();
+    std::fs::copy(
+        org.path().join("anchors.json"),
+        support.join("anchors.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        support.join("agent.yaml"),
+        "org: acme-corp\nserver_url: https://old.example\nteam: old-team\nmanaged_preferences_domain: com.acme-corp.fleetkit\n",
+    )
+    .unwrap();
+    let agent = fleetkit::agent::Agent::open_with(AgentPaths::new(&root, Platform::Macos)).unwrap();
+    assert_eq!(agent.settings.server_url, "https://localhost:8443");
+    assert_eq!(agent.settings.assignment.team.as_deref(), Some("platform"));
+
+    // Managed preferences naming another org are refused, not half applied.
+    let mut bad = plist::Dictionary::new();
+    bad.insert("Org".into(), "globex".into());
+    plist::Value::Dictionary(bad)
+        .to_file_xml(prefs_dir.join("com.acme-corp.fleetkit.plist"))
+        .unwrap();
+    let err = fleetkit::agent::Agent::open_with(AgentPaths::new(&root, Platform::Macos))
+        .err()
+        .expect("another org's preferences must be refused");
+    assert!(err.to_string().contains("globex"), "{err}");
+}

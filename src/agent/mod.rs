@@ -143,7 +143,26 @@ impl Agent {
     }
 
     pub fn open_with(paths: AgentPaths) -> Result<Self> {
-        let settings = AgentSettings::load(&paths.settings)?;
+        let mut settings = AgentSettings::load(&paths.settings)?;
+        if let (Some(dir), Some(domain)) = (
+            &paths.managed_preferences,
+            &settings.managed_preferences_domain,
+        ) {
+            let file = dir.join(format!("{domain}.plist"));
+            if file.exists() {
+                let invalid = |reason: String| {
+                    AgentError::Settings(settings::SettingsError::Invalid {
+                        path: file.display().to_string(),
+                        reason,
+                    })
+                };
+                let value = plist::Value::from_file(&file).map_err(|e| invalid(e.to_string()))?;
+                let dict = value
+                    .as_dictionary()
+                    .ok_or_else(|| invalid("not a dictionary".into()))?;
+                settings.apply_managed_preferences(dict).map_err(invalid)?;
+            }
+        }
         let anchors = anchors::load(&paths.anchors)?;
         if anchors.org != settings.org {
             return Err(AgentError::Settings(settings::SettingsError::Invalid {

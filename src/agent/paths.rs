@@ -66,6 +66,8 @@ pub struct AgentPaths {
     pub ansible_fact: PathBuf,
     pub puppet_fact: PathBuf,
     pub chef_hint: PathBuf,
+    /// macOS: where the MDM's managed preferences land.
+    pub managed_preferences: Option<PathBuf>,
     /// Where the platform keeps its hardware id (Linux `/etc/machine-id`); `None`
     /// where it is read through a command (macOS `ioreg`, Windows registry).
     pub platform_machine_id: Option<PathBuf>,
@@ -113,6 +115,8 @@ impl AgentPaths {
             puppet_fact: puppet,
             chef_hint: chef,
             platform_machine_id: (platform == Platform::Linux).then(|| at("/etc/machine-id")),
+            managed_preferences: (platform == Platform::Macos)
+                .then(|| at("/Library/Managed Preferences")),
         }
     }
 

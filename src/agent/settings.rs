@@ -43,6 +43,8 @@ struct RawSettings {
     offline_max_age_hours: Option<u64>,
     #[serde(default)]
     renew_at_percent: Option<u64>,
+    #[serde(default)]
+    managed_preferences_domain: Option<String>,
 }
 
 /// Where the device belongs in the org: reported in facts, manifest and inventory.
@@ -76,6 +78,9 @@ pub struct AgentSettings {
     pub offline_mode: OfflineMode,
     pub offline_max_age_hours: u64,
     pub renew_at_percent: u64,
+    /// macOS: the managed-preferences domain (`<prefix>.fleetkit`) whose values an
+    /// MDM profile sets; they take precedence over this file.
+    pub managed_preferences_domain: Option<String>,
 }
 
 /// Why the settings cannot be used.
@@ -144,6 +149,15 @@ impl AgentSettings {
             offline_mode,
             offline_max_age_hours,
             renew_at_percent,
+            managed_preferences_domain: match raw.managed_preferences_domain {
+                Some(d) if crate::workspace::config::is_reverse_dns(&d) => Some(d),
+                Some(d) => {
+                    return Err(format!(
+                        "`managed_preferences_domain` `{d}` is not a reverse-DNS name"
+                    ));
+                }
+                None => None,
+            },
         })
     }
 
@@ -170,7 +184,68 @@ impl AgentSettings {
             self.offline_max_age_hours
         ));
         out.push_str(&format!("renew_at_percent: {}\n", self.renew_at_percent));
+        if let Some(domain) = &self.managed_preferences_domain {
+            out.push_str(&format!(
+                "managed_preferences_domain: {}\n",
+                yaml_quote(domain)
+            ));
+        }
         out
+    }
+}
+
+impl AgentSettings {
+    /// Applies an MDM's managed preferences (a plist dictionary: `ServerURL`, `Org`,
+    /// `Team`, `Department`, `Environment`, `ComplianceZone`, `OfflineMode`,
+    /// `OfflineMaxAgeHours`) over these settings. The org cannot be changed there.
+    pub fn apply_managed_preferences(&mut self, prefs: &plist::Dictionary) -> Result<(), String> {
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match prefs.get(key) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_string()
+                    .map(|s| Some(s.to_string()))
+                    .ok_or_else(|| format!("`{key}` is not a string")),
+            }
+        };
+        if let Some(org) = text("Org")?
+            && org != self.org
+        {
+            return Err(format!(
+                "`Org` is `{org}`, this agent belongs to `{}`",
+                self.org
+            ));
+        }
+        if let Some(url) = text("ServerURL")? {
+            self.server_url = check_https_url(&url).map_err(|e| format!("`ServerURL`: {e}"))?;
+        }
+        let labels = [
+            ("Team", &mut self.assignment.team),
+            ("Department", &mut self.assignment.department),
+            ("Environment", &mut self.assignment.environment),
+            ("ComplianceZone", &mut self.assignment.compliance_zone),
+        ];
+        for (key, slot) in labels {
+            if let Some(v) = check_label(key, text(key)?)? {
+                *slot = Some(v);
+            }
+        }
+        if let Some(mode) = text("OfflineMode")? {
+            self.offline_mode = OfflineMode::parse(&mode).ok_or_else(|| {
+                format!(
+                    "`OfflineMode` `{mode}` is not one of {}",
+                    OfflineMode::NAMES.join(", ")
+                )
+            })?;
+        }
+        if let Some(v) = prefs.get("OfflineMaxAgeHours") {
+            let hours = v
+                .as_unsigned_integer()
+                .filter(|h| (1..=24 * 366).contains(h))
+                .ok_or("`OfflineMaxAgeHours` must be a number of hours from 1 to 8784")?;
+            self.offline_max_age_hours = hours;
+        }
+        Ok(())
     }
 }
 
@@ -203,6 +278,7 @@ mod tests {
             offline_mode: OfflineMode::FailClosed,
             offline_max_age_hours: 3,
             renew_at_percent: 50,
+            managed_preferences_domain: Some("com.acme.fleetkit".into()),
         };
         assert_eq!(AgentSettings::parse(&s.to_yaml()).unwrap(), s);
     }

@@ -215,6 +215,7 @@ impl Payload {
             offline_mode: config.offline.mode,
             offline_max_age_hours: config.offline.max_age_hours,
             renew_at_percent: config.enrollment.renew_at_percent,
+            managed_preferences_domain: None,
         };
         let installer_identity = match &opts.installer_identity {
             Some(path) => Some(Arc::new(

@@ -218,6 +218,7 @@ fn install_device(
         offline_mode: fleetkit::workspace::config::OfflineMode::CachedWithExpiry,
         offline_max_age_hours: 24,
         renew_at_percent: 66,
+        managed_preferences_domain: None,
     };
     let io = |e: fleetkit::fsutil::FsError| fail(e, "");
     let public = fleetkit::fsutil::PUBLIC_MODE;

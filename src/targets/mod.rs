@@ -294,6 +294,7 @@ mod tests {
                 offline_mode: OfflineMode::CachedWithExpiry,
                 offline_max_age_hours: 24,
                 renew_at_percent: 66,
+                managed_preferences_domain: None,
             },
             bundle: Arc::new(b"{}".to_vec()),
             bundle_version: 1,

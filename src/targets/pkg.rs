@@ -184,12 +184,15 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
     let identifier = format!("{}.fleetkit", payload.identifier_prefix);
     let version = format!("1.0.{}", payload.bundle_version);
     let support = "Library/Application Support/fleetkit";
+    // On the Mac, the profile's managed preferences override agent.yaml.
+    let mut settings = payload.settings.clone();
+    settings.managed_preferences_domain = Some(super::mobileconfig::preference_domain(payload));
     // (path in the payload, contents, mode); all root:wheel.
     let files: [(String, Vec<u8>, u32); 5] = [
         ("usr/local/bin/fleetkit".into(), agent, 0o755),
         (
             format!("{support}/agent.yaml"),
-            payload.settings.to_yaml().into_bytes(),
+            settings.to_yaml().into_bytes(),
             0o644,
         ),
         (
