@@ -1,9 +1,12 @@
 //! The xar writer against independent readers: bsdtar (libarchive), 7z and the
 //! apple-xar crate's reader (TOC checksum, file table, data).
 
+mod support;
+
 use fleetkit::formats::xar::{Encoding, XarWriter};
 use std::path::Path;
 use std::process::Command;
+use support::tool;
 
 fn sample() -> (XarWriter, Vec<(&'static str, Vec<u8>)>) {
     let mtime = time::macros::datetime!(2025-12-01 00:00 UTC);
@@ -31,17 +34,6 @@ fn sample() -> (XarWriter, Vec<(&'static str, Vec<u8>)>) {
         w.add_file(path, data.clone(), 0o644, encoding).unwrap();
     }
     (w, files)
-}
-
-fn tool(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn check_extracted(dir: &Path, files: &[(&str, Vec<u8>)]) {

@@ -9,15 +9,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::*;
 
-fn tool(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+/// Unpacks a gzip'd cpio archive into `dest` with gzip and cpio themselves.
+fn unpack_cpio_gz(archive: &Path, dest: &Path) -> PathBuf {
+    std::fs::create_dir_all(dest).unwrap();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -dc '{}' | cpio -idm --quiet",
+            archive.display()
+        ))
+        .current_dir(dest)
+        .status()
+        .unwrap();
     assert!(
-        out.status.success(),
-        "{cmd:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        status.success(),
+        "cpio could not unpack {}",
+        archive.display()
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    dest.to_path_buf()
 }
 
 /// Builds the pkg with stand-in arm64 and x86_64 agents; returns the pkg path and
@@ -134,18 +143,7 @@ fn seven_zip_bsdtar_and_cpio_read_the_package() {
         assert!(line.contains(" root ") || line.contains(" 0 "), "{line}");
     }
     // Extract it for real and check the files.
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "gzip -dc '{}' | cpio -idm --quiet",
-            x.join("fleetkit.pkg/Payload").display()
-        ))
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let root = unpack_cpio_gz(&x.join("fleetkit.pkg/Payload"), &dir.path().join("root"));
     let settings =
         std::fs::read_to_string(root.join("Library/Application Support/fleetkit/agent.yaml"))
             .unwrap();
@@ -170,18 +168,7 @@ fn seven_zip_bsdtar_and_cpio_read_the_package() {
     assert_eq!(slice(1), intel);
 
     // The scripts: gzip'd cpio with an executable postinstall that sh accepts.
-    let scripts = dir.path().join("scripts");
-    std::fs::create_dir_all(&scripts).unwrap();
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "gzip -dc '{}' | cpio -idm --quiet",
-            x.join("fleetkit.pkg/Scripts").display()
-        ))
-        .current_dir(&scripts)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let scripts = unpack_cpio_gz(&x.join("fleetkit.pkg/Scripts"), &dir.path().join("scripts"));
     use std::os::unix::fs::PermissionsExt;
     let post = scripts.join("postinstall");
     assert_eq!(

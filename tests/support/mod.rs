@@ -16,6 +16,18 @@ use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsPr
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fleetkit");
 
+/// Runs an external tool that must succeed; its stdout.
+pub fn tool(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs openssl: whether it succeeded, and stdout + stderr.
 pub fn openssl(args: &[&str]) -> (bool, String) {
     let out = Command::new("openssl")
