@@ -512,6 +512,18 @@ fn a_failed_build_leaves_the_previous_output_untouched() {
     assert_eq!(r.code, 1, "{}", r.out);
     let r = build(&org, &out, &["--target", "ansibel"]);
     assert_eq!(r.code, 2, "{}", r.out);
+    // An output directory that is not a build output is never replaced: not a
+    // directory of other files, not the workspace (its keys).
+    let other = dir.path().join("photos");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("cat.jpg"), b"meow").unwrap();
+    let r = build(&org, &other, &["--target", "ansible"]);
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(r.out.contains("not a fleetkit build output"), "{}", r.out);
+    assert_eq!(std::fs::read(other.join("cat.jpg")).unwrap(), b"meow");
+    let r = build(&org, &org.path(), &["--target", "ansible"]);
+    assert_eq!(r.code, 1, "{}", r.out);
+    assert!(org.path().join("keys").is_dir());
     // No staging directories are left beside the output.
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

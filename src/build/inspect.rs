@@ -175,8 +175,12 @@ fn inspect_one(file: &Path) -> Result<Inspection, InspectError> {
 
     let mut agents_verified = Vec::new();
     for agent in &description.agents {
+        if !crate::workspace::config::AGENT_PLATFORMS.contains(&agent.platform.as_str()) {
+            problems.push(format!("unknown agent platform {:?}", agent.platform));
+            continue;
+        }
         let path = dir.join(format!("fleetkit-{}", agent.platform));
-        match std::fs::read(&path) {
+        match fsutil::read_capped(&path, 1024 * 1024 * 1024) {
             Ok(b) if sha256(&b) == agent.sha256 => agents_verified.push(agent.platform.clone()),
             Ok(_) => problems.push(format!("{} does not match its hash", path.display())),
             Err(e) => problems.push(format!("{}: {e}", path.display())),

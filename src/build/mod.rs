@@ -116,6 +116,35 @@ struct AgentRecord<'a> {
     from: String,
 }
 
+/// Refuses an output directory that is not fleetkit's to replace: it must be
+/// missing, empty, or a previous build output (it holds `build.json`), and must not
+/// hold the workspace.
+pub fn check_output_dir(out: &Path, workspace: &Path) -> Result<()> {
+    let refuse = |reason: &str| BuildError::Input {
+        what: out.display().to_string(),
+        reason: reason.to_string(),
+        help: "give --out a new directory, or a previous build output".into(),
+    };
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if out.exists() {
+        if !out.is_dir() {
+            return Err(refuse("exists and is not a directory"));
+        }
+        if abs(workspace).starts_with(abs(out)) {
+            return Err(refuse("holds the workspace (its keys would be deleted)"));
+        }
+        let empty = std::fs::read_dir(out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty && !out.join("build.json").is_file() {
+            return Err(refuse(
+                "is not empty and not a fleetkit build output (no build.json): it would be replaced",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Builds `targets` from `payload` into `out`.
 pub fn build(
     payload: &Payload,
@@ -288,7 +317,9 @@ fn set_mode(_path: &Path, _mode: u32) -> Result<()> {
 /// renamed in, the old one removed. At every moment `out` is the complete old
 /// output, the complete new one, or (for the instant between the renames) absent.
 fn swap_into_place(stage: tempfile::TempDir, out: &Path) -> Result<()> {
-    let staged = stage.keep();
+    // The staging directory is made 0700; the output is for everyone to read.
+    set_mode(stage.path(), 0o755)?;
+    let staged = stage.path().to_path_buf();
     let old = if out.exists() {
         let aside = out.with_file_name(format!(
             ".{}.old-{}",
@@ -306,8 +337,19 @@ fn swap_into_place(stage: tempfile::TempDir, out: &Path) -> Result<()> {
         if let Some(aside) = &old {
             let _ = std::fs::rename(aside, out);
         }
-        let _ = std::fs::remove_dir_all(&staged);
+        // `stage` is dropped here and removes the staging directory.
         return Err(FsError::new("cannot move the new output into", out, e).into());
+    }
+    // Renamed away: nothing left for the TempDir to remove.
+    let _ = stage.keep();
+    if let Some(parent) = out.parent()
+        && let Ok(dir) = std::fs::File::open(if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        })
+    {
+        let _ = dir.sync_all();
     }
     if let Some(aside) = old {
         let _ = std::fs::remove_dir_all(aside);

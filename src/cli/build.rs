@@ -68,6 +68,10 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
         fail(e, &help)
     })?;
     let out = args.out.unwrap_or_else(|| ws.root.join("dist"));
+    build::check_output_dir(&out, &ws.root).map_err(|e| {
+        let help = e.help();
+        fail(e, &help)
+    })?;
     let mut progress = |p: Progress| match p {
         Progress::Payload {
             bundle_version,

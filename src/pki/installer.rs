@@ -68,8 +68,12 @@ impl InstallerIdentity {
                 "the installer key must be RSA (as Apple's installer certificates are)".into(),
             ));
         }
+        // A signature dated before the certificate's validity would not verify:
+        // sign at the build time, or at the certificate's start if that is later.
+        let not_before = chain[0].validity_not_before().timestamp();
         let signing_time =
-            chrono::DateTime::from_timestamp(signing_time.unix_timestamp(), 0).unwrap_or_default();
+            chrono::DateTime::from_timestamp(signing_time.unix_timestamp().max(not_before), 0)
+                .unwrap_or_default();
         let mut identity = Self {
             key,
             chain,

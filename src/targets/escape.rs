@@ -95,10 +95,17 @@ pub fn shell(s: &str) -> String {
 }
 
 /// Text for a comment line (`#` comments in YAML, Ruby, Puppet, shell): control
-/// characters become spaces so the comment cannot end early.
+/// characters and the Unicode line breaks YAML also ends a line at (U+2028,
+/// U+2029, U+0085) and U+FEFF become spaces, so the comment cannot end early.
 pub fn comment(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}' | '\u{feff}') {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -115,5 +122,6 @@ mod tests {
         assert_eq!(ansible("{{ x }}"), r#"!unsafe "{{ x }}""#);
         assert_eq!(shell("it's"), r"'it'\''s'");
         assert_eq!(comment("a\nb"), "a b");
+        assert_eq!(comment("a\u{2028}- x\u{2029}y"), "a - x y");
     }
 }

@@ -192,7 +192,8 @@ fn read_config(r: &mut Reader<'_>, node: &Node) -> Option<Config> {
         .required(r, "org", "name the organisation, e.g. `org: acme-corp`")
         .and_then(|n| org_name(r, n, "org"));
     let display_name = match top.get("display_name") {
-        Some(n) => r.non_empty_str(n, "display_name").map(str::to_string),
+        // Same rules as the org name: it lands in XML, plists and scripts.
+        Some(n) => org_name(r, n, "display_name"),
         None => org.clone(),
     };
     let identifier_prefix = match top.get("identifier_prefix") {

@@ -128,9 +128,10 @@ class fleetkit (
     }
   }
 
+  # Kept Sensitive, so the token stays out of reports, logs and PuppetDB.
   $token_environment = $enroll_token ? {
     undef   => [],
-    default => ["FLEETKIT_ENROLL_TOKEN=${enroll_token.unwrap}"],
+    default => Sensitive(["FLEETKIT_ENROLL_TOKEN=${enroll_token.unwrap}"]),
   }
   exec { 'fleetkit agent register':
     command     => [$bin, 'agent', 'register', '--root', $root],
@@ -142,7 +143,7 @@ class fleetkit (
     "${prefix}/etc/fleetkit/agent.yaml"],
   }
 
-  if $manage_timer and $root == '/' and $facts['service_provider'] == 'systemd' {
+  if $manage_timer and $root == '/' {
     service { 'fleetkit-sync.timer':
       ensure    => running,
       enable    => true,

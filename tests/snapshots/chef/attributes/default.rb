@@ -10,9 +10,9 @@ default['fleetkit']['department'] = nil
 default['fleetkit']['environment'] = nil
 default['fleetkit']['compliance_zone'] = nil
 
-# The enrollment token, given at converge time (e.g. from a Chef Vault item or an
-# encrypted data bag); rotating it needs no rebuild. Never logged.
-default['fleetkit']['enroll_token'] = nil
+# The enrollment token is not an attribute (attributes are saved on the Chef
+# server): a wrapper recipe puts it in node.run_state['fleetkit_enroll_token'] at
+# converge time, e.g. from a Chef Vault item; rotating it needs no rebuild.
 
 # What the device does when the server cannot be reached.
 default['fleetkit']['offline_mode'] = 'cached-with-expiry'

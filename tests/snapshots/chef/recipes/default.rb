@@ -86,7 +86,7 @@ end
 execute 'fleetkit agent register' do
   command [bin, 'agent', 'register', '--root', root]
   creates "#{prefix}/var/lib/fleetkit/identity.pem"
-  environment('FLEETKIT_ENROLL_TOKEN' => settings['enroll_token'].to_s)
+  environment('FLEETKIT_ENROLL_TOKEN' => node.run_state['fleetkit_enroll_token'].to_s)
   returns [0, 75]
   sensitive true
 end
