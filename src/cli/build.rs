@@ -18,7 +18,8 @@ pub struct BuildArgs {
     /// Bake this team into the artefacts (devices can still be given another).
     #[arg(long, value_name = "TEAM")]
     team: Option<String>,
-    /// Output directory (default: dist/ in the workspace); replaced as a whole.
+    /// Output directory (default: dist/ in the workspace), replaced as a whole: it
+    /// must be missing, empty, or a previous build output.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// An agent binary for a platform (repeatable): PLATFORM=PATH, e.g.
