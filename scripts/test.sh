@@ -24,6 +24,9 @@ declare -A apt_for=(
   [bsdtar]=libarchive-tools
   [7z]=p7zip-full
   [cpio]=cpio
+  [msiinfo]=msitools
+  [msiextract]=msitools
+  [osslsigncode]=osslsigncode
 )
 # Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide
 # pip installs), which needs python3-venv.

@@ -11,6 +11,7 @@ pub mod ansible;
 pub mod chef;
 pub mod escape;
 pub mod mobileconfig;
+pub mod msi;
 pub mod pkg;
 pub mod puppet;
 
@@ -115,7 +116,8 @@ pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
         Target::Puppet => puppet::build(payload),
         Target::Mobileconfig => mobileconfig::build(payload),
         Target::Pkg => pkg::build(payload),
-        Target::Msi | Target::Intunewin => Err(TargetError::NotAvailable),
+        Target::Msi => msi::build(payload),
+        Target::Intunewin => Err(TargetError::NotAvailable),
     }
 }
 
@@ -123,7 +125,12 @@ pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
 pub fn is_available(target: Target) -> bool {
     matches!(
         target,
-        Target::Ansible | Target::Chef | Target::Puppet | Target::Mobileconfig | Target::Pkg
+        Target::Ansible
+            | Target::Chef
+            | Target::Puppet
+            | Target::Mobileconfig
+            | Target::Pkg
+            | Target::Msi
     )
 }
 

@@ -1,0 +1,569 @@
+//! The `.msi` target: a per-machine, silently installable Windows Installer
+//! package written with the msi and cab crates (no WiX, no Wine, no Docker).
+//!
+//! - `INSTALLDIR` = `ProgramFiles64Folder\fleetkit`: `fleetkit.exe` (the agent);
+//!   `DATADIR` = `CommonAppDataFolder\fleetkit`: `agent.yaml`, `anchors.json`,
+//!   `bundle.json` — where the agent looks on Windows; one component per file.
+//! - `HKLM\SOFTWARE\fleetkit`: `Version`, `ProductCode` (detection, reporting).
+//! - Deferred, no-impersonation custom actions after `InstallFiles`: `agent
+//!   register` (its exit code ignored: pending is fine) and a SYSTEM scheduled task
+//!   for `agent sync` every 15 minutes, deleted again on uninstall.
+//! - UpgradeCode derived from the org, ProductCode from org + version, package code
+//!   from the content: a newer version replaces an older one (major upgrade,
+//!   `RemoveExistingProducts` early); uninstall removes only what was installed,
+//!   the agent's manifest and logs stay.
+//! - The compound file is rewritten as CFB version 3 with fixed timestamps, so that
+//!   Authenticode signers (osslsigncode, signtool) accept it and two builds are
+//!   byte-identical.
+
+use super::{Artefact, Contents, OutFile, Result, TargetError};
+use crate::build::payload::Payload;
+use crate::workspace::config::Target;
+use msi::{Column, Insert, Package, PackageType, Value};
+use sha2::{Digest, Sha256};
+use std::io::{Cursor, Read, Write};
+
+fn err(what: &str, e: impl std::fmt::Display) -> TargetError {
+    TargetError::Template {
+        name: what.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// A GUID derived from `name`, in the registry format MSI wants.
+pub fn guid(name: &str) -> String {
+    let d = Sha256::digest(format!("fleetkit msi guid\0{name}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    format!("{{{}}}", uuid::Uuid::from_bytes(b).hyphenated()).to_uppercase()
+}
+
+fn s(v: impl Into<String>) -> Value {
+    Value::Str(v.into())
+}
+
+fn i(v: i32) -> Value {
+    Value::Int(v)
+}
+
+/// The files the package installs: (File key, directory, short|long name, bytes).
+fn files(
+    payload: &Payload,
+    agent: &[u8],
+) -> Vec<(&'static str, &'static str, &'static str, Vec<u8>)> {
+    vec![
+        ("FleetkitExe", "INSTALLDIR", "fleetkit.exe", agent.to_vec()),
+        (
+            "AgentYaml",
+            "DATADIR",
+            "agent~1.yam|agent.yaml",
+            payload.settings.to_yaml().into_bytes(),
+        ),
+        (
+            "AnchorsJson",
+            "DATADIR",
+            "anchor~1.jso|anchors.json",
+            payload.anchors_json.to_vec(),
+        ),
+        (
+            "BundleJson",
+            "DATADIR",
+            "bundle~1.jso|bundle.json",
+            payload.bundle.to_vec(),
+        ),
+    ]
+}
+
+fn cabinet(
+    files: &[(&'static str, &'static str, &'static str, Vec<u8>)],
+    mtime: time::PrimitiveDateTime,
+) -> Result<Vec<u8>> {
+    let mut builder = cab::CabinetBuilder::new();
+    let folder = builder.add_folder(cab::CompressionType::MsZip);
+    for (key, ..) in files {
+        folder.add_file(*key).set_datetime(mtime);
+    }
+    let mut writer = builder
+        .build(Cursor::new(Vec::new()))
+        .map_err(|e| err("cab", e))?;
+    let mut index = 0;
+    while let Some(mut w) = writer.next_file().map_err(|e| err("cab", e))? {
+        w.write_all(&files[index].3).map_err(|e| err("cab", e))?;
+        index += 1;
+    }
+    Ok(writer.finish().map_err(|e| err("cab", e))?.into_inner())
+}
+
+/// Creates the tables fleetkit fills.
+fn create_tables<F: Read + Write + std::io::Seek>(p: &mut Package<F>) -> std::io::Result<()> {
+    p.create_table(
+        "Property",
+        vec![
+            Column::build("Property").primary_key().id_string(72),
+            Column::build("Value").localizable().text_string(0),
+        ],
+    )?;
+    p.create_table(
+        "Directory",
+        vec![
+            Column::build("Directory").primary_key().id_string(72),
+            Column::build("Directory_Parent").nullable().id_string(72),
+            Column::build("DefaultDir").localizable().text_string(255),
+        ],
+    )?;
+    p.create_table(
+        "Component",
+        vec![
+            Column::build("Component").primary_key().id_string(72),
+            Column::build("ComponentId").nullable().string(38),
+            Column::build("Directory_").id_string(72),
+            Column::build("Attributes").int16(),
+            Column::build("Condition").nullable().string(255),
+            Column::build("KeyPath").nullable().id_string(72),
+        ],
+    )?;
+    p.create_table(
+        "Feature",
+        vec![
+            Column::build("Feature").primary_key().id_string(38),
+            Column::build("Feature_Parent").nullable().id_string(38),
+            Column::build("Title")
+                .nullable()
+                .localizable()
+                .text_string(64),
+            Column::build("Description")
+                .nullable()
+                .localizable()
+                .text_string(255),
+            Column::build("Display").nullable().int16(),
+            Column::build("Level").int16(),
+            Column::build("Directory_").nullable().id_string(72),
+            Column::build("Attributes").int16(),
+        ],
+    )?;
+    p.create_table(
+        "FeatureComponents",
+        vec![
+            Column::build("Feature_").primary_key().id_string(38),
+            Column::build("Component_").primary_key().id_string(72),
+        ],
+    )?;
+    p.create_table(
+        "File",
+        vec![
+            Column::build("File").primary_key().id_string(72),
+            Column::build("Component_").id_string(72),
+            Column::build("FileName").localizable().text_string(255),
+            Column::build("FileSize").int32(),
+            Column::build("Version").nullable().id_string(72),
+            Column::build("Language").nullable().string(20),
+            Column::build("Attributes").nullable().int16(),
+            Column::build("Sequence").int16(),
+        ],
+    )?;
+    p.create_table(
+        "Media",
+        vec![
+            Column::build("DiskId").primary_key().int16(),
+            Column::build("LastSequence").int16(),
+            Column::build("DiskPrompt")
+                .nullable()
+                .localizable()
+                .text_string(64),
+            Column::build("Cabinet").nullable().string(255),
+            Column::build("VolumeLabel").nullable().text_string(32),
+            Column::build("Source").nullable().string(72),
+        ],
+    )?;
+    p.create_table(
+        "Registry",
+        vec![
+            Column::build("Registry").primary_key().id_string(72),
+            Column::build("Root").int16(),
+            Column::build("Key").localizable().text_string(255),
+            Column::build("Name")
+                .nullable()
+                .localizable()
+                .text_string(255),
+            Column::build("Value")
+                .nullable()
+                .localizable()
+                .text_string(0),
+            Column::build("Component_").id_string(72),
+        ],
+    )?;
+    p.create_table(
+        "CustomAction",
+        vec![
+            Column::build("Action").primary_key().id_string(72),
+            Column::build("Type").int16(),
+            Column::build("Source").nullable().string(72),
+            Column::build("Target").nullable().text_string(255),
+            Column::build("ExtendedType").nullable().int32(),
+        ],
+    )?;
+    p.create_table(
+        "InstallExecuteSequence",
+        vec![
+            Column::build("Action").primary_key().id_string(72),
+            Column::build("Condition").nullable().text_string(255),
+            Column::build("Sequence").nullable().int16(),
+        ],
+    )?;
+    p.create_table(
+        "Upgrade",
+        vec![
+            Column::build("UpgradeCode").primary_key().string(38),
+            Column::build("VersionMin").primary_key().string(20),
+            Column::build("VersionMax").primary_key().string(20),
+            Column::build("Language").primary_key().string(255),
+            Column::build("Attributes").primary_key().int32(),
+            Column::build("Remove").nullable().text_string(255),
+            Column::build("ActionProperty").id_string(72),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Builds the MSI.
+pub fn build(payload: &Payload) -> Result<Artefact> {
+    let agent = payload
+        .agents
+        .get("windows-x86_64")
+        .ok_or_else(|| TargetError::MissingAgent {
+            os: "windows",
+            host: crate::build::payload::host_platform(),
+        })?;
+    let files = files(payload, &agent.bytes);
+    let mtime = time::PrimitiveDateTime::new(payload.build_time.date(), payload.build_time.time());
+    let cab = cabinet(&files, mtime)?;
+
+    let version = format!("1.0.{}", payload.bundle_version.min(65535));
+    let upgrade_code = guid(&format!("upgrade\0{}", payload.org));
+    let product_code = guid(&format!("product\0{}\0{version}", payload.org));
+    let mut content_hash = Sha256::new();
+    content_hash.update(&cab);
+    content_hash.update(version.as_bytes());
+    let package_code = {
+        let d = content_hash.finalize();
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d[..16]);
+        b[6] = (b[6] & 0x0f) | 0x50;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        uuid::Uuid::from_bytes(b)
+    };
+
+    let mut p = Package::create(PackageType::Installer, Cursor::new(Vec::new()))
+        .map_err(|e| err("msi", e))?;
+    {
+        let summary = p.summary_info_mut();
+        summary.set_title("Installation Database");
+        summary.set_subject(format!("{} fleetkit", payload.display_name));
+        summary.set_author(payload.display_name.clone());
+        summary.set_comments(format!(
+            "fleetkit agent and policy bundle v{}",
+            payload.bundle_version
+        ));
+        summary.set_arch("x64");
+        summary.set_languages(&[msi::LanguageId::from_id(1033)]);
+        summary.set_uuid(package_code);
+        summary.set_creating_application(format!("fleetkit {}", payload.agent_version));
+        summary.set_creation_time(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(payload.build_time.unix_timestamp().max(0) as u64),
+        );
+        // 200: MSI 2.0 schema, x64; 2 = compressed (source files in the cab).
+        summary.set_page_count(200);
+        summary.set_word_count(2);
+    }
+    create_tables(&mut p).map_err(|e| err("msi tables", e))?;
+    let insert = |p: &mut Package<Cursor<Vec<u8>>>, table: &str, rows: Vec<Vec<Value>>| {
+        p.insert_rows(Insert::into(table).rows(rows))
+            .map_err(|e| err(table, e))
+    };
+    let product_name = format!("{} fleetkit", payload.display_name);
+    insert(
+        &mut p,
+        "Property",
+        vec![
+            vec![s("ProductCode"), s(product_code.clone())],
+            vec![s("ProductName"), s(product_name.clone())],
+            vec![s("ProductVersion"), s(version.clone())],
+            vec![s("ProductLanguage"), s("1033")],
+            vec![s("Manufacturer"), s(payload.display_name.clone())],
+            vec![s("UpgradeCode"), s(upgrade_code.clone())],
+            vec![s("ALLUSERS"), s("1")],
+            vec![s("ARPNOMODIFY"), s("1")],
+            vec![s("MsiHiddenProperties"), s("FLEETKIT_ENROLL_TOKEN")],
+            vec![
+                s("SecureCustomProperties"),
+                s(
+                    "FLEETKIT_TEAM;FLEETKIT_DEPARTMENT;FLEETKIT_ENVIRONMENT;FLEETKIT_ENROLL_TOKEN;FLEETKIT_OLDER_FOUND",
+                ),
+            ],
+        ],
+    )?;
+    if let Some(team) = &payload.settings.assignment.team {
+        insert(
+            &mut p,
+            "Property",
+            vec![vec![s("FLEETKIT_TEAM"), s(team.clone())]],
+        )?;
+    }
+    insert(
+        &mut p,
+        "Directory",
+        vec![
+            vec![s("TARGETDIR"), Value::Null, s("SourceDir")],
+            vec![s("ProgramFiles64Folder"), s("TARGETDIR"), s(".")],
+            vec![s("INSTALLDIR"), s("ProgramFiles64Folder"), s("fleetkit")],
+            vec![s("CommonAppDataFolder"), s("TARGETDIR"), s(".")],
+            vec![s("DATADIR"), s("CommonAppDataFolder"), s("fleetkit")],
+        ],
+    )?;
+    let mut components = Vec::new();
+    let mut file_rows = Vec::new();
+    for (seq, (key, dir, name, data)) in files.iter().enumerate() {
+        let component = format!("C_{key}");
+        components.push(vec![
+            s(component.clone()),
+            s(guid(&format!("component\0{upgrade_code}\0{key}"))),
+            s(*dir),
+            i(256), // 64-bit
+            Value::Null,
+            s(*key),
+        ]);
+        file_rows.push(vec![
+            s(*key),
+            s(component),
+            s(*name),
+            i(data.len() as i32),
+            Value::Null,
+            Value::Null,
+            i(512), // compressed
+            i(seq as i32 + 1),
+        ]);
+    }
+    components.push(vec![
+        s("C_Registry"),
+        s(guid(&format!("component\0{upgrade_code}\0registry"))),
+        s("INSTALLDIR"),
+        i(256 | 4), // 64-bit, registry key path
+        Value::Null,
+        s("R_Version"),
+    ]);
+    insert(&mut p, "Component", components.clone())?;
+    insert(&mut p, "File", file_rows)?;
+    insert(
+        &mut p,
+        "Feature",
+        vec![vec![
+            s("Main"),
+            Value::Null,
+            s(product_name.clone()),
+            s("The fleetkit agent, trust anchors and signed policy bundle"),
+            i(1),
+            i(1),
+            s("INSTALLDIR"),
+            i(0),
+        ]],
+    )?;
+    insert(
+        &mut p,
+        "FeatureComponents",
+        components
+            .iter()
+            .map(|c| vec![s("Main"), c[0].clone()])
+            .collect(),
+    )?;
+    insert(
+        &mut p,
+        "Media",
+        vec![vec![
+            i(1),
+            i(files.len() as i32),
+            Value::Null,
+            s("#fleetkit.cab"),
+            Value::Null,
+            Value::Null,
+        ]],
+    )?;
+    let key = "SOFTWARE\\fleetkit";
+    insert(
+        &mut p,
+        "Registry",
+        vec![
+            vec![
+                s("R_Version"),
+                i(2),
+                s(key),
+                s("Version"),
+                s("[ProductVersion]"),
+                s("C_Registry"),
+            ],
+            vec![
+                s("R_ProductCode"),
+                i(2),
+                s(key),
+                s("ProductCode"),
+                s("[ProductCode]"),
+                s("C_Registry"),
+            ],
+            vec![
+                s("R_PolicyVersion"),
+                i(2),
+                s(key),
+                s("PolicyVersion"),
+                s(payload.bundle_version.to_string()),
+                s("C_Registry"),
+            ],
+        ],
+    )?;
+    // Deferred (1024), no impersonation (2048): run as LocalSystem. Type 34: an exe
+    // in a directory; 64: its exit code is ignored (a pending registration is fine).
+    let register = "\"[INSTALLDIR]fleetkit.exe\" agent register --token \"[FLEETKIT_ENROLL_TOKEN]\" --team \"[FLEETKIT_TEAM]\" --department \"[FLEETKIT_DEPARTMENT]\" --environment \"[FLEETKIT_ENVIRONMENT]\"";
+    let task = "\"[SystemFolder]schtasks.exe\" /Create /F /RU SYSTEM /SC MINUTE /MO 15 /TN fleetkit-sync /TR \"\\\"[INSTALLDIR]fleetkit.exe\\\" agent sync\"";
+    let untask = "\"[SystemFolder]schtasks.exe\" /Delete /F /TN fleetkit-sync";
+    insert(
+        &mut p,
+        "CustomAction",
+        vec![
+            vec![
+                s("FleetkitRegister"),
+                i(34 | 64 | 1024 | 2048),
+                s("INSTALLDIR"),
+                s(register),
+                Value::Null,
+            ],
+            vec![
+                s("FleetkitSyncTask"),
+                i(34 | 64 | 1024 | 2048),
+                s("INSTALLDIR"),
+                s(task),
+                Value::Null,
+            ],
+            vec![
+                s("FleetkitRemoveSyncTask"),
+                i(34 | 64 | 1024 | 2048),
+                s("INSTALLDIR"),
+                s(untask),
+                Value::Null,
+            ],
+        ],
+    )?;
+    let seq = |a: &str, c: Option<&str>, n: i32| vec![s(a), c.map_or(Value::Null, s), i(n)];
+    insert(
+        &mut p,
+        "InstallExecuteSequence",
+        vec![
+            seq("FindRelatedProducts", None, 25),
+            seq("LaunchConditions", None, 100),
+            seq("ValidateProductID", None, 700),
+            seq("CostInitialize", None, 800),
+            seq("FileCost", None, 900),
+            seq("CostFinalize", None, 1000),
+            seq("MigrateFeatureStates", None, 1200),
+            seq("InstallValidate", None, 1400),
+            seq("RemoveExistingProducts", None, 1401),
+            seq("InstallInitialize", None, 1500),
+            seq("FleetkitRemoveSyncTask", Some("REMOVE=\"ALL\""), 1550),
+            seq("ProcessComponents", None, 1600),
+            seq("UnpublishFeatures", None, 1800),
+            seq("RemoveRegistryValues", None, 2600),
+            seq("RemoveFiles", None, 3500),
+            seq("InstallFiles", None, 4000),
+            seq("WriteRegistryValues", None, 5000),
+            seq("RegisterUser", None, 6000),
+            seq("RegisterProduct", None, 6100),
+            seq("PublishFeatures", None, 6300),
+            seq("PublishProduct", None, 6400),
+            seq("FleetkitRegister", Some("NOT REMOVE"), 6500),
+            seq("FleetkitSyncTask", Some("NOT REMOVE"), 6510),
+            seq("InstallFinalize", None, 6600),
+        ],
+    )?;
+    insert(
+        &mut p,
+        "Upgrade",
+        vec![vec![
+            s(upgrade_code.clone()),
+            s("0.0.0"),
+            s(version.clone()),
+            s(""),
+            i(256),
+            Value::Null,
+            s("FLEETKIT_OLDER_FOUND"),
+        ]],
+    )?;
+    {
+        let mut stream = p
+            .write_stream("fleetkit.cab")
+            .map_err(|e| err("cab stream", e))?;
+        stream.write_all(&cab).map_err(|e| err("cab stream", e))?;
+    }
+    p.flush().map_err(|e| err("msi", e))?;
+    let v4 = p.into_inner().map_err(|e| err("msi", e))?.into_inner();
+    let msi = to_cfb_v3(&v4, payload.build_time).map_err(|e| err("cfb", e))?;
+
+    let name = format!(
+        "{}-fleetkit-{version}-x64.msi",
+        super::org_slug(&payload.org).replace('_', "-")
+    );
+    Ok(Artefact {
+        target: Target::Msi,
+        dir: "windows".into(),
+        files: vec![OutFile {
+            path: name,
+            contents: Contents::Shared {
+                sha256: crate::build::payload::sha256(&msi),
+                bytes: std::sync::Arc::new(msi),
+            },
+            mode: super::FILE_MODE,
+        }],
+        notes: vec![],
+    })
+}
+
+/// Rewrites a compound file as CFB version 3 (512-byte sectors, what Authenticode
+/// signers expect), copying every storage (with its CLSID) and stream, with every
+/// timestamp set to `time`.
+pub fn to_cfb_v3(v4: &[u8], time: time::OffsetDateTime) -> std::io::Result<Vec<u8>> {
+    let src = cfb::CompoundFile::open(Cursor::new(v4.to_vec()))?;
+    let mut dst =
+        cfb::CompoundFile::create_with_version(cfb::Version::V3, Cursor::new(Vec::new()))?;
+    let when =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.unix_timestamp().max(0) as u64);
+    let entries: Vec<(std::path::PathBuf, bool, uuid::Uuid)> = src
+        .walk()
+        .map(|e| (e.path().to_path_buf(), e.is_stream(), *e.clsid()))
+        .collect();
+    let mut src = src;
+    for (path, is_stream, clsid) in &entries {
+        if path == std::path::Path::new("/") {
+            dst.set_storage_clsid("/", *clsid)?;
+            continue;
+        }
+        if *is_stream {
+            let mut data = Vec::new();
+            src.open_stream(path)?.read_to_end(&mut data)?;
+            dst.create_stream(path)?.write_all(&data)?;
+        } else {
+            dst.create_storage(path)?;
+            dst.set_storage_clsid(path, *clsid)?;
+        }
+    }
+    for (path, is_stream, _) in &entries {
+        if !is_stream {
+            dst.set_modified_time(path, when)?;
+            // The root entry's creation time must stay zero (MS-CFB 2.6.3);
+            // Authenticode tools refuse the file otherwise.
+            if path != std::path::Path::new("/") {
+                dst.set_created_time(path, when)?;
+            }
+        }
+    }
+    dst.flush()?;
+    Ok(dst.into_inner().into_inner())
+}

@@ -1,0 +1,266 @@
+//! The `.msi` target, read by msitools (msiinfo, msiextract) and signed and
+//! verified by osslsigncode.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::*;
+
+const TEAM: &str = "Plat\"form 'ü' $x `y`";
+
+fn build_msi(org: &Org, dir: &Path, out: &str, team: &str) -> PathBuf {
+    let agent = dir.join("fleetkit.exe");
+    std::fs::write(&agent, b"MZ stand-in for the Windows agent").unwrap();
+    let r = Command::new(BIN)
+        .args([
+            "--workspace",
+            &org.ws(),
+            "build",
+            "--target",
+            "msi",
+            "--team",
+            team,
+            "--out",
+        ])
+        .arg(dir.join(out))
+        .arg("--agent")
+        .arg(format!("windows-x86_64={}", agent.display()))
+        .env("SOURCE_DATE_EPOCH", "1764547200")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    dir.join(out)
+        .join("windows/acme-corp-fleetkit-1.0.1-x64.msi")
+}
+
+/// `msiinfo export` of one table, as rows of tab-separated fields (after the three
+/// header lines).
+fn export(msi: &Path, table: &str) -> Vec<Vec<String>> {
+    let out = tool(Command::new("msiinfo").arg("export").arg(msi).arg(table));
+    out.lines()
+        .skip(3)
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn msitools_read_the_summary_tables_and_files() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let msi = build_msi(&org, dir.path(), "a", TEAM);
+
+    let summary = tool(Command::new("msiinfo").arg("suminfo").arg(&msi));
+    for expected in [
+        "Template: x64;1033",
+        "Version: 200",
+        "Source: 2",
+        "Subject: acme-corp fleetkit",
+    ] {
+        assert!(summary.contains(expected), "{expected} not in:\n{summary}");
+    }
+    let tables = tool(Command::new("msiinfo").arg("tables").arg(&msi));
+    for t in [
+        "Property",
+        "Directory",
+        "Component",
+        "Feature",
+        "File",
+        "Media",
+        "Registry",
+        "CustomAction",
+        "InstallExecuteSequence",
+        "Upgrade",
+    ] {
+        assert!(tables.lines().any(|l| l == t), "{t} missing:\n{tables}");
+    }
+    let property = |name: &str| {
+        export(&msi, "Property")
+            .into_iter()
+            .find(|r| r[0] == name)
+            .map(|r| r[1].clone())
+            .unwrap_or_else(|| panic!("no property {name}"))
+    };
+    assert_eq!(property("ALLUSERS"), "1");
+    assert_eq!(
+        property("FLEETKIT_TEAM"),
+        TEAM,
+        "a value with quotes and non-ASCII survives"
+    );
+    assert!(property("SecureCustomProperties").contains("FLEETKIT_ENROLL_TOKEN"));
+    assert_eq!(property("MsiHiddenProperties"), "FLEETKIT_ENROLL_TOKEN");
+    let upgrade_code = property("UpgradeCode");
+    let product_code = property("ProductCode");
+    assert!(upgrade_code.starts_with('{') && upgrade_code.len() == 38);
+
+    let files = export(&msi, "File");
+    assert_eq!(files.len(), 4);
+    let media = export(&msi, "Media");
+    assert_eq!(media[0][3], "#fleetkit.cab");
+    let registry = export(&msi, "Registry");
+    assert!(
+        registry
+            .iter()
+            .any(|r| r[2] == "SOFTWARE\\fleetkit" && r[3] == "Version"),
+        "{registry:?}"
+    );
+    let actions = export(&msi, "CustomAction");
+    assert!(
+        actions
+            .iter()
+            .any(|r| r[0] == "FleetkitRegister" && r[3].contains("agent register"))
+    );
+    let sequence = export(&msi, "InstallExecuteSequence");
+    let at = |a: &str| {
+        sequence
+            .iter()
+            .find(|r| r[0] == a)
+            .map(|r| r[2].parse::<i32>().unwrap())
+    };
+    assert!(at("RemoveExistingProducts") < at("InstallInitialize"));
+    assert!(at("InstallFiles") < at("FleetkitRegister"));
+    assert!(at("FleetkitRegister") < at("InstallFinalize"));
+    let upgrade = export(&msi, "Upgrade");
+    assert_eq!(upgrade[0][0], upgrade_code);
+
+    // msiextract gives back exactly the payload.
+    let x = dir.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    tool(Command::new("msiextract").arg("-C").arg(&x).arg(&msi));
+    let mut names: Vec<String> = std::fs::read_dir(x.join("fleetkit"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["agent.yaml", "anchors.json", "bundle.json", "fleetkit.exe"]
+    );
+    assert_eq!(
+        std::fs::read(x.join("fleetkit/bundle.json")).unwrap(),
+        std::fs::read(org.path().join("bundles/policy-v1.json")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(x.join("fleetkit/fleetkit.exe")).unwrap(),
+        b"MZ stand-in for the Windows agent"
+    );
+    let settings = std::fs::read_to_string(x.join("fleetkit/agent.yaml")).unwrap();
+    let parsed = fleetkit::agent::settings::AgentSettings::parse(&settings).unwrap();
+    assert_eq!(parsed.assignment.team.as_deref(), Some(TEAM));
+
+    // The same inputs give the same bytes; a new version keeps the UpgradeCode and
+    // gets a new ProductCode.
+    let again = build_msi(&org, dir.path(), "b", TEAM);
+    assert_eq!(std::fs::read(&msi).unwrap(), std::fs::read(&again).unwrap());
+    fleetkit(&["--workspace", &org.ws(), "policy", "sign"]);
+    let agent = dir.path().join("fleetkit.exe");
+    let r = Command::new(BIN)
+        .args([
+            "--workspace",
+            &org.ws(),
+            "build",
+            "--target",
+            "msi",
+            "--out",
+        ])
+        .arg(dir.path().join("v2"))
+        .arg("--agent")
+        .arg(format!("windows-x86_64={}", agent.display()))
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v2 = dir
+        .path()
+        .join("v2/windows/acme-corp-fleetkit-1.0.2-x64.msi");
+    let v2_props = export(&v2, "Property");
+    let get = |name: &str| v2_props.iter().find(|r| r[0] == name).unwrap()[1].clone();
+    assert_eq!(get("UpgradeCode"), upgrade_code);
+    assert_ne!(get("ProductCode"), product_code);
+}
+
+#[test]
+fn osslsigncode_signs_the_msi_and_verifies_the_signed_file() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let msi = build_msi(&org, dir.path(), "a", "platform");
+    // Compound file version 3: 512-byte sectors.
+    let bytes = std::fs::read(&msi).unwrap();
+    assert_eq!(
+        &bytes[..8],
+        &[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]
+    );
+    assert_eq!(u16::from_le_bytes([bytes[0x1a], bytes[0x1b]]), 3);
+
+    let run = |args: &[&str]| tool(Command::new("openssl").args(args).current_dir(dir.path()));
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=Test Code Signing Root",
+        "-days",
+        "30",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "cs.key",
+        "-out",
+        "cs.csr",
+        "-subj",
+        "/CN=Acme Corp",
+    ]);
+    std::fs::write(dir.path().join("ext.cnf"), "extendedKeyUsage=codeSigning\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "cs.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cs.pem",
+        "-days",
+        "30",
+        "-sha256",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let signed = dir.path().join("signed.msi");
+    tool(
+        Command::new("osslsigncode")
+            .args([
+                "sign", "-certs", "cs.pem", "-key", "cs.key", "-h", "sha256", "-n", "fleetkit",
+                "-in",
+            ])
+            .arg(&msi)
+            .arg("-out")
+            .arg(&signed)
+            .current_dir(dir.path()),
+    );
+    let verified = Command::new("osslsigncode")
+        .args(["verify", "-CAfile", "ca.pem", "-in"])
+        .arg(&signed)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verified.stdout).into_owned()
+        + &String::from_utf8_lossy(&verified.stderr);
+    assert!(verified.status.success(), "{text}");
+    assert!(text.contains("Signature verification: ok"), "{text}");
+    // The signed MSI is still a database msiinfo reads.
+    tool(Command::new("msiinfo").arg("tables").arg(&signed));
+}
