@@ -264,3 +264,98 @@ fn osslsigncode_signs_the_msi_and_verifies_the_signed_file() {
     // The signed MSI is still a database msiinfo reads.
     tool(Command::new("msiinfo").arg("tables").arg(&signed));
 }
+
+#[test]
+fn the_intunewin_decrypts_with_its_detection_xml_back_to_the_msi() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("fleetkit.exe");
+    std::fs::write(&agent, b"MZ stand-in for the Windows agent").unwrap();
+    let r = Command::new(BIN)
+        .args([
+            "--workspace",
+            &org.ws(),
+            "build",
+            "--target",
+            "msi",
+            "--target",
+            "intunewin",
+            "--out",
+        ])
+        .arg(dir.path().join("out"))
+        .arg("--agent")
+        .arg(format!("windows-x86_64={}", agent.display()))
+        .env("SOURCE_DATE_EPOCH", "1764547200")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let msi = dir
+        .path()
+        .join("out/windows/acme-corp-fleetkit-1.0.1-x64.msi");
+    let wrapped = dir
+        .path()
+        .join("out/windows/acme-corp-fleetkit-1.0.1-x64.intunewin");
+    // Python unpacks the zips, reads Detection.xml, checks the HMAC and the digest;
+    // openssl decrypts.
+    let script = r#"
+import base64, hashlib, hmac, io, subprocess, sys, zipfile
+import xml.etree.ElementTree as ET
+outer = zipfile.ZipFile(sys.argv[1])
+names = sorted(outer.namelist())
+assert names == ['IntuneWinPackage/Contents/IntunePackage.intunewin', 'IntuneWinPackage/Metadata/Detection.xml'], names
+info = ET.fromstring(outer.read('IntuneWinPackage/Metadata/Detection.xml'))
+enc = info.find('EncryptionInfo')
+key = base64.b64decode(enc.find('EncryptionKey').text)
+mac_key = base64.b64decode(enc.find('MacKey').text)
+iv = base64.b64decode(enc.find('InitializationVector').text)
+mac = base64.b64decode(enc.find('Mac').text)
+blob = outer.read('IntuneWinPackage/Contents/IntunePackage.intunewin')
+assert blob[:32] == mac, 'stored MAC differs from Detection.xml'
+assert blob[32:48] == iv, 'stored IV differs from Detection.xml'
+assert hmac.new(mac_key, blob[32:], hashlib.sha256).digest() == mac, 'HMAC does not verify'
+plain = subprocess.run(['openssl', 'enc', '-d', '-aes-256-cbc', '-K', key.hex(), '-iv', iv.hex()],
+                       input=blob[48:], capture_output=True, check=True).stdout
+assert hashlib.sha256(plain).digest() == base64.b64decode(enc.find('FileDigest').text), 'digest'
+assert int(info.find('UnencryptedContentSize').text) == len(plain)
+inner = zipfile.ZipFile(io.BytesIO(plain))
+setup = info.find('SetupFile').text
+open(sys.argv[2], 'wb').write(inner.read(setup))
+msi = info.find('MsiInfo')
+print(msi.find('MsiProductCode').text, msi.find('MsiUpgradeCode').text, msi.find('MsiProductVersion').text)
+"#;
+    let out = dir.path().join("decrypted.msi");
+    let printed = tool(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(&wrapped)
+            .arg(&out),
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&msi).unwrap(),
+        "decrypts to the MSI"
+    );
+    let codes: Vec<&str> = printed.split_whitespace().collect();
+    let props = export(&msi, "Property");
+    let get = |name: &str| props.iter().find(|r| r[0] == name).unwrap()[1].clone();
+    assert_eq!(
+        codes,
+        [
+            get("ProductCode"),
+            get("UpgradeCode"),
+            get("ProductVersion")
+        ]
+    );
+    // A flipped ciphertext byte no longer passes the HMAC.
+    let mut bytes = std::fs::read(&wrapped).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"PK\x03\x04").unwrap() + 200;
+    bytes[at] ^= 0x01;
+    std::fs::write(dir.path().join("bad.intunewin"), bytes).unwrap();
+    let bad = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path().join("bad.intunewin"))
+        .arg(dir.path().join("bad.msi"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "a changed package still verified");
+}

@@ -10,6 +10,7 @@
 pub mod ansible;
 pub mod chef;
 pub mod escape;
+pub mod intunewin;
 pub mod mobileconfig;
 pub mod msi;
 pub mod pkg;
@@ -117,7 +118,10 @@ pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
         Target::Mobileconfig => mobileconfig::build(payload),
         Target::Pkg => pkg::build(payload),
         Target::Msi => msi::build(payload),
-        Target::Intunewin => Err(TargetError::NotAvailable),
+        Target::Intunewin => {
+            let msi = msi::build_msi(payload)?;
+            intunewin::build(payload, &msi.name, &msi.bytes, &msi.codes)
+        }
     }
 }
 
@@ -131,6 +135,7 @@ pub fn is_available(target: Target) -> bool {
             | Target::Mobileconfig
             | Target::Pkg
             | Target::Msi
+            | Target::Intunewin
     )
 }
 

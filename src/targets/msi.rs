@@ -229,6 +229,19 @@ fn create_tables<F: Read + Write + std::io::Seek>(p: &mut Package<F>) -> std::io
 
 /// Builds the MSI.
 pub fn build(payload: &Payload) -> Result<Artefact> {
+    build_msi(payload).map(|b| b.artefact)
+}
+
+/// The MSI with what the `.intunewin` needs to describe it.
+pub struct BuiltMsi {
+    pub artefact: Artefact,
+    pub name: String,
+    pub bytes: std::sync::Arc<Vec<u8>>,
+    pub codes: super::intunewin::MsiCodes,
+}
+
+/// Builds the MSI and keeps its codes.
+pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
     let agent = payload
         .agents
         .get("windows-x86_64")
@@ -511,18 +524,29 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         "{}-fleetkit-{version}-x64.msi",
         super::org_slug(&payload.org).replace('_', "-")
     );
-    Ok(Artefact {
-        target: Target::Msi,
-        dir: "windows".into(),
-        files: vec![OutFile {
-            path: name,
-            contents: Contents::Shared {
-                sha256: crate::build::payload::sha256(&msi),
-                bytes: std::sync::Arc::new(msi),
-            },
-            mode: super::FILE_MODE,
-        }],
-        notes: vec![],
+    let bytes = std::sync::Arc::new(msi);
+    Ok(BuiltMsi {
+        artefact: Artefact {
+            target: Target::Msi,
+            dir: "windows".into(),
+            files: vec![OutFile {
+                path: name.clone(),
+                contents: Contents::Shared {
+                    sha256: crate::build::payload::sha256(&bytes),
+                    bytes: std::sync::Arc::clone(&bytes),
+                },
+                mode: super::FILE_MODE,
+            }],
+            notes: vec![],
+        },
+        name,
+        bytes,
+        codes: super::intunewin::MsiCodes {
+            product_code,
+            product_version: version,
+            package_code: format!("{{{}}}", package_code.hyphenated()).to_uppercase(),
+            upgrade_code,
+        },
     })
 }
 
