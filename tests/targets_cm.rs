@@ -51,11 +51,11 @@ fn python() -> String {
     })
 }
 
-/// Stand-ins for the two macOS agents (so that `--target all` includes the pkg),
-/// as `--agent` arguments.
+/// Stand-ins for the macOS and Windows agents (so that `--target all` includes the
+/// pkg, the MSI and the intunewin), as `--agent` arguments.
 fn mac_agents(dir: &Path) -> Vec<String> {
     let mut args = Vec::new();
-    for platform in ["darwin-arm64", "darwin-x86_64"] {
+    for platform in ["darwin-arm64", "darwin-x86_64", "windows-x86_64"] {
         let file = dir.join(format!("fleetkit-{platform}"));
         std::fs::write(&file, format!("not really a {platform} binary")).unwrap();
         args.push("--agent".to_string());

@@ -375,7 +375,8 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
         vec![vec![
             s("Main"),
             Value::Null,
-            s(product_name.clone()),
+            // Title is at most 64 characters: a fixed one, not the org's name.
+            s("fleetkit agent"),
             s("The fleetkit agent, trust anchors and signed policy bundle"),
             i(1),
             i(1),
