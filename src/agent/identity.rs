@@ -219,10 +219,7 @@ pub struct Identity {
 impl Identity {
     /// Writes key and chain into one 0600 file, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut text = Zeroizing::new(self.key.serialize_pem());
-        text.push_str(&self.chain_pem);
-        fsutil::write_atomic(path, text.as_bytes(), SECRET_MODE)?;
-        Ok(())
+        save_pair(&self.key, &self.chain_pem, path)
     }
 
     /// Reads the identity file.
@@ -245,6 +242,15 @@ impl Identity {
             chain_pem: chain.iter().map(|d| to_pem(d)).collect(),
         })
     }
+}
+
+/// Writes `key` and `chain_pem` into one 0600 file, atomically: the old pair or the
+/// new pair, never one of each.
+pub fn save_pair(key: &KeyPair, chain_pem: &str, path: &Path) -> Result<()> {
+    let mut text = Zeroizing::new(key.serialize_pem());
+    text.push_str(chain_pem);
+    fsutil::write_atomic(path, text.as_bytes(), SECRET_MODE)?;
+    Ok(())
 }
 
 /// Saves a key that waits for enrollment (0600).

@@ -10,7 +10,7 @@ use super::state::PolicyRecord;
 use super::{Agent, Result};
 use crate::bundle::{self, BundleError, BundlePayload, MAX_BUNDLE_BYTES, Verified, VerifyOptions};
 use crate::fsutil::{self, PUBLIC_MODE};
-use sha2::{Digest, Sha256};
+use crate::pki::fingerprint_der;
 use std::path::Path;
 use time::OffsetDateTime;
 
@@ -30,11 +30,6 @@ impl From<&BundlePayload> for HeldPolicy {
             expires_at: p.expires_at,
         }
     }
-}
-
-/// `sha256:<hex>` of bytes.
-pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 impl Agent {
@@ -62,7 +57,7 @@ impl Agent {
             .state
             .policy
             .as_ref()
-            .filter(|r| r.sha256 == digest(&bytes))
+            .filter(|r| r.sha256 == fingerprint_der(&bytes))
             .map_or(now, |r| r.installed_at);
         self.verify_at(&bytes, at)
             .ok()
@@ -121,7 +116,7 @@ impl Agent {
                     installed_at: now,
                     source: source.to_string(),
                     etag,
-                    sha256: digest(bytes),
+                    sha256: fingerprint_der(bytes),
                 });
             }
             None => {

@@ -15,7 +15,7 @@ use super::settings::Assignment;
 use super::state::{Enrollment, EnrollmentStatus};
 use super::{Agent, AgentError, Result};
 use crate::bundle::Verified;
-use crate::fsutil::{self, PUBLIC_MODE};
+use crate::fsutil;
 use crate::protocol::{DeviceFacts, EnrollRequest};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -175,28 +175,14 @@ impl Agent {
             key,
             now,
         )?;
-        let id = Identity {
-            key: rcgen::KeyPair::from_pem(&Zeroizing::new(key.serialize_pem()))
-                .map_err(|e| identity::IdentityError::KeyGen(e.to_string()))?,
-            chain_pem: checked.chain_pem.clone(),
-        };
-        id.save(&self.paths.identity)?;
-        fsutil::write_atomic(
-            &self.paths.certificate,
-            checked.chain_pem.as_bytes(),
-            PUBLIC_MODE,
-        )?;
-        self.state.enrollment = Some(Enrollment {
-            status: EnrollmentStatus::Registered,
-            machine_id: facts.machine_id.clone(),
-            device_id: Some(answer.device_id.clone()),
-            team: Some(answer.team.clone()),
-            registered_at: Some(now),
-            certificate_fingerprint: Some(checked.fingerprint),
-            certificate_not_before: Some(checked.not_before),
-            certificate_not_after: Some(checked.not_after),
-            last_error: None,
-        });
+        self.save_identity(key, &checked)?;
+        self.state.enrollment = Some(Enrollment::registered(
+            facts.machine_id.clone(),
+            answer.device_id.clone(),
+            answer.team.clone(),
+            now,
+            &checked,
+        ));
         Ok(Registered::Enrolled {
             device_id: answer.device_id,
             machine_id: answer.machine_id,
@@ -232,17 +218,13 @@ impl Agent {
             })
             .ok()?;
         let team = self.assignment().team.unwrap_or_default();
-        self.state.enrollment = Some(Enrollment {
-            status: EnrollmentStatus::Registered,
-            machine_id: facts.machine_id.clone(),
-            device_id: Some(answer.device_id.clone()),
-            team: Some(team.clone()),
-            registered_at: Some(now),
-            certificate_fingerprint: Some(checked.fingerprint),
-            certificate_not_before: Some(checked.not_before),
-            certificate_not_after: Some(checked.not_after),
-            last_error: None,
-        });
+        self.state.enrollment = Some(Enrollment::registered(
+            facts.machine_id.clone(),
+            answer.device_id.clone(),
+            team.clone(),
+            now,
+            &checked,
+        ));
         Some(Registered::Enrolled {
             device_id: answer.device_id,
             machine_id: facts.machine_id.clone(),

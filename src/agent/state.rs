@@ -37,6 +37,29 @@ pub struct Enrollment {
     pub last_error: Option<String>,
 }
 
+impl Enrollment {
+    /// A registered device with the certificate in `checked`.
+    pub fn registered(
+        machine_id: String,
+        device_id: String,
+        team: String,
+        now: OffsetDateTime,
+        checked: &super::identity::CheckedChain,
+    ) -> Self {
+        Self {
+            status: EnrollmentStatus::Registered,
+            machine_id,
+            device_id: Some(device_id),
+            team: Some(team),
+            registered_at: Some(now),
+            certificate_fingerprint: Some(checked.fingerprint.clone()),
+            certificate_not_before: Some(checked.not_before),
+            certificate_not_after: Some(checked.not_after),
+            last_error: None,
+        }
+    }
+}
+
 /// The policy bundle in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRecord {

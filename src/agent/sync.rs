@@ -162,6 +162,22 @@ impl Agent {
         })
     }
 
+    /// Keeps a checked key and chain: the 0600 identity file (both at once), then
+    /// the public copy of the chain.
+    pub(crate) fn save_identity(
+        &self,
+        key: &rcgen::KeyPair,
+        checked: &identity::CheckedChain,
+    ) -> Result<()> {
+        identity::save_pair(key, &checked.chain_pem, &self.paths.identity)?;
+        fsutil::write_atomic(
+            &self.paths.certificate,
+            checked.chain_pem.as_bytes(),
+            PUBLIC_MODE,
+        )?;
+        Ok(())
+    }
+
     /// A client presenting the device certificate.
     fn device_client(&self) -> Result<DeviceClient> {
         let identity = Identity::load(&self.paths.identity)?;
@@ -266,18 +282,7 @@ impl Agent {
             &key,
             now,
         )?;
-        // Key and chain in one atomic write: the old pair or the new pair, never one
-        // of each.
-        Identity {
-            key,
-            chain_pem: checked.chain_pem.clone(),
-        }
-        .save(&self.paths.identity)?;
-        fsutil::write_atomic(
-            &self.paths.certificate,
-            checked.chain_pem.as_bytes(),
-            PUBLIC_MODE,
-        )?;
+        self.save_identity(&key, &checked)?;
         if let Some(e) = self.state.enrollment.as_mut() {
             e.status = EnrollmentStatus::Registered;
             e.certificate_fingerprint = Some(checked.fingerprint);

@@ -157,11 +157,14 @@ pub fn build(
         agents: payload.agents.len(),
     });
     let mut artefacts = Vec::new();
+    let mut builder = targets::Builder::default();
     for &target in targets {
-        let artefact = targets::build(target, payload).map_err(|source| BuildError::Target {
-            target: target.as_str(),
-            source,
-        })?;
+        let artefact = builder
+            .build(target, payload)
+            .map_err(|source| BuildError::Target {
+                target: target.as_str(),
+                source,
+            })?;
         progress(Progress::Built {
             target,
             files: artefact.files.len(),

@@ -10,7 +10,6 @@ use crate::fsutil;
 use crate::pki::fingerprint_pem;
 use crate::workspace::Workspace;
 use crate::workspace::config::AGENT_PLATFORMS;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -92,10 +91,8 @@ pub fn host_platform() -> String {
     format!("{os}-{arch}")
 }
 
-/// `sha256:<hex>` of bytes.
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
+/// `sha256:<hex>` of bytes (the fingerprint format used everywhere).
+pub use crate::pki::fingerprint_der as sha256;
 
 impl Payload {
     /// Assembles the payload of `ws`.

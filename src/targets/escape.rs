@@ -23,16 +23,7 @@ pub fn ansible(s: &str) -> String {
 /// escaped, so neither `#{…}` nor `#@x` is interpolated).
 pub fn ruby(s: &str) -> String {
     if !s.chars().any(char::is_control) && !s.contains("#{") {
-        let mut out = String::from("'");
-        for c in s.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\'' => out.push_str("\\'"),
-                c => out.push(c),
-            }
-        }
-        out.push('\'');
-        return out;
+        return single_quoted(s);
     }
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -56,16 +47,7 @@ pub fn ruby(s: &str) -> String {
 /// character.
 pub fn puppet(s: &str) -> String {
     if !s.chars().any(char::is_control) {
-        let mut out = String::from("'");
-        for c in s.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\'' => out.push_str("\\'"),
-                c => out.push(c),
-            }
-        }
-        out.push('\'');
-        return out;
+        return single_quoted(s);
     }
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -81,6 +63,21 @@ pub fn puppet(s: &str) -> String {
         }
     }
     out.push('"');
+    out
+}
+
+/// A single-quoted literal as Ruby and Puppet read it: only `\\` and `\'` are
+/// escapes, nothing is interpolated.
+fn single_quoted(s: &str) -> String {
+    let mut out = String::from("'");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
     out
 }
 

@@ -30,19 +30,10 @@ const EXTENSION_ATTRIBUTE: &[(&str, &str)] = &[(
 /// bits set): the same identifier always gets the same UUID.
 pub fn stable_uuid(name: &str) -> String {
     let d = Sha256::digest(format!("fleetkit profile uuid\0{name}").as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    b[6] = (b[6] & 0x0f) | 0x50;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode_upper(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    super::uuid_from_digest(&d)
+        .hyphenated()
+        .to_string()
+        .to_uppercase()
 }
 
 /// The managed-preferences domain the agent reads on macOS.

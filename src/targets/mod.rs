@@ -69,17 +69,6 @@ impl Artefact {
             .map(|f| f.contents.bytes().len() as u64)
             .sum()
     }
-
-    /// The text of a generated file (for tests and `inspect`).
-    pub fn text(&self, path: &str) -> Option<&str> {
-        self.files
-            .iter()
-            .find(|f| f.path == path)
-            .and_then(|f| match &f.contents {
-                Contents::Text(s) => Some(s.as_str()),
-                Contents::Shared { .. } => None,
-            })
-    }
 }
 
 /// Why a target could not be built.
@@ -122,6 +111,36 @@ pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
             let msi = msi::build_msi(payload)?;
             intunewin::build(payload, &msi.name, &msi.bytes, &msi.codes)
         }
+    }
+}
+
+/// Builds targets in turn, sharing work between them: the `.intunewin` wraps the
+/// MSI built for the msi target instead of building (and compressing) it again.
+#[derive(Default)]
+pub struct Builder {
+    msi: Option<msi::BuiltMsi>,
+}
+
+impl Builder {
+    pub fn build(&mut self, target: Target, payload: &Payload) -> Result<Artefact> {
+        match target {
+            Target::Msi => Ok(self.msi(payload)?.artefact.clone()),
+            Target::Intunewin => {
+                let msi = self.msi(payload)?;
+                intunewin::build(payload, &msi.name, &msi.bytes, &msi.codes)
+            }
+            other => build(other, payload),
+        }
+    }
+
+    fn msi(&mut self, payload: &Payload) -> Result<&msi::BuiltMsi> {
+        if self.msi.is_none() {
+            self.msi = Some(msi::build_msi(payload)?);
+        }
+        self.msi.as_ref().ok_or_else(|| TargetError::Template {
+            name: "msi".into(),
+            reason: "not built".into(),
+        })
     }
 }
 
@@ -257,6 +276,17 @@ pub fn payload_files(payload: &Payload, prefix: &str) -> Result<Vec<OutFile>> {
         ));
     }
     Ok(files)
+}
+
+/// A UUID made from a SHA-256 digest, with the version-5 and RFC 4122 variant bits
+/// set: identifiers that must be stable (profile payloads, MSI components and
+/// product codes) or follow the content (the MSI package code) derive from it.
+pub fn uuid_from_digest(digest: &[u8]) -> uuid::Uuid {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(b)
 }
 
 /// A lowercase identifier made of the org name (`acme-corp` → `acme_corp`), for

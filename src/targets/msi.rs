@@ -33,11 +33,7 @@ fn err(what: &str, e: impl std::fmt::Display) -> TargetError {
 /// A GUID derived from `name`, in the registry format MSI wants.
 pub fn guid(name: &str) -> String {
     let d = Sha256::digest(format!("fleetkit msi guid\0{name}").as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    b[6] = (b[6] & 0x0f) | 0x50;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    format!("{{{}}}", uuid::Uuid::from_bytes(b).hyphenated()).to_uppercase()
+    format!("{{{}}}", super::uuid_from_digest(&d).hyphenated()).to_uppercase()
 }
 
 fn s(v: impl Into<String>) -> Value {
@@ -259,14 +255,7 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
     let mut content_hash = Sha256::new();
     content_hash.update(&cab);
     content_hash.update(version.as_bytes());
-    let package_code = {
-        let d = content_hash.finalize();
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&d[..16]);
-        b[6] = (b[6] & 0x0f) | 0x50;
-        b[8] = (b[8] & 0x3f) | 0x80;
-        uuid::Uuid::from_bytes(b)
-    };
+    let package_code = super::uuid_from_digest(&content_hash.finalize());
 
     let mut p = Package::create(PackageType::Installer, Cursor::new(Vec::new()))
         .map_err(|e| err("msi", e))?;
