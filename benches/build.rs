@@ -44,6 +44,7 @@ fn bench_build(c: &mut Criterion) {
         agents: BTreeMap::from([("linux-x86_64".to_string(), agent)]),
         installer_identity: None,
         installer_identity_password: Default::default(),
+        agent_oses: None,
     };
     let out = dir.path().join("dist");
     let targets = [Target::Ansible, Target::Chef, Target::Puppet];
@@ -64,12 +65,29 @@ fn bench_build(c: &mut Criterion) {
         agents: BTreeMap::from([("darwin-arm64".to_string(), mac_agent)]),
         installer_identity: None,
         installer_identity_password: Default::default(),
+        agent_oses: None,
     };
     let pkg_out = dir.path().join("dist-pkg");
     group.bench_function("pkg, example org, 10 MB agent", |b| {
         b.iter(|| {
             let payload = Payload::assemble(&ws, &pkg_options).unwrap();
             fleetkit::build::build(&payload, &[Target::Pkg], &pkg_out, &mut |_| {}).unwrap()
+        })
+    });
+    // The MSI alone with a 10 MB Windows agent (issue 6; the comparison with wixl is
+    // benches/msi-vs-wixl.sh).
+    let win_agent = dir.path().join("fleetkit-windows-x86_64.exe");
+    std::fs::write(&win_agent, &bytes[..10 * 1024 * 1024]).unwrap();
+    let msi_options = PayloadOptions {
+        team: Some("platform".into()),
+        agents: BTreeMap::from([("windows-x86_64".to_string(), win_agent)]),
+        ..Default::default()
+    };
+    let msi_out = dir.path().join("dist-msi");
+    group.bench_function("msi, example org, 10 MB agent", |b| {
+        b.iter(|| {
+            let payload = Payload::assemble(&ws, &msi_options).unwrap();
+            fleetkit::build::build(&payload, &[Target::Msi], &msi_out, &mut |_| {}).unwrap()
         })
     });
     group.finish();

@@ -26,6 +26,8 @@ declare -A apt_for=(
   [cpio]=cpio
   [msiinfo]=msitools
   [msiextract]=msitools
+  [gcab]=gcab
+  [cabextract]=cabextract
   [osslsigncode]=osslsigncode
 )
 # Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide

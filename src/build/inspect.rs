@@ -54,7 +54,7 @@ pub fn describe(payload: &Payload, os: &str) -> String {
             .into_iter()
             .map(|a| DescribedAgent {
                 platform: a.platform.clone(),
-                sha256: a.sha256.clone(),
+                sha256: a.sha256().to_string(),
                 size: a.bytes.len() as u64,
             })
             .collect(),

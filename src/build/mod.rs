@@ -201,37 +201,35 @@ fn write_output(payload: &Payload, artefacts: &[Artefact], out: &Path) -> Result
             files.insert(format!("{}/{}", a.dir, f.path), (&f.contents, f.mode));
         }
     }
+    // Files not hashed yet are hashed on a second thread while this one writes:
+    // for an installer, hashing and writing take about as long as each other.
+    let (hashes, wrote) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| {
+            files
+                .iter()
+                .filter(|(_, (c, _))| !matches!(c, Contents::Shared { .. }))
+                .map(|(rel, (c, _))| (rel.as_str(), hex_sha256(c.bytes())))
+                .collect::<BTreeMap<&str, String>>()
+        });
+        let wrote = write_files(stage.path(), &files);
+        (hasher.join(), wrote)
+    });
+    wrote?;
+    let hashes = hashes.map_err(|_| BuildError::Input {
+        what: "the build output".into(),
+        reason: "hashing the files failed".into(),
+        help: String::new(),
+    })?;
     let mut sums = String::new();
-    // The first copy of a shared binary is written; the others are hard links to
-    // it (copies where the filesystem cannot link).
-    let mut written: BTreeMap<*const Vec<u8>, PathBuf> = BTreeMap::new();
-    for (rel, (contents, mode)) in &files {
-        let path = stage.path().join(rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| FsError::new("cannot create directory", dir, e))?;
-        }
-        match contents {
-            Contents::Shared { bytes, sha256 } => {
-                let key = Arc::as_ptr(bytes);
-                match written.get(&key) {
-                    Some(first) if std::fs::hard_link(first, &path).is_ok() => {}
-                    _ => {
-                        write_file(&path, bytes, *mode)?;
-                        written.insert(key, path.clone());
-                    }
-                }
-                sums.push_str(&format!(
-                    "{}  {rel}\n",
-                    sha256.trim_start_matches("sha256:")
-                ));
-            }
-            other => {
-                let bytes = other.bytes();
-                write_file(&path, bytes, *mode)?;
-                sums.push_str(&format!("{}  {rel}\n", hex_sha256(bytes)));
-            }
-        }
+    for (rel, (contents, _)) in &files {
+        let hex = match contents {
+            Contents::Shared { sha256, .. } => sha256.trim_start_matches("sha256:"),
+            _ => hashes.get(rel.as_str()).map_or("", String::as_str),
+        };
+        sums.push_str(&format!(
+            "{hex}  {rel}
+"
+        ));
     }
     let record = BuildRecord {
         fleetkit_version: &payload.agent_version,
@@ -255,7 +253,7 @@ fn write_output(payload: &Payload, artefacts: &[Artefact], out: &Path) -> Result
             .values()
             .map(|a| AgentRecord {
                 platform: &a.platform,
-                sha256: &a.sha256,
+                sha256: a.sha256(),
                 size: a.bytes.len(),
                 from: Path::new(&a.source)
                     .file_name()
@@ -291,6 +289,33 @@ fn hex_sha256(bytes: &[u8]) -> String {
     payload::sha256(bytes)
         .trim_start_matches("sha256:")
         .to_string()
+}
+
+/// Writes `files` under `root`. The first copy of a shared binary is written; the
+/// others are hard links to it (copies where the filesystem cannot link).
+fn write_files(root: &Path, files: &BTreeMap<String, (&Contents, u32)>) -> Result<()> {
+    let mut written: BTreeMap<*const Vec<u8>, PathBuf> = BTreeMap::new();
+    for (rel, (contents, mode)) in files {
+        let path = root.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| FsError::new("cannot create directory", dir, e))?;
+        }
+        match contents {
+            Contents::Shared { bytes, .. } => {
+                let key = Arc::as_ptr(bytes);
+                match written.get(&key) {
+                    Some(first) if std::fs::hard_link(first, &path).is_ok() => {}
+                    _ => {
+                        write_file(&path, bytes, *mode)?;
+                        written.insert(key, path.clone());
+                    }
+                }
+            }
+            other => write_file(&path, other.bytes(), *mode)?,
+        }
+    }
+    Ok(())
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {

@@ -24,10 +24,62 @@ pub struct AgentBinary {
     pub platform: String,
     /// Shared by every target that ships it: read and hashed once.
     pub bytes: Arc<Vec<u8>>,
-    /// `sha256:<hex>`.
-    pub sha256: String,
     /// Where it came from (for build.json).
     pub source: String,
+    digest: Arc<BackgroundDigest>,
+}
+
+impl AgentBinary {
+    /// Reads nothing: `bytes` are hashed on a background thread from here on, so
+    /// that hashing a 20 MB binary overlaps the targets' work instead of preceding
+    /// it.
+    pub fn new(platform: String, bytes: Vec<u8>, source: String) -> Self {
+        let bytes = Arc::new(bytes);
+        Self {
+            digest: Arc::new(BackgroundDigest::start(Arc::clone(&bytes))),
+            platform,
+            bytes,
+            source,
+        }
+    }
+
+    /// `sha256:<hex>` of the binary (waits for the background hash).
+    pub fn sha256(&self) -> &str {
+        self.digest.get()
+    }
+}
+
+/// A SHA-256 computed on its own thread, waited for when first asked.
+#[derive(Debug)]
+struct BackgroundDigest {
+    bytes: Arc<Vec<u8>>,
+    pending: std::sync::Mutex<Option<std::thread::JoinHandle<String>>>,
+    value: std::sync::OnceLock<String>,
+}
+
+impl BackgroundDigest {
+    fn start(bytes: Arc<Vec<u8>>) -> Self {
+        let for_thread = Arc::clone(&bytes);
+        let pending = std::thread::Builder::new()
+            .name("agent-sha256".into())
+            .spawn(move || sha256(&for_thread))
+            .ok();
+        Self {
+            bytes,
+            pending: std::sync::Mutex::new(pending),
+            value: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &str {
+        self.value.get_or_init(|| {
+            let handle = self.pending.lock().ok().and_then(|mut p| p.take());
+            // No thread (spawn failed) or a failed one: hash here.
+            handle
+                .and_then(|h| h.join().ok())
+                .unwrap_or_else(|| sha256(&self.bytes))
+        })
+    }
 }
 
 /// What every artefact carries.
@@ -72,6 +124,9 @@ pub struct PayloadOptions {
     pub installer_identity: Option<PathBuf>,
     /// The PKCS#12's password.
     pub installer_identity_password: zeroize::Zeroizing<String>,
+    /// Read only the agents of these OSes (those the requested targets ship); `None`
+    /// reads every configured agent. A 20 MB binary no target ships is not read.
+    pub agent_oses: Option<Vec<&'static str>>,
 }
 
 /// The platform this binary was built for, in the `agents:` spelling.
@@ -188,17 +243,18 @@ impl Payload {
             }
             sources.insert(platform.clone(), path.clone());
         }
+        let needed = |platform: &str| {
+            opts.agent_oses.as_ref().is_none_or(|oses| {
+                oses.iter()
+                    .any(|os| platform.starts_with(&format!("{os}-")))
+            })
+        };
         let mut agents = BTreeMap::new();
-        for (platform, path) in sources {
+        for (platform, path) in sources.into_iter().filter(|(p, _)| needed(p)) {
             let bytes = read(&path, MAX_AGENT_BYTES)?;
             agents.insert(
                 platform.clone(),
-                AgentBinary {
-                    sha256: sha256(&bytes),
-                    bytes: Arc::new(bytes),
-                    source: path.display().to_string(),
-                    platform,
-                },
+                AgentBinary::new(platform, bytes, path.display().to_string()),
             );
         }
 

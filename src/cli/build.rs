@@ -63,6 +63,8 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
         installer_identity_password: zeroize::Zeroizing::new(
             std::env::var("FLEETKIT_INSTALLER_IDENTITY_PASSWORD").unwrap_or_default(),
         ),
+        // Only the agents the requested targets ship are read and hashed.
+        agent_oses: Some(requested.iter().filter_map(|t| t.agent_os()).collect()),
     };
     let payload = Payload::assemble(&ws, &options).map_err(|e| {
         let help = e.help();

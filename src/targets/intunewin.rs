@@ -129,10 +129,7 @@ pub fn build(payload: &Payload, msi_name: &str, msi: &[u8], codes: &MsiCodes) ->
         dir: "windows".into(),
         files: vec![OutFile {
             path: name,
-            contents: Contents::Shared {
-                sha256: crate::build::payload::sha256(&outer),
-                bytes: std::sync::Arc::new(outer),
-            },
+            contents: Contents::Built(std::sync::Arc::new(outer)),
             mode: super::FILE_MODE,
         }],
         notes: vec![],

@@ -233,10 +233,7 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
             (
                 super::OutFile {
                     path: name.clone(),
-                    contents: super::Contents::Shared {
-                        sha256: crate::build::payload::sha256(&der),
-                        bytes: std::sync::Arc::new(der),
-                    },
+                    contents: super::Contents::Built(std::sync::Arc::new(der)),
                     mode: super::FILE_MODE,
                 },
                 vec![format!("profile signed by {}", identity.subject())],

@@ -26,11 +26,13 @@ pub const FILE_MODE: u32 = 0o644;
 /// Mode of agent binaries and scripts.
 pub const EXEC_MODE: u32 = 0o755;
 
-/// A file's bytes: generated text, or a payload file shared by several artefacts
-/// (read and hashed once).
+/// A file's bytes: generated text, bytes a target made (an installer, a signed
+/// profile; hashed while they are written), or a payload file shared by several
+/// artefacts (read and hashed once).
 #[derive(Debug, Clone)]
 pub enum Contents {
     Text(String),
+    Built(Arc<Vec<u8>>),
     Shared { bytes: Arc<Vec<u8>>, sha256: String },
 }
 
@@ -38,7 +40,7 @@ impl Contents {
     pub fn bytes(&self) -> &[u8] {
         match self {
             Self::Text(s) => s.as_bytes(),
-            Self::Shared { bytes, .. } => bytes,
+            Self::Built(bytes) | Self::Shared { bytes, .. } => bytes,
         }
     }
 }
@@ -271,7 +273,7 @@ pub fn payload_files(payload: &Payload, prefix: &str) -> Result<Vec<OutFile>> {
         files.push(shared(
             &format!("{prefix}fleetkit-{}", agent.platform),
             &agent.bytes,
-            &agent.sha256,
+            agent.sha256(),
             EXEC_MODE,
         ));
     }

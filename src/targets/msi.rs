@@ -21,6 +21,7 @@ use crate::build::payload::Payload;
 use crate::workspace::config::Target;
 use msi::{Column, Insert, Package, PackageType, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::io::{Cursor, Read, Write};
 
 fn err(what: &str, e: impl std::fmt::Display) -> TargetError {
@@ -44,52 +45,49 @@ fn i(v: i32) -> Value {
     Value::Int(v)
 }
 
-/// The files the package installs: (File key, directory, short|long name, bytes).
-fn files(
-    payload: &Payload,
-    agent: &[u8],
-) -> Vec<(&'static str, &'static str, &'static str, Vec<u8>)> {
+/// A file the package installs: (File key, directory, short|long name, bytes).
+type FileEntry<'a> = (&'static str, &'static str, &'static str, Cow<'a, [u8]>);
+
+/// Written as the cabinet stream while the tables are built, and swapped for the
+/// real cabinet when the file is rewritten as CFB v3: the cabinet is copied once.
+const CAB_PLACEHOLDER: &[u8] = b"fleetkit: the cabinet goes here\0";
+
+/// The files the package installs.
+fn files<'a>(payload: &'a Payload, agent: &'a [u8]) -> Vec<FileEntry<'a>> {
     vec![
-        ("FleetkitExe", "INSTALLDIR", "fleetkit.exe", agent.to_vec()),
+        (
+            "FleetkitExe",
+            "INSTALLDIR",
+            "fleetkit.exe",
+            Cow::Borrowed(agent),
+        ),
         (
             "AgentYaml",
             "DATADIR",
             "agent~1.yam|agent.yaml",
-            payload.settings.to_yaml().into_bytes(),
+            Cow::Owned(payload.settings.to_yaml().into_bytes()),
         ),
         (
             "AnchorsJson",
             "DATADIR",
             "anchor~1.jso|anchors.json",
-            payload.anchors_json.to_vec(),
+            Cow::Borrowed(payload.anchors_json.as_slice()),
         ),
         (
             "BundleJson",
             "DATADIR",
             "bundle~1.jso|bundle.json",
-            payload.bundle.to_vec(),
+            Cow::Borrowed(payload.bundle.as_slice()),
         ),
     ]
 }
 
-fn cabinet(
-    files: &[(&'static str, &'static str, &'static str, Vec<u8>)],
-    mtime: time::PrimitiveDateTime,
-) -> Result<Vec<u8>> {
-    let mut builder = cab::CabinetBuilder::new();
-    let folder = builder.add_folder(cab::CompressionType::MsZip);
-    for (key, ..) in files {
-        folder.add_file(*key).set_datetime(mtime);
-    }
-    let mut writer = builder
-        .build(Cursor::new(Vec::new()))
-        .map_err(|e| err("cab", e))?;
-    let mut index = 0;
-    while let Some(mut w) = writer.next_file().map_err(|e| err("cab", e))? {
-        w.write_all(&files[index].3).map_err(|e| err("cab", e))?;
-        index += 1;
-    }
-    Ok(writer.finish().map_err(|e| err("cab", e))?.into_inner())
+fn cabinet(files: &[FileEntry<'_>], mtime: time::PrimitiveDateTime) -> Result<Vec<u8>> {
+    let entries: Vec<crate::formats::cab::CabFile<'_>> = files
+        .iter()
+        .map(|(key, _, _, data)| crate::formats::cab::CabFile { name: key, data })
+        .collect();
+    crate::formats::cab::write(&entries, mtime, 0).map_err(|e| err("cab", e))
 }
 
 /// Creates the tables fleetkit fills.
@@ -504,11 +502,14 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
         let mut stream = p
             .write_stream("fleetkit.cab")
             .map_err(|e| err("cab stream", e))?;
-        stream.write_all(&cab).map_err(|e| err("cab stream", e))?;
+        stream
+            .write_all(CAB_PLACEHOLDER)
+            .map_err(|e| err("cab stream", e))?;
     }
     p.flush().map_err(|e| err("msi", e))?;
     let v4 = p.into_inner().map_err(|e| err("msi", e))?.into_inner();
-    let msi = to_cfb_v3(&v4, payload.build_time).map_err(|e| err("cfb", e))?;
+    let msi = to_cfb_v3(v4, payload.build_time, Some((CAB_PLACEHOLDER, &cab)))
+        .map_err(|e| err("cfb", e))?;
 
     let name = format!(
         "{}-fleetkit-{version}-x64.msi",
@@ -521,10 +522,7 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
             dir: "windows".into(),
             files: vec![OutFile {
                 path: name.clone(),
-                contents: Contents::Shared {
-                    sha256: crate::build::payload::sha256(&bytes),
-                    bytes: std::sync::Arc::clone(&bytes),
-                },
+                contents: Contents::Built(std::sync::Arc::clone(&bytes)),
                 mode: super::FILE_MODE,
             }],
             notes: vec![],
@@ -542,11 +540,21 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
 
 /// Rewrites a compound file as CFB version 3 (512-byte sectors, what Authenticode
 /// signers expect), copying every storage (with its CLSID) and stream, with every
-/// timestamp set to `time`.
-pub fn to_cfb_v3(v4: &[u8], time: time::OffsetDateTime) -> std::io::Result<Vec<u8>> {
-    let src = cfb::CompoundFile::open(Cursor::new(v4.to_vec()))?;
-    let mut dst =
-        cfb::CompoundFile::create_with_version(cfb::Version::V3, Cursor::new(Vec::new()))?;
+/// timestamp set to `time`; a stream whose bytes are `substitute.0` is written as
+/// `substitute.1`.
+pub fn to_cfb_v3(
+    v4: Vec<u8>,
+    time: time::OffsetDateTime,
+    substitute: Option<(&[u8], &[u8])>,
+) -> std::io::Result<Vec<u8>> {
+    let capacity = v4.len() + substitute.map_or(0, |(_, to)| to.len()) + 64 * 1024;
+    let src = cfb::CompoundFile::open(Cursor::new(v4))?;
+    // Sized for the whole file up front: growing a 10 MB buffer by doubling copies
+    // it again and again.
+    let mut dst = cfb::CompoundFile::create_with_version(
+        cfb::Version::V3,
+        Cursor::new(Vec::with_capacity(capacity)),
+    )?;
     let when =
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.unix_timestamp().max(0) as u64);
     let entries: Vec<(std::path::PathBuf, bool, uuid::Uuid)> = src
@@ -562,7 +570,11 @@ pub fn to_cfb_v3(v4: &[u8], time: time::OffsetDateTime) -> std::io::Result<Vec<u
         if *is_stream {
             let mut data = Vec::new();
             src.open_stream(path)?.read_to_end(&mut data)?;
-            dst.create_stream(path)?.write_all(&data)?;
+            let data = match substitute {
+                Some((from, to)) if data == from => to,
+                _ => &data,
+            };
+            dst.create_stream(path)?.write_all(data)?;
         } else {
             dst.create_storage(path)?;
             dst.set_storage_clsid(path, *clsid)?;

@@ -325,10 +325,7 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         files: vec![
             super::OutFile {
                 path: file_name(payload),
-                contents: super::Contents::Shared {
-                    sha256: crate::build::payload::sha256(&pkg),
-                    bytes: std::sync::Arc::new(pkg),
-                },
+                contents: super::Contents::Built(std::sync::Arc::new(pkg)),
                 mode: super::FILE_MODE,
             },
             jamf,

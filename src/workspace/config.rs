@@ -149,6 +149,15 @@ impl Target {
     pub fn as_str(self) -> &'static str {
         Self::NAMES[self as usize]
     }
+    /// The OS whose agent binaries this target ships (`None`: it ships none).
+    pub fn agent_os(self) -> Option<&'static str> {
+        match self {
+            Target::Pkg => Some("darwin"),
+            Target::Mobileconfig => None,
+            Target::Msi | Target::Intunewin => Some("windows"),
+            Target::Ansible | Target::Chef | Target::Puppet => Some("linux"),
+        }
+    }
 }
 
 const TOP_KEYS: &[&str] = &[
