@@ -28,6 +28,8 @@ declare -A apt_for=(
   [msiextract]=msitools
   [gcab]=gcab
   [cabextract]=cabextract
+  # Windows Installer as Wine implements it installs, upgrades and removes the MSI.
+  [/usr/lib/wine/wine64]=wine64
   [osslsigncode]=osslsigncode
 )
 # Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide

@@ -53,7 +53,7 @@ fn msitools_read_the_summary_tables_and_files() {
     let summary = tool(Command::new("msiinfo").arg("suminfo").arg(&msi));
     for expected in [
         "Template: x64;1033",
-        "Version: 200",
+        "Version: 500",
         "Source: 2",
         "Subject: acme-corp fleetkit",
     ] {
@@ -71,6 +71,7 @@ fn msitools_read_the_summary_tables_and_files() {
         "CustomAction",
         "InstallExecuteSequence",
         "Upgrade",
+        "MsiLockPermissionsEx",
     ] {
         assert!(tables.lines().any(|l| l == t), "{t} missing:\n{tables}");
     }
@@ -104,11 +105,34 @@ fn msitools_read_the_summary_tables_and_files() {
             .any(|r| r[2] == "SOFTWARE\\fleetkit" && r[3] == "Version"),
         "{registry:?}"
     );
+    // The enrollment values go through the registry, never a command line: every
+    // value is written behind the prefix that keeps it a string.
+    for (name, property) in [
+        ("Team", "FLEETKIT_TEAM"),
+        ("Department", "FLEETKIT_DEPARTMENT"),
+        ("Environment", "FLEETKIT_ENVIRONMENT"),
+        ("Token", "FLEETKIT_ENROLL_TOKEN"),
+    ] {
+        assert!(
+            registry
+                .iter()
+                .any(|r| r[2] == "SOFTWARE\\fleetkit\\Enrollment"
+                    && r[3] == name
+                    && r[4] == format!("v=[{property}]")),
+            "{name}: {registry:?}"
+        );
+    }
+    let locks = export(&msi, "MsiLockPermissionsEx");
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0][2], "Registry");
+    assert_eq!(locks[0][3], "D:PAI(A;;KA;;;SY)(A;;KA;;;BA)");
+    assert!(registry.iter().any(|r| r[0] == locks[0][1]));
     let actions = export(&msi, "CustomAction");
+    let register = actions.iter().find(|r| r[0] == "FleetkitRegister").unwrap();
+    assert_eq!(register[3], "\"[INSTALLDIR]fleetkit.exe\" agent register");
     assert!(
-        actions
-            .iter()
-            .any(|r| r[0] == "FleetkitRegister" && r[3].contains("agent register"))
+        actions.iter().all(|r| !r[3].contains("[FLEETKIT_")),
+        "no property in a command line: {actions:?}"
     );
     let sequence = export(&msi, "InstallExecuteSequence");
     let at = |a: &str| {
@@ -358,4 +382,77 @@ print(msi.find('MsiProductCode').text, msi.find('MsiUpgradeCode').text, msi.find
         .output()
         .unwrap();
     assert!(!bad.status.success(), "a changed package still verified");
+}
+
+#[test]
+fn an_arm64_agent_gets_its_own_arm64_msi_and_intunewin() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let x64 = dir.path().join("fleetkit-x64.exe");
+    let arm64 = dir.path().join("fleetkit-arm64.exe");
+    std::fs::write(&x64, b"MZ x64 stand-in").unwrap();
+    std::fs::write(&arm64, b"MZ arm64 stand-in").unwrap();
+    let r = Command::new(BIN)
+        .args([
+            "--workspace",
+            &org.ws(),
+            "build",
+            "--target",
+            "msi",
+            "--target",
+            "intunewin",
+            "--out",
+        ])
+        .arg(dir.path().join("out"))
+        .arg("--agent")
+        .arg(format!("windows-x86_64={}", x64.display()))
+        .arg("--agent")
+        .arg(format!("windows-arm64={}", arm64.display()))
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let out = dir.path().join("out/windows");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "acme-corp-fleetkit-1.0.1-arm64.intunewin",
+            "acme-corp-fleetkit-1.0.1-arm64.msi",
+            "acme-corp-fleetkit-1.0.1-x64.intunewin",
+            "acme-corp-fleetkit-1.0.1-x64.msi",
+        ]
+    );
+    let msi = |arch: &str| out.join(format!("acme-corp-fleetkit-1.0.1-{arch}.msi"));
+    let summary = tool(Command::new("msiinfo").arg("suminfo").arg(msi("arm64")));
+    assert!(summary.contains("Template: Arm64;1033"), "{summary}");
+    let props = |arch: &str| export(&msi(arch), "Property");
+    let get =
+        |rows: &[Vec<String>], name: &str| rows.iter().find(|r| r[0] == name).unwrap()[1].clone();
+    let (a, b) = (props("x64"), props("arm64"));
+    assert_eq!(get(&a, "UpgradeCode"), get(&b, "UpgradeCode"));
+    assert_ne!(get(&a, "ProductCode"), get(&b, "ProductCode"));
+    let components = |arch: &str| -> Vec<String> {
+        export(&msi(arch), "Component")
+            .into_iter()
+            .map(|r| r[1].clone())
+            .collect()
+    };
+    let (ca, cb) = (components("x64"), components("arm64"));
+    assert!(ca.iter().all(|g| !cb.contains(g)), "component GUIDs shared");
+    let x = dir.path().join("x");
+    tool(
+        Command::new("msiextract")
+            .arg("-C")
+            .arg(&x)
+            .arg(msi("arm64")),
+    );
+    assert_eq!(
+        std::fs::read(x.join("fleetkit/fleetkit.exe")).unwrap(),
+        b"MZ arm64 stand-in"
+    );
 }

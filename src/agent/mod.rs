@@ -10,7 +10,9 @@
 //! - [`policy_cache`]: the verified policy in force and its atomic swap;
 //! - [`offline`]: the offline modes as one pure decision;
 //! - [`manifest`]: the device manifest and its fact mirrors;
-//! - [`register`], [`sync`], [`status`]: the commands.
+//! - [`register`], [`sync`], [`status`]: the commands;
+//! - [`windows`]: the MSI's enrollment values, the device's registry record and the
+//!   machine Root store, on Windows.
 //!
 //! Trust comes only from the anchors installed with the artefact (DESIGN.md rule 1):
 //! the server's TLS certificate, the machine certificate it returns and every policy
@@ -28,6 +30,7 @@ pub mod settings;
 pub mod state;
 pub mod status;
 pub mod sync;
+pub mod windows;
 
 use crate::anchors::{self, TrustAnchors};
 use crate::bundle::BundleError;
@@ -67,6 +70,8 @@ pub enum AgentError {
     CertificateExpired { at: String },
     #[error("the server's policy bundle was refused, the current policy stays in force: {0}")]
     BundleRejected(BundleError),
+    #[error("{0}")]
+    Platform(String),
     #[error("cannot reach the server: {reason}; {in_force}")]
     Offline {
         reason: String,
@@ -118,6 +123,7 @@ impl AgentError {
                 format!("refused:{code}")
             }
             Self::Server(_) => "server".into(),
+            Self::Platform(_) => "platform".into(),
             Self::CertificateExpired { .. } => "certificate-expired".into(),
             Self::BundleRejected(e) => format!("rejected:{}", e.code()),
             Self::Offline { .. } => "unreachable".into(),

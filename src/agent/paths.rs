@@ -37,6 +37,8 @@ impl Platform {
 pub struct AgentPaths {
     /// The root prefix (`/` on a real system).
     pub root: PathBuf,
+    /// Whose conventions these are.
+    pub platform: Platform,
     /// Install-time settings written by the artefact.
     pub settings: PathBuf,
     /// The trust anchors installed with the artefact.
@@ -99,6 +101,7 @@ impl AgentPaths {
         };
         Self {
             root: root.to_path_buf(),
+            platform,
             settings: config.join("agent.yaml"),
             anchors: config.join("anchors.json"),
             shipped_bundle: config.join("bundle.json"),

@@ -11,6 +11,7 @@ use super::client::{ClientError, DeviceClient};
 use super::facts;
 use super::identity::{self, Identity};
 use super::manifest::{self, Manifest};
+use super::paths::Platform;
 use super::settings::Assignment;
 use super::state::{Enrollment, EnrollmentStatus};
 use super::{Agent, AgentError, Result};
@@ -97,10 +98,11 @@ impl Agent {
             });
         }
         self.install_shipped_policy(now);
+        self.trust_root_ca()?;
 
         let token = match &opts.token {
             Some(t) => Some(t.clone()),
-            None => read_token_file(&self.paths.token_file),
+            None => read_token_file(&self.paths.token_file).or_else(|| self.installer_token()),
         };
         let was_registered = self.state.is_registered();
         let result = match self.adopt_identity(&key, &facts, now) {
@@ -125,6 +127,9 @@ impl Agent {
                 self.save_state()?;
                 self.write_manifest(&facts, now)?;
                 let _ = std::fs::remove_file(&self.paths.token_file);
+                if self.is_windows_device() {
+                    super::windows::forget_token();
+                }
                 let _ = std::fs::remove_file(&self.paths.pending_key);
                 Ok(done)
             }
@@ -303,7 +308,46 @@ impl Agent {
                 .map(|s| if s.ok { "ok".into() } else { s.code.clone() }),
         };
         m.write(&self.paths)?;
+        if self.is_windows_device() {
+            super::windows::record_device(&super::windows::DeviceRecord {
+                machine_id: m.machine_id.clone(),
+                device_id: m.device_id.clone(),
+                enrollment: m.enrollment.clone(),
+                policy_version: m.policy_version,
+            })
+            .map_err(AgentError::Platform)?;
+        }
         Ok(())
+    }
+
+    /// True on a real Windows device (not under a test root).
+    fn is_windows_device(&self) -> bool {
+        self.paths.platform == Platform::Windows && self.paths.is_real_root()
+    }
+
+    /// Windows: the token the MSI wrote from FLEETKIT_ENROLL_TOKEN, if still there.
+    fn installer_token(&self) -> Option<Zeroizing<String>> {
+        if !self.is_windows_device() {
+            return None;
+        }
+        super::windows::read_installer_values()
+            .ok()
+            .flatten()?
+            .token
+    }
+
+    /// Windows: puts the root CA of the installed anchors (not a file anyone could
+    /// have replaced) in the machine's Root store.
+    fn trust_root_ca(&self) -> Result<()> {
+        if !self.is_windows_device() {
+            return Ok(());
+        }
+        let Some(pem) = self.anchors.root_ca.first() else {
+            return Ok(());
+        };
+        let file = self.paths.data_dir.join("root-ca.pem");
+        fsutil::write_atomic(&file, pem.as_bytes(), fsutil::PUBLIC_MODE)?;
+        super::windows::trust_root_ca(&file).map_err(AgentError::Platform)
     }
 }
 

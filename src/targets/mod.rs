@@ -108,11 +108,7 @@ pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
         Target::Puppet => puppet::build(payload),
         Target::Mobileconfig => mobileconfig::build(payload),
         Target::Pkg => pkg::build(payload),
-        Target::Msi => msi::build(payload),
-        Target::Intunewin => {
-            let msi = msi::build_msi(payload)?;
-            intunewin::build(payload, &msi.name, &msi.bytes, &msi.codes)
-        }
+        Target::Msi | Target::Intunewin => Builder::default().build(target, payload),
     }
 }
 
@@ -120,29 +116,39 @@ pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
 /// MSI built for the msi target instead of building (and compressing) it again.
 #[derive(Default)]
 pub struct Builder {
-    msi: Option<msi::BuiltMsi>,
+    msi: Option<Vec<msi::BuiltMsi>>,
 }
 
 impl Builder {
     pub fn build(&mut self, target: Target, payload: &Payload) -> Result<Artefact> {
         match target {
-            Target::Msi => Ok(self.msi(payload)?.artefact.clone()),
+            Target::Msi => Ok(Artefact {
+                target,
+                dir: "windows".into(),
+                files: self.msis(payload)?.iter().map(|m| m.file.clone()).collect(),
+                notes: vec![],
+            }),
             Target::Intunewin => {
-                let msi = self.msi(payload)?;
-                intunewin::build(payload, &msi.name, &msi.bytes, &msi.codes)
+                let mut files = Vec::new();
+                for m in self.msis(payload)? {
+                    files.extend(intunewin::build(payload, &m.name, &m.bytes, &m.codes)?.files);
+                }
+                Ok(Artefact {
+                    target,
+                    dir: "windows".into(),
+                    files,
+                    notes: vec![],
+                })
             }
             other => build(other, payload),
         }
     }
 
-    fn msi(&mut self, payload: &Payload) -> Result<&msi::BuiltMsi> {
+    fn msis(&mut self, payload: &Payload) -> Result<&[msi::BuiltMsi]> {
         if self.msi.is_none() {
-            self.msi = Some(msi::build_msi(payload)?);
+            self.msi = Some(msi::build_all(payload)?);
         }
-        self.msi.as_ref().ok_or_else(|| TargetError::Template {
-            name: "msi".into(),
-            reason: "not built".into(),
-        })
+        Ok(self.msi.as_deref().unwrap_or_default())
     }
 }
 

@@ -16,9 +16,8 @@
 //!   Authenticode signers (osslsigncode, signtool) accept it and two builds are
 //!   byte-identical.
 
-use super::{Artefact, Contents, OutFile, Result, TargetError};
+use super::{Contents, OutFile, Result, TargetError};
 use crate::build::payload::Payload;
-use crate::workspace::config::Target;
 use msi::{Column, Insert, Package, PackageType, Value};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -47,6 +46,15 @@ fn i(v: i32) -> Value {
 
 /// A file the package installs: (File key, directory, short|long name, bytes).
 type FileEntry<'a> = (&'static str, &'static str, &'static str, Cow<'a, [u8]>);
+
+/// The enrollment values written from the public properties: (Registry key,
+/// value name, property).
+const ENROLLMENT_VALUES: [(&str, &str, &str); 4] = [
+    ("R_EnrollTeam", "Team", "FLEETKIT_TEAM"),
+    ("R_EnrollDepartment", "Department", "FLEETKIT_DEPARTMENT"),
+    ("R_EnrollEnvironment", "Environment", "FLEETKIT_ENVIRONMENT"),
+    ("R_EnrollToken", "Token", "FLEETKIT_ENROLL_TOKEN"),
+];
 
 /// Written as the cabinet stream while the tables are built, and swapped for the
 /// real cabinet when the file is rewritten as CFB v3: the cabinet is copied once.
@@ -189,6 +197,18 @@ fn create_tables<F: Read + Write + std::io::Seek>(p: &mut Package<F>) -> std::io
         ],
     )?;
     p.create_table(
+        "MsiLockPermissionsEx",
+        vec![
+            Column::build("MsiLockPermissionsEx")
+                .primary_key()
+                .id_string(72),
+            Column::build("LockObject").id_string(72),
+            Column::build("Table").id_string(32),
+            Column::build("SDDL").text_string(0),
+            Column::build("Condition").nullable().text_string(255),
+        ],
+    )?;
+    p.create_table(
         "CustomAction",
         vec![
             Column::build("Action").primary_key().id_string(72),
@@ -210,9 +230,19 @@ fn create_tables<F: Read + Write + std::io::Seek>(p: &mut Package<F>) -> std::io
         "Upgrade",
         vec![
             Column::build("UpgradeCode").primary_key().string(38),
-            Column::build("VersionMin").primary_key().string(20),
-            Column::build("VersionMax").primary_key().string(20),
-            Column::build("Language").primary_key().string(255),
+            Column::build("VersionMin")
+                .primary_key()
+                .nullable()
+                .string(20),
+            Column::build("VersionMax")
+                .primary_key()
+                .nullable()
+                .string(20),
+            // Null: any language (an empty string matches none under Wine).
+            Column::build("Language")
+                .primary_key()
+                .nullable()
+                .string(255),
             Column::build("Attributes").primary_key().int32(),
             Column::build("Remove").nullable().text_string(255),
             Column::build("ActionProperty").id_string(72),
@@ -221,35 +251,97 @@ fn create_tables<F: Read + Write + std::io::Seek>(p: &mut Package<F>) -> std::io
     Ok(())
 }
 
-/// Builds the MSI.
-pub fn build(payload: &Payload) -> Result<Artefact> {
-    build_msi(payload).map(|b| b.artefact)
+/// The processor an MSI is for: one MSI per Windows agent given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    X64,
+    Arm64,
 }
 
-/// The MSI with what the `.intunewin` needs to describe it.
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::X64, Arch::Arm64];
+
+    /// The `agents:` platform whose binary it ships.
+    pub fn agent_platform(self) -> &'static str {
+        match self {
+            Arch::X64 => "windows-x86_64",
+            Arch::Arm64 => "windows-arm64",
+        }
+    }
+
+    /// The platform in the summary's Template (`x64;1033`, `Arm64;1033`).
+    fn template(self) -> &'static str {
+        match self {
+            Arch::X64 => "x64",
+            Arch::Arm64 => "Arm64",
+        }
+    }
+
+    /// In the file name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Arch::X64 => "x64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// Mixed into the ProductCode and component GUIDs: the two packages are
+    /// different products built from different binaries. Empty for x64, whose
+    /// codes stay what they were before arm64 existed.
+    fn guid_suffix(self) -> &'static str {
+        match self {
+            Arch::X64 => "",
+            Arch::Arm64 => "\0arm64",
+        }
+    }
+}
+
+/// An MSI with what the `.intunewin` needs to describe it.
 pub struct BuiltMsi {
-    pub artefact: Artefact,
+    pub arch: Arch,
+    pub file: OutFile,
     pub name: String,
     pub bytes: std::sync::Arc<Vec<u8>>,
     pub codes: super::intunewin::MsiCodes,
 }
 
-/// Builds the MSI and keeps its codes.
-pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
-    let agent = payload
-        .agents
-        .get("windows-x86_64")
-        .ok_or_else(|| TargetError::MissingAgent {
+/// Builds the MSI of every architecture whose agent the payload holds.
+pub fn build_all(payload: &Payload) -> Result<Vec<BuiltMsi>> {
+    let built: Vec<BuiltMsi> = Arch::ALL
+        .into_iter()
+        .filter(|a| payload.agents.contains_key(a.agent_platform()))
+        .map(|a| build_msi(payload, a))
+        .collect::<Result<_>>()?;
+    if built.is_empty() {
+        return Err(TargetError::MissingAgent {
             os: "windows",
             host: crate::build::payload::host_platform(),
-        })?;
+        });
+    }
+    Ok(built)
+}
+
+/// Builds the MSI for `arch` and keeps its codes.
+pub fn build_msi(payload: &Payload, arch: Arch) -> Result<BuiltMsi> {
+    let agent =
+        payload
+            .agents
+            .get(arch.agent_platform())
+            .ok_or_else(|| TargetError::MissingAgent {
+                os: "windows",
+                host: crate::build::payload::host_platform(),
+            })?;
     let files = files(payload, &agent.bytes);
     let mtime = time::PrimitiveDateTime::new(payload.build_time.date(), payload.build_time.time());
     let cab = cabinet(&files, mtime)?;
 
     let version = format!("1.0.{}", payload.bundle_version.min(65535));
     let upgrade_code = guid(&format!("upgrade\0{}", payload.org));
-    let product_code = guid(&format!("product\0{}\0{version}", payload.org));
+    let product_code = guid(&format!(
+        "product\0{}\0{version}{}",
+        payload.org,
+        arch.guid_suffix()
+    ));
     let mut content_hash = Sha256::new();
     content_hash.update(&cab);
     content_hash.update(version.as_bytes());
@@ -266,7 +358,7 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
             "fleetkit agent and policy bundle v{}",
             payload.bundle_version
         ));
-        summary.set_arch("x64");
+        summary.set_arch(arch.template());
         summary.set_languages(&[msi::LanguageId::from_id(1033)]);
         summary.set_uuid(package_code);
         summary.set_creating_application(format!("fleetkit {}", payload.agent_version));
@@ -274,8 +366,9 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
             std::time::UNIX_EPOCH
                 + std::time::Duration::from_secs(payload.build_time.unix_timestamp().max(0) as u64),
         );
-        // 200: MSI 2.0 schema, x64; 2 = compressed (source files in the cab).
-        summary.set_page_count(200);
+        // 500: Windows Installer 5.0 (MsiLockPermissionsEx; Windows 7 and later);
+        // 2 = compressed (source files in the cab).
+        summary.set_page_count(500);
         summary.set_word_count(2);
     }
     create_tables(&mut p).map_err(|e| err("msi tables", e))?;
@@ -329,7 +422,10 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
         let component = format!("C_{key}");
         components.push(vec![
             s(component.clone()),
-            s(guid(&format!("component\0{upgrade_code}\0{key}"))),
+            s(guid(&format!(
+                "component\0{upgrade_code}\0{key}{}",
+                arch.guid_suffix()
+            ))),
             s(*dir),
             i(256), // 64-bit
             Value::Null,
@@ -347,8 +443,22 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
         ]);
     }
     components.push(vec![
+        s("C_Enrollment"),
+        s(guid(&format!(
+            "component\0{upgrade_code}\0enrollment{}",
+            arch.guid_suffix()
+        ))),
+        s("INSTALLDIR"),
+        i(256 | 4), // 64-bit, registry key path
+        Value::Null,
+        s("R_EnrollTeam"),
+    ]);
+    components.push(vec![
         s("C_Registry"),
-        s(guid(&format!("component\0{upgrade_code}\0registry"))),
+        s(guid(&format!(
+            "component\0{upgrade_code}\0registry{}",
+            arch.guid_suffix()
+        ))),
         s("INSTALLDIR"),
         i(256 | 4), // 64-bit, registry key path
         Value::Null,
@@ -420,11 +530,44 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
                 s(payload.bundle_version.to_string()),
                 s("C_Registry"),
             ],
-        ],
+        ]
+        .into_iter()
+        .chain(ENROLLMENT_VALUES.iter().map(|(id, name, property)| {
+            vec![
+                s(*id),
+                i(2),
+                s(crate::agent::windows::ENROLLMENT_KEY),
+                s(*name),
+                // The prefix keeps a value starting with `#` a string and an empty
+                // one a value (see agent::windows::VALUE_PREFIX).
+                s(format!(
+                    "{}[{property}]",
+                    crate::agent::windows::VALUE_PREFIX
+                )),
+                s("C_Enrollment"),
+            ]
+        }))
+        .collect(),
+    )?;
+    // The enrollment key holds the token: SYSTEM and Administrators only, no
+    // inherited entries (Windows Installer 5.0's SDDL form).
+    insert(
+        &mut p,
+        "MsiLockPermissionsEx",
+        vec![vec![
+            s("L_Enrollment"),
+            s("R_EnrollTeam"),
+            s("Registry"),
+            s("D:PAI(A;;KA;;;SY)(A;;KA;;;BA)"),
+            Value::Null,
+        ]],
     )?;
     // Deferred (1024), no impersonation (2048): run as LocalSystem. Type 34: an exe
     // in a directory; 64: its exit code is ignored (a pending registration is fine).
-    let register = "\"[INSTALLDIR]fleetkit.exe\" agent register --token \"[FLEETKIT_ENROLL_TOKEN]\" --team \"[FLEETKIT_TEAM]\" --department \"[FLEETKIT_DEPARTMENT]\" --environment \"[FLEETKIT_ENVIRONMENT]\"";
+    // They run after WriteRegistryValues, so the enrollment values are there.
+    // No property is pasted into a command line: the agent reads the values the
+    // Registry table wrote (HKLM\SOFTWARE\fleetkit\Enrollment), whatever they hold.
+    let register = "\"[INSTALLDIR]fleetkit.exe\" agent register";
     let task = "\"[SystemFolder]schtasks.exe\" /Create /F /RU SYSTEM /SC MINUTE /MO 15 /TN fleetkit-sync /TR \"\\\"[INSTALLDIR]fleetkit.exe\\\" agent sync\"";
     let untask = "\"[SystemFolder]schtasks.exe\" /Delete /F /TN fleetkit-sync";
     insert(
@@ -492,7 +635,7 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
             s(upgrade_code.clone()),
             s("0.0.0"),
             s(version.clone()),
-            s(""),
+            Value::Null,
             i(256),
             Value::Null,
             s("FLEETKIT_OLDER_FOUND"),
@@ -512,20 +655,17 @@ pub fn build_msi(payload: &Payload) -> Result<BuiltMsi> {
         .map_err(|e| err("cfb", e))?;
 
     let name = format!(
-        "{}-fleetkit-{version}-x64.msi",
-        super::org_slug(&payload.org).replace('_', "-")
+        "{}-fleetkit-{version}-{}.msi",
+        super::org_slug(&payload.org).replace('_', "-"),
+        arch.suffix()
     );
     let bytes = std::sync::Arc::new(msi);
     Ok(BuiltMsi {
-        artefact: Artefact {
-            target: Target::Msi,
-            dir: "windows".into(),
-            files: vec![OutFile {
-                path: name.clone(),
-                contents: Contents::Built(std::sync::Arc::clone(&bytes)),
-                mode: super::FILE_MODE,
-            }],
-            notes: vec![],
+        arch,
+        file: OutFile {
+            path: name.clone(),
+            contents: Contents::Built(std::sync::Arc::clone(&bytes)),
+            mode: super::FILE_MODE,
         },
         name,
         bytes,
