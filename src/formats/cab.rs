@@ -156,17 +156,14 @@ fn compress_blocks(
         n => n,
     }
     .clamp(1, count.max(1));
-    // Each thread takes a contiguous run of blocks; the result is the same for any
-    // thread count because every block is compressed on its own.
-    let per_thread = count.div_ceil(threads).max(1);
-    let ranges: Vec<(usize, usize)> = (0..count)
-        .step_by(per_thread)
-        .map(|start| (start, (start + per_thread).min(count)))
-        .collect();
-    let results: Vec<Result<Vec<Vec<u8>>, CabError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .map(|&(start, end)| scope.spawn(move || compress_range(files, start, end)))
+    // Threads take runs of a few blocks from a shared counter until none are
+    // left, so a thread slowed by other work does not hold the others up. The
+    // result is the same for any thread count: every block is compressed on its
+    // own and put back in its place.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<Numbered>, CabError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| compress_claimed(files, count, &next)))
             .collect();
         handles
             .into_iter()
@@ -177,29 +174,42 @@ fn compress_blocks(
             })
             .collect()
     });
-    let mut blocks = Vec::with_capacity(count);
+    let mut blocks = vec![Vec::new(); count];
     for r in results {
-        blocks.extend(r?);
+        for (index, block) in r? {
+            blocks[index] = block;
+        }
     }
     Ok(blocks)
 }
 
-/// Compresses blocks `start..end` of the concatenated files.
-fn compress_range(
+/// A compressed block and its place in the folder.
+type Numbered = (usize, Vec<u8>);
+
+/// Blocks claimed at a time from the shared counter.
+const RUN: usize = 8;
+
+/// Compresses runs of blocks claimed from `next` until all `count` are taken.
+fn compress_claimed(
     files: &[CabFile<'_>],
-    start: usize,
-    end: usize,
-) -> Result<Vec<Vec<u8>>, CabError> {
+    count: usize,
+    next: &std::sync::atomic::AtomicUsize,
+) -> Result<Vec<Numbered>, CabError> {
     let level = CompressionLvl::new(LEVEL)
         .map_err(|e| CabError::Deflate(format!("level {LEVEL}: {e:?}")))?;
     let mut compressor = Compressor::new(level);
     let mut scratch = Vec::with_capacity(BLOCK);
-    let mut out = Vec::with_capacity(end - start);
-    for index in start..end {
-        let block = gather(files, index * BLOCK, &mut scratch);
-        out.push(mszip_block(&mut compressor, block));
+    let mut out = Vec::new();
+    loop {
+        let start = next.fetch_add(RUN, std::sync::atomic::Ordering::Relaxed);
+        if start >= count {
+            return Ok(out);
+        }
+        for index in start..(start + RUN).min(count) {
+            let block = gather(files, index * BLOCK, &mut scratch);
+            out.push((index, mszip_block(&mut compressor, block)));
+        }
     }
-    Ok(out)
 }
 
 /// The bytes `at..at + BLOCK` of the files laid end to end: a slice of one file

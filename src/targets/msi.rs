@@ -333,7 +333,6 @@ pub fn build_msi(payload: &Payload, arch: Arch) -> Result<BuiltMsi> {
             })?;
     let files = files(payload, &agent.bytes);
     let mtime = time::PrimitiveDateTime::new(payload.build_time.date(), payload.build_time.time());
-    let cab = cabinet(&files, mtime)?;
 
     let version = format!("1.0.{}", payload.bundle_version.min(65535));
     let upgrade_code = guid(&format!("upgrade\0{}", payload.org));
@@ -342,11 +341,72 @@ pub fn build_msi(payload: &Payload, arch: Arch) -> Result<BuiltMsi> {
         payload.org,
         arch.guid_suffix()
     ));
+    // The package code: every installed file's name and digest (the agent's was
+    // taken in the background while the payload was read), the version, the
+    // processor and the fleetkit that wrote the tables.
     let mut content_hash = Sha256::new();
-    content_hash.update(&cab);
-    content_hash.update(version.as_bytes());
+    for (key, _, name, data) in &files {
+        let digest = if *key == "FleetkitExe" {
+            agent.sha256().to_string()
+        } else {
+            crate::build::payload::sha256(data)
+        };
+        content_hash.update(format!("{key}\0{name}\0{digest}\0").as_bytes());
+    }
+    content_hash
+        .update(format!("{version}\0{}\0{}", arch.suffix(), payload.agent_version).as_bytes());
     let package_code = super::uuid_from_digest(&content_hash.finalize());
+    let codes = super::intunewin::MsiCodes {
+        product_code,
+        product_version: version,
+        package_code: format!("{{{}}}", package_code.hyphenated()).to_uppercase(),
+        upgrade_code,
+    };
 
+    // The cabinet is compressed (on every core) while this thread writes the tables.
+    let (cab, v4) = std::thread::scope(|scope| {
+        let cab = scope.spawn(|| cabinet(&files, mtime));
+        let v4 = database(payload, arch, &files, &codes, package_code);
+        let cab = cab
+            .join()
+            .unwrap_or_else(|_| Err(err("cab", "the compression thread failed")));
+        (cab, v4)
+    });
+    let (cab, v4) = (cab?, v4?);
+    let msi = to_cfb_v3(v4, payload.build_time, Some((CAB_PLACEHOLDER, &cab)))
+        .map_err(|e| err("cfb", e))?;
+
+    let name = format!(
+        "{}-fleetkit-{}-{}.msi",
+        super::org_slug(&payload.org).replace('_', "-"),
+        codes.product_version,
+        arch.suffix()
+    );
+    let bytes = std::sync::Arc::new(msi);
+    Ok(BuiltMsi {
+        arch,
+        file: OutFile {
+            path: name.clone(),
+            contents: Contents::Built(std::sync::Arc::clone(&bytes)),
+            mode: super::FILE_MODE,
+        },
+        name,
+        bytes,
+        codes,
+    })
+}
+
+/// The installer database (CFB v4, the cabinet stream a placeholder).
+fn database(
+    payload: &Payload,
+    arch: Arch,
+    files: &[FileEntry<'_>],
+    codes: &super::intunewin::MsiCodes,
+    package_code: uuid::Uuid,
+) -> Result<Vec<u8>> {
+    let version = &codes.product_version;
+    let upgrade_code = &codes.upgrade_code;
+    let product_code = &codes.product_code;
     let mut p = Package::create(PackageType::Installer, Cursor::new(Vec::new()))
         .map_err(|e| err("msi", e))?;
     {
@@ -650,32 +710,7 @@ pub fn build_msi(payload: &Payload, arch: Arch) -> Result<BuiltMsi> {
             .map_err(|e| err("cab stream", e))?;
     }
     p.flush().map_err(|e| err("msi", e))?;
-    let v4 = p.into_inner().map_err(|e| err("msi", e))?.into_inner();
-    let msi = to_cfb_v3(v4, payload.build_time, Some((CAB_PLACEHOLDER, &cab)))
-        .map_err(|e| err("cfb", e))?;
-
-    let name = format!(
-        "{}-fleetkit-{version}-{}.msi",
-        super::org_slug(&payload.org).replace('_', "-"),
-        arch.suffix()
-    );
-    let bytes = std::sync::Arc::new(msi);
-    Ok(BuiltMsi {
-        arch,
-        file: OutFile {
-            path: name.clone(),
-            contents: Contents::Built(std::sync::Arc::clone(&bytes)),
-            mode: super::FILE_MODE,
-        },
-        name,
-        bytes,
-        codes: super::intunewin::MsiCodes {
-            product_code,
-            product_version: version,
-            package_code: format!("{{{}}}", package_code.hyphenated()).to_uppercase(),
-            upgrade_code,
-        },
-    })
+    Ok(p.into_inner().map_err(|e| err("msi", e))?.into_inner())
 }
 
 /// Rewrites a compound file as CFB version 3 (512-byte sectors, what Authenticode
