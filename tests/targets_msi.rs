@@ -44,6 +44,45 @@ fn export(msi: &Path, table: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Python unpacks the zips, reads Detection.xml, checks the HMAC and the digest;
+/// openssl decrypts. Writes the MSI to argv[2]; prints ProductCode, UpgradeCode
+/// and ProductVersion from the MsiInfo block.
+const UNWRAP: &str = r#"
+import base64, hashlib, hmac, io, subprocess, sys, zipfile
+import xml.etree.ElementTree as ET
+outer = zipfile.ZipFile(sys.argv[1])
+names = sorted(outer.namelist())
+assert names == ['IntuneWinPackage/Contents/IntunePackage.intunewin', 'IntuneWinPackage/Metadata/Detection.xml'], names
+info = ET.fromstring(outer.read('IntuneWinPackage/Metadata/Detection.xml'))
+enc = info.find('EncryptionInfo')
+key = base64.b64decode(enc.find('EncryptionKey').text)
+mac_key = base64.b64decode(enc.find('MacKey').text)
+iv = base64.b64decode(enc.find('InitializationVector').text)
+mac = base64.b64decode(enc.find('Mac').text)
+blob = outer.read('IntuneWinPackage/Contents/IntunePackage.intunewin')
+assert blob[:32] == mac, 'stored MAC differs from Detection.xml'
+assert blob[32:48] == iv, 'stored IV differs from Detection.xml'
+assert hmac.new(mac_key, blob[32:], hashlib.sha256).digest() == mac, 'HMAC does not verify'
+plain = subprocess.run(['openssl', 'enc', '-d', '-aes-256-cbc', '-K', key.hex(), '-iv', iv.hex()],
+                       input=blob[48:], capture_output=True, check=True).stdout
+assert hashlib.sha256(plain).digest() == base64.b64decode(enc.find('FileDigest').text), 'digest'
+assert int(info.find('UnencryptedContentSize').text) == len(plain)
+inner = zipfile.ZipFile(io.BytesIO(plain))
+setup = info.find('SetupFile').text
+open(sys.argv[2], 'wb').write(inner.read(setup))
+msi = info.find('MsiInfo')
+print(msi.find('MsiProductCode').text, msi.find('MsiUpgradeCode').text, msi.find('MsiProductVersion').text)
+"#;
+
+fn unwrap_intunewin(wrapped: &Path, out: &Path) -> String {
+    tool(
+        Command::new("python3")
+            .args(["-c", UNWRAP])
+            .arg(wrapped)
+            .arg(out),
+    )
+}
+
 #[test]
 fn msitools_read_the_summary_tables_and_files() {
     let org = Org::new();
@@ -287,6 +326,43 @@ fn osslsigncode_signs_the_msi_and_verifies_the_signed_file() {
     assert!(text.contains("Signature verification: ok"), "{text}");
     // The signed MSI is still a database msiinfo reads.
     tool(Command::new("msiinfo").arg("tables").arg(&signed));
+
+    // Wrapped after signing: the .intunewin holds the signed MSI, with its codes.
+    let printed = fleetkit(&["intunewin", &signed.display().to_string()]);
+    let wrapped = dir.path().join("signed.intunewin");
+    assert!(printed.contains("signed.intunewin"), "{printed}");
+    let back = dir.path().join("back.msi");
+    let codes = unwrap_intunewin(&wrapped, &back);
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(&signed).unwrap()
+    );
+    let props = export(&msi, "Property");
+    let get = |name: &str| props.iter().find(|r| r[0] == name).unwrap()[1].clone();
+    assert_eq!(
+        codes.split_whitespace().collect::<Vec<_>>(),
+        [
+            get("ProductCode"),
+            get("UpgradeCode"),
+            get("ProductVersion")
+        ]
+    );
+
+    // Something that is not an MSI is refused, naming the file; nothing is written.
+    let fake = dir.path().join("fake.msi");
+    std::fs::write(&fake, b"not a compound file").unwrap();
+    let r = Command::new(BIN)
+        .arg("intunewin")
+        .arg(&fake)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert_eq!(r.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("fake.msi") && said.contains("not a Windows Installer package"),
+        "{said}"
+    );
+    assert!(!dir.path().join("fake.intunewin").exists());
 }
 
 #[test]
@@ -319,41 +395,8 @@ fn the_intunewin_decrypts_with_its_detection_xml_back_to_the_msi() {
     let wrapped = dir
         .path()
         .join("out/windows/acme-corp-fleetkit-1.0.1-x64.intunewin");
-    // Python unpacks the zips, reads Detection.xml, checks the HMAC and the digest;
-    // openssl decrypts.
-    let script = r#"
-import base64, hashlib, hmac, io, subprocess, sys, zipfile
-import xml.etree.ElementTree as ET
-outer = zipfile.ZipFile(sys.argv[1])
-names = sorted(outer.namelist())
-assert names == ['IntuneWinPackage/Contents/IntunePackage.intunewin', 'IntuneWinPackage/Metadata/Detection.xml'], names
-info = ET.fromstring(outer.read('IntuneWinPackage/Metadata/Detection.xml'))
-enc = info.find('EncryptionInfo')
-key = base64.b64decode(enc.find('EncryptionKey').text)
-mac_key = base64.b64decode(enc.find('MacKey').text)
-iv = base64.b64decode(enc.find('InitializationVector').text)
-mac = base64.b64decode(enc.find('Mac').text)
-blob = outer.read('IntuneWinPackage/Contents/IntunePackage.intunewin')
-assert blob[:32] == mac, 'stored MAC differs from Detection.xml'
-assert blob[32:48] == iv, 'stored IV differs from Detection.xml'
-assert hmac.new(mac_key, blob[32:], hashlib.sha256).digest() == mac, 'HMAC does not verify'
-plain = subprocess.run(['openssl', 'enc', '-d', '-aes-256-cbc', '-K', key.hex(), '-iv', iv.hex()],
-                       input=blob[48:], capture_output=True, check=True).stdout
-assert hashlib.sha256(plain).digest() == base64.b64decode(enc.find('FileDigest').text), 'digest'
-assert int(info.find('UnencryptedContentSize').text) == len(plain)
-inner = zipfile.ZipFile(io.BytesIO(plain))
-setup = info.find('SetupFile').text
-open(sys.argv[2], 'wb').write(inner.read(setup))
-msi = info.find('MsiInfo')
-print(msi.find('MsiProductCode').text, msi.find('MsiUpgradeCode').text, msi.find('MsiProductVersion').text)
-"#;
     let out = dir.path().join("decrypted.msi");
-    let printed = tool(
-        Command::new("python3")
-            .args(["-c", script])
-            .arg(&wrapped)
-            .arg(&out),
-    );
+    let printed = unwrap_intunewin(&wrapped, &out);
     assert_eq!(
         std::fs::read(&out).unwrap(),
         std::fs::read(&msi).unwrap(),
@@ -376,7 +419,7 @@ print(msi.find('MsiProductCode').text, msi.find('MsiUpgradeCode').text, msi.find
     bytes[at] ^= 0x01;
     std::fs::write(dir.path().join("bad.intunewin"), bytes).unwrap();
     let bad = Command::new("python3")
-        .args(["-c", script])
+        .args(["-c", UNWRAP])
         .arg(dir.path().join("bad.intunewin"))
         .arg(dir.path().join("bad.msi"))
         .output()

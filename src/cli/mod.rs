@@ -9,6 +9,7 @@ mod build;
 mod demo;
 mod fleet;
 mod init;
+mod intunewin;
 mod keys;
 mod output;
 mod policy;
@@ -45,6 +46,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Show what an artefact carries: bundle version and expiry, anchors, enrollment URL, agents.
     Inspect(build::InspectArgs),
+    /// Wrap an MSI (e.g. after signing it) as an .intunewin for Intune's Win32 app type.
+    Intunewin(intunewin::IntunewinArgs),
     /// Run the whole admin flow on the built-in example org (acme-corp).
     Demo(demo::DemoArgs),
     /// Run the enrollment, inventory and policy distribution server (HTTPS).
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(&ctx, cmd),
         Command::Build(args) => build::run(&ctx, args),
         Command::Inspect(args) => build::inspect(args),
+        Command::Intunewin(args) => intunewin::run(args),
         Command::Demo(args) => demo::run(&ctx, args),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Token(cmd) => fleet::run_token(&ctx, cmd),

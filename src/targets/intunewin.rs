@@ -72,9 +72,78 @@ pub struct MsiCodes {
     pub upgrade_code: String,
 }
 
-/// Wraps `msi` (named `msi_name`).
+/// Wraps `msi` (named `msi_name`), built in this run.
 pub fn build(payload: &Payload, msi_name: &str, msi: &[u8], codes: &MsiCodes) -> Result<Artefact> {
-    let inner = zip_of(&[(msi_name, msi)], payload.build_time, true)?;
+    let outer = wrap(
+        msi_name,
+        msi,
+        codes,
+        &payload.display_name,
+        payload.build_time,
+    )?;
+    let name = format!("{}.intunewin", msi_name.trim_end_matches(".msi"));
+    Ok(Artefact {
+        target: Target::Intunewin,
+        dir: "windows".into(),
+        files: vec![OutFile {
+            path: name,
+            contents: Contents::Built(std::sync::Arc::new(outer)),
+            mode: super::FILE_MODE,
+        }],
+        notes: vec![],
+    })
+}
+
+/// The codes and publisher of an existing MSI (e.g. one signed after the build):
+/// ProductCode, ProductVersion, UpgradeCode and Manufacturer from its Property
+/// table, the package code from its summary.
+pub fn read_msi(msi: &[u8]) -> Result<(MsiCodes, String)> {
+    let not_msi =
+        |e: &dyn std::fmt::Display| err("msi", format!("not a Windows Installer package: {e}"));
+    let mut package = msi::Package::open(Cursor::new(msi)).map_err(|e| not_msi(&e))?;
+    if package.package_type() != msi::PackageType::Installer {
+        return Err(not_msi(&"a patch or transform, not an installer"));
+    }
+    let package_code = package
+        .summary_info()
+        .uuid()
+        .map(|u| format!("{{{}}}", u.hyphenated()).to_uppercase())
+        .ok_or_else(|| not_msi(&"the summary has no package code"))?;
+    let mut properties = std::collections::BTreeMap::new();
+    let rows = package
+        .select_rows(msi::Select::table("Property"))
+        .map_err(|e| not_msi(&e))?;
+    for row in rows {
+        if let (Some(name), Some(value)) = (row[0].as_str(), row[1].as_str()) {
+            properties.insert(name.to_string(), value.to_string());
+        }
+    }
+    let get = |name: &str| {
+        properties
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_msi(&format!("its Property table has no {name}")))
+    };
+    Ok((
+        MsiCodes {
+            product_code: get("ProductCode")?,
+            product_version: get("ProductVersion")?,
+            package_code,
+            upgrade_code: get("UpgradeCode")?,
+        },
+        get("Manufacturer")?,
+    ))
+}
+
+/// The `.intunewin` bytes wrapping `msi`.
+pub fn wrap(
+    msi_name: &str,
+    msi: &[u8],
+    codes: &MsiCodes,
+    publisher: &str,
+    time: time::OffsetDateTime,
+) -> Result<Vec<u8>> {
+    let inner = zip_of(&[(msi_name, msi)], time, true)?;
     let key = derived("encryption key", &inner);
     let mac_key = derived("mac key", &inner);
     let iv: [u8; 16] = derived("iv", &inner)[..16]
@@ -103,13 +172,13 @@ pub fn build(payload: &Payload, msi_name: &str, msi: &[u8], codes: &MsiCodes) ->
         iv = b64(&iv),
         tag = b64(&tag),
         digest = b64(&Sha256::digest(&inner)),
-        publisher = x(&payload.display_name),
+        publisher = x(publisher),
         product = x(&codes.product_code),
         version = x(&codes.product_version),
         package = x(&codes.package_code),
         upgrade = x(&codes.upgrade_code),
     );
-    let outer = zip_of(
+    zip_of(
         &[
             (
                 "IntuneWinPackage/Contents/IntunePackage.intunewin",
@@ -120,18 +189,7 @@ pub fn build(payload: &Payload, msi_name: &str, msi: &[u8], codes: &MsiCodes) ->
                 detection.as_bytes(),
             ),
         ],
-        payload.build_time,
+        time,
         false,
-    )?;
-    let name = format!("{}.intunewin", msi_name.trim_end_matches(".msi"));
-    Ok(Artefact {
-        target: Target::Intunewin,
-        dir: "windows".into(),
-        files: vec![OutFile {
-            path: name,
-            contents: Contents::Built(std::sync::Arc::new(outer)),
-            mode: super::FILE_MODE,
-        }],
-        notes: vec![],
-    })
+    )
 }
