@@ -13,8 +13,9 @@
 //! pastes a property into a command line as it is, so a value holding `"` would
 //! split the arguments. Registry values are written as typed, whatever they hold.
 //!
-//! The parsing is plain code, tested on every platform; the registry and certutil
-//! calls exist only in Windows builds.
+//! The logic is plain code over a small registry trait, tested on every platform
+//! with an in-memory registry; only the `Hklm` adapter (the windows-registry crate)
+//! and the certutil call exist only in Windows builds.
 
 use super::settings::{Assignment, check_label};
 use zeroize::Zeroizing;
@@ -93,53 +94,105 @@ impl DeviceRecord {
     }
 }
 
-/// The installer's enrollment values, if it left any.
-#[cfg(windows)]
-pub fn read_installer_values() -> Result<Option<InstallerValues>, String> {
-    let Ok(key) = windows_registry::LOCAL_MACHINE.open(ENROLLMENT_KEY) else {
-        return Ok(None);
-    };
-    parse_installer_values(|name| key.get_string(name).ok()).map(Some)
+/// The registry operations the agent needs, on `HKLM`. The logic above them is
+/// plain code, tested everywhere with an in-memory registry; only [`Hklm`] talks to
+/// Windows.
+pub trait MachineRegistry {
+    /// A REG_SZ value; `None` when the key or the value does not exist.
+    fn get_string(&self, key: &str, name: &str) -> Option<String>;
+    /// Creates the key if needed and sets a REG_SZ value.
+    fn set_string(&self, key: &str, name: &str, value: &str) -> Result<(), String>;
+    /// Removes a value, if there.
+    fn remove_value(&self, key: &str, name: &str);
 }
 
-/// The installer's enrollment values, if it left any (none off Windows).
-#[cfg(not(windows))]
-pub fn read_installer_values() -> Result<Option<InstallerValues>, String> {
-    Ok(None)
+/// The installer's enrollment values in `registry`, if it left any.
+pub fn installer_values(registry: &dyn MachineRegistry) -> Result<Option<InstallerValues>, String> {
+    const NAMES: [&str; 4] = ["Team", "Department", "Environment", "Token"];
+    if NAMES
+        .iter()
+        .all(|n| registry.get_string(ENROLLMENT_KEY, n).is_none())
+    {
+        return Ok(None);
+    }
+    parse_installer_values(|name| registry.get_string(ENROLLMENT_KEY, name)).map(Some)
 }
 
 /// Removes the enrollment token once it has been used.
-#[cfg(windows)]
-pub fn forget_token() {
-    if let Ok(key) = windows_registry::LOCAL_MACHINE
-        .options()
-        .read()
-        .write()
-        .open(ENROLLMENT_KEY)
-    {
-        let _ = key.remove_value("Token");
-    }
+pub fn forget_token_in(registry: &dyn MachineRegistry) {
+    registry.remove_value(ENROLLMENT_KEY, "Token");
 }
-
-#[cfg(not(windows))]
-pub fn forget_token() {}
 
 /// Writes `record` to [`DEVICE_KEY`].
-#[cfg(windows)]
-pub fn record_device(record: &DeviceRecord) -> Result<(), String> {
-    let key = windows_registry::LOCAL_MACHINE
-        .create(DEVICE_KEY)
-        .map_err(|e| format!(r"HKLM\{DEVICE_KEY}: {e}"))?;
+pub fn record_device_in(
+    registry: &dyn MachineRegistry,
+    record: &DeviceRecord,
+) -> Result<(), String> {
     for (name, value) in record.values() {
-        key.set_string(name, &value)
-            .map_err(|e| format!(r"HKLM\{DEVICE_KEY}\{name}: {e}"))?;
+        registry.set_string(DEVICE_KEY, name, &value)?;
     }
     Ok(())
 }
 
+/// `HKEY_LOCAL_MACHINE`, 64-bit view (the MSI's components are 64-bit).
+pub struct Hklm;
+
+#[cfg(windows)]
+impl MachineRegistry for Hklm {
+    fn get_string(&self, key: &str, name: &str) -> Option<String> {
+        windows_registry::LOCAL_MACHINE
+            .open(key)
+            .ok()?
+            .get_string(name)
+            .ok()
+    }
+
+    fn set_string(&self, key: &str, name: &str, value: &str) -> Result<(), String> {
+        windows_registry::LOCAL_MACHINE
+            .create(key)
+            .and_then(|k| k.set_string(name, value))
+            .map_err(|e| format!(r"HKLM\{key}\{name}: {e}"))
+    }
+
+    fn remove_value(&self, key: &str, name: &str) {
+        if let Ok(k) = windows_registry::LOCAL_MACHINE
+            .options()
+            .read()
+            .write()
+            .open(key)
+        {
+            let _ = k.remove_value(name);
+        }
+    }
+}
+
+/// Off Windows there is no machine registry: nothing is there, nothing is kept.
 #[cfg(not(windows))]
-pub fn record_device(_record: &DeviceRecord) -> Result<(), String> {
-    Ok(())
+impl MachineRegistry for Hklm {
+    fn get_string(&self, _key: &str, _name: &str) -> Option<String> {
+        None
+    }
+
+    fn set_string(&self, _key: &str, _name: &str, _value: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn remove_value(&self, _key: &str, _name: &str) {}
+}
+
+/// The installer's enrollment values on this machine, if it left any.
+pub fn read_installer_values() -> Result<Option<InstallerValues>, String> {
+    installer_values(&Hklm)
+}
+
+/// Removes this machine's enrollment token once it has been used.
+pub fn forget_token() {
+    forget_token_in(&Hklm);
+}
+
+/// Records the device in this machine's registry.
+pub fn record_device(record: &DeviceRecord) -> Result<(), String> {
+    record_device_in(&Hklm, record)
 }
 
 /// Adds the root CA in `pem` to the machine's Root store (idempotent: certutil
@@ -211,6 +264,62 @@ mod tests {
             e.contains(r"SOFTWARE\fleetkit\Enrollment\Department"),
             "{e}"
         );
+    }
+
+    /// An in-memory HKLM.
+    #[derive(Default)]
+    struct Memory(std::cell::RefCell<BTreeMap<(String, String), String>>);
+
+    impl MachineRegistry for Memory {
+        fn get_string(&self, key: &str, name: &str) -> Option<String> {
+            self.0.borrow().get(&(key.into(), name.into())).cloned()
+        }
+        fn set_string(&self, key: &str, name: &str, value: &str) -> Result<(), String> {
+            self.0
+                .borrow_mut()
+                .insert((key.into(), name.into()), value.into());
+            Ok(())
+        }
+        fn remove_value(&self, key: &str, name: &str) {
+            self.0.borrow_mut().remove(&(key.into(), name.into()));
+        }
+    }
+
+    #[test]
+    fn installer_values_are_read_and_the_token_forgotten() {
+        let reg = Memory::default();
+        assert!(installer_values(&reg).unwrap().is_none(), "no key: none");
+        reg.set_string(ENROLLMENT_KEY, "Team", "v=Plat\"form ü")
+            .unwrap();
+        reg.set_string(ENROLLMENT_KEY, "Token", "v=#t$k").unwrap();
+        let v = installer_values(&reg).unwrap().unwrap();
+        assert_eq!(v.assignment.team.as_deref(), Some("Plat\"form ü"));
+        assert_eq!(v.token.as_deref().map(String::as_str), Some("#t$k"));
+        forget_token_in(&reg);
+        let v = installer_values(&reg).unwrap().unwrap();
+        assert!(v.token.is_none());
+        assert_eq!(v.assignment.team.as_deref(), Some("Plat\"form ü"));
+    }
+
+    #[test]
+    fn the_device_is_recorded_under_the_device_key() {
+        let reg = Memory::default();
+        let r = DeviceRecord {
+            machine_id: "pc-1".into(),
+            device_id: Some("dev_1".into()),
+            enrollment: "registered".into(),
+            policy_version: Some(7),
+        };
+        record_device_in(&reg, &r).unwrap();
+        assert_eq!(
+            reg.get_string(DEVICE_KEY, "MachineId").as_deref(),
+            Some("pc-1")
+        );
+        assert_eq!(
+            reg.get_string(DEVICE_KEY, "PolicyVersion").as_deref(),
+            Some("7")
+        );
+        assert!(reg.get_string(ENROLLMENT_KEY, "MachineId").is_none());
     }
 
     #[test]
