@@ -106,20 +106,9 @@ fn hardware_id(paths: &AgentPaths) -> Option<String> {
     match Platform::current() {
         Platform::Macos => ioreg_value("IOPlatformUUID"),
         Platform::Windows => {
-            let out = Command::new("reg")
-                .args([
-                    "query",
-                    r"HKLM\SOFTWARE\Microsoft\Cryptography",
-                    "/v",
-                    "MachineGuid",
-                ])
-                .output()
-                .ok()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            text.lines()
-                .find(|l| l.contains("MachineGuid"))
-                .and_then(|l| l.split_whitespace().last())
-                .and_then(|v| clean(v.to_string()))
+            use super::windows::{Hklm, MachineRegistry};
+            Hklm.get_string(r"SOFTWARE\Microsoft\Cryptography", "MachineGuid")
+                .and_then(clean)
         }
         Platform::Linux => None,
     }
