@@ -121,23 +121,11 @@ impl Machine {
 }
 
 fn build(org: &Org, dir: &Path, out: &str, agent: &Path) -> PathBuf {
-    let r = Command::new(BIN)
-        .args([
-            "--workspace",
-            &org.ws(),
-            "build",
-            "--target",
-            "msi",
-            "--team",
-            TEAM,
-        ])
-        .arg("--out")
-        .arg(dir.join(out))
-        .arg("--agent")
-        .arg(format!("windows-x86_64={}", agent.display()))
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    org.build(
+        &dir.join(out),
+        &["--target", "msi", "--team", TEAM],
+        &[("windows-x86_64", agent)],
+    );
     std::fs::read_dir(dir.join(out).join("windows"))
         .unwrap()
         .flatten()

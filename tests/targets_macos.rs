@@ -147,22 +147,11 @@ fn validate(profile: &Value) -> Vec<String> {
 }
 
 fn build_profile(org: &Org, out: &Path) -> Value {
-    let r = Command::new(BIN)
-        .args([
-            "--workspace",
-            &org.ws(),
-            "build",
-            "--target",
-            "mobileconfig",
-            "--team",
-            "platform",
-            "--out",
-        ])
-        .arg(out)
-        .env("SOURCE_DATE_EPOCH", "1764547200")
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    org.build(
+        out,
+        &["--target", "mobileconfig", "--team", "platform"],
+        &[],
+    );
     read_plist(&out.join("macos/com.acme-corp.fleetkit.mobileconfig"))
 }
 

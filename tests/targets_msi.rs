@@ -12,24 +12,11 @@ const TEAM: &str = "Plat\"form 'ü' $x `y`";
 fn build_msi(org: &Org, dir: &Path, out: &str, team: &str) -> PathBuf {
     let agent = dir.join("fleetkit.exe");
     std::fs::write(&agent, b"MZ stand-in for the Windows agent").unwrap();
-    let r = Command::new(BIN)
-        .args([
-            "--workspace",
-            &org.ws(),
-            "build",
-            "--target",
-            "msi",
-            "--team",
-            team,
-            "--out",
-        ])
-        .arg(dir.join(out))
-        .arg("--agent")
-        .arg(format!("windows-x86_64={}", agent.display()))
-        .env("SOURCE_DATE_EPOCH", "1764547200")
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    org.build(
+        &dir.join(out),
+        &["--target", "msi", "--team", team],
+        &[("windows-x86_64", &agent)],
+    );
     dir.join(out)
         .join("windows/acme-corp-fleetkit-1.0.1-x64.msi")
 }
@@ -218,21 +205,11 @@ fn msitools_read_the_summary_tables_and_files() {
     assert_eq!(std::fs::read(&msi).unwrap(), std::fs::read(&again).unwrap());
     fleetkit(&["--workspace", &org.ws(), "policy", "sign"]);
     let agent = dir.path().join("fleetkit.exe");
-    let r = Command::new(BIN)
-        .args([
-            "--workspace",
-            &org.ws(),
-            "build",
-            "--target",
-            "msi",
-            "--out",
-        ])
-        .arg(dir.path().join("v2"))
-        .arg("--agent")
-        .arg(format!("windows-x86_64={}", agent.display()))
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    org.build(
+        &dir.path().join("v2"),
+        &["--target", "msi"],
+        &[("windows-x86_64", &agent)],
+    );
     let v2 = dir
         .path()
         .join("v2/windows/acme-corp-fleetkit-1.0.2-x64.msi");
@@ -371,24 +348,11 @@ fn the_intunewin_decrypts_with_its_detection_xml_back_to_the_msi() {
     let dir = tempfile::tempdir().unwrap();
     let agent = dir.path().join("fleetkit.exe");
     std::fs::write(&agent, b"MZ stand-in for the Windows agent").unwrap();
-    let r = Command::new(BIN)
-        .args([
-            "--workspace",
-            &org.ws(),
-            "build",
-            "--target",
-            "msi",
-            "--target",
-            "intunewin",
-            "--out",
-        ])
-        .arg(dir.path().join("out"))
-        .arg("--agent")
-        .arg(format!("windows-x86_64={}", agent.display()))
-        .env("SOURCE_DATE_EPOCH", "1764547200")
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    org.build(
+        &dir.path().join("out"),
+        &["--target", "msi", "--target", "intunewin"],
+        &[("windows-x86_64", &agent)],
+    );
     let msi = dir
         .path()
         .join("out/windows/acme-corp-fleetkit-1.0.1-x64.msi");
@@ -435,25 +399,11 @@ fn an_arm64_agent_gets_its_own_arm64_msi_and_intunewin() {
     let arm64 = dir.path().join("fleetkit-arm64.exe");
     std::fs::write(&x64, b"MZ x64 stand-in").unwrap();
     std::fs::write(&arm64, b"MZ arm64 stand-in").unwrap();
-    let r = Command::new(BIN)
-        .args([
-            "--workspace",
-            &org.ws(),
-            "build",
-            "--target",
-            "msi",
-            "--target",
-            "intunewin",
-            "--out",
-        ])
-        .arg(dir.path().join("out"))
-        .arg("--agent")
-        .arg(format!("windows-x86_64={}", x64.display()))
-        .arg("--agent")
-        .arg(format!("windows-arm64={}", arm64.display()))
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    org.build(
+        &dir.path().join("out"),
+        &["--target", "msi", "--target", "intunewin"],
+        &[("windows-x86_64", &x64), ("windows-arm64", &arm64)],
+    );
     let out = dir.path().join("out/windows");
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()

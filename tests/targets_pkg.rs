@@ -37,21 +37,15 @@ fn build_pkg(org: &Org, dir: &Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
     std::fs::write(dir.join("arm"), &arm).unwrap();
     std::fs::write(dir.join("intel"), &intel).unwrap();
     let out = dir.join("dist");
-    let r = Command::new(BIN)
-        .args([
-            "--workspace",
-            &org.ws(),
-            "build",
-            "--target",
-            "pkg",
-            "--out",
-        ])
-        .arg(&out)
-        .arg("--agent")
-        .arg(format!("darwin-arm64={}", dir.join("arm").display()))
-        .arg("--agent")
-        .arg(format!("darwin-x86_64={}", dir.join("intel").display()))
-        .env("SOURCE_DATE_EPOCH", "1764547200")
+    let r = org
+        .build_command(
+            &out,
+            &["--target", "pkg"],
+            &[
+                ("darwin-arm64", &dir.join("arm")),
+                ("darwin-x86_64", &dir.join("intel")),
+            ],
+        )
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -235,16 +229,8 @@ fn apple_flat_package_and_apple_bom_parse_the_package() {
 fn without_a_macos_agent_the_pkg_names_the_setting() {
     let org = Org::new();
     let dir = tempfile::tempdir().unwrap();
-    let r = Command::new(BIN)
-        .args([
-            "--workspace",
-            &org.ws(),
-            "build",
-            "--target",
-            "pkg",
-            "--out",
-        ])
-        .arg(dir.path().join("dist"))
+    let r = org
+        .build_command(&dir.path().join("dist"), &["--target", "pkg"], &[])
         .output()
         .unwrap();
     assert_eq!(r.status.code(), Some(1));
@@ -310,23 +296,14 @@ fn identity(dir: &Path) -> (PathBuf, PathBuf) {
 
 fn build_signed(org: &Org, dir: &Path, identity: &Path, out: &str) -> PathBuf {
     std::fs::write(dir.join("arm"), b"arm64 agent").unwrap();
-    let r = Command::new(BIN)
-        .args([
-            "--workspace",
-            &org.ws(),
-            "build",
-            "--target",
-            "pkg",
-            "--target",
-            "mobileconfig",
-            "--out",
-        ])
-        .arg(dir.join(out))
-        .arg("--agent")
-        .arg(format!("darwin-arm64={}", dir.join("arm").display()))
+    let r = org
+        .build_command(
+            &dir.join(out),
+            &["--target", "pkg", "--target", "mobileconfig"],
+            &[("darwin-arm64", &dir.join("arm"))],
+        )
         .arg("--installer-identity")
         .arg(identity)
-        .env("SOURCE_DATE_EPOCH", "1764547200")
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -529,18 +506,12 @@ fn a_bad_identity_is_refused_with_a_reason() {
         ("leaf.pem", "PRIVATE KEY"),
         ("leaf.key", "CERTIFICATE"),
     ] {
-        let r = Command::new(BIN)
-            .args([
-                "--workspace",
-                &org.ws(),
-                "build",
-                "--target",
-                "pkg",
-                "--out",
-            ])
-            .arg(dir.path().join("out"))
-            .arg("--agent")
-            .arg(format!("darwin-arm64={}", dir.path().join("arm").display()))
+        let r = org
+            .build_command(
+                &dir.path().join("out"),
+                &["--target", "pkg"],
+                &[("darwin-arm64", &dir.path().join("arm"))],
+            )
             .arg("--installer-identity")
             .arg(dir.path().join(file))
             .output()
@@ -577,24 +548,16 @@ fn a_pkcs12_identity_signs_the_same_way() {
     );
     std::fs::write(dir.path().join("arm"), b"arm64 agent").unwrap();
     let build = |identity: &Path, password: &str, out: &str| {
-        Command::new(BIN)
-            .args([
-                "--workspace",
-                &org.ws(),
-                "build",
-                "--target",
-                "pkg",
-                "--out",
-            ])
-            .arg(dir.path().join(out))
-            .arg("--agent")
-            .arg(format!("darwin-arm64={}", dir.path().join("arm").display()))
-            .arg("--installer-identity")
-            .arg(identity)
-            .env("FLEETKIT_INSTALLER_IDENTITY_PASSWORD", password)
-            .env("SOURCE_DATE_EPOCH", "1764547200")
-            .output()
-            .unwrap()
+        org.build_command(
+            &dir.path().join(out),
+            &["--target", "pkg"],
+            &[("darwin-arm64", &dir.path().join("arm"))],
+        )
+        .arg("--installer-identity")
+        .arg(identity)
+        .env("FLEETKIT_INSTALLER_IDENTITY_PASSWORD", password)
+        .output()
+        .unwrap()
     };
     let r = build(&dir.path().join("id.p12"), "s3cret $`\"'", "p12");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));

@@ -52,9 +52,20 @@ pub enum Registered {
 impl Agent {
     /// Registers the device (see the module comment).
     pub fn register(&mut self, opts: &RegisterOptions, now: OffsetDateTime) -> Result<Registered> {
+        // Windows: what the MSI took from its FLEETKIT_* properties, read once for
+        // both the assignment and the token; the options win over it.
+        let installer = if self.is_windows_device() {
+            super::windows::read_installer_values().map_err(AgentError::Platform)?
+        } else {
+            None
+        };
+        let asked = match &installer {
+            Some(given) => given.assignment.overridden_by(&opts.assignment),
+            None => opts.assignment.clone(),
+        };
         // The state keeps only what was given on the command line, so that a
         // reinstall that changes agent.yaml is heard; flags still win over it.
-        self.state.assignment = self.state.assignment.overridden_by(&opts.assignment);
+        self.state.assignment = self.state.assignment.overridden_by(&asked);
         let facts = facts::gather(&self.paths, &self.settings.org, &self.assignment())?;
 
         if self.state.is_registered() && !opts.force {
@@ -102,7 +113,8 @@ impl Agent {
 
         let token = match &opts.token {
             Some(t) => Some(t.clone()),
-            None => read_token_file(&self.paths.token_file).or_else(|| self.installer_token()),
+            None => read_token_file(&self.paths.token_file)
+                .or_else(|| installer.and_then(|given| given.token)),
         };
         let was_registered = self.state.is_registered();
         let result = match self.adopt_identity(&key, &facts, now) {
@@ -323,17 +335,6 @@ impl Agent {
     /// True on a real Windows device (not under a test root).
     fn is_windows_device(&self) -> bool {
         self.paths.platform == Platform::Windows && self.paths.is_real_root()
-    }
-
-    /// Windows: the token the MSI wrote from FLEETKIT_ENROLL_TOKEN, if still there.
-    fn installer_token(&self) -> Option<Zeroizing<String>> {
-        if !self.is_windows_device() {
-            return None;
-        }
-        super::windows::read_installer_values()
-            .ok()
-            .flatten()?
-            .token
     }
 
     /// Windows: puts the root CA of the installed anchors (not a file anyone could

@@ -11,7 +11,6 @@ use clap::{Args, Subcommand};
 use fleetkit::agent::register::{RegisterOptions, Registered};
 use fleetkit::agent::settings::{Assignment, check_label};
 use fleetkit::agent::sync::Synced;
-use fleetkit::agent::windows;
 use fleetkit::agent::{Agent, AgentError};
 use fleetkit::clock::{self, rfc3339};
 use std::path::PathBuf;
@@ -125,7 +124,7 @@ fn register(args: RegisterArgs) -> Result<(), Failure> {
         (None, None) => None,
     }
     .filter(|t| !t.is_empty());
-    let mut opts = RegisterOptions {
+    let opts = RegisterOptions {
         token,
         assignment: Assignment {
             team: label("team", args.team)?,
@@ -136,15 +135,6 @@ fn register(args: RegisterArgs) -> Result<(), Failure> {
         force: args.force,
     };
     let mut agent = open(&args.common)?;
-    // Windows: what the MSI took from its FLEETKIT_* properties; flags still win.
-    // (The token is read by the agent itself, so that `sync` can finish a pending
-    // registration with it too.)
-    if agent.paths.is_real_root()
-        && let Some(given) = windows::read_installer_values()
-            .map_err(|e| Failure::invalid(e, "reinstall with corrected FLEETKIT_* properties"))?
-    {
-        opts.assignment = given.assignment.overridden_by(&opts.assignment);
-    }
     let result = agent.register(&opts, clock::now());
     if args.common.json {
         let value = match &result {

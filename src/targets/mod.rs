@@ -125,7 +125,11 @@ impl Builder {
             Target::Msi => Ok(Artefact {
                 target,
                 dir: "windows".into(),
-                files: self.msis(payload)?.iter().map(|m| m.file.clone()).collect(),
+                files: self
+                    .msis(payload)?
+                    .iter()
+                    .map(msi::BuiltMsi::out_file)
+                    .collect(),
                 notes: vec![],
             }),
             Target::Intunewin => {

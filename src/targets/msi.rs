@@ -1,10 +1,13 @@
 //! The `.msi` target: a per-machine, silently installable Windows Installer
-//! package written with the msi and cab crates (no WiX, no Wine, no Docker).
+//! package, one per processor (x64, arm64) whose agent is given, written with the
+//! msi crate and fleetkit's own cabinet writer (no WiX, no Wine, no Docker).
 //!
 //! - `INSTALLDIR` = `ProgramFiles64Folder\fleetkit`: `fleetkit.exe` (the agent);
 //!   `DATADIR` = `CommonAppDataFolder\fleetkit`: `agent.yaml`, `anchors.json`,
 //!   `bundle.json` — where the agent looks on Windows; one component per file.
-//! - `HKLM\SOFTWARE\fleetkit`: `Version`, `ProductCode` (detection, reporting).
+//! - `HKLM\SOFTWARE\fleetkit`: `Version`, `ProductCode`, `PolicyVersion` (detection);
+//!   `HKLM\SOFTWARE\fleetkit\Enrollment`: the FLEETKIT_* properties, for the agent
+//!   (SYSTEM and Administrators only).
 //! - Deferred, no-impersonation custom actions after `InstallFiles`: `agent
 //!   register` (its exit code ignored: pending is fine) and a SYSTEM scheduled task
 //!   for `agent sync` every 15 minutes, deleted again on uninstall.
@@ -298,19 +301,28 @@ impl Arch {
 
 /// An MSI with what the `.intunewin` needs to describe it.
 pub struct BuiltMsi {
-    pub arch: Arch,
-    pub file: OutFile,
     pub name: String,
     pub bytes: std::sync::Arc<Vec<u8>>,
     pub codes: super::intunewin::MsiCodes,
+}
+
+impl BuiltMsi {
+    /// The MSI as a file of the msi artefact.
+    pub fn out_file(&self) -> OutFile {
+        OutFile {
+            path: self.name.clone(),
+            contents: Contents::Built(std::sync::Arc::clone(&self.bytes)),
+            mode: super::FILE_MODE,
+        }
+    }
 }
 
 /// Builds the MSI of every architecture whose agent the payload holds.
 pub fn build_all(payload: &Payload) -> Result<Vec<BuiltMsi>> {
     let built: Vec<BuiltMsi> = Arch::ALL
         .into_iter()
-        .filter(|a| payload.agents.contains_key(a.agent_platform()))
-        .map(|a| build_msi(payload, a))
+        .filter_map(|a| Some((a, payload.agents.get(a.agent_platform())?)))
+        .map(|(a, agent)| build_msi(payload, a, agent))
         .collect::<Result<_>>()?;
     if built.is_empty() {
         return Err(TargetError::MissingAgent {
@@ -321,16 +333,12 @@ pub fn build_all(payload: &Payload) -> Result<Vec<BuiltMsi>> {
     Ok(built)
 }
 
-/// Builds the MSI for `arch` and keeps its codes.
-pub fn build_msi(payload: &Payload, arch: Arch) -> Result<BuiltMsi> {
-    let agent =
-        payload
-            .agents
-            .get(arch.agent_platform())
-            .ok_or_else(|| TargetError::MissingAgent {
-                os: "windows",
-                host: crate::build::payload::host_platform(),
-            })?;
+/// Builds the MSI for `arch`, shipping `agent`, and keeps its codes.
+fn build_msi(
+    payload: &Payload,
+    arch: Arch,
+    agent: &crate::build::payload::AgentBinary,
+) -> Result<BuiltMsi> {
     let files = files(payload, &agent.bytes);
     let mtime = time::PrimitiveDateTime::new(payload.build_time.date(), payload.build_time.time());
 
@@ -373,8 +381,8 @@ pub fn build_msi(payload: &Payload, arch: Arch) -> Result<BuiltMsi> {
         (cab, v4)
     });
     let (cab, v4) = (cab?, v4?);
-    let msi = to_cfb_v3(v4, payload.build_time, Some((CAB_PLACEHOLDER, &cab)))
-        .map_err(|e| err("cfb", e))?;
+    let msi =
+        to_cfb_v3(v4, payload.build_time, (CAB_PLACEHOLDER, &cab)).map_err(|e| err("cfb", e))?;
 
     let name = format!(
         "{}-fleetkit-{}-{}.msi",
@@ -382,16 +390,9 @@ pub fn build_msi(payload: &Payload, arch: Arch) -> Result<BuiltMsi> {
         codes.product_version,
         arch.suffix()
     );
-    let bytes = std::sync::Arc::new(msi);
     Ok(BuiltMsi {
-        arch,
-        file: OutFile {
-            path: name.clone(),
-            contents: Contents::Built(std::sync::Arc::clone(&bytes)),
-            mode: super::FILE_MODE,
-        },
         name,
-        bytes,
+        bytes: std::sync::Arc::new(msi),
         codes,
     })
 }
@@ -717,12 +718,12 @@ fn database(
 /// signers expect), copying every storage (with its CLSID) and stream, with every
 /// timestamp set to `time`; a stream whose bytes are `substitute.0` is written as
 /// `substitute.1`.
-pub fn to_cfb_v3(
+fn to_cfb_v3(
     v4: Vec<u8>,
     time: time::OffsetDateTime,
-    substitute: Option<(&[u8], &[u8])>,
+    substitute: (&[u8], &[u8]),
 ) -> std::io::Result<Vec<u8>> {
-    let capacity = v4.len() + substitute.map_or(0, |(_, to)| to.len()) + 64 * 1024;
+    let capacity = v4.len() + substitute.1.len() + 64 * 1024;
     let src = cfb::CompoundFile::open(Cursor::new(v4))?;
     // Sized for the whole file up front: growing a 10 MB buffer by doubling copies
     // it again and again.
@@ -746,7 +747,7 @@ pub fn to_cfb_v3(
             let mut data = Vec::new();
             src.open_stream(path)?.read_to_end(&mut data)?;
             let data = match substitute {
-                Some((from, to)) if data == from => to,
+                (from, to) if data == from => to,
                 _ => &data,
             };
             dst.create_stream(path)?.write_all(data)?;

@@ -78,6 +78,28 @@ impl Org {
         self.path().to_string_lossy().into_owned()
     }
 
+    /// `fleetkit build ARGS --out OUT --agent PLATFORM=PATH…` on this workspace, at a
+    /// fixed build time; the caller runs it and judges the outcome.
+    pub fn build_command(&self, out: &Path, args: &[&str], agents: &[(&str, &Path)]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--workspace", &self.ws(), "build"])
+            .args(args)
+            .arg("--out")
+            .arg(out)
+            .env("SOURCE_DATE_EPOCH", "1764547200");
+        for (platform, path) in agents {
+            cmd.arg("--agent")
+                .arg(format!("{platform}={}", path.display()));
+        }
+        cmd
+    }
+
+    /// Runs [`Org::build_command`], which must succeed.
+    pub fn build(&self, out: &Path, args: &[&str], agents: &[(&str, &Path)]) {
+        let r = self.build_command(out, args, agents).output().unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+
     pub fn root_ca_pem(&self) -> String {
         std::fs::read_to_string(self.path().join("keys/root-ca.pem")).unwrap()
     }
