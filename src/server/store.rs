@@ -633,36 +633,23 @@ impl Store {
 
         let outcome = match &existing {
             None => {
-                let inserted = sqlx::query(
-                    "INSERT INTO devices (device_id, machine_id, org, team, department, environment,
-                        compliance_zone, hostname, platform, os_name, os_version, serial, username,
-                        agent_version, registered_at, last_seen, policy_version, token_id,
-                        cert_fingerprint, cert_not_after, cert_key_fingerprint, cert_pem)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                        NULL, $17, $18, $19, $20, $21)
-                     ON CONFLICT (machine_id) DO NOTHING",
+                let inserted = bind_enrollment(
+                    sqlx::query(
+                        "INSERT INTO devices (team, department, environment, compliance_zone,
+                            hostname, platform, os_name, os_version, serial, username,
+                            agent_version, registered_at, last_seen, token_id, cert_fingerprint,
+                            cert_not_after, cert_key_fingerprint, cert_pem, device_id, machine_id,
+                            org, policy_version)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                            $16, $17, $18, $19, $20, $21, NULL)
+                         ON CONFLICT (machine_id) DO NOTHING",
+                    ),
+                    &token,
+                    enrollment,
                 )
                 .bind(d.device_id.clone())
                 .bind(d.machine_id.clone())
                 .bind(d.org.clone())
-                .bind(token.team.clone())
-                .bind(d.department.clone())
-                .bind(d.environment.clone())
-                .bind(d.compliance_zone.clone())
-                .bind(d.hostname.clone())
-                .bind(d.platform.clone())
-                .bind(d.os_name.clone())
-                .bind(d.os_version.clone())
-                .bind(d.serial.clone())
-                .bind(d.user.clone())
-                .bind(d.agent_version.clone())
-                .bind(d.registered_at)
-                .bind(d.last_seen)
-                .bind(token.id.clone())
-                .bind(enrollment.cert.fingerprint.clone())
-                .bind(enrollment.cert.not_after)
-                .bind(enrollment.cert.key_fingerprint.clone())
-                .bind(enrollment.cert.pem.clone())
                 .execute(&mut *tx)
                 .await?;
                 if inserted.rows_affected() == 0 {
@@ -677,33 +664,19 @@ impl Store {
             Some(e) => {
                 // Only if the row is still the one judged above (PostgreSQL may
                 // have let another transaction change it meanwhile).
-                let updated = sqlx::query(
-                    "UPDATE devices SET team = $1, department = $2, environment = $3,
-                        compliance_zone = $4, hostname = $5, platform = $6, os_name = $7,
-                        os_version = $8, serial = $9, username = $10, agent_version = $11,
-                        registered_at = $12, last_seen = $13, token_id = $14,
-                        cert_fingerprint = $15, cert_not_after = $16,
-                        cert_key_fingerprint = $17, cert_pem = $18
-                     WHERE device_id = $19 AND cert_fingerprint = $20",
+                let updated = bind_enrollment(
+                    sqlx::query(
+                        "UPDATE devices SET team = $1, department = $2, environment = $3,
+                            compliance_zone = $4, hostname = $5, platform = $6, os_name = $7,
+                            os_version = $8, serial = $9, username = $10, agent_version = $11,
+                            registered_at = $12, last_seen = $13, token_id = $14,
+                            cert_fingerprint = $15, cert_not_after = $16,
+                            cert_key_fingerprint = $17, cert_pem = $18
+                         WHERE device_id = $19 AND cert_fingerprint = $20",
+                    ),
+                    &token,
+                    enrollment,
                 )
-                .bind(token.team.clone())
-                .bind(d.department.clone())
-                .bind(d.environment.clone())
-                .bind(d.compliance_zone.clone())
-                .bind(d.hostname.clone())
-                .bind(d.platform.clone())
-                .bind(d.os_name.clone())
-                .bind(d.os_version.clone())
-                .bind(d.serial.clone())
-                .bind(d.user.clone())
-                .bind(d.agent_version.clone())
-                .bind(d.registered_at)
-                .bind(d.last_seen)
-                .bind(token.id.clone())
-                .bind(enrollment.cert.fingerprint.clone())
-                .bind(enrollment.cert.not_after)
-                .bind(enrollment.cert.key_fingerprint.clone())
-                .bind(enrollment.cert.pem.clone())
                 .bind(e.device_id.clone())
                 .bind(e.cert_fingerprint.clone())
                 .execute(&mut *tx)
@@ -919,6 +892,39 @@ async fn token_refusal(
         // Raced with a revocation or the last use: report it as used up.
         TokenRefusal::Exhausted
     })
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds $1..$18 of an enrollment's device write (insert or replace), in one order
+/// for both statements: the token's team, the device's facts, the token and the
+/// new certificate.
+fn bind_enrollment<'q>(
+    query: AnyQuery<'q>,
+    token: &TokenRow,
+    enrollment: &NewEnrollment,
+) -> AnyQuery<'q> {
+    let d = &enrollment.device;
+    let c = &enrollment.cert;
+    query
+        .bind(token.team.clone())
+        .bind(d.department.clone())
+        .bind(d.environment.clone())
+        .bind(d.compliance_zone.clone())
+        .bind(d.hostname.clone())
+        .bind(d.platform.clone())
+        .bind(d.os_name.clone())
+        .bind(d.os_version.clone())
+        .bind(d.serial.clone())
+        .bind(d.user.clone())
+        .bind(d.agent_version.clone())
+        .bind(d.registered_at)
+        .bind(d.last_seen)
+        .bind(token.id.clone())
+        .bind(c.fingerprint.clone())
+        .bind(c.not_after)
+        .bind(c.key_fingerprint.clone())
+        .bind(c.pem.clone())
 }
 
 async fn insert_certificate(
