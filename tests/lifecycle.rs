@@ -404,3 +404,48 @@ fn bearer_credential_needs_its_space() {
         }
     }
 }
+
+#[test]
+fn a_schema_1_database_is_upgraded_and_its_devices_keep_working() {
+    let org = Org::new();
+    let db_url = database_url(Db::Sqlite, org.dir.path());
+    let mut server = Server::start_with(&org, &db_url);
+    let port = server.port;
+    let token = create_token(&server, &org, "platform", 1, 3600);
+    let mut device = Device::new("m-before-upgrade", None);
+    assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+    server.kill();
+
+    // Put the database back in the shape the previous release wrote (schema 1).
+    let path = org.dir.path().join("fleet.db");
+    let python = std::env::var("FLEETKIT_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let status = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.executescript(sys.argv[2])",
+            path.to_str().unwrap(),
+            "ALTER TABLE devices DROP COLUMN cert_key_fingerprint;
+             ALTER TABLE devices DROP COLUMN cert_pem;
+             ALTER TABLE tokens DROP COLUMN replace_existing;
+             UPDATE meta SET value = '1' WHERE key = 'schema';",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let server = Server::start_on(&org, &db_url, port);
+    let agent = client(&org, Some(&device));
+    let url = format!("{}/v1/bundle", server.url());
+    assert_eq!(answer(agent.get(&url).call()).status, 200);
+    assert_eq!(inventory(&server, &org).len(), 1);
+    assert!(!server.admin(&org).list_tokens().unwrap()[0].replace_existing);
+    // A renewal records the key, so the device can later prove it holds it.
+    let renew = RenewRequest {
+        csr_pem: device.csr_pem("m-before-upgrade", false),
+    };
+    let a = post_json(&agent, format!("{}/v1/renew", server.url()), &renew);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    device.chain_pem = Some(a.json::<EnrollResponse>().certificate_chain_pem);
+    let again = create_token(&server, &org, "platform", 1, 3600);
+    assert_eq!(enroll(&server, &org, &mut device, &again.token).status, 200);
+}
