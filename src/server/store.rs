@@ -245,8 +245,9 @@ pub struct DeviceFilter {
     pub not_seen_since: Option<i64>,
 }
 
-/// Schema 2 added tokens.replace_existing and the devices' key fingerprint and
-/// certificate PEM (ownership proofs and idempotent enrollment).
+/// Schema 2 added tokens.replace_existing and the devices' key fingerprint,
+/// certificate PEM and previous certificate (ownership proofs, idempotent enrollment
+/// and renewal).
 const SCHEMA_VERSION: &str = "2";
 
 fn schema(backend: Backend) -> Vec<String> {
@@ -290,7 +291,8 @@ fn schema(backend: Backend) -> Vec<String> {
             cert_fingerprint TEXT NOT NULL,
             cert_not_after BIGINT NOT NULL,
             cert_key_fingerprint TEXT NOT NULL DEFAULT '',
-            cert_pem TEXT NOT NULL DEFAULT '')"
+            cert_pem TEXT NOT NULL DEFAULT '',
+            prev_cert_fingerprint TEXT NOT NULL DEFAULT '')"
             .into(),
         "CREATE INDEX IF NOT EXISTS devices_team ON devices (team)".into(),
         "CREATE INDEX IF NOT EXISTS devices_cert ON devices (cert_fingerprint)".into(),
@@ -407,6 +409,7 @@ impl Store {
                         "ALTER TABLE tokens ADD COLUMN replace_existing BIGINT NOT NULL DEFAULT 0",
                         "ALTER TABLE devices ADD COLUMN cert_key_fingerprint TEXT NOT NULL DEFAULT ''",
                         "ALTER TABLE devices ADD COLUMN cert_pem TEXT NOT NULL DEFAULT ''",
+                        "ALTER TABLE devices ADD COLUMN prev_cert_fingerprint TEXT NOT NULL DEFAULT ''",
                         "UPDATE meta SET value = '2' WHERE key = 'schema'",
                     ] {
                         sqlx::query(statement).execute(&mut *tx).await?;
@@ -421,6 +424,12 @@ impl Store {
                     .await?;
             }
         }
+        // After the migration: the column is new in schema 2.
+        sqlx::query(
+            "CREATE INDEX IF NOT EXISTS devices_prev_cert ON devices (prev_cert_fingerprint)",
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -671,7 +680,8 @@ impl Store {
                             os_version = $8, serial = $9, username = $10, agent_version = $11,
                             registered_at = $12, last_seen = $13, token_id = $14,
                             cert_fingerprint = $15, cert_not_after = $16,
-                            cert_key_fingerprint = $17, cert_pem = $18
+                            cert_key_fingerprint = $17, cert_pem = $18,
+                            prev_cert_fingerprint = ''
                          WHERE device_id = $19 AND cert_fingerprint = $20",
                     ),
                     &token,
@@ -717,7 +727,8 @@ impl Store {
         let _guard = self.lock_writes().await;
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE devices SET cert_fingerprint = $1, cert_not_after = $2, last_seen = $3,
+            "UPDATE devices SET prev_cert_fingerprint = cert_fingerprint,
+                cert_fingerprint = $1, cert_not_after = $2, last_seen = $3,
                 cert_key_fingerprint = $4, cert_pem = $5
              WHERE device_id = $6 AND cert_fingerprint = $7",
         )
@@ -737,6 +748,33 @@ impl Store {
         insert_certificate(&mut tx, device_id, cert).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The renewal that superseded the certificate with this fingerprint, if it is
+    /// the device's previous one: its current certificate's key fingerprint, PEM
+    /// and expiry, so that a repeated renewal (its answer was lost) can be answered
+    /// again. Authenticates nothing by itself.
+    pub async fn renewal_of(&self, previous: &str) -> Result<Option<(DeviceRow, IssuedCert)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS}, cert_key_fingerprint, cert_pem FROM devices
+             WHERE prev_cert_fingerprint = $1 AND prev_cert_fingerprint <> ''"
+        ))
+        .bind(previous.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let device = device_row(&row)?;
+        let cert = IssuedCert {
+            fingerprint: device.cert_fingerprint.clone(),
+            key_fingerprint: row.try_get(19)?,
+            serial: String::new(),
+            not_before: 0,
+            not_after: device.cert_not_after,
+            pem: row.try_get(20)?,
+        };
+        Ok(Some((device, cert)))
     }
 
     /// The enrolled device whose *current* certificate has this fingerprint. A
