@@ -535,3 +535,42 @@ fn sha1_and_md5_signed_csrs_are_refused_naming_the_algorithm() {
         assert_eq!(server.admin(&org).list_tokens().unwrap()[0].uses, 1);
     });
 }
+
+/// Issue 11: `server/fleet.db` (the inventory and the token hashes) and its WAL and
+/// shared-memory files were created with the umask's mode, readable by every local
+/// user. Whether the server makes its default database or opens one named with
+/// `--db`, the database and its journal files are 0600 and the default server/ is
+/// 0700 (the suite runs under the usual 022 umask, which gave 0644 before).
+#[test]
+fn fleet_db_and_its_journal_are_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let org = Org::new();
+    let named = org.dir.path().join("named.db");
+    for default in [true, false] {
+        let server = if default {
+            Server::start_default_db(&org)
+        } else {
+            Server::start_with(&org, &format!("sqlite://{}", named.display()))
+        };
+        let token = create_token(&server, &org, "platform", 1, 3600);
+        let mut device = Device::new(if default { "m-perm-1" } else { "m-perm-2" }, None);
+        assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+        let db = fleetkit::server::sqlite_path(&server.db_url).unwrap();
+        if default {
+            assert_eq!(db, org.path().join("server/fleet.db"));
+            assert_eq!(format!("{:o}", mode(&org.path().join("server"))), "700");
+        }
+        // The journal files exist while the server runs (WAL mode).
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+            assert_eq!(format!("{:o}", mode(&path)), "600", "{}", path.display());
+        }
+    }
+}
