@@ -1,12 +1,17 @@
 //! The device's HTTPS client of the server: trusts only the root CA of the installed
 //! anchors (never the system store, never what the server offers), presents the
 //! device certificate once there is one, and maps every answer to a typed result.
+//!
+//! It follows no redirect: any 3xx (but the 304 of a conditional bundle poll) is
+//! refused as `redirect_refused`, naming where it pointed (see
+//! [`redirect_refusal`]), so nothing the device sends or fetches can be moved off
+//! https or off the server's origin.
 
 use super::identity::{Identity, pem_certificates};
 use crate::bundle::MAX_BUNDLE_BYTES;
 use crate::protocol::*;
 pub use crate::server::admin_client::ClientError;
-use crate::server::admin_client::refusal;
+use crate::server::admin_client::{location, redirect_refusal, refusal};
 use std::sync::Arc;
 use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
@@ -70,6 +75,9 @@ impl DeviceClient {
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_global(Some(Duration::from_secs(60)))
             .http_status_as_error(false)
+            // No redirect is followed, and no plain-http request is ever made.
+            .https_only(true)
+            .max_redirects(0)
             .user_agent(format!("fleetkit-agent/{}", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -91,12 +99,20 @@ impl DeviceClient {
     }
 
     fn read(
+        &self,
         url: &str,
         sent: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
         limit: u64,
     ) -> Result<(u16, Option<String>, Vec<u8>)> {
         let mut response = sent.map_err(|e| Self::unreachable(url, e))?;
         let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            return Err(redirect_refusal(
+                &self.base,
+                status,
+                location(&response).as_deref(),
+            ));
+        }
         let etag = response
             .headers()
             .get("etag")
@@ -118,7 +134,7 @@ impl DeviceClient {
     ) -> Result<T> {
         let url = self.url(path);
         let sent = self.agent.post(&url).send_json(body);
-        let (status, _, bytes) = Self::read(&url, sent, MAX_JSON_ANSWER)?;
+        let (status, _, bytes) = self.read(&url, sent, MAX_JSON_ANSWER)?;
         if !(200..300).contains(&status) {
             return Err(refusal(status, &bytes));
         }
@@ -151,6 +167,13 @@ impl DeviceClient {
         let status = response.status().as_u16();
         if status == 304 {
             return Ok(BundleAnswer::NotModified);
+        }
+        if (300..400).contains(&status) {
+            return Err(redirect_refusal(
+                &self.base,
+                status,
+                location(&response).as_deref(),
+            ));
         }
         let etag = response
             .headers()
