@@ -194,3 +194,74 @@ impl DeviceClient {
         Ok(BundleAnswer::Bundle { bytes, etag })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A TLS listener with a certificate from a fresh org's issuing CA, answering
+    /// each request with `status` and `extra` headers; returns the URL and the root.
+    fn answering(status: &str, extra: &'static str) -> (String, String) {
+        let now = crate::clock::now();
+        let ca = crate::pki::OrgCa::generate("acme-corp", now)
+            .unwrap()
+            .into_issuing();
+        let config =
+            crate::server::tls::server_config(&ca, &["localhost".into()], "acme-corp", now)
+                .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let status = status.to_string();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = tls.flush();
+            }
+        });
+        (url, ca.root_cert_pem().to_string())
+    }
+
+    #[test]
+    fn bundle_redirects_are_refused_and_304_is_not_a_redirect() {
+        let (url, root) = answering("304 Not Modified", "ETag: \"v1\"\r\n");
+        let client = DeviceClient::new(&url, &[root], None).unwrap();
+        assert!(matches!(
+            client.bundle(Some("\"v1\"")).unwrap(),
+            BundleAnswer::NotModified
+        ));
+        for status in [
+            "301 Moved Permanently",
+            "307 Temporary Redirect",
+            "308 Permanent Redirect",
+        ] {
+            let (url, root) = answering(status, "Location: http://127.0.0.1:9/v1/bundle\r\n");
+            let client = DeviceClient::new(&url, &[root], None).unwrap();
+            match client.bundle(None) {
+                Err(ClientError::Refused { code, message, .. }) => {
+                    assert_eq!(code, "redirect_refused", "{status}");
+                    assert!(
+                        message.contains("http://127.0.0.1:9/v1/bundle")
+                            && message.contains(&format!("never follows redirects off {url}")),
+                        "{status}: {message}"
+                    );
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
+}
