@@ -9,11 +9,13 @@
 //!
 //! The unit is sandboxed with `ProtectSystem=strict`, so it may write only where it
 //! lists `ReadWritePaths=`. Those paths come from the agent's own path table
-//! ([`crate::agent::paths`]): the data and configuration directories, and the
-//! directories of the three fact mirrors (optional, `-`: systemd refuses to start a
-//! unit whose listed path is missing, and a machine without Puppet may have lost its
-//! facts.d). A mirror the unit cannot write makes every sync fail, so the list and
-//! the agent cannot drift apart.
+//! ([`crate::agent::paths`]), so the list and the agent cannot drift apart: the data
+//! and configuration directories (every installer creates both), and the
+//! directories of the three fact mirrors. Those are marked optional (`-`): systemd
+//! refuses to start a unit whose listed path is missing (226/NAMESPACE, outside what
+//! `agent status` can report); with the `-` the unit starts and the agent records
+//! which mirror directory it cannot create, as any failed sync (registration, which
+//! runs outside the unit, creates all three).
 
 use super::{Result, Syntax, environment, render};
 use crate::agent::paths::{AgentPaths, Platform};
