@@ -194,10 +194,13 @@ pub const REDIRECT_REFUSED: &str = "redirect_refused";
 /// or the server's origin). Following only same-origin https redirects was the
 /// alternative; it buys nothing, since fleetkit's server never redirects, and every
 /// rule about which redirect is safe (scheme, host, port, a POST body re-sent, a
-/// bearer credential forwarded) is a rule that can be got wrong. So the agents are
-/// built with `max_redirects(0)` and `https_only(true)`, and any 3xx the caller did
-/// not ask for (a 304 answers a conditional GET) becomes this refusal, naming where
-/// the answer pointed and the only origin fleetkit talks to.
+/// bearer credential forwarded) is a rule that can be got wrong. So both clients (the
+/// agent's and this one) are built with `max_redirects(0)` and `https_only(true)`,
+/// and any 3xx the caller did not ask for (a 304 answers a conditional GET) becomes
+/// this refusal, naming where the answer pointed and the only origin fleetkit talks
+/// to. It is a `Refused` with its own code rather than a variant of its own because
+/// the agent's register and sync keep a refusal's code (`refused:redirect_refused`
+/// in `agent status`) and fold every other client error into a generic `server`.
 pub fn redirect_refusal(base_url: &str, status: u16, location: Option<&str>) -> ClientError {
     let origin = url::Url::parse(base_url)
         .ok()
