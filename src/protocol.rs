@@ -237,6 +237,9 @@ pub enum ErrorCode {
     RotationRefused,
     NotFound,
     Internal,
+    /// Never sent by the server: fleetkit's own clients refused a redirect (they
+    /// follow none; DESIGN.md rule 11).
+    RedirectRefused,
     #[serde(other)]
     Unknown,
 }
@@ -269,6 +272,7 @@ impl ErrorCode {
             Self::RotationRefused => "rotation_refused",
             Self::NotFound => "not_found",
             Self::Internal => "internal",
+            Self::RedirectRefused => "redirect_refused",
             Self::Unknown => "unknown",
         }
     }

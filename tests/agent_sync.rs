@@ -357,3 +357,148 @@ fn kill_9_during_sync_leaves_the_old_or_the_new_policy_never_a_mix() {
         "the kills did not cover a whole sync"
     );
 }
+
+/// A TLS listener with a certificate from the org's issuing CA (made by the same
+/// code as `fleetkit serve`'s), answering every request with `302 Location:
+/// <to><path>`. Returns its port and the request lines it saw.
+fn redirector(org: &Org, to: String) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let ca = fleetkit::pki::IssuingCa::load(&org.path().join("keys")).unwrap();
+    let config = fleetkit::server::tls::server_config(
+        &ca,
+        &["localhost".into()],
+        "acme-corp",
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let line = head.lines().next().unwrap_or_default().to_string();
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            log.lock().unwrap().push(line);
+            let _ = write!(
+                tls,
+                "HTTP/1.1 302 Found\r\nLocation: {to}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = tls.flush();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    (port, seen)
+}
+
+/// A plain TCP listener that counts the connections it gets: the agent must never
+/// reach it.
+fn trap() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = hits.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(tcp);
+        }
+    });
+    (port, hits)
+}
+
+/// Issue 11: the agent followed redirects, including from https:// to plain http://
+/// and to another origin. A server (or whatever answers at server_url) that
+/// redirects now gets a `redirect_refused` refusal naming where it pointed: sync
+/// exits non-zero, nothing is sent to the redirect's target (a plain-http listener,
+/// or the real server under another origin), the policy in force stays byte for
+/// byte, and `agent status` says why; a registration through the redirect is refused
+/// the same way.
+#[test]
+fn redirects_off_the_server_origin_are_refused_and_nothing_is_fetched() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let d = synced_device(&org, &server, dir.path());
+    let before = d.policy_bytes();
+    // A newer bundle on the real server: following the redirect there would take it.
+    let v3 = org.sign_next();
+    server
+        .admin(&org)
+        .publish_bundle(&std::fs::read(&v3).unwrap())
+        .unwrap();
+    let (trap_port, hits) = trap();
+    let targets = [
+        format!("http://127.0.0.1:{trap_port}"),
+        // The real server, but under another origin (127.0.0.1, not localhost).
+        format!("https://127.0.0.1:{}", server.port),
+    ];
+    for to in targets {
+        let (port, seen) = redirector(&org, to.clone());
+        let origin = format!("https://localhost:{port}");
+        d.set_setting("server_url", &origin);
+        let run = d.agent(&["sync"], &[]);
+        assert_ne!(run.code, 0, "{to}: {run:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("redirected to {to}/v1/checkin"))
+                && run
+                    .stderr
+                    .contains(&format!("never follows redirects off {origin}")),
+            "{to}: {run:?}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1, "{to}: one request, no retry");
+        assert_eq!(
+            d.policy_bytes(),
+            before,
+            "{to}: the policy in force is kept"
+        );
+        let status = d.status();
+        assert_eq!(status["last_sync_ok"], false);
+        assert_eq!(status["last_sync_code"], "refused:redirect_refused");
+        assert!(
+            status["last_sync_result"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("redirected to {to}")),
+            "{status}"
+        );
+        let human = d.agent(&["status"], &[]);
+        assert!(
+            human.stdout.contains("refused:redirect_refused"),
+            "{human:?}"
+        );
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The real server never saw the device ask for v3.
+    let row = inventory(&server, &org)
+        .into_iter()
+        .find(|r| Some(r.machine_id.as_str()) == d.manifest()["machine_id"].as_str())
+        .unwrap();
+    assert_eq!(row.policy_version, Some(2));
+
+    // Registration through a redirect: refused, the token never leaves.
+    let (port, _) = redirector(&org, format!("http://127.0.0.1:{trap_port}"));
+    let token = create_token(&server, &org, "platform", 1, 3600).token;
+    let fresh = DeviceRoot::install(
+        &org,
+        dir.path(),
+        "fresh",
+        &format!("https://localhost:{port}"),
+        "",
+    );
+    let run = fresh.register(&token);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("redirect_refused"), "{run:?}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

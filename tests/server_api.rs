@@ -476,3 +476,108 @@ fn flip_last_signature_byte(pem: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(der)
     )
 }
+
+/// Issue 11: a CSR signed with SHA-1 (or MD5) was refused as "signature does not
+/// verify", which sends the requester hunting for a key mix-up. It is refused as
+/// `bad_csr` naming the algorithm openssl says it used; the same request signed with
+/// SHA-256 enrolls, so the refusal is about the hash alone.
+#[test]
+fn sha1_and_md5_signed_csrs_are_refused_naming_the_algorithm() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 5, 3600);
+        let dir = tempfile::tempdir().unwrap();
+        for (digest, accepted) in [("-sha1", false), ("-md5", false), ("-sha256", true)] {
+            let name = format!("m{digest}");
+            let key = dir.path().join(format!("{name}.key"));
+            let csr_path = dir.path().join(format!("{name}.csr"));
+            let (ok, out) = openssl(&[
+                "req",
+                "-new",
+                digest,
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                csr_path.to_str().unwrap(),
+            ]);
+            assert!(ok, "openssl req {digest}: {out}");
+            // The algorithm's name as openssl reports it.
+            let (ok, text) =
+                openssl(&["req", "-in", csr_path.to_str().unwrap(), "-noout", "-text"]);
+            assert!(ok, "{text}");
+            let algorithm = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Signature Algorithm: "))
+                .unwrap_or_else(|| panic!("openssl names no signature algorithm:\n{text}"))
+                .trim()
+                .to_string();
+            let mut request = Device::new(&name, None).enroll_request(&token.token);
+            request.csr_pem = std::fs::read_to_string(&csr_path).unwrap();
+            let a = post_enroll(&server, &org, &serde_json::to_vec(&request).unwrap());
+            if accepted {
+                assert_eq!(
+                    a.status,
+                    200,
+                    "{digest}: {}",
+                    String::from_utf8_lossy(&a.body)
+                );
+                continue;
+            }
+            assert_eq!((a.status, a.code().as_str()), (400, "bad_csr"), "{digest}");
+            let message = a.json::<ApiError>().message;
+            assert!(
+                message.contains(&algorithm) && message.contains("not accepted"),
+                "{digest}: the refusal must name {algorithm}: {message}"
+            );
+            assert!(!message.contains("does not verify"), "{message}");
+        }
+        let listed = inventory(&server, &org);
+        assert_eq!(listed.len(), 1, "only the SHA-256 request enrolls");
+        assert_eq!(server.admin(&org).list_tokens().unwrap()[0].uses, 1);
+    });
+}
+
+/// Issue 11: `server/fleet.db` (the inventory and the token hashes) and its WAL and
+/// shared-memory files were created with the umask's mode, readable by every local
+/// user. Whether the server makes its default database or opens one named with
+/// `--db`, the database and its journal files are 0600 and the default server/ is
+/// 0700 (the suite runs under the usual 022 umask, which gave 0644 before).
+#[test]
+fn fleet_db_and_its_journal_are_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let org = Org::new();
+    let named = org.dir.path().join("named.db");
+    for default in [true, false] {
+        let server = if default {
+            Server::start_default_db(&org)
+        } else {
+            Server::start_with(&org, &format!("sqlite://{}", named.display()))
+        };
+        let token = create_token(&server, &org, "platform", 1, 3600);
+        let mut device = Device::new(if default { "m-perm-1" } else { "m-perm-2" }, None);
+        assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+        let db = fleetkit::server::sqlite_path(&server.db_url).unwrap();
+        if default {
+            assert_eq!(db, org.path().join("server/fleet.db"));
+            assert_eq!(format!("{:o}", mode(&org.path().join("server"))), "700");
+        }
+        // The journal files exist while the server runs (WAL mode).
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+            assert_eq!(format!("{:o}", mode(&path)), "600", "{}", path.display());
+        }
+    }
+}

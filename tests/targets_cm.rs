@@ -626,3 +626,165 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// The `ReadWritePaths=` entries of a unit file: each path and whether systemd may
+/// skip it when it is missing (a leading `-`).
+fn read_write_paths(unit: &str) -> Vec<(PathBuf, bool)> {
+    unit.lines()
+        .filter_map(|l| l.trim().strip_prefix("ReadWritePaths="))
+        .flat_map(str::split_whitespace)
+        .map(|entry| match entry.strip_prefix('-') {
+            Some(path) => (PathBuf::from(path), true),
+            None => (PathBuf::from(entry), false),
+        })
+        .collect()
+}
+
+/// Runs `command` as the unit would under `ProtectSystem=strict`: in a mount
+/// namespace of its own (`unshare --mount`; the host's mounts are untouched) where
+/// `root`, the machine, is read-only but for `writable`, each bind-mounted onto
+/// itself first. A missing path fails the run unless it is optional, as systemd
+/// fails the unit.
+fn sandboxed(root: &Path, writable: &[(PathBuf, bool)], command: &[String]) -> Ran {
+    use fleetkit::targets::escape::shell;
+    let q = |p: &Path| shell(&p.to_string_lossy());
+    let mut script = format!("set -e\nmount --bind {0} {0}\n", q(root));
+    for (path, optional) in writable {
+        if *optional {
+            script.push_str(&format!(
+                "if [ -e {0} ]; then mount --bind {0} {0}; fi\n",
+                q(path)
+            ));
+        } else {
+            script.push_str(&format!("mount --bind {0} {0}\n", q(path)));
+        }
+    }
+    script.push_str(&format!("mount -o remount,bind,ro {}\nexec", q(root)));
+    for arg in command {
+        script.push(' ');
+        script.push_str(&shell(arg));
+    }
+    run(Command::new("unshare").args(["--mount", "sh", "-c", &script]))
+}
+
+/// Issue 11: the generated `fleetkit-sync.service` set `ProtectSystem=full`, which
+/// makes /etc read-only, while `agent sync` writes its fact mirrors under /etc: every
+/// sync exited 1 after installing the policy. The role (Ansible renders the shared
+/// unit for real, under a root prefix) installs a unit whose `ReadWritePaths=` let
+/// its `ExecStart=` sync a new policy with the whole machine read-only but for those
+/// paths; with any mirror directory taken off the list the same sync fails, naming
+/// it. `systemd-analyze verify` accepts the unit.
+#[test]
+fn systemd_unit_lets_sync_write_its_fact_mirrors() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let token = create_token(&server, &org, "platform", 1, 3600).token;
+    let dir = tempfile::tempdir().unwrap();
+    let dist = dir.path().join("dist");
+    let b = build(&org, &dist, &["--target", "ansible"]);
+    assert_eq!(b.code, 0, "{}", b.out);
+    let root = machine(dir.path(), "sandboxed");
+    let vars = serde_json::json!({
+        "fleetkit_server_url": server.url(),
+        "fleetkit_enroll_token": token,
+    });
+    let installed = ansible(&dist, &root, &vars, false);
+    assert_eq!(installed.code, 0, "{}", installed.out);
+
+    let unit_path = root.join("etc/systemd/system/fleetkit-sync.service");
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    assert!(unit.contains("\nProtectSystem=strict\n"), "{unit}");
+    let writable = read_write_paths(&unit);
+    assert!(!writable.is_empty(), "no ReadWritePaths in:\n{unit}");
+    for (path, _) in &writable {
+        assert!(
+            path.starts_with(&root),
+            "{} is not under the root prefix",
+            path.display()
+        );
+    }
+    let exec: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap_or_else(|| panic!("no ExecStart in:\n{unit}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+
+    let fact = |rel: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(root.join(rel)).unwrap()).unwrap()
+    };
+    let mirrors = [
+        ("etc/ansible/facts.d/fleetkit.fact", ""),
+        ("etc/puppetlabs/facter/facts.d/fleetkit.json", "fleetkit"),
+        ("etc/chef/ohai/hints/fleetkit.json", ""),
+    ];
+    let version_in = |(rel, key): (&str, &str)| {
+        let v = fact(rel);
+        let v = if key.is_empty() { v } else { v[key].clone() };
+        v["policy_version"].as_u64()
+    };
+    let before: Vec<_> = mirrors.iter().map(|m| version_in(*m)).collect();
+    assert!(before.iter().all(|v| *v == Some(1)), "{before:?}");
+
+    // A new policy, synced by the unit's own command inside the unit's sandbox.
+    let v2 = org.sign_next();
+    server
+        .admin(&org)
+        .publish_bundle(&std::fs::read(&v2).unwrap())
+        .unwrap();
+    let synced = sandboxed(&root, &writable, &exec);
+    assert_eq!(
+        synced.code, 0,
+        "sync in the unit's sandbox:\n{}",
+        synced.out
+    );
+    assert_eq!(
+        std::fs::read(root.join("var/lib/fleetkit/policy.json")).unwrap(),
+        std::fs::read(&v2).unwrap()
+    );
+    for m in mirrors {
+        assert_eq!(version_in(m), Some(2), "{} not updated", m.0);
+    }
+
+    // Each mirror directory is needed: without it on the list, sync fails and says
+    // where it could not write.
+    let mut tried = 0;
+    for (i, (path, _)) in writable.iter().enumerate() {
+        let is_mirror = mirrors
+            .iter()
+            .any(|(rel, _)| root.join(rel).parent() == Some(path.as_path()));
+        if !is_mirror {
+            continue;
+        }
+        tried += 1;
+        let mut fewer = writable.clone();
+        fewer.remove(i);
+        let failed = sandboxed(&root, &fewer, &exec);
+        assert_ne!(failed.code, 0, "sync without {} succeeded", path.display());
+        assert!(
+            failed.out.contains(&path.display().to_string()),
+            "the failure does not name {}:\n{}",
+            path.display(),
+            failed.out
+        );
+    }
+
+    assert_eq!(tried, mirrors.len(), "not every mirror directory is listed");
+
+    // systemd-analyze exits 0 even on bad lines; what it says about the unit counts.
+    match Command::new("systemd-analyze").arg("--version").output() {
+        Ok(_) => {
+            let verify = run(Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&unit_path));
+            assert_eq!(verify.code, 0, "systemd-analyze verify:\n{}", verify.out);
+            assert!(
+                !verify.out.contains("fleetkit-sync.service:"),
+                "systemd-analyze verify complains:\n{}",
+                verify.out
+            );
+        }
+        Err(e) => eprintln!("note: systemd-analyze is not available ({e}); unit not verified"),
+    }
+}

@@ -574,3 +574,68 @@ fn a_pkcs12_identity_signs_the_same_way() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("FLEETKIT_INSTALLER_IDENTITY_PASSWORD"));
     assert!(!dir.path().join("bad").exists());
 }
+
+/// Issue 11: the Jamf policy script passed `--environment "$6"`, so a parameter
+/// starting with `-` was parsed by the agent as an option (`-x` an unknown flag,
+/// `--force` a real one, `--token=evil` a token) and registration broke. Run the
+/// generated script with sh and bash and the real agent (under a root prefix,
+/// registering with a real server): every value arrives as that flag's value, in the
+/// manifest and in the server's inventory.
+#[test]
+fn jamf_parameters_starting_with_a_dash_stay_values() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (pkg, _, _) = build_pkg(&org, dir.path());
+    let script = std::fs::read_to_string(pkg.with_file_name("jamf-register.sh")).unwrap();
+    // Point the script at the agent under test instead of /usr/local/bin.
+    let installed = "bin=\"/usr/local/bin/fleetkit\"";
+    assert!(
+        script.contains(installed),
+        "the script no longer sets {installed}:\n{script}"
+    );
+    let script_path = dir.path().join("jamf-register.sh");
+    std::fs::write(
+        &script_path,
+        script.replace(installed, &format!("bin='{BIN}'")),
+    )
+    .unwrap();
+
+    let server = Server::start(&org, Db::Sqlite);
+    for (i, shell) in ["sh", "bash"].iter().enumerate() {
+        let (team, department, environment) = ("-x", "--force", "--token=evil");
+        let token = create_token(&server, &org, team, 1, 3600).token;
+        let device = support::agent::DeviceRoot::install(
+            &org,
+            dir.path(),
+            &format!("mac-{shell}"),
+            &server.url(),
+            "",
+        );
+        // Jamf passes: mount point, computer name, user, then parameters 4–7.
+        let run = Command::new(shell)
+            .arg(&script_path)
+            .args(["/", "mac", "alice", team, department, environment, &token])
+            .env("FLEETKIT_AGENT_ROOT", &device.root)
+            .env_remove("FLEETKIT_ENROLL_TOKEN")
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{shell}: {}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let m = device.manifest();
+        assert_eq!(m["enrollment"], "registered", "{shell}: {m}");
+        assert_eq!(m["team"], team, "{shell}");
+        assert_eq!(m["department"], department, "{shell}");
+        assert_eq!(m["environment"], environment, "{shell}");
+        let listed = inventory(&server, &org);
+        assert_eq!(listed.len(), i + 1);
+        let id = m["machine_id"].as_str().unwrap();
+        let row = listed.iter().find(|r| r.machine_id == id).unwrap();
+        assert_eq!(row.team, team);
+        assert_eq!(row.department.as_deref(), Some(department));
+        assert_eq!(row.environment.as_deref(), Some(environment));
+    }
+}

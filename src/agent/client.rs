@@ -1,12 +1,17 @@
 //! The device's HTTPS client of the server: trusts only the root CA of the installed
 //! anchors (never the system store, never what the server offers), presents the
 //! device certificate once there is one, and maps every answer to a typed result.
+//!
+//! It follows no redirect: any 3xx (but the 304 of a conditional bundle poll) is
+//! refused as `redirect_refused`, naming where it pointed (see
+//! [`redirect_refusal`]), so nothing the device sends or fetches can be moved off
+//! https or off the server's origin.
 
 use super::identity::{Identity, pem_certificates};
 use crate::bundle::MAX_BUNDLE_BYTES;
 use crate::protocol::*;
 pub use crate::server::admin_client::ClientError;
-use crate::server::admin_client::refusal;
+use crate::server::admin_client::{location, redirect_refusal, refusal};
 use std::sync::Arc;
 use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
@@ -70,6 +75,9 @@ impl DeviceClient {
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_global(Some(Duration::from_secs(60)))
             .http_status_as_error(false)
+            // No redirect is followed, and no plain-http request is ever made.
+            .https_only(true)
+            .max_redirects(0)
             .user_agent(format!("fleetkit-agent/{}", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -91,12 +99,20 @@ impl DeviceClient {
     }
 
     fn read(
+        &self,
         url: &str,
         sent: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
         limit: u64,
     ) -> Result<(u16, Option<String>, Vec<u8>)> {
         let mut response = sent.map_err(|e| Self::unreachable(url, e))?;
         let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            return Err(redirect_refusal(
+                &self.base,
+                status,
+                location(&response).as_deref(),
+            ));
+        }
         let etag = response
             .headers()
             .get("etag")
@@ -118,7 +134,7 @@ impl DeviceClient {
     ) -> Result<T> {
         let url = self.url(path);
         let sent = self.agent.post(&url).send_json(body);
-        let (status, _, bytes) = Self::read(&url, sent, MAX_JSON_ANSWER)?;
+        let (status, _, bytes) = self.read(&url, sent, MAX_JSON_ANSWER)?;
         if !(200..300).contains(&status) {
             return Err(refusal(status, &bytes));
         }
@@ -152,6 +168,13 @@ impl DeviceClient {
         if status == 304 {
             return Ok(BundleAnswer::NotModified);
         }
+        if (300..400).contains(&status) {
+            return Err(redirect_refusal(
+                &self.base,
+                status,
+                location(&response).as_deref(),
+            ));
+        }
         let etag = response
             .headers()
             .get("etag")
@@ -169,5 +192,76 @@ impl DeviceClient {
             return Err(refusal(status, &bytes));
         }
         Ok(BundleAnswer::Bundle { bytes, etag })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A TLS listener with a certificate from a fresh org's issuing CA, answering
+    /// each request with `status` and `extra` headers; returns the URL and the root.
+    fn answering(status: &str, extra: &'static str) -> (String, String) {
+        let now = crate::clock::now();
+        let ca = crate::pki::OrgCa::generate("acme-corp", now)
+            .unwrap()
+            .into_issuing();
+        let config =
+            crate::server::tls::server_config(&ca, &["localhost".into()], "acme-corp", now)
+                .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let status = status.to_string();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = tls.flush();
+            }
+        });
+        (url, ca.root_cert_pem().to_string())
+    }
+
+    #[test]
+    fn bundle_redirects_are_refused_and_304_is_not_a_redirect() {
+        let (url, root) = answering("304 Not Modified", "ETag: \"v1\"\r\n");
+        let client = DeviceClient::new(&url, &[root], None).unwrap();
+        assert!(matches!(
+            client.bundle(Some("\"v1\"")).unwrap(),
+            BundleAnswer::NotModified
+        ));
+        for status in [
+            "301 Moved Permanently",
+            "307 Temporary Redirect",
+            "308 Permanent Redirect",
+        ] {
+            let (url, root) = answering(status, "Location: http://127.0.0.1:9/v1/bundle\r\n");
+            let client = DeviceClient::new(&url, &[root], None).unwrap();
+            match client.bundle(None) {
+                Err(ClientError::Refused { code, message, .. }) => {
+                    assert_eq!(code, ErrorCode::RedirectRefused, "{status}");
+                    assert!(
+                        message.contains("http://127.0.0.1:9/v1/bundle")
+                            && message.contains(&format!("never follows redirects off {url}")),
+                        "{status}: {message}"
+                    );
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
     }
 }

@@ -92,6 +92,16 @@ impl AgentError {
             Self::NotRegistered => "run `fleetkit agent register` first".into(),
             Self::NoToken => "pass --token, set FLEETKIT_ENROLL_TOKEN, or let the installer write the token file; create a token with `fleetkit token create`".into(),
             Self::Pending { .. } => "the device will finish registering on the next `agent register` or `agent sync`".into(),
+            Self::Refused {
+                code: ErrorCode::RedirectRefused,
+                ..
+            }
+            | Self::EnrollRefused {
+                code: ErrorCode::RedirectRefused,
+                ..
+            } => {
+                "the agent talks only to server_url, over https, and follows no redirect: set server_url (agent.yaml or the managed preference) to the server's own address, or remove the redirect in front of it".into()
+            }
             Self::EnrollRefused { code, .. } => match code {
                 c if c.is_token_problem() => {
                     "ask IT for a fresh enrollment token (`fleetkit token create`)".into()

@@ -27,6 +27,9 @@ pub struct Status {
     pub last_sync: Option<String>,
     pub last_sync_ok: Option<bool>,
     pub last_sync_result: Option<String>,
+    /// The last sync's reason code (`current`, `updated`, or why it failed, e.g.
+    /// `refused:redirect_refused`), for scripts.
+    pub last_sync_code: Option<String>,
     pub last_error: Option<String>,
     pub offline_mode: String,
     /// What enforcement uses now: `cached`, `default` or `none`.
@@ -107,6 +110,7 @@ impl Agent {
                     s.message.clone()
                 }
             }),
+            last_sync_code: last.map(|s| s.code.clone()),
             last_error: e.and_then(|e| e.last_error.clone()),
             offline_mode: self.settings.offline_mode.as_str().into(),
             in_force: kind.into(),

@@ -283,7 +283,11 @@ fn status(args: CommonArgs) -> Result<(), Failure> {
         "last sync:     {}",
         match (&s.last_sync, s.last_sync_ok) {
             (Some(at), Some(true)) => format!("{at}, ok"),
-            (Some(at), _) => format!("{at}, failed: {}", or(&s.last_sync_result, "?")),
+            (Some(at), _) => format!(
+                "{at}, failed ({}): {}",
+                or(&s.last_sync_code, "?"),
+                or(&s.last_sync_result, "?")
+            ),
             _ => "never".into(),
         }
     ));

@@ -54,9 +54,15 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
     let database_url = match args.db {
         Some(url) => url,
         None => {
+            // server/ holds the inventory database: 0700, like keys/ (the
+            // database file itself is made 0600 by BoundServer::bind).
             let dir = ws.root.join("server");
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display()), ""))?;
+            private_dir(&dir).map_err(|e| {
+                fail(
+                    format!("cannot create {} (0700): {e}", dir.display()),
+                    "check the workspace's permissions, or pass --db",
+                )
+            })?;
             format!("sqlite://{}", dir.join("fleet.db").display())
         }
     };
@@ -107,6 +113,20 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
         note("shutting down");
         Ok(())
     })
+}
+
+/// Creates `dir` 0700, or narrows it to 0700 when it exists.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700).create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
 }
 
 /// The workspace's newest signed bundle, if any.

@@ -6,7 +6,10 @@
 //! basicConstraints CA:FALSE (critical), keyUsage digitalSignature, extended key usage
 //! clientAuth only, a random 16-byte serial, a lifetime set by the org. The CSR must
 //! carry a valid self-signature (proof the device holds the key) over a sound key type:
-//! ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 8192 bits.
+//! ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 8192 bits; and that signature must
+//! use a hash of SHA-256 or better. A CSR signed with MD5 or SHA-1 is refused by name
+//! before its signature is checked: "does not verify" would send the requester hunting
+//! for a key mix-up when the fix is one `-sha256`.
 
 use super::{IssuingCa, PkiError, Result, fingerprint_der};
 use rcgen::{
@@ -38,7 +41,30 @@ pub enum CsrError {
         "the certificate request's signature does not verify (the requester does not hold the key)"
     )]
     BadSignature,
+    #[error(
+        "the CSR is signed with {0}, which is not accepted; sign it with SHA-256 or better (ECDSA with SHA-256/384/512, Ed25519, or RSA with SHA-256/384/512)"
+    )]
+    SignatureAlgorithm(String),
 }
+
+/// Signature algorithms a CSR may use (OID, name): the hashes of SHA-256 or better
+/// that rcgen also verifies. Everything else, MD5 and SHA-1 first, is refused.
+const ACCEPTED_SIGNATURES: &[(&str, &str)] = &[
+    ("1.2.840.10045.4.3.2", "ecdsa-with-SHA256"),
+    ("1.2.840.10045.4.3.3", "ecdsa-with-SHA384"),
+    ("1.2.840.10045.4.3.4", "ecdsa-with-SHA512"),
+    ("1.3.101.112", "Ed25519"),
+    ("1.2.840.113549.1.1.11", "sha256WithRSAEncryption"),
+    ("1.2.840.113549.1.1.12", "sha384WithRSAEncryption"),
+    ("1.2.840.113549.1.1.13", "sha512WithRSAEncryption"),
+];
+
+/// Names of refused signature algorithms the OID registry lacks.
+const REFUSED_NAMES: &[(&str, &str)] = &[
+    ("1.2.840.10045.4.1", "ecdsa-with-SHA1"),
+    ("1.2.840.10045.4.3.1", "ecdsa-with-SHA224"),
+    ("2.16.840.1.101.3.4.3.2", "dsa-with-SHA256"),
+];
 
 /// A certificate the issuing CA signed.
 #[derive(Debug, Clone)]
@@ -104,11 +130,12 @@ pub fn check_csr_der(der: &[u8]) -> std::result::Result<CheckedCsr, CsrError> {
         return Err(CsrError::Malformed);
     }
     check_key_type(&csr.certification_request_info.subject_pki)?;
+    check_signature_algorithm(&csr.signature_algorithm.algorithm)?;
     // rcgen verifies the self-signature while parsing.
     let params = CertificateSigningRequestParams::from_der(&der.into()).map_err(|e| match e {
         rcgen::Error::InvalidCertificationRequestSignature => CsrError::BadSignature,
         rcgen::Error::UnsupportedSignatureAlgorithm => {
-            CsrError::KeyType("unsupported signature algorithm".into())
+            CsrError::SignatureAlgorithm(signature_name(&csr.signature_algorithm.algorithm))
         }
         _ => CsrError::Malformed,
     })?;
@@ -118,6 +145,33 @@ pub fn check_csr_der(der: &[u8]) -> std::result::Result<CheckedCsr, CsrError> {
             csr.certification_request_info.subject_pki.raw,
         ),
     })
+}
+
+/// Refuses a signature algorithm outside [`ACCEPTED_SIGNATURES`], naming it.
+fn check_signature_algorithm(
+    oid: &x509_parser::der_parser::oid::Oid<'_>,
+) -> std::result::Result<(), CsrError> {
+    let id = oid.to_id_string();
+    if ACCEPTED_SIGNATURES.iter().any(|(o, _)| *o == id) {
+        Ok(())
+    } else {
+        Err(CsrError::SignatureAlgorithm(signature_name(oid)))
+    }
+}
+
+/// The usual name of a signature algorithm (`sha1WithRSAEncryption`), else its OID.
+fn signature_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
+    let id = oid.to_id_string();
+    if let Some((_, name)) = ACCEPTED_SIGNATURES
+        .iter()
+        .chain(REFUSED_NAMES)
+        .find(|(o, _)| *o == id)
+    {
+        return (*name).to_string();
+    }
+    x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+        .map(str::to_string)
+        .unwrap_or_else(|_| format!("the signature algorithm {id}"))
 }
 
 fn check_key_type(

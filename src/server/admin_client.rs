@@ -55,6 +55,9 @@ impl AdminClient {
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_global(Some(Duration::from_secs(60)))
             .http_status_as_error(false)
+            // Never follow a redirect: see `redirect_refusal`.
+            .https_only(true)
+            .max_redirects(0)
             .build()
             .into();
         Ok(Self {
@@ -78,6 +81,13 @@ impl AdminClient {
             reason: e.to_string(),
         })?;
         let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            return Err(redirect_refusal(
+                &self.base,
+                status,
+                location(&response).as_deref(),
+            ));
+        }
         let body = response
             .body_mut()
             .with_config()
@@ -175,6 +185,50 @@ pub fn refusal(status: u16, body: &[u8]) -> ClientError {
             message: String::from_utf8_lossy(body).chars().take(200).collect(),
         },
     }
+}
+
+/// fleetkit's clients follow no redirect (DESIGN.md rule 11: no redirect leaves https
+/// or the server's origin). Following only same-origin https redirects was the
+/// alternative; it buys nothing, since fleetkit's server never redirects, and every
+/// rule about which redirect is safe (scheme, host, port, a POST body re-sent, a
+/// bearer credential forwarded) is a rule that can be got wrong. So both clients (the
+/// agent's and this one) are built with `max_redirects(0)` and `https_only(true)`,
+/// and any 3xx the caller did not ask for (a 304 answers a conditional GET) becomes
+/// this refusal ([`ErrorCode::RedirectRefused`]), naming where the answer pointed and
+/// the only origin fleetkit talks to. The agent keeps the code
+/// (`refused:redirect_refused` in `agent status`).
+pub fn redirect_refusal(base_url: &str, status: u16, location: Option<&str>) -> ClientError {
+    let origin = url::Url::parse(base_url)
+        .ok()
+        .and_then(|u| {
+            let host = u.host_str()?.to_string();
+            let port = u.port_or_known_default()?;
+            Some(format!("{}://{host}:{port}", u.scheme()))
+        })
+        .unwrap_or_else(|| base_url.to_string());
+    // The Location header is the server's text: keep it short and printable.
+    let to: String = location
+        .unwrap_or("(no Location header)")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    ClientError::Refused {
+        status,
+        code: ErrorCode::RedirectRefused,
+        message: format!(
+            "the server redirected to {to} (HTTP {status}); fleetkit never follows redirects off {origin}"
+        ),
+    }
+}
+
+/// The `Location` of a redirect answer, when it has a readable one.
+pub fn location<B>(response: &ureq::http::Response<B>) -> Option<String> {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Percent-encodes a path segment.

@@ -62,6 +62,11 @@ pub enum ServeError {
     },
     #[error("the workspace's newest bundle cannot be published: {0}")]
     Publish(String),
+    #[error("cannot make the SQLite database {path} private (0600): {source}")]
+    DatabaseFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A server bound to its address, not yet serving.
@@ -78,6 +83,7 @@ impl BoundServer {
     /// workspace's newest bundle if the database has an older one.
     pub async fn bind(opts: ServeOptions) -> Result<Self, ServeError> {
         let now = crate::clock::now();
+        secure_sqlite_file(&opts.database_url)?;
         let store =
             store::Store::open(&opts.database_url, &opts.org, opts.max_db_connections).await?;
         let config = tls::server_config(&opts.ca, &opts.server_names, &opts.org, now)?;
@@ -131,6 +137,64 @@ impl BoundServer {
     }
 }
 
+/// The file a `sqlite:` database URL names, decoded as sqlx decodes it; `None` for
+/// an in-memory database or another backend.
+pub fn sqlite_path(database_url: &str) -> Option<std::path::PathBuf> {
+    let rest = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory =
+        url::form_urlencoded::parse(params.as_bytes()).any(|(k, v)| k == "mode" && v == "memory");
+    if database.is_empty() || database == ":memory:" || in_memory {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(database)
+        .decode_utf8()
+        .ok()?;
+    Some(std::path::PathBuf::from(decoded.as_ref()))
+}
+
+/// Creates the SQLite database file 0600 before SQLite opens it, and narrows an
+/// existing one (and its `-wal`/`-shm` files) to 0600. The database holds the
+/// inventory and the hashes of tokens; SQLite creates it with the umask's mode
+/// (usually 0644) and gives its WAL and shared-memory files the database file's
+/// mode, so the database file's mode is the one that matters. An empty file is a
+/// valid empty SQLite database.
+pub fn secure_sqlite_file(database_url: &str) -> Result<(), ServeError> {
+    let Some(path) = sqlite_path(database_url) else {
+        return Ok(());
+    };
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ServeError::DatabaseFile { path, source }
+    };
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true).write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
+    }
+    open.open(&path).map_err(fail(&path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(&path, private.clone()).map_err(fail(&path))?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let journal = std::path::PathBuf::from(name);
+            match std::fs::set_permissions(&journal, private.clone()) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.map_err(fail(&journal))?,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads the admin credential from `path`, or makes one (0600) when the file does not
 /// exist. Returns the credential and whether it was just made.
 pub fn load_or_create_admin_credential(path: &Path) -> Result<(String, bool), String> {
@@ -165,4 +229,29 @@ pub fn load_or_create_admin_credential(path: &Path) -> Result<(String, bool), St
 pub fn admin_credential_hash(credential: &str) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     Sha256::digest(credential.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_are_read_as_sqlx_reads_them() {
+        use std::path::PathBuf;
+        assert_eq!(
+            sqlite_path("sqlite:///srv/ws/server/fleet.db"),
+            Some(PathBuf::from("/srv/ws/server/fleet.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite://a%3Fb.db?mode=rwc"),
+            Some(PathBuf::from("a?b.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:fleet.db"),
+            Some(PathBuf::from("fleet.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("sqlite://?mode=memory"), None);
+        assert_eq!(sqlite_path("postgres://u@h/db"), None);
+    }
 }

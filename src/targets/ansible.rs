@@ -56,10 +56,6 @@ const VERBATIM: &[(&str, &str)] = &[
         include_str!("../../templates/ansible/roles/fleetkit/templates/agent.yaml.j2"),
     ),
     (
-        "roles/fleetkit/templates/fleetkit-sync.service.j2",
-        include_str!("../../templates/ansible/roles/fleetkit/templates/fleetkit-sync.service.j2"),
-    ),
-    (
         "roles/fleetkit/templates/fleetkit-sync.timer.j2",
         include_str!("../../templates/ansible/roles/fleetkit/templates/fleetkit-sync.timer.j2"),
     ),
@@ -92,6 +88,10 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
     for (name, source) in VERBATIM {
         files.push(text(name, source.to_string()));
     }
+    files.push(text(
+        "roles/fleetkit/templates/fleetkit-sync.service.j2",
+        super::systemd::sync_service(super::systemd::Flavor::Ansible)?,
+    ));
     files.extend(payload_files(payload, "roles/fleetkit/files/")?);
     Ok(Artefact {
         target: Target::Ansible,

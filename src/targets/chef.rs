@@ -37,10 +37,6 @@ const VERBATIM: &[(&str, &str)] = &[
         include_str!("../../templates/chef/templates/agent.yaml.erb"),
     ),
     (
-        "templates/fleetkit-sync.service.erb",
-        include_str!("../../templates/chef/templates/fleetkit-sync.service.erb"),
-    ),
-    (
         "templates/fleetkit-sync.timer.erb",
         include_str!("../../templates/chef/templates/fleetkit-sync.timer.erb"),
     ),
@@ -56,6 +52,10 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
     for (name, source) in VERBATIM {
         files.push(text(name, source.to_string()));
     }
+    files.push(text(
+        "templates/fleetkit-sync.service.erb",
+        super::systemd::sync_service(super::systemd::Flavor::Chef)?,
+    ));
     files.extend(payload_files(payload, "files/default/")?);
     Ok(Artefact {
         target: Target::Chef,

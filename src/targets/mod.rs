@@ -15,6 +15,7 @@ pub mod mobileconfig;
 pub mod msi;
 pub mod pkg;
 pub mod puppet;
+pub mod systemd;
 
 use crate::build::payload::Payload;
 use crate::workspace::config::Target;

@@ -37,10 +37,6 @@ const VERBATIM: &[(&str, &str)] = &[
         include_str!("../../templates/puppet/functions/yaml_string.pp"),
     ),
     (
-        "templates/fleetkit-sync.service.epp",
-        include_str!("../../templates/puppet/templates/fleetkit-sync.service.epp"),
-    ),
-    (
         "templates/fleetkit-sync.timer.epp",
         include_str!("../../templates/puppet/templates/fleetkit-sync.timer.epp"),
     ),
@@ -82,6 +78,10 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
     for (name, source) in VERBATIM {
         files.push(text(name, source.to_string()));
     }
+    files.push(text(
+        "templates/fleetkit-sync.service.epp",
+        super::systemd::sync_service(super::systemd::Flavor::Puppet)?,
+    ));
     files.extend(payload_files(payload, "files/")?);
     Ok(Artefact {
         target: Target::Puppet,

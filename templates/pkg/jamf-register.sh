@@ -12,10 +12,12 @@ department="$2"
 environment="$3"
 token="$4"
 
+# Each value is joined to its flag (--team=VALUE): a parameter starting with `-`
+# (`-x`, `--force`, `--token=…`) stays a value instead of becoming an option.
 set -- agent register
-[ -n "$team" ] && set -- "$@" --team "$team"
-[ -n "$department" ] && set -- "$@" --department "$department"
-[ -n "$environment" ] && set -- "$@" --environment "$environment"
+[ -n "$team" ] && set -- "$@" "--team=$team"
+[ -n "$department" ] && set -- "$@" "--department=$department"
+[ -n "$environment" ] && set -- "$@" "--environment=$environment"
 
 FLEETKIT_ENROLL_TOKEN="$token" "$bin" "$@"
 status=$?

@@ -187,17 +187,23 @@ impl Server {
 
     /// On a given loopback port (0: any free one).
     pub fn start_on(org: &Org, db_url: &str, port: u16) -> Self {
+        Self::spawn(org, port, Some(db_url))
+    }
+
+    /// Without `--db`: the default database, server/fleet.db in the workspace.
+    pub fn start_default_db(org: &Org) -> Self {
+        Self::spawn(org, 0, None)
+    }
+
+    fn spawn(org: &Org, port: u16, db_url: Option<&str>) -> Self {
         let listen = format!("127.0.0.1:{port}");
-        let mut child = Command::new(BIN)
-            .args([
-                "--workspace",
-                &org.ws(),
-                "serve",
-                "--listen",
-                &listen,
-                "--db",
-                db_url,
-            ])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--workspace", &org.ws(), "serve", "--listen", &listen])
+            .env_remove("FLEETKIT_DB");
+        if let Some(url) = db_url {
+            cmd.args(["--db", url]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -213,7 +219,10 @@ impl Server {
         Self {
             child,
             port,
-            db_url: db_url.to_string(),
+            db_url: db_url.map_or_else(
+                || format!("sqlite://{}", org.path().join("server/fleet.db").display()),
+                str::to_string,
+            ),
             ws: org.ws(),
         }
     }

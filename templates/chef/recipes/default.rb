@@ -61,7 +61,7 @@ end
   template "#{prefix}/etc/systemd/system/#{unit}" do
     source "#{unit}.erb"
     mode '0644'
-    variables(bin: bin, root: root, interval: settings['sync_interval'])
+    variables(bin: bin, root: root, prefix: prefix, interval: settings['sync_interval'])
   end
 end
 

@@ -98,7 +98,7 @@ class fleetkit (
   file { "${prefix}/etc/systemd/system/fleetkit-sync.service":
     ensure  => file,
     mode    => '0644',
-    content => epp('fleetkit/fleetkit-sync.service.epp', { 'bin' => $bin, 'root' => $root }),
+    content => epp('fleetkit/fleetkit-sync.service.epp', { 'bin' => $bin, 'root' => $root, 'prefix' => $prefix }),
   }
   file { "${prefix}/etc/systemd/system/fleetkit-sync.timer":
     ensure  => file,
