@@ -5,6 +5,13 @@
 //! anchors document is signed by a threshold of the current keys and by the new key,
 //! and kept under `rotations/` so any device can walk the chain from the anchors it
 //! was installed with.
+//!
+//! The rotation reaches the fleet through the server: `fleetkit policy publish`
+//! sends the workspace's rotations the server lacks (oldest first), then the bundle;
+//! `fleetkit serve` also stores them when it starts. A running server picks the new
+//! anchors up at once, and each device follows the chain at its next sync, before it
+//! verifies the bundle. Each step is checked at its own time (see `crate::anchors`),
+//! so a device that syncs only after the old keys retired still follows it.
 
 use super::Workspace;
 use super::sign::{SignError, signing_keys};
@@ -72,8 +79,9 @@ pub fn rotate_keys(
     })
 }
 
-/// Accepts a chain of signed anchors documents starting from `trusted`; returns the
-/// last one. Used by devices (and admins) holding older anchors.
+/// Accepts a chain of signed anchors documents starting from `trusted`, each step
+/// checked at its own time (as a device does); returns the last one. For admins
+/// holding older anchors.
 pub fn accept_chain_files(trusted: &Path, chain: &[PathBuf]) -> Result<TrustAnchors, RotateError> {
     let now = crate::clock::now();
     let trusted = anchors::load(trusted)?;
