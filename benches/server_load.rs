@@ -300,6 +300,7 @@ fn main() {
                 max_uses: opts.enrollments as u32,
                 expires_in_secs: 3600,
                 note: Some("load test".into()),
+                replace_existing: false,
             })
             .unwrap()
             .token;
@@ -347,6 +348,7 @@ fn main() {
             max_uses: 1,
             expires_in_secs: 3600,
             note: None,
+            replace_existing: false,
         })
         .unwrap()
         .token;

@@ -3,7 +3,7 @@
 //!
 //! | method and path | who may call | body → answer |
 //! |---|---|---|
-//! | `POST /v1/enroll` | anyone holding an enrollment token | [`EnrollRequest`] → [`EnrollResponse`] |
+//! | `POST /v1/enroll` | anyone holding an enrollment token; an existing machine id only with its current key, or a `replace_existing` token | [`EnrollRequest`] → [`EnrollResponse`] (the same again for a repeated request) |
 //! | `POST /v1/renew` | a device (client certificate) | [`RenewRequest`] → [`EnrollResponse`] |
 //! | `POST /v1/checkin` | a device | [`CheckinRequest`] → [`CheckinResponse`] |
 //! | `GET /v1/bundle` | a device | the current bundle's exact bytes, `ETag`; `304` on `If-None-Match` |
@@ -119,6 +119,11 @@ pub struct TokenCreate {
     pub expires_in_secs: u64,
     #[serde(default)]
     pub note: Option<String>,
+    /// Enrollments with this token may replace an existing device of the same
+    /// machine id (re-imaged machines). Off by default: an enrollment never takes
+    /// over a device otherwise.
+    #[serde(default)]
+    pub replace_existing: bool,
 }
 
 /// The one answer that carries the token itself; the server keeps only its hash.
@@ -141,6 +146,8 @@ pub struct TokenInfo {
     pub expires_at: String,
     pub revoked_at: Option<String>,
     pub note: Option<String>,
+    #[serde(default)]
+    pub replace_existing: bool,
 }
 
 /// One row of the inventory.
@@ -181,6 +188,102 @@ pub struct Published {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiError {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
+}
+
+/// The refusal codes of the wire protocol: defined once, produced by the server,
+/// matched by the agent and the CLI. A code this build does not know (a newer
+/// server) reads as [`ErrorCode::Unknown`] rather than failing the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not the expected JSON, or a query parameter is wrong.
+    BadRequest,
+    /// The body is over the endpoint's size cap.
+    TooLarge,
+    /// The request (headers and body) did not arrive within the server's deadline.
+    RequestTimeout,
+    /// A device fact is missing, too long or malformed.
+    BadFacts,
+    /// The CSR does not parse, does not verify, or uses a refused algorithm or key.
+    BadCsr,
+    TokenUnknown,
+    TokenRevoked,
+    TokenExpired,
+    TokenUsedUp,
+    /// The token is bound to another team than the device claims.
+    TeamMismatch,
+    /// Another device is enrolled under this machine id and the caller does not hold
+    /// its key: enrollment never takes over an existing device.
+    DeviceExists,
+    ClientCertificateRequired,
+    /// The client certificate is not the current one of an enrolled device (never
+    /// issued, superseded by a renewal, or its device was removed).
+    UnknownCertificate,
+    /// The check-in's facts name another machine than the certificate.
+    MachineMismatch,
+    /// The check-in reports a policy version that was never published.
+    BadPolicyVersion,
+    NoBundle,
+    AdminCredentialRequired,
+    NoSuchToken,
+    NoSuchDevice,
+    /// A published bundle did not verify against the server's anchors; the
+    /// message names the verifier's reason.
+    BundleRefused,
+    AlreadyPublished,
+    /// A rotation envelope did not extend the server's chain of anchors.
+    RotationRefused,
+    NotFound,
+    Internal,
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as it travels on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::TooLarge => "too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::BadFacts => "bad_facts",
+            Self::BadCsr => "bad_csr",
+            Self::TokenUnknown => "token_unknown",
+            Self::TokenRevoked => "token_revoked",
+            Self::TokenExpired => "token_expired",
+            Self::TokenUsedUp => "token_used_up",
+            Self::TeamMismatch => "team_mismatch",
+            Self::DeviceExists => "device_exists",
+            Self::ClientCertificateRequired => "client_certificate_required",
+            Self::UnknownCertificate => "unknown_certificate",
+            Self::MachineMismatch => "machine_mismatch",
+            Self::BadPolicyVersion => "bad_policy_version",
+            Self::NoBundle => "no_bundle",
+            Self::AdminCredentialRequired => "admin_credential_required",
+            Self::NoSuchToken => "no_such_token",
+            Self::NoSuchDevice => "no_such_device",
+            Self::BundleRefused => "bundle_refused",
+            Self::AlreadyPublished => "already_published",
+            Self::RotationRefused => "rotation_refused",
+            Self::NotFound => "not_found",
+            Self::Internal => "internal",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// True for the codes that say the enrollment token itself cannot be used.
+    pub fn is_token_problem(self) -> bool {
+        matches!(
+            self,
+            Self::TokenUnknown | Self::TokenRevoked | Self::TokenExpired | Self::TokenUsedUp
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -451,7 +451,14 @@ fn a_removed_device_is_gone_and_its_certificate_authenticates_nothing() {
         // Removing it again says there is no such device.
         let again = server.admin(&org).remove_device(&lost_id);
         assert!(
-            matches!(again, Err(ClientError::Refused { status: 404, ref code, .. }) if code == "no_such_device"),
+            matches!(
+                again,
+                Err(ClientError::Refused {
+                    status: 404,
+                    code: ErrorCode::NoSuchDevice,
+                    ..
+                })
+            ),
             "{again:?}"
         );
     });

@@ -35,6 +35,7 @@ pub mod windows;
 use crate::anchors::{self, TrustAnchors};
 use crate::bundle::BundleError;
 use crate::fsutil::FsError;
+use crate::protocol::ErrorCode;
 use paths::{AgentPaths, Platform};
 use settings::AgentSettings;
 use state::AgentState;
@@ -61,9 +62,9 @@ pub enum AgentError {
     #[error("registration is pending: {reason}")]
     Pending { reason: String },
     #[error("the server refused the registration ({code}): {message}")]
-    EnrollRefused { code: String, message: String },
+    EnrollRefused { code: ErrorCode, message: String },
     #[error("the server refused ({code}): {message}")]
-    Refused { code: String, message: String },
+    Refused { code: ErrorCode, message: String },
     #[error("{0}")]
     Server(String),
     #[error("the machine certificate expired at {at}")]
@@ -91,14 +92,18 @@ impl AgentError {
             Self::NotRegistered => "run `fleetkit agent register` first".into(),
             Self::NoToken => "pass --token, set FLEETKIT_ENROLL_TOKEN, or let the installer write the token file; create a token with `fleetkit token create`".into(),
             Self::Pending { .. } => "the device will finish registering on the next `agent register` or `agent sync`".into(),
-            Self::EnrollRefused { code, .. } => match code.as_str() {
-                "token_unknown" | "token_revoked" | "token_expired" | "token_used_up" => {
+            Self::EnrollRefused { code, .. } => match code {
+                c if c.is_token_problem() => {
                     "ask IT for a fresh enrollment token (`fleetkit token create`)".into()
                 }
-                "team_mismatch" => "register with the token's team, or ask IT for a token of this team".into(),
+                ErrorCode::TeamMismatch => "register with the token's team, or ask IT for a token of this team".into(),
+                ErrorCode::DeviceExists => "this machine id is enrolled by another key: if the machine was re-imaged, IT removes the old device (`fleetkit devices remove`) or gives a token made with `--replace-existing`".into(),
                 _ => "see the server's reason above".into(),
             },
-            Self::Refused { code, .. } if code == "unknown_certificate" => {
+            Self::Refused {
+                code: ErrorCode::UnknownCertificate,
+                ..
+            } => {
                 "the server no longer knows this device: `fleetkit agent register --force` with a fresh token".into()
             }
             Self::CertificateExpired { .. } => "the device was offline past its certificate's lifetime: `fleetkit agent register --force` with a fresh enrollment token".into(),

@@ -66,7 +66,7 @@ impl Agent {
         // The state keeps only what was given on the command line, so that a
         // reinstall that changes agent.yaml is heard; flags still win over it.
         self.state.assignment = self.state.assignment.overridden_by(&asked);
-        let facts = facts::gather(&self.paths, &self.settings.org, &self.assignment())?;
+        let facts = self.facts()?;
 
         if self.state.is_registered() && !opts.force {
             let e = self
@@ -86,11 +86,19 @@ impl Agent {
         }
 
         // The key is made once and kept while enrollment is pending, so a device
-        // that registers offline enrolls later with the key it already has.
+        // that registers offline, or whose enrollment answer was lost, enrolls with
+        // the key it already has (the server answers a repeated enrollment with the
+        // same certificate). `--force` on a registered device enrolls with the key
+        // of its current certificate, even an expired one: that proves to the server
+        // it is the same device, which an enrollment needs to change an existing
+        // device (DESIGN.md rule 9).
         let key = match identity::load_pending_key(&self.paths.pending_key) {
-            Some(k) if !opts.force || !self.state.is_registered() => k,
+            Some(k) if !self.state.is_registered() => k,
             _ => {
-                let k = identity::new_key()?;
+                let k = match Identity::load(&self.paths.identity) {
+                    Ok(current) if self.state.is_registered() => current.key,
+                    _ => identity::new_key()?,
+                };
                 identity::save_pending_key(&k, &self.paths.pending_key)?;
                 k
             }
@@ -248,6 +256,17 @@ impl Agent {
             team,
             certificate_not_after: checked.not_after,
         })
+    }
+
+    /// The facts of this device. The machine id is the one recorded when the device
+    /// first registered (or went pending), not recomputed: a renamed host keeps its
+    /// identity, and the inventory follows its new host name at the next check-in.
+    pub fn facts(&self) -> Result<DeviceFacts> {
+        let mut facts = facts::gather(&self.paths, &self.settings.org, &self.assignment())?;
+        if let Some(e) = &self.state.enrollment {
+            facts.machine_id = e.machine_id.clone();
+        }
+        Ok(facts)
     }
 
     /// The org assignment in effect: agent.yaml, then install-time flags.

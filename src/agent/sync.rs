@@ -8,7 +8,6 @@
 //! server cannot be reached, the offline mode decides what stays in force.
 
 use super::client::{BundleAnswer, ClientError, DeviceClient};
-use super::facts;
 use super::identity::{self, Identity};
 use super::offline::{self, Holdings, InForce};
 use super::register::RegisterOptions;
@@ -16,7 +15,7 @@ use super::state::{EnrollmentStatus, SyncRecord};
 use super::{Agent, AgentError, Result};
 use crate::bundle::Verified;
 use crate::fsutil::{self, PUBLIC_MODE};
-use crate::protocol::{CheckinRequest, DeviceFacts, RenewRequest};
+use crate::protocol::{CheckinRequest, DeviceFacts, ErrorCode, RenewRequest};
 use time::{Duration, OffsetDateTime};
 
 /// How a successful sync ended.
@@ -48,7 +47,7 @@ impl Agent {
             // Pending: the next run finishes the registration.
             self.register(&RegisterOptions::default(), now)?;
         }
-        let facts = facts::gather(&self.paths, &self.settings.org, &self.assignment())?;
+        let facts = self.facts()?;
         let result = self.sync_registered(&facts, now);
         let record = match &result {
             Ok(report) => SyncRecord {
@@ -122,7 +121,10 @@ impl Agent {
         let answer = match client.bundle(etag.as_deref()) {
             Ok(answer) => Some(answer),
             // Nothing published yet: the policy in force is as current as it gets.
-            Err(ClientError::Refused { code, .. }) if code == "no_bundle" => None,
+            Err(ClientError::Refused {
+                code: ErrorCode::NoBundle,
+                ..
+            }) => None,
             Err(e) => return Err(self.server_failure(e, now)),
         };
         let synced = match answer {
@@ -253,7 +255,7 @@ impl Agent {
         if !self.state.is_registered() {
             return Err(AgentError::NotRegistered);
         }
-        let facts = facts::gather(&self.paths, &self.settings.org, &self.assignment())?;
+        let facts = self.facts()?;
         let client = self.device_client()?;
         let until = self.renew_with(&client, &facts, now)?;
         self.save_state()?;

@@ -114,6 +114,7 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
             max_uses: 2,
             expires_in_secs: 3600,
             note: Some("fleetkit demo".into()),
+            replace_existing: false,
         })
         .map_err(super::fleet::client_failure)?;
     say(format!(

@@ -45,6 +45,11 @@ pub struct TokenCreateArgs {
     /// A note for the token list (who it is for).
     #[arg(long, value_name = "TEXT")]
     note: Option<String>,
+    /// Let an enrollment with this token replace the existing device of the same
+    /// machine id (re-imaged machines). Without it, an enrollment never changes an
+    /// existing device unless the caller holds that device's key.
+    #[arg(long)]
+    replace_existing: bool,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -157,7 +162,10 @@ pub fn client_failure(e: ClientError) -> Failure {
         ClientError::Unreachable { .. } => {
             "is `fleetkit serve` running there? check --server or server.url in fleetkit.yaml"
         }
-        ClientError::Refused { code, .. } if code == "admin_credential_required" => {
+        ClientError::Refused {
+            code: fleetkit::protocol::ErrorCode::AdminCredentialRequired,
+            ..
+        } => {
             "the admin credential does not match the server's; use the server's keys/admin-credential"
         }
         _ => "",
@@ -176,6 +184,7 @@ pub fn run_token(ctx: &Context, cmd: TokenCommand) -> Result<(), Failure> {
                     max_uses: a.uses,
                     expires_in_secs: secs,
                     note: a.note,
+                    replace_existing: a.replace_existing,
                 })
                 .map_err(client_failure)?;
             if a.json {
@@ -227,6 +236,8 @@ fn print_tokens(tokens: &[TokenInfo]) {
             "expired"
         } else if t.uses >= t.max_uses {
             "used up"
+        } else if t.replace_existing {
+            "active, replaces existing"
         } else {
             "active"
         };

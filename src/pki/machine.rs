@@ -56,6 +56,16 @@ pub struct IssuedCertificate {
 /// A checked certificate request: its signature verified, its key type allowed.
 pub struct CheckedCsr {
     params: CertificateSigningRequestParams,
+    /// `sha256:<hex>` of the request's SubjectPublicKeyInfo: which key the device
+    /// holds (its self-signature proved possession).
+    key_fingerprint: String,
+}
+
+impl CheckedCsr {
+    /// `sha256:<hex>` of the requested key's SubjectPublicKeyInfo DER.
+    pub fn key_fingerprint(&self) -> &str {
+        &self.key_fingerprint
+    }
 }
 
 impl std::fmt::Debug for CheckedCsr {
@@ -102,7 +112,12 @@ pub fn check_csr_der(der: &[u8]) -> std::result::Result<CheckedCsr, CsrError> {
         }
         _ => CsrError::Malformed,
     })?;
-    Ok(CheckedCsr { params })
+    Ok(CheckedCsr {
+        params,
+        key_fingerprint: crate::pki::fingerprint_der(
+            csr.certification_request_info.subject_pki.raw,
+        ),
+    })
 }
 
 fn check_key_type(

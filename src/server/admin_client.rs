@@ -18,7 +18,7 @@ pub enum ClientError {
     #[error("the server refused ({status} {code}): {message}")]
     Refused {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     #[error("the server's answer is not what fleetkit expects: {0}")]
@@ -171,7 +171,7 @@ pub fn refusal(status: u16, body: &[u8]) -> ClientError {
         },
         Err(_) => ClientError::Refused {
             status,
-            code: "http".into(),
+            code: ErrorCode::Unknown,
             message: String::from_utf8_lossy(body).chars().take(200).collect(),
         },
     }

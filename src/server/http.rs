@@ -1,13 +1,12 @@
 //! The HTTPS front: a TLS accept loop that records each connection's client
-//! certificate, and the axum router of `protocol`'s endpoints.
+//! certificate for the router of `api`.
 //!
-//! A connection's device is looked up once, at its first device request, and kept
-//! for the connection's life: a poll over keep-alive costs no database query.
+//! Only the certificate is kept per connection, never the device it belongs to: the
+//! device is looked up on every request, so that a removal or a renewal takes effect
+//! on connections already open (DESIGN.md rule 8).
 
-use super::api::{self, AppState};
 use crate::pki::fingerprint_der;
 use axum::Router;
-use axum::routing::{delete, get, post, put};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,28 +26,6 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Peer {
     /// `sha256:<hex>` of the client certificate, when one was presented.
     pub certificate_fingerprint: Option<String>,
-    /// The device behind that certificate, looked up on first use.
-    pub device: tokio::sync::OnceCell<Option<crate::server::store::DeviceRow>>,
-}
-
-/// The router of every endpoint.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/enroll", post(api::enroll))
-        .route("/v1/renew", post(api::renew))
-        .route("/v1/checkin", post(api::checkin))
-        .route("/v1/bundle", get(api::bundle))
-        .route(
-            "/v1/admin/tokens",
-            post(api::create_token).get(api::list_tokens),
-        )
-        .route("/v1/admin/tokens/{id}/revoke", post(api::revoke_token))
-        .route("/v1/admin/devices", get(api::list_devices))
-        .route("/v1/admin/devices/{id}", delete(api::remove_device))
-        .route("/v1/admin/bundle", put(api::publish_bundle))
-        .route("/v1/health", get(api::health))
-        .fallback(api::not_found)
-        .with_state(state)
 }
 
 /// Accepts TLS connections on `listener` and serves `router` on each until
@@ -87,7 +64,6 @@ pub async fn serve(
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .map(|leaf| fingerprint_der(leaf)),
-                device: tokio::sync::OnceCell::new(),
             });
             let service = hyper::service::service_fn(move |mut request| {
                 request.extensions_mut().insert(peer.clone());

@@ -4,7 +4,7 @@
 //! - [`store`]: the database (tokens, devices, certificates, bundles);
 //! - [`secrets`]: enrollment tokens and the admin credential (random, stored hashed);
 //! - [`tls`]: the server certificate and client-certificate verification;
-//! - [`http`]: the accept loop and router; [`api`]: the handlers;
+//! - [`http`]: the TLS accept loop; [`api`]: the routes and handlers;
 //! - [`admin_client`]: the admin side's HTTPS client (`fleetkit token`, `devices`).
 //!
 //! The server holds no state of its own beyond a one-second cache of the newest
@@ -126,7 +126,7 @@ impl BoundServer {
 
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let router = http::router(self.state);
+        let router = api::router(self.state);
         http::serve(self.listener, self.acceptor, router, shutdown).await;
     }
 }

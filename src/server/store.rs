@@ -10,6 +10,7 @@
 //! one conditional `UPDATE … SET uses = uses + 1 WHERE uses < max_uses` per
 //! enrollment, which PostgreSQL row locks and SQLite's single writer serialise.
 
+use crate::protocol::{DeviceFacts, DeviceRecord};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::sync::Once;
@@ -60,6 +61,9 @@ pub struct TokenRow {
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
     pub note: Option<String>,
+    /// Enrollments with this token may replace an existing device of the same
+    /// machine id (re-imaged machines) instead of being refused.
+    pub replace_existing: bool,
 }
 
 /// Why a token could not be used.
@@ -95,13 +99,132 @@ pub struct DeviceRow {
     pub cert_not_after: i64,
 }
 
+impl DeviceRow {
+    /// A new device as its enrollment facts describe it, with its first certificate.
+    pub fn enrolling(
+        facts: &DeviceFacts,
+        org: &str,
+        device_id: String,
+        cert: &IssuedCert,
+        now: i64,
+    ) -> Self {
+        let mut row = Self {
+            device_id,
+            machine_id: facts.machine_id.clone(),
+            org: org.to_string(),
+            team: String::new(),
+            department: None,
+            environment: None,
+            compliance_zone: None,
+            hostname: String::new(),
+            platform: String::new(),
+            os_name: String::new(),
+            os_version: String::new(),
+            serial: None,
+            user: String::new(),
+            agent_version: String::new(),
+            registered_at: now,
+            last_seen: now,
+            policy_version: None,
+            cert_fingerprint: cert.fingerprint.clone(),
+            cert_not_after: cert.not_after,
+        };
+        row.apply_facts(facts);
+        row
+    }
+
+    /// Takes what the device says of itself (every fact but the machine id, which
+    /// never changes, and the team, which the token decides).
+    pub fn apply_facts(&mut self, f: &DeviceFacts) {
+        self.department = f.department.clone();
+        self.environment = f.environment.clone();
+        self.compliance_zone = f.compliance_zone.clone();
+        self.hostname = f.hostname.clone();
+        self.platform = f.platform.clone();
+        self.os_name = f.os_name.clone();
+        self.os_version = f.os_version.clone();
+        self.serial = f.serial.clone();
+        self.user = f.user.clone();
+        self.agent_version = f.agent_version.clone();
+    }
+}
+
+/// The inventory's wire form of a row.
+impl From<DeviceRow> for DeviceRecord {
+    fn from(row: DeviceRow) -> Self {
+        DeviceRecord {
+            registered_at: rfc3339_of(row.registered_at),
+            last_seen: rfc3339_of(row.last_seen),
+            certificate_not_after: rfc3339_of(row.cert_not_after),
+            device_id: row.device_id,
+            machine_id: row.machine_id,
+            org: row.org,
+            team: row.team,
+            department: row.department,
+            environment: row.environment,
+            compliance_zone: row.compliance_zone,
+            hostname: row.hostname,
+            platform: row.platform,
+            os_name: row.os_name,
+            os_version: row.os_version,
+            serial: row.serial,
+            user: row.user,
+            agent_version: row.agent_version,
+            policy_version: row.policy_version.map(|v| v.max(0) as u64),
+            certificate_fingerprint: row.cert_fingerprint,
+        }
+    }
+}
+
+/// RFC 3339 of Unix seconds (empty for a time out of range, which no row holds).
+pub fn rfc3339_of(t: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(t)
+        .map(crate::clock::rfc3339)
+        .unwrap_or_default()
+}
+
+/// A certificate issued to a device, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCert {
+    /// `sha256:<hex>` of the DER: what TLS presents and authentication looks up.
+    pub fingerprint: String,
+    /// `sha256:<hex>` of the certified key's SubjectPublicKeyInfo.
+    pub key_fingerprint: String,
+    pub serial: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// The PEM, kept so that a retried enrollment gets the same answer.
+    pub pem: String,
+}
+
 /// What an enrollment writes: the device as it describes itself, and its new
-/// certificate. `device_id` is used only when the machine id is new.
+/// certificate. `device.device_id` is used only when the machine id is new.
 #[derive(Debug, Clone)]
 pub struct NewEnrollment {
     pub device: DeviceRow,
-    pub cert_serial: String,
-    pub cert_not_before: i64,
+    pub cert: IssuedCert,
+}
+
+/// How an enrollment was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrolled {
+    /// A machine id the inventory did not hold.
+    New { device_id: String, team: String },
+    /// The holder of the device's current key enrolled again (e.g. after its
+    /// certificate expired): same device id, new certificate.
+    Reenrolled { device_id: String, team: String },
+    /// A token made with `replace_existing` replaced the device of this machine id
+    /// (a re-imaged machine): same device id, its old certificates are dead.
+    Replaced { device_id: String, team: String },
+    /// The same enrollment (same token, same key) was already recorded: its answer
+    /// was lost. Nothing changed; the stored certificate is returned again.
+    Repeated {
+        device_id: String,
+        team: String,
+        cert_pem: String,
+        not_after: i64,
+        fingerprint: String,
+    },
 }
 
 /// A published bundle.
@@ -122,7 +245,9 @@ pub struct DeviceFilter {
     pub not_seen_since: Option<i64>,
 }
 
-const SCHEMA_VERSION: &str = "1";
+/// Schema 2 added tokens.replace_existing and the devices' key fingerprint and
+/// certificate PEM (ownership proofs and idempotent enrollment).
+const SCHEMA_VERSION: &str = "2";
 
 fn schema(backend: Backend) -> Vec<String> {
     let blob = match backend {
@@ -140,7 +265,8 @@ fn schema(backend: Backend) -> Vec<String> {
             created_at BIGINT NOT NULL,
             expires_at BIGINT NOT NULL,
             revoked_at BIGINT,
-            note TEXT)"
+            note TEXT,
+            replace_existing BIGINT NOT NULL DEFAULT 0)"
             .into(),
         "CREATE TABLE IF NOT EXISTS devices (
             device_id TEXT PRIMARY KEY,
@@ -162,9 +288,12 @@ fn schema(backend: Backend) -> Vec<String> {
             policy_version BIGINT,
             token_id TEXT NOT NULL,
             cert_fingerprint TEXT NOT NULL,
-            cert_not_after BIGINT NOT NULL)"
+            cert_not_after BIGINT NOT NULL,
+            cert_key_fingerprint TEXT NOT NULL DEFAULT '',
+            cert_pem TEXT NOT NULL DEFAULT '')"
             .into(),
         "CREATE INDEX IF NOT EXISTS devices_team ON devices (team)".into(),
+        "CREATE INDEX IF NOT EXISTS devices_cert ON devices (cert_fingerprint)".into(),
         "CREATE TABLE IF NOT EXISTS certificates (
             fingerprint TEXT PRIMARY KEY,
             device_id TEXT NOT NULL,
@@ -183,6 +312,9 @@ fn schema(backend: Backend) -> Vec<String> {
         ),
     ]
 }
+
+const TOKEN_COLUMNS: &str =
+    "id, team, max_uses, uses, created_at, expires_at, revoked_at, note, replace_existing";
 
 const DEVICE_COLUMNS: &str = "device_id, machine_id, org, team, department, environment, \
     compliance_zone, hostname, platform, os_name, os_version, serial, username, agent_version, \
@@ -263,7 +395,24 @@ impl Store {
                     expected: org.to_string(),
                 });
             }
-            Some(_) => {}
+            Some(_) => {
+                let schema: Option<String> =
+                    sqlx::query("SELECT value FROM meta WHERE key = 'schema'")
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|row| row.try_get(0))
+                        .transpose()?;
+                if schema.as_deref() == Some("1") {
+                    for statement in [
+                        "ALTER TABLE tokens ADD COLUMN replace_existing BIGINT NOT NULL DEFAULT 0",
+                        "ALTER TABLE devices ADD COLUMN cert_key_fingerprint TEXT NOT NULL DEFAULT ''",
+                        "ALTER TABLE devices ADD COLUMN cert_pem TEXT NOT NULL DEFAULT ''",
+                        "UPDATE meta SET value = '2' WHERE key = 'schema'",
+                    ] {
+                        sqlx::query(statement).execute(&mut *tx).await?;
+                    }
+                }
+            }
             None => {
                 sqlx::query("INSERT INTO meta (key, value) VALUES ('org', $1), ('schema', $2)")
                     .bind(org.to_string())
@@ -288,8 +437,9 @@ impl Store {
     pub async fn insert_token(&self, token: &TokenRow, hash: &str) -> Result<()> {
         let _guard = self.lock_writes().await;
         sqlx::query(
-            "INSERT INTO tokens (id, hash, team, max_uses, uses, created_at, expires_at, revoked_at, note)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO tokens (id, hash, team, max_uses, uses, created_at, expires_at, revoked_at,
+                note, replace_existing)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(token.id.clone())
         .bind(hash.to_string())
@@ -300,16 +450,16 @@ impl Store {
         .bind(token.expires_at)
         .bind(token.revoked_at)
         .bind(token.note.clone())
+        .bind(i64::from(token.replace_existing))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     pub async fn list_tokens(&self) -> Result<Vec<TokenRow>> {
-        let rows = sqlx::query(
-            "SELECT id, team, max_uses, uses, created_at, expires_at, revoked_at, note
-             FROM tokens ORDER BY created_at, id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(token_row).collect()
@@ -323,13 +473,10 @@ impl Store {
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;
-        let row = sqlx::query(
-            "SELECT id, team, max_uses, uses, created_at, expires_at, revoked_at, note
-             FROM tokens WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(token_row).transpose()
     }
 
@@ -362,112 +509,270 @@ impl Store {
 
     // ----- enrollment ---------------------------------------------------------------
 
-    /// In one transaction: takes one use of the token with hash `token_hash` (if it is
-    /// known, not revoked, not expired, not used up), checks its team against
-    /// `team_check`, and records the device (new, or the same machine id enrolling
-    /// again: its device id is kept) and its certificate. Returns the device id and
-    /// the token's team, or why the token was refused (nothing is written then).
+    /// Records an enrollment, in one transaction (DESIGN.md rule 9):
+    ///
+    /// - a machine id the inventory does not hold: a new device;
+    /// - the same token and the same key as the device's current certificate: the
+    ///   answer of that enrollment was lost; nothing changes, and no token use is
+    ///   taken ([`Enrolled::Repeated`]);
+    /// - a key equal to the device's current certificate's key (the CSR's
+    ///   self-signature proved the caller holds it): enrolled again;
+    /// - a token made with `replace_existing`: the device is replaced;
+    /// - anything else is refused: a machine id is not a secret, and enrolling
+    ///   never takes over a device.
+    ///
+    /// Every case but the repeat takes one use of the token (known, not revoked, not
+    /// expired, not used up) and checks its team with `team_check`. Nothing is
+    /// written when the enrollment is refused.
     pub async fn enroll(
         &self,
         token_hash: &str,
         now: i64,
-        team_check: impl FnOnce(&str) -> std::result::Result<(), String>,
+        team_check: impl Fn(&str) -> std::result::Result<(), String>,
         enrollment: &NewEnrollment,
-    ) -> Result<std::result::Result<(String, String), EnrollRefusal>> {
+    ) -> Result<std::result::Result<Enrolled, EnrollRefusal>> {
+        // Two enrollments of one new machine id racing: the loser sees the winner's
+        // row on its second pass and is judged against it.
+        for _ in 0..2 {
+            if let Some(outcome) = self
+                .try_enroll(token_hash, now, &team_check, enrollment)
+                .await?
+            {
+                return Ok(outcome);
+            }
+        }
+        Ok(Err(EnrollRefusal::DeviceExists))
+    }
+
+    /// One pass of [`Self::enroll`]; `None` when it lost a race and wrote nothing.
+    async fn try_enroll(
+        &self,
+        token_hash: &str,
+        now: i64,
+        team_check: &impl Fn(&str) -> std::result::Result<(), String>,
+        enrollment: &NewEnrollment,
+    ) -> Result<Option<std::result::Result<Enrolled, EnrollRefusal>>> {
         let _guard = self.lock_writes().await;
         let mut tx = self.pool.begin().await?;
-        let taken = sqlx::query(
-            "UPDATE tokens SET uses = uses + 1
-             WHERE hash = $1 AND revoked_at IS NULL AND expires_at > $2 AND uses < max_uses
-             RETURNING id, team",
-        )
+        let Some(token) = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
+        ))
         .bind(token_hash.to_string())
-        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(token_row)
+        .transpose()?
+        else {
+            return Ok(Some(Err(EnrollRefusal::Token(TokenRefusal::Unknown))));
+        };
+        let d = &enrollment.device;
+        let existing = sqlx::query(
+            "SELECT device_id, team, token_id, cert_fingerprint, cert_key_fingerprint, cert_pem,
+                cert_not_after
+             FROM devices WHERE machine_id = $1",
+        )
+        .bind(d.machine_id.clone())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(taken) = taken else {
-            let reason = token_refusal(&mut tx, token_hash, now).await?;
-            tx.rollback().await?;
-            return Ok(Err(EnrollRefusal::Token(reason)));
+        let existing = match existing {
+            None => None,
+            Some(row) => Some(ExistingDevice {
+                device_id: row.try_get(0)?,
+                team: row.try_get(1)?,
+                token_id: row.try_get(2)?,
+                cert_fingerprint: row.try_get(3)?,
+                cert_key_fingerprint: row.try_get(4)?,
+                cert_pem: row.try_get(5)?,
+                cert_not_after: row.try_get(6)?,
+            }),
         };
-        let token_id: String = taken.try_get(0)?;
-        let team: String = taken.try_get(1)?;
-        if let Err(message) = team_check(&team) {
+        let key = &enrollment.cert.key_fingerprint;
+        let holds_key = existing
+            .as_ref()
+            .is_some_and(|e| !e.cert_key_fingerprint.is_empty() && &e.cert_key_fingerprint == key);
+        // A repeat only while its certificate is still good: the holder of an
+        // expired one enrolls again and gets a new certificate.
+        if let Some(e) = &existing
+            && holds_key
+            && e.token_id == token.id
+            && token.revoked_at.is_none()
+            && e.cert_not_after > now
+        {
             tx.rollback().await?;
-            return Ok(Err(EnrollRefusal::Team(message)));
+            return Ok(Some(Ok(Enrolled::Repeated {
+                device_id: e.device_id.clone(),
+                team: e.team.clone(),
+                cert_pem: e.cert_pem.clone(),
+                not_after: e.cert_not_after,
+                fingerprint: e.cert_fingerprint.clone(),
+            })));
         }
-        let d = &enrollment.device;
-        let device_id: String = sqlx::query(
-            "INSERT INTO devices (device_id, machine_id, org, team, department, environment,
-                compliance_zone, hostname, platform, os_name, os_version, serial, username,
-                agent_version, registered_at, last_seen, policy_version, token_id,
-                cert_fingerprint, cert_not_after)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                NULL, $17, $18, $19)
-             ON CONFLICT (machine_id) DO UPDATE SET
-                team = excluded.team, department = excluded.department,
-                environment = excluded.environment, compliance_zone = excluded.compliance_zone,
-                hostname = excluded.hostname, platform = excluded.platform,
-                os_name = excluded.os_name, os_version = excluded.os_version,
-                serial = excluded.serial, username = excluded.username,
-                agent_version = excluded.agent_version, registered_at = excluded.registered_at,
-                last_seen = excluded.last_seen, token_id = excluded.token_id,
-                cert_fingerprint = excluded.cert_fingerprint,
-                cert_not_after = excluded.cert_not_after
-             RETURNING device_id",
-        )
-        .bind(d.device_id.clone())
-        .bind(d.machine_id.clone())
-        .bind(d.org.clone())
-        .bind(team.clone())
-        .bind(d.department.clone())
-        .bind(d.environment.clone())
-        .bind(d.compliance_zone.clone())
-        .bind(d.hostname.clone())
-        .bind(d.platform.clone())
-        .bind(d.os_name.clone())
-        .bind(d.os_version.clone())
-        .bind(d.serial.clone())
-        .bind(d.user.clone())
-        .bind(d.agent_version.clone())
-        .bind(d.registered_at)
-        .bind(d.last_seen)
-        .bind(token_id)
-        .bind(d.cert_fingerprint.clone())
-        .bind(d.cert_not_after)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        insert_certificate(&mut tx, &device_id, enrollment).await?;
-        tx.commit().await?;
-        Ok(Ok((device_id, team)))
-    }
+        if existing.is_some() && !holds_key && !token.replace_existing {
+            tx.rollback().await?;
+            return Ok(Some(Err(EnrollRefusal::DeviceExists)));
+        }
 
-    /// Records a renewed certificate for an enrolled device.
-    pub async fn renew(&self, device_id: &str, enrollment: &NewEnrollment) -> Result<()> {
-        let _guard = self.lock_writes().await;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE devices SET cert_fingerprint = $1, cert_not_after = $2, last_seen = $3
-             WHERE device_id = $4",
+        let taken = sqlx::query(
+            "UPDATE tokens SET uses = uses + 1
+             WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2 AND uses < max_uses",
         )
-        .bind(enrollment.device.cert_fingerprint.clone())
-        .bind(enrollment.device.cert_not_after)
-        .bind(enrollment.device.last_seen)
-        .bind(device_id.to_string())
+        .bind(token.id.clone())
+        .bind(now)
         .execute(&mut *tx)
         .await?;
-        insert_certificate(&mut tx, device_id, enrollment).await?;
+        if taken.rows_affected() == 0 {
+            let reason = token_refusal(&mut tx, token_hash, now).await?;
+            tx.rollback().await?;
+            return Ok(Some(Err(EnrollRefusal::Token(reason))));
+        }
+        if let Err(message) = team_check(&token.team) {
+            tx.rollback().await?;
+            return Ok(Some(Err(EnrollRefusal::Team(message))));
+        }
+
+        let outcome = match &existing {
+            None => {
+                let inserted = sqlx::query(
+                    "INSERT INTO devices (device_id, machine_id, org, team, department, environment,
+                        compliance_zone, hostname, platform, os_name, os_version, serial, username,
+                        agent_version, registered_at, last_seen, policy_version, token_id,
+                        cert_fingerprint, cert_not_after, cert_key_fingerprint, cert_pem)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                        NULL, $17, $18, $19, $20, $21)
+                     ON CONFLICT (machine_id) DO NOTHING",
+                )
+                .bind(d.device_id.clone())
+                .bind(d.machine_id.clone())
+                .bind(d.org.clone())
+                .bind(token.team.clone())
+                .bind(d.department.clone())
+                .bind(d.environment.clone())
+                .bind(d.compliance_zone.clone())
+                .bind(d.hostname.clone())
+                .bind(d.platform.clone())
+                .bind(d.os_name.clone())
+                .bind(d.os_version.clone())
+                .bind(d.serial.clone())
+                .bind(d.user.clone())
+                .bind(d.agent_version.clone())
+                .bind(d.registered_at)
+                .bind(d.last_seen)
+                .bind(token.id.clone())
+                .bind(enrollment.cert.fingerprint.clone())
+                .bind(enrollment.cert.not_after)
+                .bind(enrollment.cert.key_fingerprint.clone())
+                .bind(enrollment.cert.pem.clone())
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                Enrolled::New {
+                    device_id: d.device_id.clone(),
+                    team: token.team.clone(),
+                }
+            }
+            Some(e) => {
+                // Only if the row is still the one judged above (PostgreSQL may
+                // have let another transaction change it meanwhile).
+                let updated = sqlx::query(
+                    "UPDATE devices SET team = $1, department = $2, environment = $3,
+                        compliance_zone = $4, hostname = $5, platform = $6, os_name = $7,
+                        os_version = $8, serial = $9, username = $10, agent_version = $11,
+                        registered_at = $12, last_seen = $13, token_id = $14,
+                        cert_fingerprint = $15, cert_not_after = $16,
+                        cert_key_fingerprint = $17, cert_pem = $18
+                     WHERE device_id = $19 AND cert_fingerprint = $20",
+                )
+                .bind(token.team.clone())
+                .bind(d.department.clone())
+                .bind(d.environment.clone())
+                .bind(d.compliance_zone.clone())
+                .bind(d.hostname.clone())
+                .bind(d.platform.clone())
+                .bind(d.os_name.clone())
+                .bind(d.os_version.clone())
+                .bind(d.serial.clone())
+                .bind(d.user.clone())
+                .bind(d.agent_version.clone())
+                .bind(d.registered_at)
+                .bind(d.last_seen)
+                .bind(token.id.clone())
+                .bind(enrollment.cert.fingerprint.clone())
+                .bind(enrollment.cert.not_after)
+                .bind(enrollment.cert.key_fingerprint.clone())
+                .bind(enrollment.cert.pem.clone())
+                .bind(e.device_id.clone())
+                .bind(e.cert_fingerprint.clone())
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                let (device_id, team) = (e.device_id.clone(), token.team.clone());
+                if holds_key {
+                    Enrolled::Reenrolled { device_id, team }
+                } else {
+                    Enrolled::Replaced { device_id, team }
+                }
+            }
+        };
+        let device_id = match &outcome {
+            Enrolled::New { device_id, .. }
+            | Enrolled::Reenrolled { device_id, .. }
+            | Enrolled::Replaced { device_id, .. }
+            | Enrolled::Repeated { device_id, .. } => device_id.clone(),
+        };
+        insert_certificate(&mut tx, &device_id, &enrollment.cert).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Some(Ok(outcome)))
     }
 
-    /// The device holding the certificate with this fingerprint, if the certificate
-    /// is one we issued and the device still exists.
+    /// Records a renewed certificate, if `presented` is still the device's current
+    /// certificate: `false` when the device was removed or renewed meanwhile (the
+    /// caller's certificate is no longer the one that authenticates it).
+    pub async fn renew(
+        &self,
+        device_id: &str,
+        presented: &str,
+        cert: &IssuedCert,
+        now: i64,
+    ) -> Result<bool> {
+        let _guard = self.lock_writes().await;
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE devices SET cert_fingerprint = $1, cert_not_after = $2, last_seen = $3,
+                cert_key_fingerprint = $4, cert_pem = $5
+             WHERE device_id = $6 AND cert_fingerprint = $7",
+        )
+        .bind(cert.fingerprint.clone())
+        .bind(cert.not_after)
+        .bind(now)
+        .bind(cert.key_fingerprint.clone())
+        .bind(cert.pem.clone())
+        .bind(device_id.to_string())
+        .bind(presented.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_certificate(&mut tx, device_id, cert).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The enrolled device whose *current* certificate has this fingerprint. A
+    /// certificate superseded by a renewal or a re-enrollment, or one of a removed
+    /// device, finds nothing: asked on every device request, so that a removal or
+    /// renewal takes effect at once, even on an open connection.
     pub async fn device_by_certificate(&self, fingerprint: &str) -> Result<Option<DeviceRow>> {
         let row = sqlx::query(&format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id =
-                (SELECT device_id FROM certificates WHERE fingerprint = $1)"
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE cert_fingerprint = $1"
         ))
         .bind(fingerprint.to_string())
         .fetch_optional(&self.pool)
@@ -475,14 +780,16 @@ impl Store {
         row.as_ref().map(device_row).transpose()
     }
 
-    /// A check-in: the device's facts, policy version and last-seen time.
-    pub async fn check_in(&self, device: &DeviceRow) -> Result<()> {
+    /// A check-in: the device's facts, policy version and last-seen time. `false`
+    /// when the device is gone or its certificate was superseded since it was looked
+    /// up (a removal racing the request).
+    pub async fn check_in(&self, device: &DeviceRow) -> Result<bool> {
         let _guard = self.lock_writes().await;
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE devices SET department = $1, environment = $2, compliance_zone = $3,
                 hostname = $4, platform = $5, os_name = $6, os_version = $7, serial = $8,
                 username = $9, agent_version = $10, last_seen = $11, policy_version = $12
-             WHERE device_id = $13",
+             WHERE device_id = $13 AND cert_fingerprint = $14",
         )
         .bind(device.department.clone())
         .bind(device.environment.clone())
@@ -497,9 +804,10 @@ impl Store {
         .bind(device.last_seen)
         .bind(device.policy_version)
         .bind(device.device_id.clone())
+        .bind(device.cert_fingerprint.clone())
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRow>> {
@@ -569,6 +877,19 @@ impl Store {
 pub enum EnrollRefusal {
     Token(TokenRefusal),
     Team(String),
+    /// Another device holds this machine id and the caller proved no right to it.
+    DeviceExists,
+}
+
+/// The parts of a device row an enrollment is judged against.
+struct ExistingDevice {
+    device_id: String,
+    team: String,
+    token_id: String,
+    cert_fingerprint: String,
+    cert_key_fingerprint: String,
+    cert_pem: String,
+    cert_not_after: i64,
 }
 
 async fn token_refusal(
@@ -603,17 +924,17 @@ async fn token_refusal(
 async fn insert_certificate(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     device_id: &str,
-    enrollment: &NewEnrollment,
+    cert: &IssuedCert,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO certificates (fingerprint, device_id, serial, not_before, not_after)
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(enrollment.device.cert_fingerprint.clone())
+    .bind(cert.fingerprint.clone())
     .bind(device_id.to_string())
-    .bind(enrollment.cert_serial.clone())
-    .bind(enrollment.cert_not_before)
-    .bind(enrollment.device.cert_not_after)
+    .bind(cert.serial.clone())
+    .bind(cert.not_before)
+    .bind(cert.not_after)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -629,6 +950,7 @@ fn token_row(row: &AnyRow) -> Result<TokenRow> {
         expires_at: row.try_get(5)?,
         revoked_at: row.try_get(6)?,
         note: row.try_get(7)?,
+        replace_existing: row.try_get::<i64, _>(8)? != 0,
     })
 }
 

@@ -329,7 +329,7 @@ impl Answer {
     }
 
     pub fn code(&self) -> String {
-        self.json::<ApiError>().code
+        self.json::<ApiError>().code.as_str().to_string()
     }
 }
 
@@ -372,6 +372,7 @@ pub fn create_token(server: &Server, org: &Org, team: &str, uses: u32, secs: u64
             max_uses: uses,
             expires_in_secs: secs,
             note: None,
+            replace_existing: false,
         })
         .unwrap()
 }

@@ -1,0 +1,245 @@
+//! The admin endpoints (bearer credential): enrollment tokens, the inventory,
+//! device removal and publishing.
+
+use super::AppState;
+use super::checks::check_text;
+use super::distribution::{PublishError, publish};
+use super::respond::{Answer, internal, read_body, read_json, refuse, reply};
+use crate::bundle::MAX_BUNDLE_BYTES;
+use crate::clock;
+use crate::protocol::*;
+use crate::server::secrets::{self, ADMIN_PREFIX, TOKEN_PREFIX};
+use crate::server::store::{DeviceFilter, TokenRow, rfc3339_of};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// The admin endpoints' routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/admin/tokens", post(create_token).get(list_tokens))
+        .route("/v1/admin/tokens/{id}/revoke", post(revoke_token))
+        .route("/v1/admin/devices", get(list_devices))
+        .route("/v1/admin/devices/{id}", delete(remove_device))
+        .route("/v1/admin/bundle", put(publish_bundle))
+}
+
+/// The credential of an `Authorization: Bearer <credential>` header. The scheme is
+/// case-insensitive (RFC 9110) and must be followed by whitespace:
+/// `Bearer<credential>` is not a bearer credential.
+fn bearer_credential(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case(ADMIN_AUTH_SCHEME)
+        .then(|| rest.trim())
+}
+
+fn check_admin(state: &AppState, headers: &HeaderMap) -> Answer<()> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_credential)
+        .filter(|v| secrets::is_well_formed(v, ADMIN_PREFIX));
+    let ok = presented.is_some_and(|v| {
+        secrets::digests_equal(&Sha256::digest(v.as_bytes()), &state.admin_credential_hash)
+    });
+    if ok {
+        Ok(())
+    } else {
+        let mut refusal = refuse(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::AdminCredentialRequired,
+            "admin endpoints need `Authorization: Bearer <admin credential>` (the workspace's keys/admin-credential)",
+        );
+        refusal.challenge = true;
+        Err(refusal)
+    }
+}
+
+fn token_info(row: TokenRow) -> TokenInfo {
+    let at = rfc3339_of;
+    TokenInfo {
+        id: row.id,
+        team: row.team,
+        max_uses: row.max_uses.clamp(0, u32::MAX as i64) as u32,
+        uses: row.uses.clamp(0, u32::MAX as i64) as u32,
+        created_at: at(row.created_at),
+        expires_at: at(row.expires_at),
+        revoked_at: row.revoked_at.map(at),
+        note: row.note,
+        replace_existing: row.replace_existing,
+    }
+}
+
+/// Longest token lifetime accepted: a year.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 366 * 24 * 3600;
+
+/// `POST /v1/admin/tokens`.
+async fn create_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result: Answer<TokenCreated> = async {
+        check_admin(&state, &headers)?;
+        let request: TokenCreate = read_json(body).await?;
+        let bad = |m: String| refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, m);
+        check_text("team", &request.team, true).map_err(bad)?;
+        if request.max_uses == 0 {
+            return Err(bad("`max_uses` must be at least 1".into()));
+        }
+        if request.expires_in_secs == 0 || request.expires_in_secs > MAX_TOKEN_LIFETIME_SECS {
+            return Err(bad(format!(
+                "`expires_in_secs` must be between 1 and {MAX_TOKEN_LIFETIME_SECS} (a year)"
+            )));
+        }
+        if let Some(note) = &request.note {
+            check_text("note", note, false).map_err(bad)?;
+        }
+        let now = clock::now().unix_timestamp();
+        let secret = secrets::new_secret(TOKEN_PREFIX).map_err(internal)?;
+        let row = TokenRow {
+            id: secrets::new_id("tok").map_err(internal)?,
+            team: request.team,
+            max_uses: i64::from(request.max_uses),
+            uses: 0,
+            created_at: now,
+            expires_at: now + request.expires_in_secs as i64,
+            revoked_at: None,
+            note: request.note,
+            replace_existing: request.replace_existing,
+        };
+        state
+            .store
+            .insert_token(&row, &secrets::hash_secret(&secret))
+            .await
+            .map_err(internal)?;
+        Ok(TokenCreated {
+            token: secret,
+            info: token_info(row),
+        })
+    }
+    .await;
+    reply(StatusCode::CREATED, result)
+}
+
+/// `GET /v1/admin/tokens`.
+async fn list_tokens(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = check_admin(&state, &headers) {
+        return refusal.into_response();
+    }
+    match state.store.list_tokens().await {
+        Ok(rows) => Json(rows.into_iter().map(token_info).collect::<Vec<_>>()).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// `POST /v1/admin/tokens/{id}/revoke`.
+async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(refusal) = check_admin(&state, &headers) {
+        return refusal.into_response();
+    }
+    match state
+        .store
+        .revoke_token(&id, clock::now().unix_timestamp())
+        .await
+    {
+        Ok(Some(row)) => Json(token_info(row)).into_response(),
+        Ok(None) => refuse(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NoSuchToken,
+            format!("there is no token with id {id:?}; `fleetkit token list` shows them"),
+        )
+        .into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    team: Option<String>,
+    stale_secs: Option<u64>,
+}
+
+/// `GET /v1/admin/devices`.
+async fn list_devices(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<DeviceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(refusal) = check_admin(&state, &headers) {
+        return refusal.into_response();
+    }
+    let Ok(Query(query)) = query else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "query parameters are `team` and `stale_secs` (a number of seconds)",
+        )
+        .into_response();
+    };
+    let now = clock::now().unix_timestamp();
+    let filter = DeviceFilter {
+        team: query.team,
+        not_seen_since: query
+            .stale_secs
+            .map(|s| now.saturating_sub(s.min(i64::MAX as u64) as i64)),
+    };
+    match state.store.list_devices(&filter).await {
+        Ok(rows) => {
+            Json(rows.into_iter().map(DeviceRecord::from).collect::<Vec<_>>()).into_response()
+        }
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// `DELETE /v1/admin/devices/{id}`: the device leaves the inventory and its
+/// certificates stop authenticating it (a lost or retired machine). It can come
+/// back only by enrolling again with a token.
+async fn remove_device(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(refusal) = check_admin(&state, &headers) {
+        return refusal.into_response();
+    }
+    match state.store.remove_device(&id).await {
+        Ok(Some(row)) => Json(DeviceRecord::from(row)).into_response(),
+        Ok(None) => refuse(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NoSuchDevice,
+            format!("there is no device with id {id:?}; `fleetkit devices list` shows them"),
+        )
+        .into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// `PUT /v1/admin/bundle`.
+async fn publish_bundle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result: Answer<Published> = async {
+        check_admin(&state, &headers)?;
+        let body = read_body(body, MAX_BUNDLE_BYTES).await?;
+        publish(&state, body.to_vec())
+            .await
+            .map_err(PublishError::into_refusal)
+    }
+    .await;
+    reply(StatusCode::CREATED, result)
+}

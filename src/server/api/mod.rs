@@ -1,0 +1,50 @@
+//! The HTTP API of `fleetkit serve`, one module per concern (see `protocol` for the
+//! endpoint table):
+//!
+//! - [`device`]: enroll, renew, check-in: the device's own endpoints;
+//! - [`distribution`]: the published bundle (device side) and publishing;
+//! - [`admin`]: tokens, inventory, removal, publishing (bearer credential);
+//! - [`respond`]: refusals with their codes, capped body reading;
+//! - [`checks`]: input checks shared by the endpoints.
+//!
+//! Each protocol mounts its own routes here; a new one (SCEP, ACME) is one more
+//! module and one more `merge`.
+
+pub mod admin;
+pub mod checks;
+pub mod device;
+pub mod distribution;
+pub mod respond;
+
+pub use checks::is_valid_machine_id;
+pub use distribution::{BundleCache, PublishError, bundle_etag, publish};
+
+use crate::anchors::TrustAnchors;
+use crate::pki::IssuingCa;
+use crate::server::store::Store;
+use axum::Router;
+use axum::routing::get;
+use std::sync::Arc;
+use time::Duration;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub store: Store,
+    pub ca: IssuingCa,
+    pub anchors: TrustAnchors,
+    pub org: String,
+    pub cert_lifetime: Duration,
+    /// SHA-256 of the admin credential.
+    pub admin_credential_hash: [u8; 32],
+    pub bundle_cache: BundleCache,
+}
+
+/// The router of every endpoint.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(device::routes())
+        .merge(admin::routes())
+        .route("/v1/health", get(respond::health))
+        .fallback(respond::not_found)
+        .with_state(state)
+}

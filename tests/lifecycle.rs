@@ -1,0 +1,406 @@
+//! Trust-lifecycle sequences a fleet meets in its first months (issue 11's red-team
+//! findings), each a regression test named after the defect: enrollment that would
+//! take over another device, removal and renewal on open connections, lost answers,
+//! renamed hosts, reported versions, malformed credentials. Server sequences run on
+//! SQLite and PostgreSQL.
+
+mod support;
+
+use fleetkit::protocol::*;
+use support::agent::DeviceRoot;
+use support::*;
+
+fn each_db(test: impl Fn(Db)) {
+    for db in databases() {
+        eprintln!("--- {db:?}");
+        test(db);
+    }
+}
+
+fn post_json(agent: &ureq::Agent, url: String, body: &impl serde::Serialize) -> Answer {
+    answer(
+        agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(serde_json::to_vec(body).unwrap()),
+    )
+}
+
+fn token_with(server: &Server, org: &Org, team: &str, uses: u32, replace: bool) -> TokenCreated {
+    server
+        .admin(org)
+        .create_token(&TokenCreate {
+            team: team.into(),
+            max_uses: uses,
+            expires_in_secs: 3600,
+            note: None,
+            replace_existing: replace,
+        })
+        .unwrap()
+}
+
+#[test]
+fn enroll_cannot_take_over_another_device() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let own = create_token(&server, &org, "platform", 1, 3600);
+        let mut victim = Device::new("m-victim", Some("platform"));
+        let enrolled: EnrollResponse = enroll(&server, &org, &mut victim, &own.token).json();
+        let before = inventory(&server, &org);
+
+        // Any valid token, of any team, naming the victim's machine id: refused
+        // with its own code, nothing changed, no token use taken.
+        for team in ["platform", "ml-research"] {
+            let attacker_token = create_token(&server, &org, team, 5, 3600);
+            let mut attacker = Device::new("m-victim", Some(team));
+            attacker.facts.hostname = "evil".into();
+            attacker.facts.user = "mallory".into();
+            let a = enroll(&server, &org, &mut attacker, &attacker_token.token);
+            assert_eq!(
+                (a.status, a.code().as_str()),
+                (409, "device_exists"),
+                "{team}"
+            );
+            assert_eq!(inventory(&server, &org), before, "{team}");
+            let uses = server
+                .admin(&org)
+                .list_tokens()
+                .unwrap()
+                .into_iter()
+                .find(|t| t.id == attacker_token.info.id)
+                .unwrap()
+                .uses;
+            assert_eq!(uses, 0, "a refused enrollment takes no use");
+        }
+        // The victim's certificate still works.
+        let bundle = answer(
+            client(&org, Some(&victim))
+                .get(format!("{}/v1/bundle", server.url()))
+                .call(),
+        );
+        assert_eq!(bundle.status, 200);
+
+        // The holder of the device's key may enroll again (e.g. after expiry).
+        let again = create_token(&server, &org, "platform", 1, 3600);
+        let a = enroll(&server, &org, &mut victim, &again.token);
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let reenrolled: EnrollResponse = a.json();
+        assert_eq!(reenrolled.device_id, enrolled.device_id);
+
+        // A re-imaged machine (new key) needs an admin's explicit consent: a token
+        // made with --replace-existing. The old certificate is dead afterwards.
+        let old_holder_chain = victim.chain_pem.clone();
+        let replace = token_with(&server, &org, "ml-research", 1, true);
+        let mut reimaged = Device::new("m-victim", None);
+        let a = enroll(&server, &org, &mut reimaged, &replace.token);
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let replaced: EnrollResponse = a.json();
+        assert_eq!(replaced.device_id, enrolled.device_id);
+        let after = inventory(&server, &org);
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].team, "ml-research");
+        assert_eq!(
+            after[0].certificate_fingerprint,
+            replaced.certificate_fingerprint
+        );
+        victim.chain_pem = old_holder_chain;
+        let old = answer(
+            client(&org, Some(&victim))
+                .get(format!("{}/v1/bundle", server.url()))
+                .call(),
+        );
+        assert_eq!(
+            (old.status, old.code().as_str()),
+            (403, "unknown_certificate")
+        );
+    });
+}
+
+#[test]
+fn removed_device_is_cut_off_on_an_open_connection() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 1, 3600);
+        let mut device = Device::new("m-removed", None);
+        let id = enroll(&server, &org, &mut device, &token.token)
+            .json::<EnrollResponse>()
+            .device_id;
+        // One agent: ureq keeps the connection open between requests.
+        let agent = client(&org, Some(&device));
+        let url = format!("{}/v1/bundle", server.url());
+        assert_eq!(answer(agent.get(&url).call()).status, 200);
+        server.admin(&org).remove_device(&id).unwrap();
+
+        let a = answer(agent.get(&url).call());
+        assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
+        let checkin = CheckinRequest {
+            policy_version: None,
+            facts: device.facts.clone(),
+        };
+        let a = post_json(&agent, format!("{}/v1/checkin", server.url()), &checkin);
+        assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
+        let renew = RenewRequest {
+            csr_pem: device.csr_pem("m-removed", false),
+        };
+        let a = post_json(&agent, format!("{}/v1/renew", server.url()), &renew);
+        assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
+        assert!(
+            inventory(&server, &org).is_empty(),
+            "renewal revived nothing"
+        );
+    });
+}
+
+#[test]
+fn renewed_certificate_retires_the_previous_one() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 1, 3600);
+        let mut device = Device::new("m-renewing", None);
+        enroll(&server, &org, &mut device, &token.token);
+        let old_agent = client(&org, Some(&device));
+
+        let new_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut renewed = Device::new("m-renewing", None);
+        renewed.key = new_key;
+        let renew = RenewRequest {
+            csr_pem: renewed.csr_pem("m-renewing", false),
+        };
+        let a = post_json(&old_agent, format!("{}/v1/renew", server.url()), &renew);
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        renewed.chain_pem = Some(a.json::<EnrollResponse>().certificate_chain_pem);
+
+        let url = format!("{}/v1/bundle", server.url());
+        // The previous certificate, on its open connection and on a new one.
+        let a = answer(old_agent.get(&url).call());
+        assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
+        let a = answer(client(&org, Some(&device)).get(&url).call());
+        assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
+        // A second renewal with the superseded certificate is refused too.
+        let a = post_json(&old_agent, format!("{}/v1/renew", server.url()), &renew);
+        assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
+        assert_eq!(
+            answer(client(&org, Some(&renewed)).get(&url).call()).status,
+            200
+        );
+    });
+}
+
+#[test]
+fn repeated_enrollment_gets_the_same_answer_and_spends_no_use() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 1, 3600);
+        let device = Device::new("m-retry", None);
+        let request = serde_json::to_vec(&device.enroll_request(&token.token)).unwrap();
+        let first = post_enroll(&server, &org, &request);
+        assert_eq!(first.status, 200);
+        // The answer was lost; the agent sends the same enrollment again.
+        let second = post_enroll(&server, &org, &request);
+        assert_eq!(
+            second.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&second.body)
+        );
+        assert_eq!(
+            first.json::<EnrollResponse>(),
+            second.json::<EnrollResponse>()
+        );
+        assert_eq!(inventory(&server, &org).len(), 1);
+        assert_eq!(server.admin(&org).list_tokens().unwrap()[0].uses, 1);
+
+        // The same token with another key is not a repeat.
+        let other = Device::new("m-retry", None);
+        let a = post_enroll(
+            &server,
+            &org,
+            &serde_json::to_vec(&other.enroll_request(&token.token)).unwrap(),
+        );
+        assert_eq!((a.status, a.code().as_str()), (409, "device_exists"));
+        // A revoked token repeats nothing.
+        server.admin(&org).revoke_token(&token.info.id).unwrap();
+        let a = post_enroll(&server, &org, &request);
+        assert_eq!((a.status, a.code().as_str()), (401, "token_revoked"));
+    });
+}
+
+#[test]
+fn lost_enrollment_answer_does_not_lock_the_device_out() {
+    each_db(|db| {
+        let org = Org::new();
+        let db_url = database_url(db, org.dir.path());
+        let mut first = Server::start_with(&org, &db_url);
+        let port = first.port;
+        let token = create_token(&first, &org, "platform", 1, 3600).token;
+        first.kill();
+
+        // The agent makes and keeps its key, but reaches no server.
+        let dir = tempfile::tempdir().unwrap();
+        let d = DeviceRoot::install(
+            &org,
+            dir.path(),
+            "lost",
+            &format!("https://localhost:{port}"),
+            "",
+        );
+        assert_eq!(d.register(&token).code, 75);
+        let machine_id = d.manifest()["machine_id"].as_str().unwrap().to_string();
+
+        // The server commits the enrollment made with that key, and the answer
+        // never reaches the agent.
+        let server = Server::start_on(&org, &db_url, port);
+        let key_pem = std::fs::read_to_string(d.data("pending-key.pem")).unwrap();
+        let mut lost = Device::new(&machine_id, None);
+        lost.key = rcgen::KeyPair::from_pem(&key_pem).unwrap();
+        let committed = enroll(&server, &org, &mut lost, &token);
+        assert_eq!(committed.status, 200);
+
+        // Running register again resumes with the saved key and gets that answer.
+        let run = d.register(&token);
+        assert_eq!(run.code, 0, "{run:?}");
+        let status = d.status();
+        assert_eq!(status["enrollment"], "registered");
+        assert_eq!(
+            status["device_id"].as_str(),
+            Some(committed.json::<EnrollResponse>().device_id.as_str())
+        );
+        let inv = inventory(&server, &org);
+        assert_eq!(inv.len(), 1);
+        assert_eq!(
+            inv[0].certificate_fingerprint,
+            status["certificate_fingerprint"].as_str().unwrap()
+        );
+        assert_eq!(server.admin(&org).list_tokens().unwrap()[0].uses, 1);
+        let sync = d.agent(&["sync"], &[]);
+        assert_eq!(sync.code, 0, "{sync:?}");
+    });
+}
+
+/// Runs `fleetkit agent ARGS` for `device` under another host name, in a UTS
+/// namespace of its own (the test runs as root, as the test command does).
+fn agent_as_host(
+    device: &DeviceRoot,
+    host: &str,
+    args: &[&str],
+    token: Option<&str>,
+) -> agent::Run {
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args([
+        "--uts",
+        "sh",
+        "-c",
+        "hostname \"$0\" && exec \"$@\"",
+        host,
+        BIN,
+        "agent",
+    ])
+    .args(args)
+    .arg("--root")
+    .arg(&device.root)
+    .env_remove("FLEETKIT_ENROLL_TOKEN");
+    if let Some(t) = token {
+        cmd.env("FLEETKIT_ENROLL_TOKEN", t);
+    }
+    let out = cmd.output().expect("unshare");
+    agent::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn renamed_host_keeps_its_identity() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let token = create_token(&server, &org, "platform", 2, 3600).token;
+    let dir = tempfile::tempdir().unwrap();
+    let d = DeviceRoot::install(&org, dir.path(), "renamed", &server.url(), "");
+    let run = agent_as_host(&d, "alice-laptop", &["register"], Some(&token));
+    assert_eq!(run.code, 0, "{run:?}");
+    let registered = d.status();
+    assert_eq!(inventory(&server, &org)[0].hostname, "alice-laptop");
+
+    let run = agent_as_host(&d, "bob-workstation", &["sync"], None);
+    assert_eq!(run.code, 0, "a renamed host still checks in: {run:?}");
+    let inv = inventory(&server, &org);
+    assert_eq!(inv.len(), 1);
+    assert_eq!(inv[0].hostname, "bob-workstation", "the inventory follows");
+    assert_eq!(
+        inv[0].machine_id,
+        registered["machine_id"].as_str().unwrap()
+    );
+
+    // register --force under the new name: the same machine, the same row.
+    let run = agent_as_host(
+        &d,
+        "bob-workstation",
+        &["register", "--force"],
+        Some(&token),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let inv = inventory(&server, &org);
+    assert_eq!(inv.len(), 1, "{inv:#?}");
+    assert_eq!(inv[0].device_id, registered["device_id"].as_str().unwrap());
+    assert_eq!(d.status()["machine_id"], registered["machine_id"]);
+}
+
+#[test]
+fn checkin_cannot_report_an_unpublished_version() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 1, 3600);
+        let mut device = Device::new("m-liar", None);
+        enroll(&server, &org, &mut device, &token.token);
+        let agent = client(&org, Some(&device));
+        let url = format!("{}/v1/checkin", server.url());
+        for v in [2, i64::MAX as u64, u64::MAX] {
+            let lying = CheckinRequest {
+                policy_version: Some(v),
+                facts: device.facts.clone(),
+            };
+            let a = post_json(&agent, url.clone(), &lying);
+            assert_eq!(
+                (a.status, a.code().as_str()),
+                (422, "bad_policy_version"),
+                "v{v}"
+            );
+        }
+        assert_eq!(inventory(&server, &org)[0].policy_version, None);
+        let honest = CheckinRequest {
+            policy_version: Some(1),
+            facts: device.facts.clone(),
+        };
+        assert_eq!(post_json(&agent, url, &honest).status, 200);
+        assert_eq!(inventory(&server, &org)[0].policy_version, Some(1));
+    });
+}
+
+#[test]
+fn bearer_credential_needs_its_space() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let credential = std::fs::read_to_string(org.path().join("keys/admin-credential")).unwrap();
+    let credential = credential.trim();
+    let url = format!("{}/v1/admin/tokens", server.url());
+    let anonymous = client(&org, None);
+    for (header, status) in [
+        (format!("Bearer{credential}"), 401),
+        (format!("Bearer\u{0}{credential}"), 401),
+        (format!("Bearer {credential}"), 200),
+        (format!("bearer  {credential}"), 200),
+    ] {
+        let sent = anonymous.get(&url).header("authorization", &header).call();
+        match sent {
+            Ok(_) => assert_eq!(answer(sent).status, status, "{header:?}"),
+            // A header value ureq itself refuses to send never reaches the server.
+            Err(_) => assert_eq!(status, 401, "{header:?}"),
+        }
+    }
+}
