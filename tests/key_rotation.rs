@@ -108,7 +108,8 @@ fn rotation_reaches_devices_after_the_old_key_retired() {
         ]);
         assert!(out.contains("key rotation: anchors v2"), "{out}");
         assert!(out.contains("published policy bundle v2"), "{out}");
-        // Publishing again sends nothing new and says so.
+        // Publishing again: the rotation is skipped as already there, and the bundle
+        // is refused as already published, as before.
         let again = std::process::Command::new(BIN)
             .args(["--workspace", &org.ws(), "policy", "publish"])
             .args(["--server", &server.url()])
@@ -226,5 +227,63 @@ fn rotation_signed_by_a_stranger_is_refused_and_the_old_anchors_kept() {
         // A repeat of the forged step is still refused, not "already published".
         let (status, code) = refusal(admin.publish_rotation(&forged).unwrap_err());
         assert_eq!((status, code.as_str()), (422, "rotation_refused"));
+    });
+}
+
+/// Several instances on one database: a rotation published through one is in
+/// force on the other at once (no restart, no stale cache), and devices of either
+/// get the exact stored chain after the version they hold.
+#[test]
+fn rotation_published_on_one_instance_counts_on_every_instance() {
+    each_db(|db| {
+        let org = Org::new();
+        let a = Server::start(&org, db);
+        let b = Server::start_with(&org, &a.db_url);
+        fleetkit(&[
+            "--workspace",
+            &org.ws(),
+            "keys",
+            "rotate",
+            "--retire-after",
+            "1s",
+        ]);
+        let rotated = anchors_of(&org.path().join("anchors.json"));
+        let retired_at = rotated.keys[0].valid_until.unwrap();
+        while OffsetDateTime::now_utc() <= retired_at {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let v2 = std::fs::read(org.sign_next()).unwrap();
+        let step = std::fs::read(org.path().join("rotations/anchors-v2.json")).unwrap();
+
+        let (status, code) = refusal(b.admin(&org).publish_bundle(&v2).unwrap_err());
+        assert_eq!((status, code.as_str()), (422, "bundle_refused"));
+        assert_eq!(
+            a.admin(&org)
+                .publish_rotation(&step)
+                .unwrap()
+                .anchors_version,
+            2
+        );
+        let (status, code) = refusal(b.admin(&org).publish_rotation(&step).unwrap_err());
+        assert_eq!((status, code.as_str()), (409, "already_published"));
+        assert_eq!(b.admin(&org).publish_bundle(&v2).unwrap().version, 2);
+
+        // The device side of the chain: certificate required, exact documents.
+        let token = create_token(&b, &org, "platform", 1, 3600);
+        let mut device = Device::new("m-rotation", None);
+        assert_eq!(enroll(&b, &org, &mut device, &token.token).status, 200);
+        let url = |after: u64| format!("{}/v1/rotations?after={after}", a.url());
+        let anonymous = answer(client(&org, None).get(url(1)).call());
+        assert_eq!(anonymous.status, 401, "{anonymous:?}");
+        let agent = client(&org, Some(&device));
+        let chain = answer(agent.get(url(1)).call());
+        assert_eq!(chain.status, 200);
+        let chain: Vec<serde_json::Value> = chain.json();
+        assert_eq!(
+            chain,
+            vec![serde_json::from_slice::<serde_json::Value>(&step).unwrap()]
+        );
+        let none: Vec<serde_json::Value> = answer(agent.get(url(2)).call()).json();
+        assert!(none.is_empty());
     });
 }

@@ -25,7 +25,7 @@
 //! can walk the chain from their version.
 
 use super::AppState;
-use super::respond::{Answer, internal, read_body, refuse, reply};
+use super::respond::{Answer, Refusal, internal, read_body, refuse, reply};
 use crate::anchors::{self, MAX_ANCHORS_BYTES, TrustAnchors};
 use crate::clock;
 use crate::protocol::{ErrorCode, RotationPublished};
@@ -155,7 +155,7 @@ pub enum RotationError {
 }
 
 impl RotationError {
-    fn into_response(self) -> Response {
+    fn into_refusal(self) -> Refusal {
         match self {
             Self::Refused(m) => refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -169,7 +169,6 @@ impl RotationError {
             ),
             Self::Internal(m) => internal(m),
         }
-        .into_response()
     }
 }
 
@@ -318,7 +317,7 @@ pub async fn publish_rotation(
                 anchors_version: version,
             }),
         ),
-        Err(e) => e.into_response(),
+        Err(e) => e.into_refusal().into_response(),
     }
 }
 
