@@ -179,9 +179,24 @@ fn renewed_certificate_retires_the_previous_one() {
         assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
         let a = answer(client(&org, Some(&device)).get(&url).call());
         assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
-        // A second renewal with the superseded certificate is refused too.
-        let a = post_json(&old_agent, format!("{}/v1/renew", server.url()), &renew);
+        // A renewal with the superseded certificate for another key is refused;
+        // only the very renewal it made may be asked again (its answer was lost),
+        // and gets the same certificate.
+        let other = Device::new("m-renewing", None);
+        let a = post_json(
+            &old_agent,
+            format!("{}/v1/renew", server.url()),
+            &RenewRequest {
+                csr_pem: other.csr_pem("m-renewing", false),
+            },
+        );
         assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
+        let a = post_json(&old_agent, format!("{}/v1/renew", server.url()), &renew);
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            a.json::<EnrollResponse>().certificate_chain_pem,
+            renewed.chain_pem.clone().unwrap()
+        );
         assert_eq!(
             answer(client(&org, Some(&renewed)).get(&url).call()).status,
             200
@@ -403,4 +418,110 @@ fn bearer_credential_needs_its_space() {
             Err(_) => assert_eq!(status, 401, "{header:?}"),
         }
     }
+}
+
+#[test]
+fn a_schema_1_database_is_upgraded_and_its_devices_keep_working() {
+    let org = Org::new();
+    let db_url = database_url(Db::Sqlite, org.dir.path());
+    let mut server = Server::start_with(&org, &db_url);
+    let port = server.port;
+    let token = create_token(&server, &org, "platform", 1, 3600);
+    let mut device = Device::new("m-before-upgrade", None);
+    assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+    server.kill();
+
+    // Put the database back in the shape the previous release wrote (schema 1).
+    let path = org.dir.path().join("fleet.db");
+    let python = std::env::var("FLEETKIT_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let status = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.executescript(sys.argv[2])",
+            path.to_str().unwrap(),
+            "ALTER TABLE devices DROP COLUMN cert_key_fingerprint;
+             ALTER TABLE devices DROP COLUMN cert_pem;
+             DROP INDEX devices_prev_cert;
+             ALTER TABLE devices DROP COLUMN prev_cert_fingerprint;
+             ALTER TABLE tokens DROP COLUMN replace_existing;
+             UPDATE meta SET value = '1' WHERE key = 'schema';",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let server = Server::start_on(&org, &db_url, port);
+    let agent = client(&org, Some(&device));
+    let url = format!("{}/v1/bundle", server.url());
+    assert_eq!(answer(agent.get(&url).call()).status, 200);
+    assert_eq!(inventory(&server, &org).len(), 1);
+    assert!(!server.admin(&org).list_tokens().unwrap()[0].replace_existing);
+    // A renewal records the key, so the device can later prove it holds it.
+    let renew = RenewRequest {
+        csr_pem: device.csr_pem("m-before-upgrade", false),
+    };
+    let a = post_json(&agent, format!("{}/v1/renew", server.url()), &renew);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    device.chain_pem = Some(a.json::<EnrollResponse>().certificate_chain_pem);
+    let again = create_token(&server, &org, "platform", 1, 3600);
+    assert_eq!(enroll(&server, &org, &mut device, &again.token).status, 200);
+}
+
+#[test]
+fn lost_renewal_answer_does_not_lock_the_device_out() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 1, 3600).token;
+        let dir = tempfile::tempdir().unwrap();
+        let d = DeviceRoot::install(&org, dir.path(), "renewing", &server.url(), "");
+        assert_eq!(d.register(&token).code, 0);
+        let machine_id = d.status()["machine_id"].as_str().unwrap().to_string();
+
+        // The agent made and kept its renewal key, the server renewed, and the
+        // answer never arrived: the device still holds only the superseded
+        // certificate.
+        let identity = std::fs::read_to_string(d.data("identity.pem")).unwrap();
+        let mut current = Device::new(&machine_id, None);
+        current.key = rcgen::KeyPair::from_pem(&identity).unwrap();
+        current.chain_pem = Some(std::fs::read_to_string(d.data("certificate.pem")).unwrap());
+        let renewing = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::write(d.data("renewing-key.pem"), renewing.serialize_pem()).unwrap();
+        let mut renewed = Device::new(&machine_id, None);
+        renewed.key = renewing;
+        let request = RenewRequest {
+            csr_pem: renewed.csr_pem(&machine_id, false),
+        };
+        let url = format!("{}/v1/renew", server.url());
+        let committed = post_json(&client(&org, Some(&current)), url.clone(), &request);
+        assert_eq!(committed.status, 200);
+        let committed: EnrollResponse = committed.json();
+
+        // The superseded certificate with another key gets nothing.
+        let a = post_json(
+            &client(&org, Some(&current)),
+            url,
+            &RenewRequest {
+                csr_pem: current.csr_pem(&machine_id, false),
+            },
+        );
+        assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
+
+        // The next sync sends the renewal again with the kept key and gets the
+        // certificate the server already recorded.
+        let sync = d.agent(&["sync"], &[]);
+        assert_eq!(sync.code, 0, "{sync:?}");
+        let status = d.status();
+        assert_eq!(
+            status["certificate_fingerprint"].as_str(),
+            Some(committed.certificate_fingerprint.as_str())
+        );
+        assert!(!d.data("renewing-key.pem").exists());
+        let inv = inventory(&server, &org);
+        assert_eq!(inv.len(), 1);
+        assert_eq!(
+            inv[0].certificate_fingerprint,
+            committed.certificate_fingerprint
+        );
+    });
 }

@@ -57,6 +57,9 @@ pub struct AgentPaths {
     pub identity: PathBuf,
     /// The key waiting for enrollment (0600) while the server cannot be reached.
     pub pending_key: PathBuf,
+    /// The key of a renewal in flight (0600), kept until its certificate is saved so
+    /// that a renewal whose answer was lost is sent again with the same key.
+    pub renewing_key: PathBuf,
     /// A public copy of the certificate chain, for tools that want to read it.
     pub certificate: PathBuf,
     /// The exact bytes of the policy bundle in force.
@@ -109,6 +112,7 @@ impl AgentPaths {
             state: data.join("state.json"),
             identity: data.join("identity.pem"),
             pending_key: data.join("pending-key.pem"),
+            renewing_key: data.join("renewing-key.pem"),
             certificate: data.join("certificate.pem"),
             policy: data.join("policy.json"),
             local_machine_id: data.join("machine-id"),

@@ -93,8 +93,10 @@ impl Agent {
         }
         let mut client = self.device_client()?;
 
-        // Renew first: a certificate close to its end should not wait for the rest.
-        if self.renewal_due(now) {
+        // Renew first: a certificate close to its end should not wait for the rest,
+        // and a renewal left unfinished (its answer lost) must finish before the
+        // superseded certificate is used for anything else.
+        if self.renewal_due(now) || self.paths.renewing_key.exists() {
             match self.renew_with(&client, facts, now) {
                 Ok(until) => {
                     renewed_until = Some(until);
@@ -286,7 +288,17 @@ impl Agent {
         facts: &DeviceFacts,
         now: OffsetDateTime,
     ) -> Result<OffsetDateTime> {
-        let key = identity::new_key()?;
+        // The same key until a certificate for it is saved: if the server renewed but
+        // the answer was lost, only the renewed key can ask for that answer again
+        // (the previous certificate authenticates nothing else).
+        let key = match identity::load_pending_key(&self.paths.renewing_key) {
+            Some(k) => k,
+            None => {
+                let k = identity::new_key()?;
+                identity::save_pending_key(&k, &self.paths.renewing_key)?;
+                k
+            }
+        };
         let request = RenewRequest {
             csr_pem: identity::csr_pem(&key, &facts.machine_id)?,
         };
@@ -302,6 +314,7 @@ impl Agent {
             now,
         )?;
         self.save_identity(&key, &checked)?;
+        let _ = std::fs::remove_file(&self.paths.renewing_key);
         if let Some(e) = self.state.enrollment.as_mut() {
             e.status = EnrollmentStatus::Registered;
             e.certificate_fingerprint = Some(checked.fingerprint);

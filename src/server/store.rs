@@ -245,8 +245,9 @@ pub struct DeviceFilter {
     pub not_seen_since: Option<i64>,
 }
 
-/// Schema 2 added tokens.replace_existing and the devices' key fingerprint and
-/// certificate PEM (ownership proofs and idempotent enrollment).
+/// Schema 2 added tokens.replace_existing and the devices' key fingerprint,
+/// certificate PEM and previous certificate (ownership proofs, idempotent enrollment
+/// and renewal).
 const SCHEMA_VERSION: &str = "2";
 
 fn schema(backend: Backend) -> Vec<String> {
@@ -290,7 +291,8 @@ fn schema(backend: Backend) -> Vec<String> {
             cert_fingerprint TEXT NOT NULL,
             cert_not_after BIGINT NOT NULL,
             cert_key_fingerprint TEXT NOT NULL DEFAULT '',
-            cert_pem TEXT NOT NULL DEFAULT '')"
+            cert_pem TEXT NOT NULL DEFAULT '',
+            prev_cert_fingerprint TEXT NOT NULL DEFAULT '')"
             .into(),
         "CREATE INDEX IF NOT EXISTS devices_team ON devices (team)".into(),
         "CREATE INDEX IF NOT EXISTS devices_cert ON devices (cert_fingerprint)".into(),
@@ -414,6 +416,7 @@ impl Store {
                         "ALTER TABLE tokens ADD COLUMN replace_existing BIGINT NOT NULL DEFAULT 0",
                         "ALTER TABLE devices ADD COLUMN cert_key_fingerprint TEXT NOT NULL DEFAULT ''",
                         "ALTER TABLE devices ADD COLUMN cert_pem TEXT NOT NULL DEFAULT ''",
+                        "ALTER TABLE devices ADD COLUMN prev_cert_fingerprint TEXT NOT NULL DEFAULT ''",
                         "UPDATE meta SET value = '2' WHERE key = 'schema'",
                     ] {
                         sqlx::query(statement).execute(&mut *tx).await?;
@@ -428,6 +431,12 @@ impl Store {
                     .await?;
             }
         }
+        // After the migration: the column is new in schema 2.
+        sqlx::query(
+            "CREATE INDEX IF NOT EXISTS devices_prev_cert ON devices (prev_cert_fingerprint)",
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -640,36 +649,23 @@ impl Store {
 
         let outcome = match &existing {
             None => {
-                let inserted = sqlx::query(
-                    "INSERT INTO devices (device_id, machine_id, org, team, department, environment,
-                        compliance_zone, hostname, platform, os_name, os_version, serial, username,
-                        agent_version, registered_at, last_seen, policy_version, token_id,
-                        cert_fingerprint, cert_not_after, cert_key_fingerprint, cert_pem)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                        NULL, $17, $18, $19, $20, $21)
-                     ON CONFLICT (machine_id) DO NOTHING",
+                let inserted = bind_enrollment(
+                    sqlx::query(
+                        "INSERT INTO devices (team, department, environment, compliance_zone,
+                            hostname, platform, os_name, os_version, serial, username,
+                            agent_version, registered_at, last_seen, token_id, cert_fingerprint,
+                            cert_not_after, cert_key_fingerprint, cert_pem, device_id, machine_id,
+                            org, policy_version)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                            $16, $17, $18, $19, $20, $21, NULL)
+                         ON CONFLICT (machine_id) DO NOTHING",
+                    ),
+                    &token,
+                    enrollment,
                 )
                 .bind(d.device_id.clone())
                 .bind(d.machine_id.clone())
                 .bind(d.org.clone())
-                .bind(token.team.clone())
-                .bind(d.department.clone())
-                .bind(d.environment.clone())
-                .bind(d.compliance_zone.clone())
-                .bind(d.hostname.clone())
-                .bind(d.platform.clone())
-                .bind(d.os_name.clone())
-                .bind(d.os_version.clone())
-                .bind(d.serial.clone())
-                .bind(d.user.clone())
-                .bind(d.agent_version.clone())
-                .bind(d.registered_at)
-                .bind(d.last_seen)
-                .bind(token.id.clone())
-                .bind(enrollment.cert.fingerprint.clone())
-                .bind(enrollment.cert.not_after)
-                .bind(enrollment.cert.key_fingerprint.clone())
-                .bind(enrollment.cert.pem.clone())
                 .execute(&mut *tx)
                 .await?;
                 if inserted.rows_affected() == 0 {
@@ -684,33 +680,20 @@ impl Store {
             Some(e) => {
                 // Only if the row is still the one judged above (PostgreSQL may
                 // have let another transaction change it meanwhile).
-                let updated = sqlx::query(
-                    "UPDATE devices SET team = $1, department = $2, environment = $3,
-                        compliance_zone = $4, hostname = $5, platform = $6, os_name = $7,
-                        os_version = $8, serial = $9, username = $10, agent_version = $11,
-                        registered_at = $12, last_seen = $13, token_id = $14,
-                        cert_fingerprint = $15, cert_not_after = $16,
-                        cert_key_fingerprint = $17, cert_pem = $18
-                     WHERE device_id = $19 AND cert_fingerprint = $20",
+                let updated = bind_enrollment(
+                    sqlx::query(
+                        "UPDATE devices SET team = $1, department = $2, environment = $3,
+                            compliance_zone = $4, hostname = $5, platform = $6, os_name = $7,
+                            os_version = $8, serial = $9, username = $10, agent_version = $11,
+                            registered_at = $12, last_seen = $13, token_id = $14,
+                            cert_fingerprint = $15, cert_not_after = $16,
+                            cert_key_fingerprint = $17, cert_pem = $18,
+                            prev_cert_fingerprint = ''
+                         WHERE device_id = $19 AND cert_fingerprint = $20",
+                    ),
+                    &token,
+                    enrollment,
                 )
-                .bind(token.team.clone())
-                .bind(d.department.clone())
-                .bind(d.environment.clone())
-                .bind(d.compliance_zone.clone())
-                .bind(d.hostname.clone())
-                .bind(d.platform.clone())
-                .bind(d.os_name.clone())
-                .bind(d.os_version.clone())
-                .bind(d.serial.clone())
-                .bind(d.user.clone())
-                .bind(d.agent_version.clone())
-                .bind(d.registered_at)
-                .bind(d.last_seen)
-                .bind(token.id.clone())
-                .bind(enrollment.cert.fingerprint.clone())
-                .bind(enrollment.cert.not_after)
-                .bind(enrollment.cert.key_fingerprint.clone())
-                .bind(enrollment.cert.pem.clone())
                 .bind(e.device_id.clone())
                 .bind(e.cert_fingerprint.clone())
                 .execute(&mut *tx)
@@ -751,7 +734,8 @@ impl Store {
         let _guard = self.lock_writes().await;
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE devices SET cert_fingerprint = $1, cert_not_after = $2, last_seen = $3,
+            "UPDATE devices SET prev_cert_fingerprint = cert_fingerprint,
+                cert_fingerprint = $1, cert_not_after = $2, last_seen = $3,
                 cert_key_fingerprint = $4, cert_pem = $5
              WHERE device_id = $6 AND cert_fingerprint = $7",
         )
@@ -771,6 +755,33 @@ impl Store {
         insert_certificate(&mut tx, device_id, cert).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The renewal that superseded the certificate with this fingerprint, if it is
+    /// the device's previous one: its current certificate's key fingerprint, PEM
+    /// and expiry, so that a repeated renewal (its answer was lost) can be answered
+    /// again. Authenticates nothing by itself.
+    pub async fn renewal_of(&self, previous: &str) -> Result<Option<(DeviceRow, IssuedCert)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS}, cert_key_fingerprint, cert_pem FROM devices
+             WHERE prev_cert_fingerprint = $1 AND prev_cert_fingerprint <> ''"
+        ))
+        .bind(previous.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let device = device_row(&row)?;
+        let cert = IssuedCert {
+            fingerprint: device.cert_fingerprint.clone(),
+            key_fingerprint: row.try_get(19)?,
+            serial: String::new(),
+            not_before: 0,
+            not_after: device.cert_not_after,
+            pem: row.try_get(20)?,
+        };
+        Ok(Some((device, cert)))
     }
 
     /// The enrolled device whose *current* certificate has this fingerprint. A
@@ -971,6 +982,39 @@ async fn token_refusal(
         // Raced with a revocation or the last use: report it as used up.
         TokenRefusal::Exhausted
     })
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds $1..$18 of an enrollment's device write (insert or replace), in one order
+/// for both statements: the token's team, the device's facts, the token and the
+/// new certificate.
+fn bind_enrollment<'q>(
+    query: AnyQuery<'q>,
+    token: &TokenRow,
+    enrollment: &NewEnrollment,
+) -> AnyQuery<'q> {
+    let d = &enrollment.device;
+    let c = &enrollment.cert;
+    query
+        .bind(token.team.clone())
+        .bind(d.department.clone())
+        .bind(d.environment.clone())
+        .bind(d.compliance_zone.clone())
+        .bind(d.hostname.clone())
+        .bind(d.platform.clone())
+        .bind(d.os_name.clone())
+        .bind(d.os_version.clone())
+        .bind(d.serial.clone())
+        .bind(d.user.clone())
+        .bind(d.agent_version.clone())
+        .bind(d.registered_at)
+        .bind(d.last_seen)
+        .bind(token.id.clone())
+        .bind(c.fingerprint.clone())
+        .bind(c.not_after)
+        .bind(c.key_fingerprint.clone())
+        .bind(c.pem.clone())
 }
 
 async fn insert_certificate(

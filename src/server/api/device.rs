@@ -230,7 +230,16 @@ async fn renew(
     body: Body,
 ) -> Response {
     let result: Answer<EnrollResponse> = async {
-        let device = authenticate(&state, peer.as_deref().map(|p| &**p)).await?;
+        let peer = peer.as_deref().map(|p| &**p);
+        let device = match authenticate(&state, peer).await {
+            Ok(device) => device,
+            Err(refusal) if refusal.code == ErrorCode::UnknownCertificate => {
+                return repeated_renewal(&state, peer, body)
+                    .await
+                    .and_then(|r| r.ok_or(refusal));
+            }
+            Err(refusal) => return Err(refusal),
+        };
         let request: RenewRequest = read_json(body).await?;
         let now = clock::now();
         let cert = issue(&state, &request.csr_pem, &device.machine_id, now)?;
@@ -261,6 +270,38 @@ async fn renew(
     }
     .await;
     reply(StatusCode::OK, result)
+}
+
+/// A renewal whose answer was lost, sent again: the presented certificate is the one
+/// the device's last renewal superseded, and the CSR is for the key that renewal
+/// certified (its self-signature proves the caller holds it). The answer is the
+/// same certificate again; nothing changes. `None` when it is not such a repeat.
+async fn repeated_renewal(
+    state: &AppState,
+    peer: Option<&Peer>,
+    body: Body,
+) -> Answer<Option<EnrollResponse>> {
+    let Some(previous) = peer.and_then(|p| p.certificate_fingerprint.as_deref()) else {
+        return Ok(None);
+    };
+    let Some((device, current)) = state.store.renewal_of(previous).await.map_err(internal)? else {
+        return Ok(None);
+    };
+    let request: RenewRequest = read_json(body).await?;
+    let csr = pki::check_csr_pem(&request.csr_pem)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, ErrorCode::BadCsr, e.to_string()))?;
+    if current.key_fingerprint.is_empty() || csr.key_fingerprint() != current.key_fingerprint {
+        return Ok(None);
+    }
+    Ok(Some(enroll_response(
+        state,
+        device.device_id,
+        device.machine_id,
+        device.team,
+        &current.pem,
+        current.not_after,
+        current.fingerprint,
+    )))
 }
 
 /// `POST /v1/checkin`.
