@@ -15,7 +15,8 @@
 //! - [`windows`]: the MSI's enrollment values, the device's registry record and the
 //!   machine Root store, on Windows.
 //!
-//! Trust comes only from the anchors installed with the artefact (DESIGN.md rule 1):
+//! Trust comes only from the anchors installed with the artefact, or a rotation chain
+//! signed by them (DESIGN.md rule 1):
 //! the server's TLS certificate, the machine certificate it returns and every policy
 //! bundle are checked against them, never against what the server says.
 
