@@ -16,9 +16,9 @@
 //!   machine Root store, on Windows.
 //!
 //! Trust comes only from the anchors installed with the artefact, or a rotation chain
-//! signed by them (DESIGN.md rule 1):
-//! the server's TLS certificate, the machine certificate it returns and every policy
-//! bundle are checked against them, never against what the server says.
+//! signed by them (DESIGN.md rule 1): the server's TLS certificate, the machine
+//! certificate it returns and every policy bundle are checked against them, never
+//! against what the server says.
 
 pub mod client;
 pub mod facts;
