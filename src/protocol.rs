@@ -13,6 +13,8 @@
 //! | `GET /v1/admin/devices` | admin | `?team=&stale_secs=` → `[`[`DeviceRecord`]`]` |
 //! | `DELETE /v1/admin/devices/{id}` | admin | → the removed [`DeviceRecord`]; its certificates authenticate nothing any more |
 //! | `PUT /v1/admin/bundle` | admin | the bundle's bytes (verified by the server first) → [`Published`] |
+//! | `PUT /v1/admin/rotations` | admin | one rotation envelope, stored if it extends the server's anchors → [`RotationPublished`] |
+//! | `GET /v1/rotations?after=N` | a device | the stored rotation envelopes above anchors version `N`, oldest first, as one JSON array |
 //!
 //! Every refusal is an [`ApiError`] with a stable `code`, so that the agent and the CLI
 //! can say exactly why. Times are RFC 3339 strings in UTC.
@@ -107,6 +109,10 @@ pub struct CheckinResponse {
     pub server_time: String,
     /// The newest published bundle version, so the agent knows whether to pull.
     pub bundle_version: Option<u64>,
+    /// The newest anchors version of the rotation chain the server serves, so the
+    /// agent knows whether to fetch rotations (`None` from older servers).
+    #[serde(default)]
+    pub anchors_version: Option<u64>,
 }
 
 /// `POST /v1/admin/tokens`.
@@ -182,6 +188,14 @@ pub struct Published {
     pub version: u64,
     pub etag: String,
     pub expires_at: String,
+}
+
+/// `PUT /v1/admin/rotations` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationPublished {
+    /// The server's anchors version now.
+    pub anchors_version: u64,
 }
 
 /// Every refusal: a stable machine-readable code and a sentence for people.

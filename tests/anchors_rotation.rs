@@ -451,3 +451,124 @@ fn rotated_anchors_survive_save_and_load() {
     fleetkit::anchors::save(&v2, &path).unwrap();
     assert_eq!(fleetkit::anchors::load(&path).unwrap(), v2);
 }
+
+// ----- the step-time rule: each rotation is checked at its own time -----------------
+
+/// Issue 11: a device that did not sync between a rotation and the old key's
+/// retirement could never follow the chain (everything was checked at one `now`, when
+/// the old key had already retired), and the fleet was stranded.
+#[test]
+fn rotation_is_followed_after_the_old_key_retired() {
+    let k1 = key();
+    let v1 = anchors_for(&[&k1], 1);
+    let (k2, k3) = (key(), key());
+    let day1 = t0() + Duration::days(1);
+    let day2 = t0() + Duration::days(2);
+    let (v2, e2) = rotate(&v1, &[&k1], &k2, Duration::days(1), day1).unwrap();
+    let (v3, e3) = rotate(&v2, &[&k2], &k3, Duration::days(1), day2).unwrap();
+    // Long after k1 and k2 retired.
+    let later = t0() + Duration::days(100);
+    assert!(!v2.key(&k1.keyid()).unwrap().is_valid_at(later));
+    assert!(!v3.key(&k2.keyid()).unwrap().is_valid_at(later));
+    assert_eq!(accept_rotation(&v1, &e2, later).unwrap(), v2);
+    assert_eq!(accept_chain(&v1, &[&e2, &e3], later).unwrap(), v3);
+    // And what it ends with verifies bundles by the newest key only.
+    let end = accept_chain(&v1, &[&e2, &e3], later).unwrap();
+    assert!(verify_at(&bundle(1, &[&k3]), &end, later).is_ok());
+    assert!(verify_at(&bundle(1, &[&k1]), &end, later).is_err());
+    assert!(verify_at(&bundle(1, &[&k2]), &end, later).is_err());
+}
+
+#[test]
+fn rotation_dated_in_the_future_is_refused() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let new = key();
+    let now = t0() + Duration::days(1);
+    let tomorrow = sign_anchors(
+        &successor(&v1, &new, now + Duration::days(1)),
+        &[&old, &new],
+    );
+    let err = accept_rotation(&v1, &tomorrow, now).unwrap_err();
+    assert!(
+        matches!(&err, AnchorsError::StepInFuture { keyid, .. } if *keyid == new.keyid()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("in the future"), "{err}");
+    // A clock a minute ahead on the admin's side is within the allowance.
+    let skewed = sign_anchors(
+        &successor(&v1, &new, now + Duration::minutes(1)),
+        &[&old, &new],
+    );
+    assert!(accept_rotation(&v1, &skewed, now).is_ok());
+}
+
+#[test]
+fn rotation_signed_by_a_key_retired_at_the_step_time_is_refused() {
+    let old = key();
+    let mut v1 = anchors_for(&[&old], 1);
+    v1.keys[0].valid_until = Some(t0() + Duration::days(30));
+    let new = key();
+    let now = t0() + Duration::days(60);
+    // The step adds a key from day 31: the old key had retired by then.
+    let late = sign_anchors(
+        &successor(&v1, &new, t0() + Duration::days(31)),
+        &[&old, &new],
+    );
+    let err = accept_rotation(&v1, &late, now).unwrap_err();
+    assert!(
+        matches!(err, AnchorsError::NotSignedByCurrent { valid: 0, at, .. } if at == t0() + Duration::days(31)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("outside its validity window"),
+        "{err}"
+    );
+    // The rule's documented cost: the same retired key can sign a step backdated
+    // into its old window (hence: destroy retired private keys).
+    let backdated = sign_anchors(
+        &successor(&v1, &new, t0() + Duration::days(20)),
+        &[&old, &new],
+    );
+    assert!(accept_rotation(&v1, &backdated, now).is_ok());
+}
+
+#[test]
+fn rotation_that_adds_no_key_is_checked_now() {
+    let (a, b) = (key(), key());
+    let mut v1 = anchors_for(&[&a, &b], 1);
+    v1.keys[0].valid_until = Some(t0() + Duration::days(30));
+    // Drops b, signed by a and b: the step has no time of its own.
+    let mut only_a = v1.clone();
+    only_a.version = 2;
+    only_a.keys.remove(1);
+    let envelope = sign_anchors(&only_a, &[&a, &b]);
+    assert!(accept_rotation(&v1, &envelope, t0() + Duration::days(10)).is_ok());
+    // After a retired, the new document has no valid key left to meet its threshold.
+    let err = accept_rotation(&v1, &envelope, t0() + Duration::days(40)).unwrap_err();
+    assert!(
+        matches!(err, AnchorsError::NotSignedByNew { valid: 0, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn rotation_that_skips_a_version_is_refused() {
+    let old = key();
+    let v1 = anchors_for(&[&old], 1);
+    let new = key();
+    let now = t0() + Duration::days(1);
+    let mut skip = successor(&v1, &new, now);
+    skip.version = 3;
+    let err = accept_rotation(&v1, &sign_anchors(&skip, &[&old, &new]), now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AnchorsError::VersionSkipped {
+                version: 3,
+                current: 1
+            }
+        ),
+        "{err:?}"
+    );
+}

@@ -22,6 +22,10 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 /// Largest JSON answer read (enroll, renew, check-in answers are a few KB).
 const MAX_JSON_ANSWER: u64 = 256 * 1024;
 
+/// Largest rotation chain read: far more steps than an org makes in its lifetime
+/// (each envelope is a few KB, at most `anchors::MAX_ANCHORS_BYTES`).
+const MAX_ROTATIONS_ANSWER: u64 = 16 * 1024 * 1024;
+
 /// A bundle download.
 #[derive(Debug)]
 pub enum BundleAnswer {
@@ -151,6 +155,24 @@ impl DeviceClient {
 
     pub fn checkin(&self, request: &CheckinRequest) -> Result<CheckinResponse> {
         self.post_json("/v1/checkin", request)
+    }
+
+    /// `GET /v1/rotations?after=N`: the rotation envelopes after anchors version
+    /// `after`, oldest first, each as the exact bytes the server holds. Nothing is
+    /// checked here: the caller walks them from the anchors it trusts.
+    pub fn rotations(&self, after: u64) -> Result<Vec<Vec<u8>>> {
+        let url = self.url(&format!("/v1/rotations?after={after}"));
+        let sent = self.agent.get(&url).call();
+        let (status, _, bytes) = self.read(&url, sent, MAX_ROTATIONS_ANSWER)?;
+        if status != 200 {
+            return Err(refusal(status, &bytes));
+        }
+        let chain: Vec<Box<serde_json::value::RawValue>> = serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::BadAnswer(format!("the rotation chain: {e}")))?;
+        Ok(chain
+            .into_iter()
+            .map(|raw| raw.get().as_bytes().to_vec())
+            .collect())
     }
 
     /// `GET /v1/bundle`, conditional on the ETag we hold. Reads at most one byte

@@ -11,12 +11,14 @@
 //! - [`offline`]: the offline modes as one pure decision;
 //! - [`manifest`]: the device manifest and its fact mirrors;
 //! - [`register`], [`sync`], [`status`]: the commands;
+//! - [`rotation`]: following the org's key rotation chain before a bundle is verified;
 //! - [`windows`]: the MSI's enrollment values, the device's registry record and the
 //!   machine Root store, on Windows.
 //!
-//! Trust comes only from the anchors installed with the artefact (DESIGN.md rule 1):
-//! the server's TLS certificate, the machine certificate it returns and every policy
-//! bundle are checked against them, never against what the server says.
+//! Trust comes only from the anchors installed with the artefact, or a rotation chain
+//! signed by them (DESIGN.md rule 1): the server's TLS certificate, the machine
+//! certificate it returns and every policy bundle are checked against them, never
+//! against what the server says.
 
 pub mod client;
 pub mod facts;
@@ -26,6 +28,7 @@ pub mod offline;
 pub mod paths;
 pub mod policy_cache;
 pub mod register;
+pub mod rotation;
 pub mod settings;
 pub mod state;
 pub mod status;
@@ -71,6 +74,16 @@ pub enum AgentError {
     CertificateExpired { at: String },
     #[error("the server's policy bundle was refused, the current policy stays in force: {0}")]
     BundleRejected(BundleError),
+    #[error(
+        "the server's key rotation{} was refused, the installed anchors v{installed} stay in force: {source}",
+        claimed.map_or(String::new(), |v| format!(" to anchors v{v}"))
+    )]
+    RotationRefused {
+        installed: u64,
+        /// The version the refused step claims (unverified).
+        claimed: Option<u64>,
+        source: anchors::AnchorsError,
+    },
     #[error("{0}")]
     Platform(String),
     #[error("cannot reach the server: {reason}; {in_force}")]
@@ -118,6 +131,7 @@ impl AgentError {
             }
             Self::CertificateExpired { .. } => "the device was offline past its certificate's lifetime: `fleetkit agent register --force` with a fresh enrollment token".into(),
             Self::BundleRejected(_) => "IT must publish a bundle signed by the org's keys; nothing was changed on this device".into(),
+            Self::RotationRefused { .. } => "IT must publish rotations signed by the org's keys (`fleetkit policy publish` sends the workspace's rotations/); nothing was changed on this device".into(),
             Self::Offline { .. } => "the agent tries again at its next run".into(),
             _ => String::new(),
         }
@@ -141,6 +155,7 @@ impl AgentError {
             Self::Platform(_) => "platform".into(),
             Self::CertificateExpired { .. } => "certificate-expired".into(),
             Self::BundleRejected(e) => format!("rejected:{}", e.code()),
+            Self::RotationRefused { .. } => "rotation-refused".into(),
             Self::Offline { .. } => "unreachable".into(),
         }
     }

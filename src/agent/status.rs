@@ -11,6 +11,9 @@ use time::OffsetDateTime;
 pub struct Status {
     pub org: String,
     pub server_url: String,
+    /// The version of the trust anchors in force (it goes up as the device follows
+    /// the org's key rotations).
+    pub anchors_version: u64,
     /// `registered`, `pending` or `not-registered`.
     pub enrollment: String,
     pub machine_id: Option<String>,
@@ -84,6 +87,7 @@ impl Agent {
         Status {
             org: self.settings.org.clone(),
             server_url: self.settings.server_url.clone(),
+            anchors_version: self.anchors.version,
             enrollment: match e.map(|e| e.status) {
                 Some(super::state::EnrollmentStatus::Registered) => "registered",
                 Some(super::state::EnrollmentStatus::Pending) => "pending",

@@ -2,7 +2,8 @@
 //!
 //! Sync: finish a pending registration; renew the machine certificate once
 //! `renew_at_percent` of its lifetime has passed; check in (facts, policy version);
-//! pull the bundle with `If-None-Match`; verify it (DESIGN.md rule 2) and swap the
+//! follow the org's key rotation chain when the server's reaches further than the
+//! installed anchors (see [`super::rotation`]); pull the bundle with `If-None-Match`; verify it (DESIGN.md rule 2) and swap the
 //! exact bytes in atomically. Any failure keeps the policy in force, records why in
 //! the state and the manifest, and is returned as an error (non-zero exit). When the
 //! server cannot be reached, the offline mode decides what stays in force.
@@ -31,6 +32,8 @@ pub enum Synced {
 #[derive(Debug, Clone)]
 pub struct SyncReport {
     pub synced: Synced,
+    /// Set when the anchors followed the server's rotation chain during this sync.
+    pub anchors: Option<super::rotation::AnchorsUpdate>,
     /// Set when the certificate was renewed during this sync.
     pub renewed_until: Option<OffsetDateTime>,
     /// Problems that did not stop the sync (e.g. a renewal the server refused).
@@ -109,8 +112,21 @@ impl Agent {
             policy_version: before,
             facts: facts.clone(),
         };
-        if let Err(e) = client.checkin(&checkin) {
-            return Err(self.server_failure(e, now));
+        let checked_in = match client.checkin(&checkin) {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.server_failure(e, now)),
+        };
+        // Follow the rotation chain first: the bundle may be signed by a key only
+        // the newer anchors know.
+        let mut anchors = None;
+        if checked_in
+            .anchors_version
+            .is_some_and(|v| v > self.anchors.version)
+        {
+            let chain = client
+                .rotations(self.anchors.version)
+                .map_err(|e| self.server_failure(e, now))?;
+            anchors = self.follow_rotations(&chain, now)?;
         }
 
         // Ask with the ETag only when what it names is still in force.
@@ -161,6 +177,7 @@ impl Agent {
         }
         Ok(SyncReport {
             synced,
+            anchors,
             renewed_until,
             warnings,
         })

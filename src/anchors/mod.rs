@@ -14,12 +14,38 @@
 //! `application/vnd.fleetkit.anchors+json`) with a threshold of the current keys
 //! *and* with the new key; a holder of the old anchors accepts it only when both
 //! hold, every added key has signed (proof of possession), the org is the same and
-//! the version goes up ([`accept_rotation`], [`accept_chain`]). Trust therefore only
-//! ever flows from the anchors installed with an artefact (DESIGN.md rule 1).
+//! the version goes up by exactly one ([`accept_rotation`], [`accept_chain`]). Trust
+//! therefore only ever flows from the anchors installed with an artefact (DESIGN.md
+//! rule 1).
 //!
-//! The chain is checked at one `now`: a device that slept through a whole retirement
-//! window cannot follow it any more (the old keys have expired) and must be given new
-//! anchors by reinstalling: fail closed rather than trust expired keys.
+//! ## When a step is checked: at its own time
+//!
+//! Each rotation step is checked at the time it was made, not when a device
+//! happens to see it (TUF's root-rotation rule). The *step time* is the latest
+//! `valid_from` among the keys the step adds — a value inside the payload, so signed
+//! by the very keys being checked. The step is accepted only if
+//!
+//! - the step time is not after `now` + [`ROTATION_CLOCK_SKEW`] (a rotation made "in
+//!   the future" is refused; the skew allows for the admin's clock running ahead of
+//!   the device's);
+//! - a threshold of the trusted keys valid *at the step time* signed it;
+//! - a threshold of the new document's own keys valid at the step time signed it;
+//! - every added key signed it.
+//!
+//! A step that adds no key (it only drops keys or changes the threshold) has no time
+//! of its own and is checked at `now`. So a device that slept through a whole
+//! retirement window still follows the chain: the old key was valid when it signed
+//! the step, even though it has retired since. Without this a fleet would be
+//! stranded by every rotation it did not see in time.
+//!
+//! **The cost.** A *retired* key that is stolen later can still sign a rotation
+//! backdated into its old validity window, and a device holding anchors that old
+//! would follow it. The defence is that retired private keys do not exist: once a
+//! key has retired and the fleet has moved on, destroy its private half
+//! (`keys/policy-<keyid>.key`); `fleetkit keys list` shows which keys are retired and
+//! still have a private key in the workspace. Current anchors are not affected: a
+//! step must extend the anchors a device holds, and a device at the newest version
+//! only accepts steps signed by keys of that version.
 
 use crate::bundle::dsse::{DsseError, Envelope, KeyLookup, Tally};
 use crate::bundle::short;
@@ -37,6 +63,10 @@ pub const ANCHORS_PAYLOAD_TYPE: &str = "application/vnd.fleetkit.anchors+json";
 
 /// Largest anchors document or rotation envelope accepted, checked before parsing.
 pub const MAX_ANCHORS_BYTES: usize = 1024 * 1024;
+
+/// How far in the future a rotation's step time may be: the admin's clock may run
+/// a little ahead of the device's.
+pub const ROTATION_CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// Signature algorithm of a policy key; only Ed25519 exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,11 +148,14 @@ pub enum AnchorsError {
     #[error("rotation envelope has payload type `{found}`, expected `{expected}`")]
     WrongPayloadType { found: String, expected: String },
     #[error(
-        "new anchors are signed by {valid} key(s) of the trusted anchors valid now, threshold is {threshold}{detail}"
+        "new anchors are signed by {valid} key(s) of the trusted anchors valid at the rotation's time ({}), threshold is {threshold}{detail}",
+        rfc3339(*at)
     )]
     NotSignedByCurrent {
         valid: usize,
         threshold: u32,
+        /// The step time the keys were checked at.
+        at: OffsetDateTime,
         detail: String,
     },
     #[error("rotation payload is not a trust anchors document: {0}")]
@@ -134,12 +167,30 @@ pub enum AnchorsError {
     #[error("new anchors version {version} is not above the trusted version {current}")]
     VersionNotIncreasing { version: u64, current: u64 },
     #[error(
-        "new anchors are signed by {valid} of their own key(s) valid now, their threshold is {threshold}{detail}"
+        "new anchors are signed by {valid} of their own key(s) valid at the rotation's time ({}), their threshold is {threshold}{detail}",
+        rfc3339(*at)
     )]
     NotSignedByNew {
         valid: usize,
         threshold: u32,
+        at: OffsetDateTime,
         detail: String,
+    },
+    #[error(
+        "new anchors version {version} skips a version: the next after {current} is {}",
+        current + 1
+    )]
+    VersionSkipped { version: u64, current: u64 },
+    #[error(
+        "the rotation adds key {} valid from {}, later than now ({}): a rotation cannot be dated in the future",
+        short(keyid),
+        rfc3339(*valid_from),
+        rfc3339(*now)
+    )]
+    StepInFuture {
+        keyid: String,
+        valid_from: OffsetDateTime,
+        now: OffsetDateTime,
     },
     #[error(
         "new key {} did not sign the new anchors (no proof its holder has the private key)",
@@ -455,9 +506,8 @@ pub fn rotate(
 }
 
 /// Accepts the anchors document signed in `envelope_bytes` as the successor of
-/// `trusted`, at `now`. It must be signed by at least `trusted.threshold` distinct
-/// keys of `trusted` valid at `now`, and by at least its own threshold of its own
-/// keys valid at `now`; every key it adds must have signed; same org; higher version.
+/// `trusted` (see the module comment for the rules and the step time). `now` bounds
+/// the step time and is the time of a step that adds no key.
 pub fn accept_rotation(
     trusted: &TrustAnchors,
     envelope_bytes: &[u8],
@@ -478,19 +528,22 @@ pub fn accept_rotation(
             expected: ANCHORS_PAYLOAD_TYPE.into(),
         });
     }
+    // The payload is parsed (not believed) first: the step time is in it. Nothing
+    // of it counts before the trusted keys' signatures over these bytes are checked.
+    let next: TrustAnchors = serde_json::from_slice(&decoded.payload)
+        .map_err(|e| AnchorsError::MalformedPayload(e.to_string()))?;
+    let at = step_time(trusted, &next, now)?;
 
-    // The trusted keys first: nothing of the payload is believed before this.
-    let by_current = decoded.tally(|keyid| trusted.key_lookup(keyid, now));
+    let by_current = decoded.tally(|keyid| trusted.key_lookup(keyid, at));
     if by_current.valid.len() < trusted.threshold as usize {
         return Err(AnchorsError::NotSignedByCurrent {
             valid: by_current.valid.len(),
             threshold: trusted.threshold,
+            at,
             detail: tally_detail(&by_current, "trusted"),
         });
     }
 
-    let next: TrustAnchors = serde_json::from_slice(&decoded.payload)
-        .map_err(|e| AnchorsError::MalformedPayload(e.to_string()))?;
     next.validate()
         .map_err(|e| AnchorsError::InvalidNewAnchors(Box::new(e)))?;
     if next.org != trusted.org {
@@ -505,12 +558,21 @@ pub fn accept_rotation(
             current: trusted.version,
         });
     }
+    // One step per version: the chain a server serves (`after=N`) has no gaps, and
+    // a step cannot jump over one the fleet is expected to have seen.
+    if next.version != trusted.version + 1 {
+        return Err(AnchorsError::VersionSkipped {
+            version: next.version,
+            current: trusted.version,
+        });
+    }
 
-    let by_own = decoded.tally(|keyid| next.key_lookup(keyid, now));
+    let by_own = decoded.tally(|keyid| next.key_lookup(keyid, at));
     if by_own.valid.len() < next.threshold as usize {
         return Err(AnchorsError::NotSignedByNew {
             valid: by_own.valid.len(),
             threshold: next.threshold,
+            at,
             detail: tally_detail(&by_own, "new"),
         });
     }
@@ -530,9 +592,35 @@ pub fn accept_rotation(
     Ok(next)
 }
 
-/// Applies rotation envelopes in order (oldest first) starting from `trusted`, all
-/// at the same `now`; returns the last accepted anchors (`trusted` itself for an
-/// empty chain). Any refusal stops the walk and names the step.
+/// The time a rotation step is checked at: the latest `valid_from` of the keys it
+/// adds (those not in `trusted`), which must not be after `now` plus
+/// [`ROTATION_CLOCK_SKEW`]; `now` for a step that adds no key.
+fn step_time(
+    trusted: &TrustAnchors,
+    next: &TrustAnchors,
+    now: OffsetDateTime,
+) -> Result<OffsetDateTime> {
+    let Some(latest) = next
+        .keys
+        .iter()
+        .filter(|k| trusted.key(&k.keyid).is_none())
+        .max_by_key(|k| k.valid_from)
+    else {
+        return Ok(now);
+    };
+    if latest.valid_from > now + ROTATION_CLOCK_SKEW {
+        return Err(AnchorsError::StepInFuture {
+            keyid: latest.keyid.clone(),
+            valid_from: latest.valid_from,
+            now,
+        });
+    }
+    Ok(latest.valid_from)
+}
+
+/// Applies rotation envelopes in order (oldest first) starting from `trusted`, each
+/// checked at its own step time; returns the last accepted anchors (`trusted` itself
+/// for an empty chain). Any refusal stops the walk and names the step.
 pub fn accept_chain(
     trusted: &TrustAnchors,
     envelopes: &[&[u8]],
@@ -548,6 +636,33 @@ pub fn accept_chain(
         })?;
     }
     Ok(current)
+}
+
+/// What a rotation envelope claims, read without checking any signature: its
+/// payload's org and version. For naming a step in messages and for keeping a
+/// server's table in order; never a reason to trust it.
+pub fn claimed_version(envelope_bytes: &[u8]) -> Result<(String, u64)> {
+    if envelope_bytes.len() > MAX_ANCHORS_BYTES {
+        return Err(AnchorsError::TooLarge {
+            size: envelope_bytes.len(),
+            max: MAX_ANCHORS_BYTES,
+        });
+    }
+    let decoded = Envelope::from_json(envelope_bytes)?.decode()?;
+    if decoded.payload_type != ANCHORS_PAYLOAD_TYPE {
+        return Err(AnchorsError::WrongPayloadType {
+            found: decoded.payload_type,
+            expected: ANCHORS_PAYLOAD_TYPE.into(),
+        });
+    }
+    #[derive(Deserialize)]
+    struct Claim {
+        org: String,
+        version: u64,
+    }
+    let claim: Claim = serde_json::from_slice(&decoded.payload)
+        .map_err(|e| AnchorsError::MalformedPayload(e.to_string()))?;
+    Ok((claim.org, claim.version))
 }
 
 #[cfg(test)]

@@ -199,6 +199,7 @@ fn sync(args: CommonArgs) -> Result<(), Failure> {
                     Synced::Updated { to, .. } => ("updated", Some(to)),
                 };
                 serde_json::json!({"result": outcome, "policy_version": version,
+                    "anchors_version": agent.anchors.version,
                     "renewed_until": r.renewed_until.map(rfc3339), "warnings": r.warnings})
             }
             Err(e) => {
@@ -210,6 +211,12 @@ fn sync(args: CommonArgs) -> Result<(), Failure> {
     match result {
         Ok(report) => {
             if !args.json {
+                if let Some(a) = report.anchors {
+                    say(format!(
+                        "trust anchors v{} → v{}: followed the org's key rotation",
+                        a.from, a.to
+                    ));
+                }
                 match report.synced {
                     Synced::Current { version: Some(v) } => say(format!("policy v{v} is current")),
                     Synced::Current { version: None } => say("no policy is published yet"),
@@ -244,6 +251,7 @@ fn status(args: CommonArgs) -> Result<(), Failure> {
     let or = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
     say(format!("org:           {}", s.org));
     say(format!("server:        {}", s.server_url));
+    say(format!("anchors:       v{}", s.anchors_version));
     say(format!("enrollment:    {}", s.enrollment));
     say(format!("machine id:    {}", or(&s.machine_id, "-")));
     say(format!("device id:     {}", or(&s.device_id, "-")));

@@ -1,8 +1,9 @@
 //! `fleetkit demo`: the whole flow on the built-in example org, in a fresh
 //! directory — the README's main command. The admin side (init, check, sign,
 //! verify, rotate), then the fleet: `fleetkit serve` on loopback, an enrollment
-//! token, two devices under `<out>/devices/*` that register and sync with the real
-//! agent code, a new policy rolled out to them, and the inventory.
+//! token, two devices under `<out>/devices/*` installed with the pre-rotation
+//! anchors that register and sync with the real agent code (following the key
+//! rotation the server serves), a new policy rolled out to them, and the inventory.
 
 use super::Context;
 use super::output::{Failure, fail, say};
@@ -123,6 +124,10 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
     ));
 
     let shipped = ws.bundle_path(2);
+    // Devices installed before the rotation: they hold the v1 anchors and follow
+    // the chain the server serves at their first sync.
+    let installed_anchors =
+        fleetkit::anchors::load(&ws.root.join("anchors-v1.json")).map_err(|e| fail(e, ""))?;
     let mut devices = Vec::new();
     for (name, department) in [("laptop-1", "engineering"), ("laptop-2", "research")] {
         let root = ws.root.join("devices").join(name);
@@ -130,7 +135,7 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
             "10. agent register --root {}: facts, own key and CSR, enrollment, manifest",
             root.display()
         ));
-        install_device(&root, name, &url, &anchors, &shipped)?;
+        install_device(&root, name, &url, &installed_anchors, &shipped)?;
         let mut agent = Agent::open(&root).map_err(agent_failure)?;
         let options = RegisterOptions {
             token: Some(Zeroizing::new(token.token.clone())),
@@ -160,7 +165,9 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
         devices.push(root);
     }
 
-    say("11. policy sign + policy publish, then agent sync on each device");
+    say(
+        "11. policy sign + policy publish, then agent sync on each device (it follows the key rotation first)",
+    );
     super::policy::run(ctx, super::policy::PolicyCommand::sign_default())?;
     let v3 = std::fs::read(ws.bundle_path(3)).map_err(|e| fail(e, ""))?;
     let published = admin
@@ -175,6 +182,14 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
     for root in &devices {
         let mut agent = Agent::open(root).map_err(agent_failure)?;
         let report = agent.sync(clock::now()).map_err(agent_failure)?;
+        if let Some(a) = report.anchors {
+            say(format!(
+                "    {}: trust anchors v{} → v{} through the rotation chain",
+                root.display(),
+                a.from,
+                a.to
+            ));
+        }
         let outcome = match report.synced {
             Synced::Updated { from: Some(f), to } => {
                 format!("policy v{f} → v{to}, verified and swapped in")

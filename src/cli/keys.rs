@@ -69,6 +69,13 @@ fn list(ctx: &Context) -> Result<(), Failure> {
             "active"
         };
         let private = fleetkit::workspace::paths::policy_key(&ws.root, &k.keyid).is_file();
+        // A retired key can still sign a rotation dated inside its old window
+        // (rotations are checked at their own time): its private half should go.
+        let private_note = match (private, status) {
+            (true, "retired") => "  (private key here: destroy it once the fleet has moved on)",
+            (true, _) => "  (private key here)",
+            (false, _) => "",
+        };
         say(format!(
             "  {}  {:<13} from {} until {}{}",
             k.keyid,
@@ -76,7 +83,7 @@ fn list(ctx: &Context) -> Result<(), Failure> {
             fleetkit::clock::rfc3339(k.valid_from),
             k.valid_until
                 .map_or_else(|| "-".to_string(), fleetkit::clock::rfc3339),
-            if private { "  (private key here)" } else { "" }
+            private_note
         ));
     }
     Ok(())
@@ -95,7 +102,9 @@ fn rotate(ctx: &Context, args: RotateArgs) -> Result<(), Failure> {
         r.anchors_version,
         r.envelope_path.display()
     ));
-    say("publish the rotation envelope with the next bundle so devices can follow the chain");
+    say(
+        "run `fleetkit policy publish`: it sends the rotation to the server (devices follow it at their next sync), then the newest bundle; sign a new bundle first if you want one signed by the new key",
+    );
     Ok(())
 }
 

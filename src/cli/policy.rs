@@ -4,6 +4,8 @@ use super::Context;
 use super::output::{Failure, fail, note, say};
 use clap::{Args, Subcommand};
 use fleetkit::diag::Diagnostics;
+use fleetkit::protocol::ErrorCode;
+use fleetkit::server::admin_client::ClientError;
 use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
@@ -17,7 +19,8 @@ pub enum PolicyCommand {
     /// Verify a signed bundle against trust anchors, saying exactly why it fails.
     Verify(VerifyArgs),
     /// Publish a signed bundle on the server (which verifies it first): devices pull
-    /// it at their next sync.
+    /// it at their next sync. The workspace's key rotations (rotations/) that the
+    /// server lacks are sent first, oldest first.
     Publish(PublishArgs),
 }
 
@@ -272,10 +275,10 @@ impl PolicyCommand {
 }
 
 fn publish(ctx: &Context, args: PublishArgs) -> Result<(), Failure> {
+    let ws = ctx.open_workspace()?;
     let path = match args.bundle {
         Some(p) => p,
         None => {
-            let ws = ctx.open_workspace()?;
             let state = fleetkit::workspace::state::State::load(&ws.state_path())
                 .map_err(|e| fail(e, "check state.json"))?;
             if state.policy_version == 0 {
@@ -289,13 +292,52 @@ fn publish(ctx: &Context, args: PublishArgs) -> Result<(), Failure> {
     };
     let bytes = fleetkit::fsutil::read_capped(&path, fleetkit::bundle::MAX_BUNDLE_BYTES as u64)
         .map_err(|e| fail(e, "give the path of a signed bundle"))?;
+    let chain = fleetkit::workspace::rotate::chain_files(&ws)
+        .map_err(|e| fail(e, "check the workspace's rotations/ directory"))?;
     let client = super::fleet::admin_client(ctx, &args.server)?;
-    let published = client
-        .publish_bundle(&bytes)
-        .map_err(super::fleet::client_failure)?;
-    say(format!(
-        "published policy bundle v{} (expires {}, ETag {})",
-        published.version, published.expires_at, published.etag
-    ));
-    Ok(())
+    // The rotations first, oldest first: the server verifies the bundle against the
+    // anchors they lead to, and devices follow them before verifying it.
+    let mut rotated = false;
+    for step in &chain {
+        match client.publish_rotation(&step.envelope) {
+            Ok(p) => {
+                rotated = true;
+                say(format!(
+                    "published key rotation: anchors v{} ({})",
+                    p.anchors_version,
+                    step.path.display()
+                ));
+            }
+            Err(ClientError::Refused {
+                code: ErrorCode::AlreadyPublished,
+                ..
+            }) => {}
+            Err(e) => {
+                return Err(fail(
+                    format!("{}: {e}", step.path.display()),
+                    "the server takes only rotations that extend its anchors; see the reason above",
+                ));
+            }
+        }
+    }
+    match client.publish_bundle(&bytes) {
+        Ok(published) => {
+            say(format!(
+                "published policy bundle v{} (expires {}, ETag {})",
+                published.version, published.expires_at, published.etag
+            ));
+            Ok(())
+        }
+        // Sending a rotation was the point of this run: the bundle being already
+        // there is not a failure then.
+        Err(ClientError::Refused {
+            code: ErrorCode::AlreadyPublished,
+            message,
+            ..
+        }) if rotated => {
+            say(format!("{message}; nothing else to publish"));
+            Ok(())
+        }
+        Err(e) => Err(super::fleet::client_failure(e)),
+    }
 }

@@ -75,6 +75,11 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
     names.extend(args.names);
     names.dedup();
     let publish_at_start = newest_bundle(&ws)?.into_iter().collect();
+    let rotations_at_start = fleetkit::workspace::rotate::chain_files(&ws)
+        .map_err(|e| fail(e, "check the workspace's rotations/ directory"))?
+        .into_iter()
+        .map(|f| (f.path.display().to_string(), f.envelope))
+        .collect();
     let cert_lifetime =
         time::Duration::days(config.enrollment.certificate_lifetime_days.min(3650) as i64);
 
@@ -93,6 +98,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             admin_credential_hash: server::admin_credential_hash(&credential),
             server_names: names,
             publish_at_start,
+            rotations_at_start,
             max_db_connections: args.db_connections,
         })
         .await
@@ -100,6 +106,11 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
         let addr = bound
             .local_addr()
             .map_err(|e| fail(format!("cannot read the bound address: {e}"), ""))?;
+        for v in &bound.rotations_stored {
+            note(format!(
+                "stored key rotation to anchors v{v} from the workspace's rotations/"
+            ));
+        }
         for v in &bound.published {
             note(format!("published policy bundle v{v} from the workspace"));
         }

@@ -159,6 +159,18 @@ impl AdminClient {
         self.answer(&url, sent)
     }
 
+    /// `PUT /v1/admin/rotations`: one rotation envelope (`rotations/anchors-v<N>.json`).
+    pub fn publish_rotation(&self, envelope: &[u8]) -> Result<RotationPublished> {
+        let url = self.url("/v1/admin/rotations");
+        let sent = self
+            .agent
+            .put(&url)
+            .header("Authorization", &self.authorization)
+            .header("Content-Type", "application/json")
+            .send(envelope);
+        self.answer(&url, sent)
+    }
+
     pub fn publish_bundle(&self, bytes: &[u8]) -> Result<Published> {
         let url = self.url("/v1/admin/bundle");
         let sent = self

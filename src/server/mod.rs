@@ -7,8 +7,10 @@
 //! - [`http`]: the TLS accept loop; [`api`]: the routes and handlers;
 //! - [`admin_client`]: the admin side's HTTPS client (`fleetkit token`, `devices`).
 //!
-//! The server holds no state of its own beyond a one-second cache of the newest
-//! bundle: several instances can share one PostgreSQL database.
+//! The server holds no state of its own beyond one-second caches of the newest
+//! bundle and of its current anchors (its start anchors plus the stored rotation
+//! chain): several instances can share one PostgreSQL database, and all of them
+//! pick up a published rotation without a restart.
 
 pub mod admin_client;
 pub mod api;
@@ -46,6 +48,10 @@ pub struct ServeOptions {
     /// Bundles to publish at start when newer than the published one (the
     /// workspace's newest signed bundle), oldest first.
     pub publish_at_start: Vec<Vec<u8>>,
+    /// The workspace's rotation chain (`rotations/anchors-v<N>.json`), oldest first,
+    /// each with its file name for messages: stored at start when the database
+    /// lacks them.
+    pub rotations_at_start: Vec<(String, Vec<u8>)>,
     pub max_db_connections: u32,
 }
 
@@ -67,6 +73,8 @@ pub enum ServeError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("the workspace's key rotation cannot be stored: {0}")]
+    Rotation(String),
 }
 
 /// A server bound to its address, not yet serving.
@@ -76,11 +84,14 @@ pub struct BoundServer {
     state: Arc<api::AppState>,
     /// Versions published at start.
     pub published: Vec<u64>,
+    /// Anchors versions whose rotation step was stored at start.
+    pub rotations_stored: Vec<u64>,
 }
 
 impl BoundServer {
-    /// Opens the database, makes the TLS identity, binds the port and publishes the
-    /// workspace's newest bundle if the database has an older one.
+    /// Opens the database, makes the TLS identity, binds the port, stores the
+    /// workspace's rotation steps the database lacks, and publishes the workspace's
+    /// newest bundle if the database has an older one.
     pub async fn bind(opts: ServeOptions) -> Result<Self, ServeError> {
         let now = crate::clock::now();
         secure_sqlite_file(&opts.database_url)?;
@@ -101,7 +112,12 @@ impl BoundServer {
             cert_lifetime: opts.cert_lifetime,
             admin_credential_hash: opts.admin_credential_hash,
             bundle_cache: api::BundleCache::default(),
+            anchors_cache: api::rotation::AnchorsCache::default(),
         });
+        // Rotations before bundles: a bundle may be signed by a key only they add.
+        let rotations_stored = api::rotation::store_at_start(&state, &opts.rotations_at_start)
+            .await
+            .map_err(ServeError::Rotation)?;
         let mut published = Vec::new();
         for body in opts.publish_at_start {
             match api::publish(&state, body).await {
@@ -119,6 +135,7 @@ impl BoundServer {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             state,
             published,
+            rotations_stored,
         })
     }
 

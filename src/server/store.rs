@@ -312,6 +312,13 @@ fn schema(backend: Backend) -> Vec<String> {
             expires_at BIGINT NOT NULL,
             published_at BIGINT NOT NULL)"
         ),
+        // The key rotation chain: one signed anchors document per version.
+        format!(
+            "CREATE TABLE IF NOT EXISTS rotations (
+            version BIGINT PRIMARY KEY,
+            envelope {blob} NOT NULL,
+            published_at BIGINT NOT NULL)"
+        ),
     ]
 }
 
@@ -880,6 +887,51 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    // ----- key rotations ------------------------------------------------------------
+
+    /// Stores a rotation step; `false` when one with this version is already there
+    /// (nothing is changed then).
+    pub async fn insert_rotation(
+        &self,
+        version: i64,
+        envelope: &[u8],
+        published_at: i64,
+    ) -> Result<bool> {
+        let _guard = self.lock_writes().await;
+        let done = sqlx::query(
+            "INSERT INTO rotations (version, envelope, published_at) VALUES ($1, $2, $3)
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(envelope.to_vec())
+        .bind(published_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The stored rotation step of this version.
+    pub async fn rotation(&self, version: i64) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT envelope FROM rotations WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok(r.try_get(0)?)).transpose()
+    }
+
+    /// The stored rotation steps above `after`, oldest first.
+    pub async fn rotations_after(&self, after: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT version, envelope FROM rotations WHERE version > $1 ORDER BY version",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 }
 

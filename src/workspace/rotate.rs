@@ -5,6 +5,13 @@
 //! anchors document is signed by a threshold of the current keys and by the new key,
 //! and kept under `rotations/` so any device can walk the chain from the anchors it
 //! was installed with.
+//!
+//! The rotation reaches the fleet through the server: `fleetkit policy publish`
+//! sends the workspace's rotations the server lacks (oldest first), then the bundle;
+//! `fleetkit serve` also stores them when it starts. A running server picks the new
+//! anchors up at once, and each device follows the chain at its next sync, before it
+//! verifies the bundle. Each step is checked at its own time (see `crate::anchors`),
+//! so a device that syncs only after the old keys retired still follows it.
 
 use super::Workspace;
 use super::sign::{SignError, signing_keys};
@@ -72,8 +79,9 @@ pub fn rotate_keys(
     })
 }
 
-/// Accepts a chain of signed anchors documents starting from `trusted`; returns the
-/// last one. Used by devices (and admins) holding older anchors.
+/// Accepts a chain of signed anchors documents starting from `trusted`, each step
+/// checked at its own time (as a device does); returns the last one. For admins
+/// holding older anchors.
 pub fn accept_chain_files(trusted: &Path, chain: &[PathBuf]) -> Result<TrustAnchors, RotateError> {
     let now = crate::clock::now();
     let trusted = anchors::load(trusted)?;
@@ -86,4 +94,46 @@ pub fn accept_chain_files(trusted: &Path, chain: &[PathBuf]) -> Result<TrustAnch
     }
     let refs: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
     Ok(anchors::accept_chain(&trusted, &refs, now)?)
+}
+
+/// One signed step of the workspace's rotation chain.
+#[derive(Debug, Clone)]
+pub struct ChainFile {
+    /// The anchors version the step leads to (from the file name).
+    pub version: u64,
+    pub path: PathBuf,
+    pub envelope: Vec<u8>,
+}
+
+/// The workspace's rotation chain, `rotations/anchors-v<N>.json`, oldest first
+/// (none when the directory does not exist). Read only: each step is checked by
+/// whoever it is given to (the server, a device).
+pub fn chain_files(ws: &Workspace) -> Result<Vec<ChainFile>, RotateError> {
+    let dir = ws.rotations_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FsError::new("cannot read directory", &dir, e).into()),
+    };
+    let mut chain = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| FsError::new("cannot read directory", &dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(version) = name
+            .strip_prefix("anchors-v")
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let envelope = fsutil::read_capped(&path, anchors::MAX_ANCHORS_BYTES as u64)?;
+        chain.push(ChainFile {
+            version,
+            path,
+            envelope,
+        });
+    }
+    chain.sort_by_key(|f| f.version);
+    Ok(chain)
 }

@@ -40,7 +40,7 @@ fn bearer_credential(value: &str) -> Option<&str> {
         .then(|| rest.trim())
 }
 
-fn check_admin(state: &AppState, headers: &HeaderMap) -> Answer<()> {
+pub(super) fn check_admin(state: &AppState, headers: &HeaderMap) -> Answer<()> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

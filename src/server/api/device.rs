@@ -353,6 +353,11 @@ async fn checkin(
             device_id: updated.device_id,
             server_time: rfc3339(now),
             bundle_version: published.map(|v| v as u64),
+            anchors_version: Some(
+                super::rotation::current_anchors(&state, false)
+                    .await?
+                    .chain_version,
+            ),
         })
     }
     .await;

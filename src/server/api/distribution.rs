@@ -160,7 +160,8 @@ impl PublishError {
     }
 }
 
-/// Verifies a bundle against the server's anchors and publishes it as the newest.
+/// Verifies a bundle against the server's current anchors (its start anchors with
+/// the stored rotation chain applied) and publishes it as the newest.
 pub async fn publish(state: &AppState, body: Vec<u8>) -> Result<Published, PublishError> {
     let now = clock::now();
     let current = state
@@ -169,9 +170,14 @@ pub async fn publish(state: &AppState, body: Vec<u8>) -> Result<Published, Publi
         .await
         .map_err(|e| PublishError::Internal(e.to_string()))?
         .map(|(v, _)| v.max(0) as u64);
+    // The anchors as the stored rotation chain makes them, read afresh: a rotation
+    // published a moment ago (maybe through another instance) counts.
+    let anchors = super::rotation::current_anchors(state, true)
+        .await
+        .map_err(|r| PublishError::Internal(r.message))?;
     let verified = bundle::verify_bundle(
         &body,
-        &state.anchors,
+        &anchors.anchors,
         &VerifyOptions {
             now,
             expected_org: Some(&state.org),

@@ -5,7 +5,8 @@
 //! - [`distribution`]: the published bundle (device side) and publishing;
 //! - [`admin`]: tokens, inventory, removal, publishing (bearer credential);
 //! - [`respond`]: refusals with their codes, capped body reading;
-//! - [`checks`]: input checks shared by the endpoints.
+//! - [`checks`]: input checks shared by the endpoints;
+//! - [`rotation`]: the key rotation chain: stored, served, and the anchors it makes.
 //!
 //! Each protocol mounts its own routes here; a new one (SCEP, ACME) is one more
 //! module and one more `merge`.
@@ -15,6 +16,7 @@ pub mod checks;
 pub mod device;
 pub mod distribution;
 pub mod respond;
+pub mod rotation;
 
 pub use checks::is_valid_machine_id;
 pub use distribution::{BundleCache, PublishError, bundle_etag, publish};
@@ -31,12 +33,15 @@ use time::Duration;
 pub struct AppState {
     pub store: Store,
     pub ca: IssuingCa,
+    /// The anchors the server was started with (the workspace's anchors.json).
     pub anchors: TrustAnchors,
     pub org: String,
     pub cert_lifetime: Duration,
     /// SHA-256 of the admin credential.
     pub admin_credential_hash: [u8; 32],
     pub bundle_cache: BundleCache,
+    /// `anchors` with the stored rotation chain applied (see [`rotation`]).
+    pub anchors_cache: rotation::AnchorsCache,
 }
 
 /// The router of every endpoint.
@@ -44,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(device::routes())
         .merge(admin::routes())
+        .merge(rotation::routes())
         .route("/v1/health", get(respond::health))
         .fallback(respond::not_found)
         .with_state(state)
