@@ -106,6 +106,9 @@ pub struct CheckinRequest {
 #[serde(deny_unknown_fields)]
 pub struct CheckinResponse {
     pub device_id: String,
+    /// The team the server holds the device in (its enrollment token's team).
+    #[serde(default)]
+    pub team: Option<String>,
     pub server_time: String,
     /// The newest published bundle version, so the agent knows whether to pull.
     pub bundle_version: Option<u64>,

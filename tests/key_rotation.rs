@@ -70,6 +70,7 @@ fn rotation_reaches_devices_after_the_old_key_retired() {
         let dir = tempfile::tempdir().unwrap();
         let d = registered_device(&org, &server, dir.path());
         let installed = d.path("etc/fleetkit/anchors.json");
+        let installed_v1 = std::fs::read(&installed).unwrap();
         let old_key = anchors_of(&installed).keys[0].keyid.clone();
 
         fleetkit(&[
@@ -126,12 +127,33 @@ fn rotation_reaches_devices_after_the_old_key_retired() {
         assert_eq!(status["anchors_version"], 2, "{status}");
         assert_eq!(status["policy_version"], 2, "{status}");
         assert_eq!(status["in_force_version"], 2, "{status}");
-        assert_eq!(anchors_of(&installed), rotated);
+        // The device's anchors in force are the new ones; the installed file is
+        // the installer's (or configuration management's) and stays as it was.
+        assert_eq!(anchors_of(&d.data("anchors.json")), rotated);
+        assert_eq!(anchors_of(&installed).version, 1);
+        assert!(d.data("rotations/anchors-v2.json").exists());
 
         // The next sync has nothing to follow.
         let run = d.agent(&["sync"], &[]);
         assert_eq!(run.code, 0, "{run:?}");
         assert!(!run.stdout.contains("trust anchors"), "{run:?}");
+
+        // configuration_management_cannot_undo_a_followed_rotation: Ansible,
+        // Puppet or Chef put the installed anchors.json back at their next run (it
+        // is theirs); the rotation stays followed and a bundle by the new key only
+        // is still taken.
+        std::fs::write(&installed, &installed_v1).unwrap();
+        let v3 = std::fs::read(org.sign_next()).unwrap();
+        assert_eq!(
+            signers(&v3),
+            vec![rotated.keys.last().unwrap().keyid.clone()]
+        );
+        server.admin(&org).publish_bundle(&v3).unwrap();
+        let run = d.agent(&["sync"], &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(d.policy_bytes(), v3);
+        assert_eq!(d.status()["anchors_version"], 2);
+        assert_eq!(d.manifest()["provisioned"], true);
     });
 }
 
@@ -211,6 +233,7 @@ fn rotation_signed_by_a_stranger_is_refused_and_the_old_anchors_kept() {
         );
         assert!(run.stderr.contains("not in the trusted anchors"), "{run:?}");
         assert_eq!(std::fs::read(&installed).unwrap(), anchors_before);
+        assert!(!d.data("rotations").exists(), "no refused step is kept");
         assert_eq!(d.policy_bytes(), policy_before);
         let status = d.status();
         assert_eq!(status["anchors_version"], 1, "{status}");

@@ -88,18 +88,38 @@ fn enroll_cannot_take_over_another_device() {
         let reenrolled: EnrollResponse = a.json();
         assert_eq!(reenrolled.device_id, enrolled.device_id);
 
+        // The device reports the policy it enforces.
+        let checkin = CheckinRequest {
+            policy_version: Some(1),
+            facts: victim.facts.clone(),
+        };
+        let a = post_json(
+            &client(&org, Some(&victim)),
+            format!("{}/v1/checkin", server.url()),
+            &checkin,
+        );
+        assert_eq!(a.status, 200);
+
         // A re-imaged machine (new key) needs an admin's explicit consent: a token
-        // made with --replace-existing. The old certificate is dead afterwards.
+        // made with --replace-existing, of the device's own team. The old
+        // certificate is dead afterwards.
         let old_holder_chain = victim.chain_pem.clone();
-        let replace = token_with(&server, &org, "ml-research", 1, true);
+        let other_team = token_with(&server, &org, "ml-research", 1, true);
         let mut reimaged = Device::new("m-victim", None);
+        let a = enroll(&server, &org, &mut reimaged, &other_team.token);
+        assert_eq!((a.status, a.code().as_str()), (409, "device_exists"));
+        let replace = token_with(&server, &org, "platform", 1, true);
         let a = enroll(&server, &org, &mut reimaged, &replace.token);
         assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
         let replaced: EnrollResponse = a.json();
         assert_eq!(replaced.device_id, enrolled.device_id);
         let after = inventory(&server, &org);
         assert_eq!(after.len(), 1);
-        assert_eq!(after[0].team, "ml-research");
+        assert_eq!(after[0].team, "platform");
+        assert_eq!(
+            after[0].policy_version, None,
+            "the re-imaged machine enforces nothing until it checks in"
+        );
         assert_eq!(
             after[0].certificate_fingerprint,
             replaced.certificate_fingerprint
@@ -524,4 +544,99 @@ fn lost_renewal_answer_does_not_lock_the_device_out() {
             committed.certificate_fingerprint
         );
     });
+}
+
+#[test]
+fn instances_starting_together_on_postgres_all_start() {
+    if !databases().contains(&Db::Postgres) {
+        return;
+    }
+    use fleetkit::server::store::Store;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut failures = Vec::new();
+    for round in 0..3 {
+        // A fresh database, and one the previous release left (schema 1).
+        for upgrade in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let url = database_url(Db::Postgres, dir.path());
+            rt.block_on(async {
+                if upgrade {
+                    drop(Store::open(&url, "acme-corp", 2).await.unwrap());
+                    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+                    for statement in [
+                        "ALTER TABLE devices DROP COLUMN cert_key_fingerprint",
+                        "ALTER TABLE devices DROP COLUMN cert_pem",
+                        "DROP INDEX devices_prev_cert",
+                        "ALTER TABLE devices DROP COLUMN prev_cert_fingerprint",
+                        "ALTER TABLE tokens DROP COLUMN replace_existing",
+                        "DROP TABLE rotations",
+                        "UPDATE meta SET value = '1' WHERE key = 'schema'",
+                    ] {
+                        sqlx::query(statement).execute(&pool).await.unwrap();
+                    }
+                    pool.close().await;
+                }
+                let (a, b, c) = tokio::join!(
+                    Store::open(&url, "acme-corp", 2),
+                    Store::open(&url, "acme-corp", 2),
+                    Store::open(&url, "acme-corp", 2)
+                );
+                for (name, opened) in [("a", a), ("b", b), ("c", c)] {
+                    if let Err(e) = opened {
+                        failures.push(format!("round {round} upgrade {upgrade} {name}: {e}"));
+                    }
+                }
+            });
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn force_register_after_a_lost_renewal_answer_proves_the_renewed_key() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let token = create_token(&server, &org, "platform", 2, 3600).token;
+    let dir = tempfile::tempdir().unwrap();
+    let d = DeviceRoot::install(&org, dir.path(), "forced", &server.url(), "");
+    assert_eq!(d.register(&token).code, 0);
+    let status = d.status();
+    let machine_id = status["machine_id"].as_str().unwrap().to_string();
+
+    // The server recorded a renewal to the agent's kept renewal key; the answer
+    // was lost.
+    let identity = std::fs::read_to_string(d.data("identity.pem")).unwrap();
+    let mut current = Device::new(&machine_id, None);
+    current.key = rcgen::KeyPair::from_pem(&identity).unwrap();
+    current.chain_pem = Some(std::fs::read_to_string(d.data("certificate.pem")).unwrap());
+    let renewing = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(d.data("renewing-key.pem"), renewing.serialize_pem()).unwrap();
+    let mut renewed = Device::new(&machine_id, None);
+    renewed.key = renewing;
+    let request = RenewRequest {
+        csr_pem: renewed.csr_pem(&machine_id, false),
+    };
+    let a = post_json(
+        &client(&org, Some(&current)),
+        format!("{}/v1/renew", server.url()),
+        &request,
+    );
+    assert_eq!(a.status, 200);
+
+    // `register --force` (e.g. after the certificate expired) proves the key the
+    // server holds now, and the device keeps its row.
+    let run = d.agent(
+        &["register", "--force"],
+        &[("FLEETKIT_ENROLL_TOKEN", &token)],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let inv = inventory(&server, &org);
+    assert_eq!(inv.len(), 1);
+    assert_eq!(inv[0].device_id, status["device_id"].as_str().unwrap());
+    assert_eq!(
+        inv[0].certificate_fingerprint,
+        d.status()["certificate_fingerprint"].as_str().unwrap()
+    );
+    assert!(!d.data("renewing-key.pem").exists());
+    assert_eq!(d.agent(&["sync"], &[]).code, 0);
 }

@@ -210,6 +210,8 @@ impl Agent {
             }));
         }
         let lock = lock_data_dir(&paths.data_dir)?;
+        // With the lock held: no other run is writing the kept rotation steps.
+        let anchors = rotation::anchors_in_force(&paths, anchors, crate::clock::now());
         let state = AgentState::load(&paths.state)?;
         Ok(Self {
             _lock: lock,
@@ -220,7 +222,7 @@ impl Agent {
         })
     }
 
-    /// The root CA certificates of the installed anchors.
+    /// The root CA certificates of the anchors in force.
     pub fn roots(&self) -> &[String] {
         &self.anchors.root_ca
     }

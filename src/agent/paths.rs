@@ -41,8 +41,17 @@ pub struct AgentPaths {
     pub platform: Platform,
     /// Install-time settings written by the artefact.
     pub settings: PathBuf,
-    /// The trust anchors installed with the artefact.
+    /// The trust anchors installed with the artefact. Owned by the installer or the
+    /// configuration management that put it there: the agent never writes it.
     pub anchors: PathBuf,
+    /// The rotation steps the agent followed past the installed anchors
+    /// (`anchors-v<N>.json`, the signed envelopes): re-walked from the installed
+    /// anchors at every start, so a reinstalled (older) `anchors.json` cannot undo a
+    /// rotation, and nothing here is believed without its signatures.
+    pub rotations_dir: PathBuf,
+    /// A public copy of the anchors in force (installed + followed), for people
+    /// and tools; never read back as a source of trust.
+    pub anchors_in_force: PathBuf,
     /// The bundle shipped with the artefact: the first policy, and the default policy
     /// of the `default-policy` offline mode.
     pub shipped_bundle: PathBuf,
@@ -107,6 +116,8 @@ impl AgentPaths {
             platform,
             settings: config.join("agent.yaml"),
             anchors: config.join("anchors.json"),
+            rotations_dir: data.join("rotations"),
+            anchors_in_force: data.join("anchors.json"),
             shipped_bundle: config.join("bundle.json"),
             token_file: config.join("enroll-token"),
             state: data.join("state.json"),

@@ -17,7 +17,7 @@ use super::state::{Enrollment, EnrollmentStatus};
 use super::{Agent, AgentError, Result};
 use crate::bundle::Verified;
 use crate::fsutil;
-use crate::protocol::{DeviceFacts, EnrollRequest};
+use crate::protocol::{DeviceFacts, EnrollRequest, ErrorCode};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -129,7 +129,20 @@ impl Agent {
             Some(adopted) => Ok(adopted),
             None => match token {
                 None => Err(AgentError::NoToken),
-                Some(token) => self.enroll(&key, &token, &facts, now),
+                Some(token) => match self.enroll(&key, &token, &facts, now) {
+                    // A renewal whose answer was lost left the server holding the
+                    // renewal key, not the identity's: prove that one instead.
+                    Err(AgentError::EnrollRefused {
+                        code: ErrorCode::DeviceExists,
+                        ..
+                    }) if was_registered
+                        && let Some(renewing) =
+                            identity::load_pending_key(&self.paths.renewing_key) =>
+                    {
+                        self.enroll(&renewing, &token, &facts, now)
+                    }
+                    other => other,
+                },
             },
         };
         // `--force` on a registered device keeps the old identity when it fails:
@@ -151,6 +164,8 @@ impl Agent {
                     super::windows::forget_token();
                 }
                 let _ = std::fs::remove_file(&self.paths.pending_key);
+                // A new identity makes any unfinished renewal moot.
+                let _ = std::fs::remove_file(&self.paths.renewing_key);
                 Ok(done)
             }
             Err(e) => {
@@ -242,7 +257,12 @@ impl Agent {
                 facts: facts.clone(),
             })
             .ok()?;
-        let team = self.assignment().team.unwrap_or_default();
+        // The server's binding (the token's team), not what the device asked for.
+        let team = answer
+            .team
+            .clone()
+            .or_else(|| self.assignment().team)
+            .unwrap_or_default();
         self.state.enrollment = Some(Enrollment::registered(
             facts.machine_id.clone(),
             answer.device_id.clone(),

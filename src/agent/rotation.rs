@@ -6,15 +6,62 @@
 //! [`crate::anchors::accept_chain`] — the same rules as `fleetkit keys accept`: a
 //! threshold of the trusted keys and of the new ones, each checked at the step's own
 //! time, proof of possession of added keys, same org, version up by one. Only when
-//! every step verifies is the new `anchors.json` written (temp file, fsync, rename);
-//! the bundle is verified with it afterwards. A refused step changes nothing: the
-//! installed anchors stay byte for byte, and the sync fails naming the step.
+//! every step verifies are the steps kept (each envelope in the data directory's
+//! `rotations/`, written atomically) and the anchors in force replaced; the bundle
+//! is verified with them afterwards. A refused step changes nothing, and the sync
+//! fails naming the step.
+//!
+//! The installed `anchors.json` is never written: it belongs to the installer or
+//! the configuration management that put it there, which would put it back at its
+//! next run. Instead the agent walks its kept steps from the installed anchors each
+//! time it starts ([`anchors_in_force`]), so a rotation it followed stays followed
+//! whatever happens to that file, and a newer installed file simply wins.
 //!
 //! The server is not trusted for any of this: what it announces only decides
 //! whether to ask, and what it serves is believed only through the signatures.
 
+use super::paths::AgentPaths;
 use super::{Agent, AgentError, Result};
-use crate::anchors;
+use crate::anchors::{self, TrustAnchors};
+use crate::fsutil::{self, PUBLIC_MODE};
+
+/// The anchors in force: the installed ones, advanced through every kept rotation
+/// step above their version that still verifies, in version order. A step that no
+/// longer verifies (a damaged file) ends the walk: trust never goes further than
+/// what the signatures show, and the next sync fetches the steps again.
+pub fn anchors_in_force(
+    paths: &AgentPaths,
+    installed: TrustAnchors,
+    now: time::OffsetDateTime,
+) -> TrustAnchors {
+    let Ok(entries) = std::fs::read_dir(&paths.rotations_dir) else {
+        return installed;
+    };
+    let mut steps: Vec<(u64, std::path::PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let v: u64 = name
+                .strip_prefix("anchors-v")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()?;
+            (v > installed.version).then(|| (v, e.path()))
+        })
+        .collect();
+    steps.sort();
+    let mut current = installed;
+    for (_, path) in steps {
+        let Ok(bytes) = fsutil::read_capped(&path, anchors::MAX_ANCHORS_BYTES as u64) else {
+            break;
+        };
+        match anchors::accept_rotation(&current, &bytes, now) {
+            Ok(next) => current = next,
+            Err(_) => break,
+        }
+    }
+    current
+}
 
 /// Anchors moved from one version to another during a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +100,24 @@ impl Agent {
             }
         })?;
         // The chain keeps the org (checked at each step); the agent's own setting
-        // was matched against the installed anchors when it opened.
-        anchors::save(&next, &self.paths.anchors).map_err(|e| match e {
+        // was matched against the installed anchors when it opened. Steps first,
+        // oldest first: a kill in between leaves a prefix that still walks.
+        for (step, bytes) in chain.iter().enumerate() {
+            let version = from + 1 + step as u64;
+            let file = self
+                .paths
+                .rotations_dir
+                .join(format!("anchors-v{version}.json"));
+            std::fs::create_dir_all(&self.paths.rotations_dir).map_err(|e| {
+                AgentError::Fs(fsutil::FsError::new(
+                    "cannot create directory",
+                    &self.paths.rotations_dir,
+                    e,
+                ))
+            })?;
+            fsutil::write_atomic(&file, bytes, PUBLIC_MODE)?;
+        }
+        anchors::save(&next, &self.paths.anchors_in_force).map_err(|e| match e {
             anchors::AnchorsError::Io(fs) => AgentError::Fs(fs),
             other => AgentError::Anchors(other),
         })?;

@@ -389,6 +389,15 @@ impl Store {
     async fn migrate(&self, org: &str) -> Result<()> {
         let _guard = self.lock_writes().await;
         let mut tx = self.pool.begin().await?;
+        // Several instances starting together on one PostgreSQL: one at a time
+        // (CREATE TABLE IF NOT EXISTS and the schema upgrade are not safe to run
+        // concurrently there). The lock ends with the transaction. SQLite has one
+        // writer anyway.
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(726300101)")
+                .execute(&mut *tx)
+                .await?;
+        }
         for statement in schema(self.backend) {
             sqlx::query(&statement).execute(&mut *tx).await?;
         }
@@ -604,9 +613,15 @@ impl Store {
             }),
         };
         let key = &enrollment.cert.key_fingerprint;
-        let holds_key = existing
-            .as_ref()
-            .is_some_and(|e| !e.cert_key_fingerprint.is_empty() && &e.cert_key_fingerprint == key);
+        // The recorded key proves ownership only while it is the current
+        // certificate's (a row written by an older release during a rolling upgrade
+        // may carry the previous key beside a newer certificate).
+        let holds_key = existing.as_ref().is_some_and(|e| {
+            !e.cert_key_fingerprint.is_empty()
+                && &e.cert_key_fingerprint == key
+                && crate::pki::fingerprint_pem(&e.cert_pem).as_deref()
+                    == Some(e.cert_fingerprint.as_str())
+        });
         // A repeat only while its certificate is still good: the holder of an
         // expired one enrolls again and gets a new certificate.
         if let Some(e) = &existing
@@ -624,7 +639,12 @@ impl Store {
                 fingerprint: e.cert_fingerprint.clone(),
             })));
         }
-        if existing.is_some() && !holds_key && !token.replace_existing {
+        // A replace-existing token replaces only a device of its own team: a token
+        // of one team never takes over another team's machine.
+        if let Some(e) = &existing
+            && !holds_key
+            && !(token.replace_existing && e.team == token.team)
+        {
             tx.rollback().await?;
             return Ok(Some(Err(EnrollRefusal::DeviceExists)));
         }
@@ -688,7 +708,7 @@ impl Store {
                             registered_at = $12, last_seen = $13, token_id = $14,
                             cert_fingerprint = $15, cert_not_after = $16,
                             cert_key_fingerprint = $17, cert_pem = $18,
-                            prev_cert_fingerprint = ''
+                            prev_cert_fingerprint = '', policy_version = NULL
                          WHERE device_id = $19 AND cert_fingerprint = $20",
                     ),
                     &token,

@@ -350,6 +350,7 @@ async fn checkin(
             return Err(unknown_certificate());
         }
         Ok(CheckinResponse {
+            team: Some(updated.team.clone()),
             device_id: updated.device_id,
             server_time: rfc3339(now),
             bundle_version: published.map(|v| v as u64),
