@@ -345,6 +345,40 @@ fn bundle_polls_use_etags_and_publishing_verifies() {
     });
 }
 
+/// Issue 11: a bundle at version 2^63 was answered 201 but stored as 2^63 − 1, and
+/// every later publish was refused as a rollback. Now it is refused, nothing stored.
+#[test]
+fn a_version_above_i64_max_is_refused_at_publish_and_blocks_nothing() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let admin = server.admin(&org);
+        let v1 = std::fs::read(org.path().join("bundles/policy-v1.json")).unwrap();
+        for version in [9_223_372_036_854_775_808, u64::MAX] {
+            let huge = resign_with_version(&org.path(), &v1, version);
+            match admin.publish_bundle(&huge) {
+                Err(ClientError::Refused { status, code, .. }) => {
+                    assert_eq!((status, code.as_str()), (422, "version-out-of-range"))
+                }
+                other => panic!("v{version} published: {other:?}"),
+            }
+        }
+        // Publishing goes on: the published v1 (from the workspace at start) is still
+        // the current one, and v2 follows it.
+        let v2 = std::fs::read(org.sign_next()).unwrap();
+        assert_eq!(admin.publish_bundle(&v2).unwrap().version, 2);
+        let mut device = Device::new("m-after-huge", None);
+        let token = create_token(&server, &org, "platform", 1, 3600);
+        assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+        let served = answer(
+            client(&org, Some(&device))
+                .get(format!("{}/v1/bundle", server.url()))
+                .call(),
+        );
+        assert_eq!((served.status, served.body), (200, v2));
+    });
+}
+
 #[test]
 fn token_use_counts_are_exact_under_concurrency() {
     each_db(|db| {

@@ -379,3 +379,32 @@ pub fn create_token(server: &Server, org: &Org, team: &str, uses: u32, secs: u64
 pub fn inventory(server: &Server, org: &Org) -> Vec<DeviceRecord> {
     server.admin(org).list_devices(None, None).unwrap()
 }
+
+/// `bundle` (signed by the workspace `ws`) with its payload's version set to `version`
+/// and signed again with the workspace's policy keys: a bundle fleetkit itself would
+/// refuse to sign, as an attacker holding the org key (or an older fleetkit) makes it.
+pub fn resign_with_version(ws: &Path, bundle: &[u8], version: u64) -> Vec<u8> {
+    use fleetkit::bundle::{POLICY_PAYLOAD_TYPE, dsse::Envelope};
+    let decoded = Envelope::from_json(bundle).unwrap().decode().unwrap();
+    let mut payload: serde_json::Value = serde_json::from_slice(&decoded.payload).unwrap();
+    payload["version"] = serde_json::Value::from(version);
+    let keys: Vec<fleetkit::pki::PolicyKey> = std::fs::read_dir(ws.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("policy-") && n.ends_with(".key"))
+        })
+        .map(|p| fleetkit::pki::PolicyKey::load(&p).unwrap())
+        .collect();
+    assert!(!keys.is_empty(), "no policy key in {}", ws.display());
+    let signers: Vec<&fleetkit::pki::PolicyKey> = keys.iter().collect();
+    Envelope::sign(
+        POLICY_PAYLOAD_TYPE,
+        &serde_json::to_vec(&payload).unwrap(),
+        &signers,
+    )
+    .to_json()
+    .unwrap()
+}
