@@ -47,6 +47,8 @@ pub struct ServeOptions {
     /// workspace's newest signed bundle), oldest first.
     pub publish_at_start: Vec<Vec<u8>>,
     pub max_db_connections: u32,
+    /// Connection cap, per-source limit and request deadline (DESIGN.md rule 11).
+    pub limits: http::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ pub struct BoundServer {
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     state: Arc<api::AppState>,
+    limits: http::Limits,
     /// Versions published at start.
     pub published: Vec<u64>,
 }
@@ -112,6 +115,7 @@ impl BoundServer {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             state,
+            limits: opts.limits,
             published,
         })
     }
@@ -127,7 +131,7 @@ impl BoundServer {
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let router = http::router(self.state);
-        http::serve(self.listener, self.acceptor, router, shutdown).await;
+        http::serve(self.listener, self.acceptor, router, self.limits, shutdown).await;
     }
 }
 
