@@ -403,8 +403,12 @@ async fn serve_connection(
     match (&certificate_fingerprint, slot.pool) {
         (Some(_), _) => slot.authenticated(),
         (None, Pool::Anonymous) => {}
-        // The reserve is for devices only.
-        (None, Pool::Reserve) => return,
+        // The reserve is for devices only. The slot is given back before the socket
+        // closes, so a client that sees the close can count on the slot being free.
+        (None, Pool::Reserve) => {
+            drop(slot);
+            return;
+        }
     }
     let peer = Arc::new(Peer {
         certificate_fingerprint,
