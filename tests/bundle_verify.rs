@@ -6,8 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use fleetkit::anchors::{self, AnchorKey, TrustAnchors};
 use fleetkit::bundle::dsse::{Envelope, Signature};
 use fleetkit::bundle::{
-    BundleError, BundlePayload, MAX_BUNDLE_BYTES, POLICY_PAYLOAD_TYPE, Verified, VerifyOptions,
-    sign_bundle, verify_bundle,
+    BundleError, BundlePayload, MAX_BUNDLE_BYTES, MAX_VERSION, POLICY_PAYLOAD_TYPE, Verified,
+    VerifyOptions, sign_bundle, verify_bundle,
 };
 use fleetkit::pki::{OrgCa, PolicyKey};
 use time::macros::datetime;
@@ -549,4 +549,34 @@ fn private_keys_are_written_0600_and_certificates_0644() {
         .write(dir.path(), true)
         .unwrap();
     assert_eq!(mode(&dir.path().join("root-ca.key")), 0o600);
+}
+
+/// Issue 11: versions above i64::MAX could not be stored and were clamped by the
+/// server. They are now refused by the signer and, when crafted, by the verifier.
+#[test]
+fn a_version_above_i64_max_is_neither_signed_nor_verified() {
+    let k = key();
+    let a = anchors_for(&[&k], 1);
+    let top = sign_bundle(&payload(ORG, MAX_VERSION), &[&k]).unwrap();
+    assert!(matches!(verify(&top, &a), Ok(Verified::Accepted { .. })));
+    for version in [MAX_VERSION + 1, u64::MAX] {
+        assert!(matches!(
+            sign_bundle(&payload(ORG, version), &[&k]),
+            Err(BundleError::VersionOutOfRange { .. })
+        ));
+        let crafted = envelope_of(&serde_json::to_vec(&payload(ORG, version)).unwrap(), &[&k]);
+        let err = verify(&crafted, &a).unwrap_err();
+        assert_eq!(err.code(), "version-out-of-range", "{err}");
+        // Whatever the device holds: out of range is never "already current".
+        let err = verify_bundle(
+            &crafted,
+            &a,
+            &VerifyOptions {
+                stored_version: Some(version),
+                ..opts()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "version-out-of-range", "{err}");
+    }
 }

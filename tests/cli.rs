@@ -1,6 +1,8 @@
 //! The `fleetkit` binary end to end: init, check, sign, verify, rotate, accept, demo —
 //! exit codes, messages, file modes, and that no private key is ever printed.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -216,6 +218,79 @@ fn sign_increments_versions_and_never_goes_down() {
         .arg(&b1));
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["valid"], false);
+}
+
+/// Issue 11: `--version 9223372036854775808` was signed, published as 2^63 − 1 by the
+/// server, and blocked every later release. Versions now stop at i64::MAX everywhere.
+#[test]
+fn versions_above_i64_max_are_refused_not_clamped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = init_workspace(tmp.path(), "acme-corp");
+    let r = run(in_ws(&ws).args(["policy", "sign"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v1 = fs::read(ws.join("bundles/policy-v1.json")).unwrap();
+    let state_before = fs::read(ws.join("state.json")).unwrap();
+
+    // Refused at the flag, naming it and the limit; nothing written.
+    let out = tmp.path().join("huge.json");
+    let r = run(in_ws(&ws)
+        .args([
+            "policy",
+            "sign",
+            "--version",
+            "9223372036854775808",
+            "--out",
+        ])
+        .arg(&out));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--version"), "{}", r.stderr);
+    assert!(r.stderr.contains("9223372036854775807"), "{}", r.stderr);
+    assert!(!out.exists());
+    assert_eq!(fs::read(ws.join("state.json")).unwrap(), state_before);
+    assert_eq!(fs::read_dir(ws.join("bundles")).unwrap().count(), 1);
+    let r = run(in_ws(&ws).args(["policy", "sign", "--version", "18446744073709551616"]));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("9223372036854775807"), "{}", r.stderr);
+
+    // The same bundle made and signed with the org key anyway: verify refuses it.
+    let crafted = tmp.path().join("crafted.json");
+    fs::write(
+        &crafted,
+        support::resign_with_version(&ws, &v1, 9_223_372_036_854_775_808),
+    )
+    .unwrap();
+    let r = run(in_ws(&ws).args(["policy", "verify"]).arg(&crafted));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("above the highest version, 9223372036854775807"),
+        "{}",
+        r.stderr
+    );
+    let r = run(in_ws(&ws)
+        .args(["policy", "verify", "--json"])
+        .arg(&crafted));
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("version-out-of-range"), "{}", r.stdout);
+    // Its twin at a normal version verifies: only the version was wrong.
+    fs::write(&crafted, support::resign_with_version(&ws, &v1, 5)).unwrap();
+    let r = run(in_ws(&ws).args(["policy", "verify"]).arg(&crafted));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // The edge itself is a version; nothing can follow it, and that is said plainly.
+    let r = run(in_ws(&ws).args(["policy", "sign", "--version", "9223372036854775807"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let top = ws.join("bundles/policy-v9223372036854775807.json");
+    let r = run(in_ws(&ws).args(["policy", "verify"]).arg(&top));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(in_ws(&ws).args(["policy", "sign"]));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("version 9223372036854775808 is above the highest bundle version"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

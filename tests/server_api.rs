@@ -345,11 +345,52 @@ fn bundle_polls_use_etags_and_publishing_verifies() {
     });
 }
 
+/// Issue 11: a bundle at version 2^63 was answered 201 but stored as 2^63 − 1, and
+/// every later publish was refused as a rollback. Now it is refused, nothing stored.
+#[test]
+fn a_version_above_i64_max_is_refused_at_publish_and_blocks_nothing() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let admin = server.admin(&org);
+        let v1 = std::fs::read(org.path().join("bundles/policy-v1.json")).unwrap();
+        for version in [9_223_372_036_854_775_808, u64::MAX] {
+            let huge = resign_with_version(&org.path(), &v1, version);
+            match admin.publish_bundle(&huge) {
+                Err(ClientError::Refused {
+                    status,
+                    code,
+                    message,
+                }) => {
+                    assert_eq!((status, code), (422, ErrorCode::BundleRefused));
+                    assert!(message.contains("(version-out-of-range)"), "{message}");
+                }
+                other => panic!("v{version} published: {other:?}"),
+            }
+        }
+        // Publishing goes on: the published v1 (from the workspace at start) is still
+        // the current one, and v2 follows it.
+        let v2 = std::fs::read(org.sign_next()).unwrap();
+        assert_eq!(admin.publish_bundle(&v2).unwrap().version, 2);
+        let mut device = Device::new("m-after-huge", None);
+        let token = create_token(&server, &org, "platform", 1, 3600);
+        assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+        let served = answer(
+            client(&org, Some(&device))
+                .get(format!("{}/v1/bundle", server.url()))
+                .call(),
+        );
+        assert_eq!((served.status, served.body), (200, v2));
+    });
+}
+
 #[test]
 fn token_use_counts_are_exact_under_concurrency() {
     each_db(|db| {
         let org = Org::new();
-        let server = Server::start(&org, db);
+        // 40 enrollments at once from one address: more than one source's default
+        // share of anonymous connections (32).
+        let server = Server::start_args(&org, db, &["--max-connections-per-ip", "64"]);
         let token = create_token(&server, &org, "platform", 10, 3600);
         let results: Vec<u16> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..40)
@@ -580,4 +621,214 @@ fn fleet_db_and_its_journal_are_0600() {
             assert_eq!(format!("{:o}", mode(&path)), "600", "{}", path.display());
         }
     }
+}
+
+/// The headers of a request whose 1000-byte body never comes (one byte is sent).
+const TRICKLE: &[u8] = b"POST /v1/enroll HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{";
+
+/// Issue 11: a body trickling in (a byte every few seconds) held its connection
+/// forever, and a few hundred of them from one unauthenticated client made the
+/// server unreachable. Now one source holds at most its per-source share, devices and
+/// the admin are served meanwhile, and each held request ends at its deadline.
+#[test]
+fn trickling_request_bodies_cannot_hold_the_server() {
+    const PER_IP: usize = 32;
+    const TIMEOUT_SECS: u64 = 6;
+    let org = Org::new();
+    let server = Server::start_args(
+        &org,
+        Db::Sqlite,
+        &[
+            "--max-connections-per-ip",
+            &PER_IP.to_string(),
+            "--request-timeout-secs",
+            &TIMEOUT_SECS.to_string(),
+        ],
+    );
+    let token = create_token(&server, &org, "platform", 1, 3600);
+    let mut device = Device::new("m-under-attack", None);
+    assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+
+    // 300 slow requests from one source (127.0.0.2): only its share is let in.
+    let raw = Raw::new(&org, &server);
+    let anonymous = raw.connector(None);
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..300 {
+        match raw.connect("127.0.0.2", &anonymous) {
+            Some(mut conn) => {
+                assert!(raw.send(&mut conn, TRICKLE), "admitted, then closed");
+                held.push((conn, std::time::Instant::now()));
+            }
+            None => refused += 1,
+        }
+    }
+    eprintln!("held {} slow requests, {refused} refused", held.len());
+    assert_eq!((held.len(), refused), (PER_IP, 300 - PER_IP));
+    // Another source holds TLS handshakes open instead (connects, sends nothing).
+    let stalled_at = std::time::Instant::now();
+    let (stalled, stalled_refused) =
+        raw.stalled_handshakes("127.0.0.3", 100, std::time::Duration::from_secs(3));
+    eprintln!(
+        "held {} stalled handshakes, {stalled_refused} refused",
+        stalled.len()
+    );
+    assert_eq!((stalled.len(), stalled_refused), (PER_IP, 100 - PER_IP));
+
+    // Meanwhile the device is served, and so is the admin.
+    let agent = client(&org, Some(&device));
+    let bundle = answer(agent.get(format!("{}/v1/bundle", server.url())).call());
+    assert_eq!(bundle.status, 200);
+    let checkin = CheckinRequest {
+        policy_version: Some(1),
+        facts: device.facts.clone(),
+    };
+    let a = answer(
+        agent
+            .post(format!("{}/v1/checkin", server.url()))
+            .header("content-type", "application/json")
+            .send(serde_json::to_vec(&checkin).unwrap()),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(inventory(&server, &org).len(), 1);
+
+    // Each slow request ends at its deadline: 408 request_timeout, then the server
+    // closes the connection.
+    let mut lasted = Vec::new();
+    for (mut conn, sent) in held {
+        let (status, body) = raw.response(&mut conn).expect("a 408 before the close");
+        assert_eq!(status, 408, "{}", String::from_utf8_lossy(&body));
+        let error: ApiError = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error.code, ErrorCode::RequestTimeout);
+        assert!(
+            raw.closed_within(&mut conn, std::time::Duration::from_secs(30)),
+            "the connection stays open after the 408"
+        );
+        lasted.push(sent.elapsed());
+    }
+    let (shortest, longest) = (lasted.iter().min().unwrap(), lasted.iter().max().unwrap());
+    eprintln!("slow requests held for {shortest:?} to {longest:?} (deadline {TIMEOUT_SECS} s)");
+    // Timers never fire early: nobody is cut off before the deadline.
+    assert!(*shortest >= std::time::Duration::from_secs(TIMEOUT_SECS));
+
+    // Stalled handshakes end at the handshake deadline (10 s).
+    for mut tcp in stalled {
+        assert!(
+            raw.closed_within(&mut tcp, std::time::Duration::from_secs(40)),
+            "a stalled handshake is still open"
+        );
+    }
+    let stalled_for = stalled_at.elapsed();
+    eprintln!("stalled handshakes closed within {stalled_for:?} (deadline 10 s)");
+    assert!(stalled_for >= std::time::Duration::from_secs(10));
+
+    // Their slots are free again: the source may connect once more.
+    let again = (0..50).find_map(|_| {
+        let conn = raw.connect("127.0.0.2", &anonymous);
+        if conn.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        conn
+    });
+    assert!(
+        again.is_some(),
+        "the slots of closed connections were not given back"
+    );
+}
+
+/// Issue 11: with the connection cap reached by anonymous clients from several
+/// sources, enrolled devices must still get in: a quarter of `--max-connections` is
+/// kept for connections with a client certificate, and the cap itself holds.
+#[test]
+fn anonymous_connections_cannot_crowd_out_enrolled_devices() {
+    // 40 connections: 10 kept for devices, 30 anonymous, 12 per source.
+    let org = Org::new();
+    let server = Server::start_args(
+        &org,
+        Db::Sqlite,
+        &["--max-connections", "40", "--max-connections-per-ip", "12"],
+    );
+    let token = create_token(&server, &org, "platform", 1, 3600);
+    let mut device = Device::new("m-crowded", None);
+    assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+    let v1 = std::fs::read(org.path().join("bundles/policy-v1.json")).unwrap();
+
+    // Anonymous clients fill their 30 slots from three sources; each holds a slow
+    // request once it has shown it is in (a health check answered).
+    let raw = Raw::new(&org, &server);
+    let anonymous = raw.connector(None);
+    let mut held = Vec::new();
+    let mut admitted = Vec::new();
+    for source in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        let mut n = 0;
+        for _ in 0..13 {
+            let Some(mut conn) = raw.connect(source, &anonymous) else {
+                continue;
+            };
+            if raw
+                .request(&mut conn, "GET", "/v1/health", b"")
+                .map(|r| r.0)
+                == Some(200)
+            {
+                assert!(raw.send(&mut conn, TRICKLE));
+                held.push(conn);
+                n += 1;
+            }
+        }
+        admitted.push(n);
+    }
+    assert_eq!(admitted, [12, 12, 6], "12 per source, 30 anonymous in all");
+    // One more anonymous connection, from a fresh source: closed at once.
+    let late = raw.connect("127.0.0.1", &anonymous);
+    assert!(late.is_none_or(|mut c| raw.request(&mut c, "GET", "/v1/health", b"").is_none()));
+
+    // The device is served: its bundle and a check-in.
+    let as_device = raw.connector(Some(&device));
+    let mut devices = Vec::new();
+    let mut conn = raw
+        .connect("127.0.0.1", &as_device)
+        .expect("device admitted");
+    let (status, body) = raw.request(&mut conn, "GET", "/v1/bundle", b"").unwrap();
+    assert_eq!((status, body), (200, v1));
+    devices.push(conn);
+    let checkin = serde_json::to_vec(&CheckinRequest {
+        policy_version: Some(1),
+        facts: device.facts.clone(),
+    })
+    .unwrap();
+    let mut conn = raw
+        .connect("127.0.0.1", &as_device)
+        .expect("device admitted");
+    let (status, body) = raw
+        .request(&mut conn, "POST", "/v1/checkin", &checkin)
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    devices.push(conn);
+
+    // Devices may use the whole reserve, and not one connection more: the cap holds.
+    for _ in 0..9 {
+        let Some(mut conn) = raw.connect("127.0.0.1", &as_device) else {
+            continue;
+        };
+        if raw.request(&mut conn, "GET", "/v1/health", b"").is_some() {
+            devices.push(conn);
+        }
+    }
+    assert_eq!(held.len() + devices.len(), 40);
+
+    // A device connection that closes gives its slot back to the next device.
+    devices.pop();
+    let back = (0..50).find_map(|_| {
+        let conn = raw
+            .connect("127.0.0.1", &as_device)
+            .and_then(|mut c| raw.request(&mut c, "GET", "/v1/health", b"").map(|_| c));
+        if conn.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        conn
+    });
+    assert!(
+        back.is_some(),
+        "a closed device connection's slot was not given back"
+    );
 }

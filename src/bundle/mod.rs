@@ -9,8 +9,9 @@
 //! Ed25519 policy keys listed in the trust anchors. [`verify_bundle`] applies
 //! DESIGN.md security rule 2 in order, at one fixed `now`: size cap → envelope →
 //! threshold of distinct valid signatures (keys valid at `now`) → payload → org →
-//! version against the installed one (equal: nothing to do; lower: rollback) → expiry.
-//! Each failure is its own [`BundleError`] variant saying exactly why.
+//! version (within [`MAX_VERSION`]) against the installed one (equal: nothing to do;
+//! lower: rollback) → expiry. Each failure is its own [`BundleError`] variant saying
+//! exactly why.
 
 pub mod dsse;
 
@@ -26,6 +27,13 @@ pub const POLICY_PAYLOAD_TYPE: &str = "application/vnd.fleetkit.policy+json";
 
 /// Largest bundle accepted, checked before anything is parsed.
 pub const MAX_BUNDLE_BYTES: usize = 1024 * 1024;
+
+/// Highest bundle version: what every store holds (SQLite INTEGER and PostgreSQL
+/// BIGINT are signed 64-bit). A higher version cannot be stored faithfully, so it is
+/// refused where it is made ([`sign_bundle`]) and wherever it is read
+/// ([`verify_bundle`]), never clamped: a clamped version would be below the signed one
+/// and every later release would look like a rollback.
+pub const MAX_VERSION: u64 = i64::MAX as u64;
 
 /// How far in the future `issued_at` may lie (clock skew between admin and device)
 /// before the bundle is refused as post-dated.
@@ -145,6 +153,8 @@ pub enum BundleError {
         "bundle version {version} is older than the installed version {installed}: rollback refused"
     )]
     Rollback { version: u64, installed: u64 },
+    #[error("bundle version {version} is above the highest version, {max}", max = MAX_VERSION)]
+    VersionOutOfRange { version: u64 },
     #[error("bundle expired at {} (now is {})", rfc3339(*expires_at), rfc3339(*now))]
     Expired {
         expires_at: OffsetDateTime,
@@ -191,6 +201,7 @@ impl BundleError {
             Self::OrgMismatch { .. } => "org-mismatch",
             Self::UnexpectedOrg { .. } => "unexpected-org",
             Self::Rollback { .. } => "rollback",
+            Self::VersionOutOfRange { .. } => "version-out-of-range",
             Self::Expired { .. } => "expired",
             Self::IssuedInFuture { .. } => "issued-in-future",
             Self::BadAnchors(_) => "bad-anchors",
@@ -237,6 +248,7 @@ pub fn sign_bundle(payload: &BundlePayload, signers: &[&PolicyKey]) -> Result<Ve
     if signers.is_empty() {
         return Err(BundleError::NoSigners);
     }
+    check_version(payload.version)?;
     if payload.expires_at <= payload.issued_at {
         return Err(BundleError::BadLifetime {
             issued_at: payload.issued_at,
@@ -310,7 +322,8 @@ pub fn verify_bundle(
         });
     }
 
-    // 6. Version against the installed one.
+    // 6. Version: storable, then against the installed one.
+    check_version(payload.version)?;
     if let Some(installed) = opts.stored_version {
         if payload.version < installed {
             return Err(BundleError::Rollback {
@@ -343,6 +356,15 @@ pub fn verify_bundle(
         payload,
         keyids: tally.valid,
     })
+}
+
+/// Refuses a version above [`MAX_VERSION`]; the one check every producer and reader
+/// of versions (signing, verifying, the server's publish) shares.
+pub fn check_version(version: u64) -> Result<()> {
+    if version > MAX_VERSION {
+        return Err(BundleError::VersionOutOfRange { version });
+    }
+    Ok(())
 }
 
 /// The most telling reason a bundle fell short of the threshold: a signature that
@@ -454,6 +476,9 @@ mod tests {
             BundleError::Rollback {
                 version: 1,
                 installed: 2,
+            },
+            BundleError::VersionOutOfRange {
+                version: MAX_VERSION + 1,
             },
             BundleError::Expired {
                 expires_at: t,

@@ -43,8 +43,9 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// Bundle version (default: the last signed version + 1; can never go down).
-    #[arg(long)]
+    /// Bundle version (default: the last signed version + 1; can never go down; at
+    /// most 9223372036854775807).
+    #[arg(long, value_name = "N", value_parser = parse_version)]
     version: Option<u64>,
     /// How long the bundle stays valid, e.g. 30d, 12h (default: policy.lifetime_days).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -67,6 +68,25 @@ pub struct VerifyArgs {
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// Parses a bundle version, refusing one above [`fleetkit::bundle::MAX_VERSION`]
+/// before anything is read or written.
+fn parse_version(s: &str) -> Result<u64, String> {
+    let max = fleetkit::bundle::MAX_VERSION;
+    let version: u64 = s.parse().map_err(|_| {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            format!("{s} is above the highest bundle version, {max}")
+        } else {
+            format!("`{s}` is not a version number (a whole number from 1 to {max})")
+        }
+    })?;
+    if version > max {
+        return Err(format!(
+            "{version} is above the highest bundle version, {max} (what every server store holds)"
+        ));
+    }
+    Ok(version)
 }
 
 /// Parses `30d`, `12h`, `90m` (humantime syntax) into a positive duration.

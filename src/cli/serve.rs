@@ -4,7 +4,8 @@
 use super::Context;
 use super::output::{Failure, fail, note, say};
 use clap::Args;
-use fleetkit::server::{self, BoundServer, ServeOptions};
+use clap::builder::TypedValueParser;
+use fleetkit::server::{self, BoundServer, ServeOptions, http};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -27,6 +28,24 @@ pub struct ServeArgs {
     /// Database connections kept open.
     #[arg(long, value_name = "N", default_value_t = 8)]
     db_connections: u32,
+    /// Connections open at once. A quarter of them is kept for devices (connections
+    /// with a client certificate): anonymous clients, in their TLS handshake or
+    /// without a certificate, cannot take those.
+    #[arg(long, value_name = "N", default_value_t = http::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u64).range(4..=1_000_000).map(|n| n as usize))]
+    max_connections: usize,
+    /// Anonymous connections (handshake in progress, or no client certificate) from
+    /// one source address (IPv6: one /64); more are closed at once. Raise it when many
+    /// machines enroll at once from behind one NAT address.
+    #[arg(long, value_name = "N", default_value_t = http::DEFAULT_PER_IP,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(|n| n as usize))]
+    max_connections_per_ip: usize,
+    /// Seconds a request's body may take once its headers are in (also caps the
+    /// 15 s header deadline). For tests; the default suits every real client.
+    #[arg(long, value_name = "SECS", hide = true,
+          default_value_t = http::DEFAULT_REQUEST_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_secs: u64,
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
@@ -100,6 +119,11 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             publish_at_start,
             rotations_at_start,
             max_db_connections: args.db_connections,
+            limits: http::Limits::new(
+                args.max_connections,
+                args.max_connections_per_ip,
+                std::time::Duration::from_secs(args.request_timeout_secs),
+            ),
         })
         .await
         .map_err(|e| fail(e, "check --listen and --db"))?;

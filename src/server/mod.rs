@@ -53,6 +53,8 @@ pub struct ServeOptions {
     /// lacks them.
     pub rotations_at_start: Vec<(String, Vec<u8>)>,
     pub max_db_connections: u32,
+    /// Connection cap, per-source limit and request deadline (DESIGN.md rule 11).
+    pub limits: http::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,7 @@ pub struct BoundServer {
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     state: Arc<api::AppState>,
+    limits: http::Limits,
     /// Versions published at start.
     pub published: Vec<u64>,
     /// Anchors versions whose rotation step was stored at start.
@@ -134,6 +137,7 @@ impl BoundServer {
             listener,
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             state,
+            limits: opts.limits,
             published,
             rotations_stored,
         })
@@ -150,7 +154,7 @@ impl BoundServer {
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let router = api::router(self.state);
-        http::serve(self.listener, self.acceptor, router, shutdown).await;
+        http::serve(self.listener, self.acceptor, router, self.limits, shutdown).await;
     }
 }
 

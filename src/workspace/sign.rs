@@ -3,6 +3,8 @@
 //!
 //! The version defaults to the last signed one + 1 and can never go down: a device
 //! refuses a lower version as a rollback, so releasing one would strand the fleet.
+//! Nor can it go above [`bundle::MAX_VERSION`]: no store could hold the bundle, so the
+//! release would be refused everywhere (and once there, no version could follow it).
 
 use super::Workspace;
 use super::state::{State, StateError};
@@ -47,6 +49,8 @@ pub enum SignError {
     OrgMismatch { policy: String, workspace: String },
     #[error("version {requested} is not above the last signed version {last}")]
     VersionNotIncreasing { requested: u64, last: u64 },
+    #[error("version {requested} is above the highest bundle version, {max}", max = bundle::MAX_VERSION)]
+    VersionOutOfRange { requested: u64 },
     #[error("only {have} signing key(s) valid now are in keys/, the anchors need {threshold}")]
     NotEnoughKeys { have: usize, threshold: u32 },
     #[error(transparent)]
@@ -75,6 +79,9 @@ impl SignError {
             }
             Self::VersionNotIncreasing { .. } => {
                 "omit --version to use the next one; devices refuse lower versions as rollbacks"
+            }
+            Self::VersionOutOfRange { .. } => {
+                "bundle versions go up to 9223372036854775807 (a signed 64-bit integer, what every server store holds)"
             }
             Self::NotEnoughKeys { .. } => {
                 "sign on the machine holding the policy keys, or rotate keys with `fleetkit keys rotate`"
@@ -118,7 +125,13 @@ pub fn sign_policy(ws: &Workspace, opts: &SignOptions) -> Result<SignReport, Sig
         });
     }
     let state = State::load(&ws.state_path())?;
-    let version = opts.version.unwrap_or(state.policy_version + 1);
+    // Saturating: a state.json at u64::MAX gives an out-of-range version, not a panic.
+    let version = opts
+        .version
+        .unwrap_or(state.policy_version.saturating_add(1));
+    if version > bundle::MAX_VERSION {
+        return Err(SignError::VersionOutOfRange { requested: version });
+    }
     if version <= state.policy_version {
         return Err(SignError::VersionNotIncreasing {
             requested: version,

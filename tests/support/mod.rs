@@ -185,17 +185,28 @@ impl Server {
         Self::start_on(org, db_url, 0)
     }
 
+    /// With extra `fleetkit serve` flags.
+    pub fn start_args(org: &Org, db: Db, args: &[&str]) -> Self {
+        let url = database_url(db, org.dir.path());
+        Self::spawn(org, 0, Some(&url), args)
+    }
+
     /// On a given loopback port (0: any free one).
     pub fn start_on(org: &Org, db_url: &str, port: u16) -> Self {
-        Self::spawn(org, port, Some(db_url))
+        Self::spawn(org, port, Some(db_url), &[])
+    }
+
+    /// On a given database URL, with extra `fleetkit serve` flags.
+    pub fn start_with_args(org: &Org, db_url: &str, args: &[&str]) -> Self {
+        Self::spawn(org, 0, Some(db_url), args)
     }
 
     /// Without `--db`: the default database, server/fleet.db in the workspace.
     pub fn start_default_db(org: &Org) -> Self {
-        Self::spawn(org, 0, None)
+        Self::spawn(org, 0, None, &[])
     }
 
-    fn spawn(org: &Org, port: u16, db_url: Option<&str>) -> Self {
+    fn spawn(org: &Org, port: u16, db_url: Option<&str>, args: &[&str]) -> Self {
         let listen = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(BIN);
         cmd.args(["--workspace", &org.ws(), "serve", "--listen", &listen])
@@ -204,6 +215,7 @@ impl Server {
             cmd.args(["--db", url]);
         }
         let mut child = cmd
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -388,4 +400,249 @@ pub fn create_token(server: &Server, org: &Org, team: &str, uses: u32, secs: u64
 
 pub fn inventory(server: &Server, org: &Org) -> Vec<DeviceRecord> {
     server.admin(org).list_devices(None, None).unwrap()
+}
+
+/// `bundle` (signed by the workspace `ws`) with its payload's version set to `version`
+/// and signed again with the workspace's policy keys: a bundle fleetkit itself would
+/// refuse to sign, as an attacker holding the org key (or an older fleetkit) makes it.
+pub fn resign_with_version(ws: &Path, bundle: &[u8], version: u64) -> Vec<u8> {
+    use fleetkit::bundle::{POLICY_PAYLOAD_TYPE, dsse::Envelope};
+    let decoded = Envelope::from_json(bundle).unwrap().decode().unwrap();
+    let mut payload: serde_json::Value = serde_json::from_slice(&decoded.payload).unwrap();
+    payload["version"] = serde_json::Value::from(version);
+    let keys: Vec<fleetkit::pki::PolicyKey> = std::fs::read_dir(ws.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("policy-") && n.ends_with(".key"))
+        })
+        .map(|p| fleetkit::pki::PolicyKey::load(&p).unwrap())
+        .collect();
+    assert!(!keys.is_empty(), "no policy key in {}", ws.display());
+    let signers: Vec<&fleetkit::pki::PolicyKey> = keys.iter().collect();
+    Envelope::sign(
+        POLICY_PAYLOAD_TYPE,
+        &serde_json::to_vec(&payload).unwrap(),
+        &signers,
+    )
+    .to_json()
+    .unwrap()
+}
+
+/// One raw HTTP/1.1-over-TLS connection of [`Raw`].
+pub type RawConn = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// Raw HTTP/1.1-over-TLS connections for the connection-limit tests: from a chosen
+/// loopback source address (127.0.0.2, … stand for other hosts), with or without a
+/// device's certificate, held open as long as the test keeps them. Every wait is
+/// bounded, so a server that misbehaves fails the test instead of hanging it.
+pub struct Raw {
+    pub rt: tokio::runtime::Runtime,
+    port: u16,
+    roots: Arc<rustls::RootCertStore>,
+}
+
+/// Longest wait for any single network step of [`Raw`].
+const RAW_STEP_LIMIT: Duration = Duration::from_secs(60);
+
+impl Raw {
+    pub fn new(org: &Org, server: &Server) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for pem in x509_parser::pem::Pem::iter_from_buffer(org.root_ca_pem().as_bytes()) {
+            roots
+                .add(rustls::pki_types::CertificateDer::from(
+                    pem.unwrap().contents,
+                ))
+                .unwrap();
+        }
+        Self {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            port: server.port,
+            roots: Arc::new(roots),
+        }
+    }
+
+    /// A TLS client trusting the org root, presenting `device`'s certificate if given.
+    pub fn connector(&self, device: Option<&Device>) -> tokio_rustls::TlsConnector {
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(self.roots.clone());
+        let mut config = match device {
+            None => builder.with_no_client_auth(),
+            Some(d) => {
+                let chain = d.chain_pem.as_ref().expect("an enrolled device");
+                let certs = x509_parser::pem::Pem::iter_from_buffer(chain.as_bytes())
+                    .map(|p| rustls::pki_types::CertificateDer::from(p.unwrap().contents))
+                    .collect();
+                let key = rustls::pki_types::PrivateKeyDer::Pkcs8(d.key.serialize_der().into());
+                builder.with_client_auth_cert(certs, key).unwrap()
+            }
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    /// Connects from `source` and completes the TLS handshake; `None` when the server
+    /// closed the connection first.
+    pub fn connect(&self, source: &str, connector: &tokio_rustls::TlsConnector) -> Option<RawConn> {
+        let source: std::net::IpAddr = source.parse().unwrap();
+        let port = self.port;
+        self.rt.block_on(async {
+            let attempt = async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind((source, 0).into())?;
+                let tcp = socket.connect(([127, 0, 0, 1], port).into()).await?;
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                connector.connect(name, tcp).await
+            };
+            tokio::time::timeout(RAW_STEP_LIMIT, attempt)
+                .await
+                .expect("handshake neither finished nor failed")
+                .ok()
+        })
+    }
+
+    /// Writes `bytes`; false when the connection is gone.
+    pub fn send(&self, conn: &mut RawConn, bytes: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt;
+        self.rt.block_on(async {
+            tokio::time::timeout(RAW_STEP_LIMIT, async {
+                conn.write_all(bytes).await?;
+                conn.flush().await
+            })
+            .await
+            .expect("write stalled")
+            .is_ok()
+        })
+    }
+
+    /// Reads one response: status and body; `None` when the connection closed first.
+    pub fn response(&self, conn: &mut RawConn) -> Option<(u16, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        self.rt.block_on(async {
+            tokio::time::timeout(RAW_STEP_LIMIT, async {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while buf.len() < head_end + length {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                Some((status, buf[head_end..head_end + length].to_vec()))
+            })
+            .await
+            .expect("response neither came nor the connection closed")
+        })
+    }
+
+    /// Sends one request and reads its response; `None` when the connection is gone.
+    pub fn request(
+        &self,
+        conn: &mut RawConn,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Option<(u16, Vec<u8>)> {
+        let mut bytes = format!(
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(body);
+        if !self.send(conn, &bytes) {
+            return None;
+        }
+        self.response(conn)
+    }
+
+    /// `n` plain TCP connections from `source` that never start their TLS handshake:
+    /// the ones the server keeps, and how many it closed at once. All are opened
+    /// before any is judged, so the server meets them in order; a kept connection is
+    /// one still open `settle` later (a refused one is reset within milliseconds).
+    pub fn stalled_handshakes(
+        &self,
+        source: &str,
+        n: usize,
+        settle: Duration,
+    ) -> (Vec<tokio::net::TcpStream>, usize) {
+        use tokio::io::AsyncReadExt;
+        let source: std::net::IpAddr = source.parse().unwrap();
+        let port = self.port;
+        self.rt.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..n {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind((source, 0).into()).unwrap();
+                // A reset may already be there when the connect completes.
+                let Ok(mut tcp) = socket.connect(([127, 0, 0, 1], port).into()).await else {
+                    tasks.spawn(async move { (i, None) });
+                    continue;
+                };
+                tasks.spawn(async move {
+                    let mut byte = [0u8; 1];
+                    let kept = tokio::time::timeout(settle, tcp.read(&mut byte))
+                        .await
+                        .is_err();
+                    (i, kept.then_some(tcp))
+                });
+            }
+            let mut kept: Vec<(usize, tokio::net::TcpStream)> = Vec::new();
+            let mut refused = 0;
+            while let Some(joined) = tasks.join_next().await {
+                match joined.unwrap() {
+                    (i, Some(tcp)) => kept.push((i, tcp)),
+                    (_, None) => refused += 1,
+                }
+            }
+            kept.sort_by_key(|(i, _)| *i);
+            (kept.into_iter().map(|(_, tcp)| tcp).collect(), refused)
+        })
+    }
+
+    /// Whether the server has closed `conn`: reads until end of stream (or an error)
+    /// within `limit`; false if the connection is still open then.
+    pub fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+        &self,
+        conn: &mut S,
+        limit: Duration,
+    ) -> bool {
+        use tokio::io::AsyncReadExt;
+        self.rt.block_on(async {
+            tokio::time::timeout(limit, async {
+                let mut sink = [0u8; 4096];
+                loop {
+                    match conn.read(&mut sink).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await
+            .is_ok()
+        })
+    }
 }

@@ -194,9 +194,14 @@ pub async fn publish(state: &AppState, body: Vec<u8>) -> Result<Published, Publi
             return Err(PublishError::AlreadyPublished(version));
         }
     };
+    // The shared bound (verify_bundle applies it too): refused, never clamped.
+    bundle::check_version(payload.version).map_err(|e| PublishError::Refused {
+        code: e.code(),
+        message: e.to_string(),
+    })?;
     let etag = bundle_etag(payload.version, &body);
     let row = BundleRow {
-        version: payload.version.min(i64::MAX as u64) as i64,
+        version: payload.version as i64,
         etag: etag.clone(),
         body,
         expires_at: payload.expires_at.unix_timestamp(),
