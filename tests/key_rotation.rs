@@ -299,14 +299,9 @@ fn server_refuses_a_rotation_signed_by_a_retired_key() {
     let k1 = org_key(&org);
     let k2 = PolicyKey::generate().unwrap();
     let rotated_at = fleetkit::clock::now();
-    let (v2, env2) = fleetkit::anchors::rotate(
-        &v1,
-        &[&k1],
-        &[&k2],
-        time::Duration::seconds(2),
-        rotated_at,
-    )
-    .unwrap();
+    let (v2, env2) =
+        fleetkit::anchors::rotate(&v1, &[&k1], &[&k2], time::Duration::seconds(2), rotated_at)
+            .unwrap();
     let admin = server.admin(&org);
     assert_eq!(admin.publish_rotation(&env2).unwrap().anchors_version, 2);
     std::thread::sleep(Duration::from_secs(3));
@@ -428,8 +423,7 @@ fn serve_refused(org: &Org, db_url: &str) -> String {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut stderr = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
-                .unwrap();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
             assert!(!status.success(), "{stderr}");
             return stderr;
         }
@@ -475,7 +469,10 @@ fn serve_refuses_a_rotation_history_with_a_gap() {
     let url = database_url(Db::Sqlite, dir.path());
     let stderr = serve_refused(&org, &url);
     assert!(stderr.contains("anchors-v3.json is missing"), "{stderr}");
-    assert!(stderr.contains("anchors-v2.json to anchors-v4.json"), "{stderr}");
+    assert!(
+        stderr.contains("anchors-v2.json to anchors-v4.json"),
+        "{stderr}"
+    );
     assert_eq!(stored_rotations(&url), Vec::<i64>::new(), "nothing stored");
 
     // The last one missing: v4, the one equal to anchors.json.

@@ -941,4 +941,34 @@ mod tests {
         ));
         rotate(&current, &[&a, &b], &[&new, &new2], Duration::days(1), now).unwrap();
     }
+
+    #[test]
+    fn check_signed_now_counts_only_keys_valid_now() {
+        let (a, b) = (
+            PolicyKey::generate().unwrap(),
+            PolicyKey::generate().unwrap(),
+        );
+        let mut current = anchors(&[&a, &b], 1);
+        current.keys[0].valid_until = Some(t0() + Duration::days(5));
+        let env = Envelope::sign(ANCHORS_PAYLOAD_TYPE, b"{}", &[&a])
+            .to_json()
+            .unwrap();
+        check_signed_now(&current, &env, t0() + Duration::days(1)).unwrap();
+        let err = check_signed_now(&current, &env, t0() + Duration::days(6)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AnchorsError::NotSignedNow {
+                    valid: 0,
+                    threshold: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("outside its validity window"),
+            "{err}"
+        );
+    }
 }

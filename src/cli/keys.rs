@@ -69,8 +69,9 @@ fn list(ctx: &Context) -> Result<(), Failure> {
             "active"
         };
         let private = fleetkit::workspace::paths::policy_key(&ws.root, &k.keyid).is_file();
-        // A retired key can still sign a rotation dated inside its old window
-        // (rotations are checked at their own time): its private half should go.
+        // A retired key can still sign a forged step for devices holding anchors
+        // older than the rotation that retired it (rotations are checked at their
+        // own time, and it had no end there): its private half should go.
         let private_note = match (private, status) {
             (true, "retired") => "  (private key here: destroy it once the fleet has moved on)",
             (true, _) => "  (private key here)",
