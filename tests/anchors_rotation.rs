@@ -719,3 +719,35 @@ fn rotation_that_skips_a_version_is_refused() {
         "{err:?}"
     );
 }
+
+/// Issue 12: what `policy publish` checks after `keys rotate` — a bundle signed only
+/// by retiring keys verifies today and is refused from the threshold-th latest end.
+#[test]
+fn outlived_bundle_names_when_new_devices_refuse_it() {
+    use fleetkit::workspace::rotate::{OutlivedBundle, outlived_bundle};
+    let (a, b) = (key(), key());
+    let v1 = anchors_for(&[&a, &b], 2);
+    let (n1, n2) = (key(), key());
+    let now = t0() + Duration::days(1);
+    assert_eq!(outlived_bundle(&v1, &bundle(1, &[&a, &b])), None);
+    let (mut v2, _) = rotate(&v1, &[&a, &b], &[&n1, &n2], Duration::days(30), now).unwrap();
+    assert_eq!(
+        outlived_bundle(&v2, &bundle(1, &[&a, &b])),
+        Some(OutlivedBundle {
+            version: 1,
+            refused_from: now + Duration::days(30)
+        })
+    );
+    // One lasting and one retiring signer of threshold 2: refused when `a` ends.
+    v2.keys[0].valid_until = Some(now + Duration::days(10));
+    assert_eq!(
+        outlived_bundle(&v2, &bundle(3, &[&a, &n1])),
+        Some(OutlivedBundle {
+            version: 3,
+            refused_from: now + Duration::days(10)
+        })
+    );
+    assert_eq!(outlived_bundle(&v2, &bundle(2, &[&n1, &n2])), None);
+    // Not a threshold of the anchors' keys at all: for the verifier to explain.
+    assert_eq!(outlived_bundle(&v2, &bundle(2, &[&n1])), None);
+}
