@@ -80,7 +80,7 @@ fn rotation_is_accepted_and_moves_trust_to_the_new_key() {
     let v1 = anchors_for(&[&old], 1);
     let new = key();
     let now = t0() + Duration::days(10);
-    let (v2, envelope) = rotate(&v1, &[&old], &new, Duration::days(30), now).unwrap();
+    let (v2, envelope) = rotate(&v1, &[&old], &[&new], Duration::days(30), now).unwrap();
     assert_eq!(v2.version, 2);
     assert_eq!(v2.threshold, 1);
     assert_eq!(v2.root_ca, v1.root_ca);
@@ -169,7 +169,7 @@ fn tampered_rotation_is_refused() {
     let v1 = anchors_for(&[&old], 1);
     let (new, attacker) = (key(), key());
     let now = t0() + Duration::days(1);
-    let (_, envelope) = rotate(&v1, &[&old], &new, Duration::days(30), now).unwrap();
+    let (_, envelope) = rotate(&v1, &[&old], &[&new], Duration::days(30), now).unwrap();
     // Swap the new key for the attacker's key inside the signed payload.
     let mut env = Envelope::from_json(&envelope).unwrap();
     let decoded = env.decode().unwrap();
@@ -211,11 +211,20 @@ fn version_must_increase() {
     ));
 
     // Replaying an old rotation to a holder of newer anchors.
-    let (v2, e2) = rotate(&v1, &[&old], &new, Duration::days(30), now).unwrap();
+    let (v2, e2) = rotate(&v1, &[&old], &[&new], Duration::days(30), now).unwrap();
     let newer = key();
-    let (v3, _) = rotate(&v2, &[&old, &new], &newer, Duration::days(30), now).unwrap();
+    let (v3, _) = rotate(&v2, &[&old, &new], &[&newer], Duration::days(30), now).unwrap();
+    // Refused before its version is even read: its signers all retire in v3, and a
+    // retiring key never counts toward a rotation.
     assert!(matches!(
         accept_rotation(&v3, &e2, now),
+        Err(AnchorsError::NotSignedByCurrent { valid: 0, .. })
+    ));
+    // Signed by v3's lasting key, an old version is still refused as such.
+    let mut old_again = v2.clone();
+    old_again.keys.push(AnchorKey::new(&newer, now, None));
+    assert!(matches!(
+        accept_rotation(&v3, &sign_anchors(&old_again, &[&newer]), now),
         Err(AnchorsError::VersionNotIncreasing {
             version: 2,
             current: 3
@@ -343,7 +352,7 @@ fn retired_current_key_cannot_sign_a_rotation() {
         "{err}"
     );
     assert!(matches!(
-        rotate(&v1, &[&old], &new, Duration::days(30), now),
+        rotate(&v1, &[&old], &[&new], Duration::days(30), now),
         Err(AnchorsError::SignerNotCurrent { .. })
     ));
 }
@@ -352,19 +361,50 @@ fn retired_current_key_cannot_sign_a_rotation() {
 fn threshold_two_rotation() {
     let (a, b) = (key(), key());
     let v1 = anchors_for(&[&a, &b], 2);
-    let new = key();
+    let (n1, n2) = (key(), key());
     let now = t0() + Duration::days(1);
     assert!(matches!(
-        rotate(&v1, &[&a], &new, Duration::days(30), now),
+        rotate(&v1, &[&a], &[&n1, &n2], Duration::days(30), now),
         Err(AnchorsError::NotEnoughSigners {
             have: 1,
             threshold: 2
         })
     ));
-    let (v2, envelope) = rotate(&v1, &[&a, &b], &new, Duration::days(30), now).unwrap();
+    // Issue 12: one new key for a 2-of-2 org left it, once the old keys retired,
+    // with one valid key and threshold 2.
+    let err = rotate(&v1, &[&a, &b], &[&n1], Duration::days(30), now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AnchorsError::NotEnoughNewKeys {
+                have: 1,
+                threshold: 2
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("at least a threshold of new ones"),
+        "{err}"
+    );
+    let (v2, envelope) = rotate(&v1, &[&a, &b], &[&n1, &n2], Duration::days(30), now).unwrap();
     assert_eq!(accept_rotation(&v1, &envelope, now).unwrap(), v2);
-    // One current key plus the new key is not a threshold of the current keys.
-    let forged = sign_anchors(&successor(&v1, &new, now), &[&a, &new]);
+    assert_eq!(v2.threshold, 2);
+    assert_eq!(v2.keys.len(), 4);
+    // Every added key signed (proof of possession).
+    let signers: Vec<String> = Envelope::from_json(&envelope)
+        .unwrap()
+        .signatures
+        .into_iter()
+        .map(|s| s.keyid)
+        .collect();
+    for k in [&a, &b, &n1, &n2] {
+        assert!(signers.contains(&k.keyid()), "{signers:?}");
+    }
+    // One current key plus the new keys is not a threshold of the current keys.
+    let mut forged = successor(&v1, &n1, now);
+    forged.keys.push(AnchorKey::new(&n2, now, None));
+    let forged = sign_anchors(&forged, &[&a, &n1, &n2]);
     assert!(matches!(
         accept_rotation(&v1, &forged, now),
         Err(AnchorsError::NotSignedByCurrent {
@@ -375,6 +415,29 @@ fn threshold_two_rotation() {
     ));
 }
 
+/// Issue 12: `rotate` retired every current key, added one and kept the threshold,
+/// so a 2-of-2 org could neither sign a bundle nor rotate again after the window.
+#[test]
+fn threshold_two_org_can_sign_and_rotate_after_retirement() {
+    let (a, b) = (key(), key());
+    let v1 = anchors_for(&[&a, &b], 2);
+    let (n1, n2) = (key(), key());
+    let at = t0() + Duration::days(1);
+    let (v2, e2) = rotate(&v1, &[&a, &b], &[&n1, &n2], Duration::days(30), at).unwrap();
+    let later = at + Duration::days(31);
+    assert_eq!(v2.keys_valid_at(later).count(), 2);
+    // A bundle by the new keys verifies after the old ones retired...
+    let by_new = bundle(2, &[&n1, &n2]);
+    assert!(verify_at(&by_new, &v2, later).is_ok());
+    assert!(verify_at(&bundle(2, &[&a, &b]), &v2, later).is_err());
+    // ...and the org rotates again, with the new keys only.
+    let (m1, m2) = (key(), key());
+    let (v3, e3) = rotate(&v2, &[&n1, &n2], &[&m1, &m2], Duration::days(30), later).unwrap();
+    assert_eq!(v3.version, 3);
+    // A device that held v1 throughout follows both steps.
+    assert_eq!(accept_chain(&v1, &[&e2, &e3], later).unwrap(), v3);
+}
+
 #[test]
 fn chain_is_walked_in_order() {
     let k1 = key();
@@ -383,8 +446,8 @@ fn chain_is_walked_in_order() {
     let k3 = key();
     let day1 = t0() + Duration::days(1);
     let day2 = t0() + Duration::days(2);
-    let (v2, e2) = rotate(&v1, &[&k1], &k2, Duration::days(30), day1).unwrap();
-    let (v3, e3) = rotate(&v2, &[&k2], &k3, Duration::days(30), day2).unwrap();
+    let (v2, e2) = rotate(&v1, &[&k1], &[&k2], Duration::days(30), day1).unwrap();
+    let (v3, e3) = rotate(&v2, &[&k2], &[&k3], Duration::days(30), day2).unwrap();
     let now = t0() + Duration::days(3);
 
     assert_eq!(accept_chain(&v1, &[&e2, &e3], now).unwrap(), v3);
@@ -415,28 +478,57 @@ fn chain_is_walked_in_order() {
 
 #[test]
 fn expired_keys_are_dropped_and_retirement_never_extends() {
-    let (a, b) = (key(), key());
-    let mut v1 = anchors_for(&[&a, &b], 1);
+    // c, with no end, is what signs the rotation: a and b already have an end, and
+    // a retiring key never counts toward a rotation (this test used to rotate with
+    // `a` alone, which is what let a leaked retired key sign a backdated step).
+    let (a, b, c) = (key(), key(), key());
+    let mut v1 = anchors_for(&[&a, &b, &c], 1);
     let now = t0() + Duration::days(10);
     // b already ended; a ends in 2 days.
     v1.keys[1].valid_until = Some(t0() + Duration::days(5));
     v1.keys[0].valid_until = Some(now + Duration::days(2));
     let new = key();
-    let (v2, envelope) = rotate(&v1, &[&a], &new, Duration::days(30), now).unwrap();
-    assert_eq!(v2.keys.len(), 2, "{v2:#?}");
+    let (v2, envelope) = rotate(&v1, &[&a, &c], &[&new], Duration::days(30), now).unwrap();
+    assert_eq!(v2.keys.len(), 3, "{v2:#?}");
     assert_eq!(v2.keys[0].keyid, a.keyid());
     assert_eq!(v2.keys[0].valid_until, Some(now + Duration::days(2)));
-    assert_eq!(v2.keys[1].keyid, new.keyid());
+    assert_eq!(v2.keys[1].keyid, c.keyid());
+    assert_eq!(v2.keys[1].valid_until, Some(now + Duration::days(30)));
+    assert_eq!(v2.keys[2].keyid, new.keyid());
     assert!(accept_rotation(&v1, &envelope, now).is_ok());
 
-    // Immediate retirement (compromise): the old key stops at `now`.
-    let (v2, envelope) = rotate(&v1, &[&a], &new, Duration::ZERO, now).unwrap();
+    // Immediate retirement (compromise): the old keys stop at `now`.
+    let (v2, envelope) = rotate(&v1, &[&c], &[&new], Duration::ZERO, now).unwrap();
     assert_eq!(v2.keys[0].valid_until, Some(now));
+    assert_eq!(v2.keys[1].valid_until, Some(now));
     assert!(accept_rotation(&v1, &envelope, now).is_ok());
     assert!(matches!(
-        verify_at(&bundle(1, &[&a]), &v2, now),
+        verify_at(&bundle(1, &[&c]), &v2, now),
         Err(BundleError::KeyNotValid { .. })
     ));
+}
+
+/// Issue 12: with only retiring keys to sign, `rotate` produced an envelope that
+/// no holder accepts under the lasting-key rule; it now says so itself.
+#[test]
+fn rotate_refuses_when_only_retiring_keys_sign() {
+    let a = key();
+    let mut v1 = anchors_for(&[&a], 1);
+    let now = t0() + Duration::days(10);
+    v1.keys[0].valid_until = Some(now + Duration::days(2));
+    let err = rotate(&v1, &[&a], &[&key()], Duration::days(30), now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AnchorsError::NotEnoughLastingSigners {
+                have: 0,
+                threshold: 1,
+                version: 1
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("do not count"), "{err}");
 }
 
 #[test]
@@ -446,7 +538,7 @@ fn rotated_anchors_survive_save_and_load() {
     let v1 = anchors_for(&[&old], 1);
     let new = key();
     let now = t0() + Duration::days(1);
-    let (v2, _) = rotate(&v1, &[&old], &new, Duration::days(30), now).unwrap();
+    let (v2, _) = rotate(&v1, &[&old], &[&new], Duration::days(30), now).unwrap();
     let path = dir.path().join("anchors.json");
     fleetkit::anchors::save(&v2, &path).unwrap();
     assert_eq!(fleetkit::anchors::load(&path).unwrap(), v2);
@@ -464,8 +556,8 @@ fn rotation_is_followed_after_the_old_key_retired() {
     let (k2, k3) = (key(), key());
     let day1 = t0() + Duration::days(1);
     let day2 = t0() + Duration::days(2);
-    let (v2, e2) = rotate(&v1, &[&k1], &k2, Duration::days(1), day1).unwrap();
-    let (v3, e3) = rotate(&v2, &[&k2], &k3, Duration::days(1), day2).unwrap();
+    let (v2, e2) = rotate(&v1, &[&k1], &[&k2], Duration::days(1), day1).unwrap();
+    let (v3, e3) = rotate(&v2, &[&k2], &[&k3], Duration::days(1), day2).unwrap();
     // Long after k1 and k2 retired.
     let later = t0() + Duration::days(100);
     assert!(!v2.key(&k1.keyid()).unwrap().is_valid_at(later));
@@ -524,13 +616,68 @@ fn rotation_signed_by_a_key_retired_at_the_step_time_is_refused() {
         err.to_string().contains("outside its validity window"),
         "{err}"
     );
-    // The rule's documented cost: the same retired key can sign a step backdated
-    // into its old window (hence: destroy retired private keys).
+    // A step backdated into the key's old window does not help either: the key has
+    // a planned end in the trusted anchors, so it never counts (this test used to
+    // assert that it was accepted, "the rule's documented cost": issue 12).
     let backdated = sign_anchors(
         &successor(&v1, &new, t0() + Duration::days(20)),
         &[&old, &new],
     );
-    assert!(accept_rotation(&v1, &backdated, now).is_ok());
+    let err = accept_rotation(&v1, &backdated, now).unwrap_err();
+    assert!(
+        matches!(err, AnchorsError::NotSignedByCurrent { valid: 0, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("does not count"), "{err}");
+}
+
+/// Issue 12 (high): `keys rotate` keeps the retiring key K1 in v2 with an end; after
+/// it retired and leaked, K1 + an attacker's key signed a v3 backdated into K1's
+/// window, dropping the legitimate K2, and a holder of the *newest* anchors v2
+/// accepted it.
+#[test]
+fn retired_key_cannot_sign_a_backdated_rotation_of_the_newest_anchors() {
+    let k1 = key();
+    let v1 = anchors_for(&[&k1], 1);
+    let k2 = key();
+    let rotated_at = t0() + Duration::days(10);
+    let (v2, e2) = rotate(&v1, &[&k1], &[&k2], Duration::days(30), rotated_at).unwrap();
+    let now = t0() + Duration::days(200);
+    assert!(!v2.key(&k1.keyid()).unwrap().is_valid_at(now));
+
+    let evil = key();
+    let mut v3 = v2.clone();
+    v3.version = 3;
+    v3.keys = vec![AnchorKey::new(&evil, rotated_at + Duration::days(5), None)];
+    let forged = sign_anchors(&v3, &[&k1, &evil]);
+    let err = accept_rotation(&v2, &forged, now).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AnchorsError::NotSignedByCurrent {
+                valid: 0,
+                threshold: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("retires at"), "{err}");
+    // Also within K1's window, and through a chain from v1.
+    assert!(accept_rotation(&v2, &forged, rotated_at + Duration::days(6)).is_err());
+    assert!(matches!(
+        accept_chain(&v1, &[&e2, &forged], now),
+        Err(AnchorsError::Chain { index: 2, .. })
+    ));
+    // The old step still walks (K1 had no end in v1), and K2 extends v2.
+    assert_eq!(accept_rotation(&v1, &e2, now).unwrap(), v2);
+    let k3 = key();
+    let (v3, e3) = rotate(&v2, &[&k2], &[&k3], Duration::days(30), now).unwrap();
+    assert_eq!(accept_chain(&v1, &[&e2, &e3], now).unwrap(), v3);
+    // A rotation the admin makes while K1 is still retiring: K1 may co-sign.
+    let mid = rotated_at + Duration::days(1);
+    let (_, e3) = rotate(&v2, &[&k1, &k2], &[&k3], Duration::days(30), mid).unwrap();
+    assert!(accept_rotation(&v2, &e3, now).is_ok());
 }
 
 #[test]
@@ -571,4 +718,36 @@ fn rotation_that_skips_a_version_is_refused() {
         ),
         "{err:?}"
     );
+}
+
+/// Issue 12: what `policy publish` checks after `keys rotate` — a bundle signed only
+/// by retiring keys verifies today and is refused from the threshold-th latest end.
+#[test]
+fn outlived_bundle_names_when_new_devices_refuse_it() {
+    use fleetkit::workspace::rotate::{OutlivedBundle, outlived_bundle};
+    let (a, b) = (key(), key());
+    let v1 = anchors_for(&[&a, &b], 2);
+    let (n1, n2) = (key(), key());
+    let now = t0() + Duration::days(1);
+    assert_eq!(outlived_bundle(&v1, &bundle(1, &[&a, &b])), None);
+    let (mut v2, _) = rotate(&v1, &[&a, &b], &[&n1, &n2], Duration::days(30), now).unwrap();
+    assert_eq!(
+        outlived_bundle(&v2, &bundle(1, &[&a, &b])),
+        Some(OutlivedBundle {
+            version: 1,
+            refused_from: now + Duration::days(30)
+        })
+    );
+    // One lasting and one retiring signer of threshold 2: refused when `a` ends.
+    v2.keys[0].valid_until = Some(now + Duration::days(10));
+    assert_eq!(
+        outlived_bundle(&v2, &bundle(3, &[&a, &n1])),
+        Some(OutlivedBundle {
+            version: 3,
+            refused_from: now + Duration::days(10)
+        })
+    );
+    assert_eq!(outlived_bundle(&v2, &bundle(2, &[&n1, &n2])), None);
+    // Not a threshold of the anchors' keys at all: for the verifier to explain.
+    assert_eq!(outlived_bundle(&v2, &bundle(2, &[&n1])), None);
 }

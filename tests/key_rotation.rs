@@ -310,3 +310,210 @@ fn rotation_published_on_one_instance_counts_on_every_instance() {
         assert!(none.is_empty());
     });
 }
+
+/// Issue 12 (high), the server side: after `K1` retired, `K1` + an attacker's key
+/// signed a v3 backdated into K1's window (dropping the legitimate key) and
+/// `PUT /v1/admin/rotations` stored it (201).
+#[test]
+fn server_refuses_a_rotation_signed_by_a_retired_key() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let v1 = anchors_of(&org.path().join("anchors.json"));
+    let k1 = org_key(&org);
+    let k2 = PolicyKey::generate().unwrap();
+    let rotated_at = fleetkit::clock::now();
+    let (v2, env2) =
+        fleetkit::anchors::rotate(&v1, &[&k1], &[&k2], time::Duration::seconds(2), rotated_at)
+            .unwrap();
+    let admin = server.admin(&org);
+    assert_eq!(admin.publish_rotation(&env2).unwrap().anchors_version, 2);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !v2.key(&k1.keyid())
+            .unwrap()
+            .is_valid_at(fleetkit::clock::now())
+    );
+
+    let evil = PolicyKey::generate().unwrap();
+    let mut v3 = v2.clone();
+    v3.version = 3;
+    v3.keys = vec![AnchorKey::new(
+        &evil,
+        rotated_at + time::Duration::seconds(1),
+        None,
+    )];
+    let forged = sign_anchors(&v3, &[&k1, &evil]);
+    let (status, code) = refusal(admin.publish_rotation(&forged).unwrap_err());
+    assert_eq!((status, code.as_str()), (422, "rotation_refused"));
+    // The legitimate key still rotates.
+    let k3 = PolicyKey::generate().unwrap();
+    let (_, env3) = fleetkit::anchors::rotate(
+        &v2,
+        &[&k2],
+        &[&k3],
+        time::Duration::days(30),
+        fleetkit::clock::now(),
+    )
+    .unwrap();
+    assert_eq!(admin.publish_rotation(&env3).unwrap().anchors_version, 3);
+}
+
+/// Issue 12: `policy publish` after `keys rotate` without `policy sign` said "bundle
+/// v1 is already the published one; nothing else to publish" and exited 0, while
+/// every device installed after the old key retired refused that bundle.
+#[test]
+fn publish_after_rotate_without_resign_fails_and_says_to_sign() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let old_key = anchors_of(&org.path().join("anchors.json")).keys[0]
+        .keyid
+        .clone();
+    let rotate = fleetkit(&[
+        "--workspace",
+        &org.ws(),
+        "keys",
+        "rotate",
+        "--retire-after",
+        "3s",
+    ]);
+    assert!(rotate.contains("`fleetkit policy sign`"), "{rotate}");
+    let publish = || {
+        std::process::Command::new(BIN)
+            .args(["--workspace", &org.ws(), "policy", "publish"])
+            .args(["--server", &server.url()])
+            .output()
+            .unwrap()
+    };
+    let out = publish();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("key rotation: anchors v2"), "{stdout}");
+    assert!(
+        stderr.contains("bundle v1 is signed only by retiring keys"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("will refuse it"), "{stderr}");
+    assert!(stderr.contains("stay so"), "{stderr}");
+    assert!(stderr.contains("fleetkit policy sign"), "{stderr}");
+    // The rotation itself stays published.
+    let step = std::fs::read(org.path().join("rotations/anchors-v2.json")).unwrap();
+    let (status, _) = refusal(server.admin(&org).publish_rotation(&step).unwrap_err());
+    assert_eq!(status, 409);
+
+    // Doing what it says: a device installed after the old key retired syncs.
+    org.sign_next();
+    let out = fleetkit(&[
+        "--workspace",
+        &org.ws(),
+        "policy",
+        "publish",
+        "--server",
+        &server.url(),
+    ]);
+    assert!(out.contains("published policy bundle v2"), "{out}");
+    let retired_at = anchors_of(&org.path().join("anchors.json"))
+        .key(&old_key)
+        .unwrap()
+        .valid_until
+        .unwrap();
+    while OffsetDateTime::now_utc() <= retired_at {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(&server, &org, "platform", 1, 3600).token;
+    let d = DeviceRoot::install(&org, dir.path(), "fresh", &server.url(), "");
+    let run = d.register(&token);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = d.agent(&["sync"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(d.status()["in_force_version"], 2);
+}
+
+/// Runs `fleetkit serve` expecting it to refuse to start; its stderr.
+fn serve_refused(org: &Org, db_url: &str) -> String {
+    let mut child = std::process::Command::new(BIN)
+        .args(["--workspace", &org.ws(), "serve", "--listen", "127.0.0.1:0"])
+        .args(["--db", db_url])
+        .env_remove("FLEETKIT_DB")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            assert!(!status.success(), "{stderr}");
+            return stderr;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fleetkit serve started although the rotation history has a gap");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stored_rotations(db_url: &str) -> Vec<i64> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(db_url, "acme-corp", 1).await.unwrap();
+        store
+            .rotations_after(0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect()
+    })
+}
+
+/// Issue 12 (low): at start, a history step below the start anchors was checked
+/// only when its predecessor was in rotations/; the first file, and anything after
+/// a gap, was stored unchecked, for good.
+#[test]
+fn serve_refuses_a_rotation_history_with_a_gap() {
+    let org = Org::new();
+    for _ in 0..3 {
+        fleetkit(&["--workspace", &org.ws(), "keys", "rotate"]);
+    }
+    assert_eq!(anchors_of(&org.path().join("anchors.json")).version, 4);
+    let rotations = org.path().join("rotations");
+    let hidden = org.path().join("hidden.json");
+
+    // A gap in the middle: v3 missing.
+    std::fs::rename(rotations.join("anchors-v3.json"), &hidden).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(Db::Sqlite, dir.path());
+    let stderr = serve_refused(&org, &url);
+    assert!(stderr.contains("anchors-v3.json is missing"), "{stderr}");
+    assert!(
+        stderr.contains("anchors-v2.json to anchors-v4.json"),
+        "{stderr}"
+    );
+    assert_eq!(stored_rotations(&url), Vec::<i64>::new(), "nothing stored");
+
+    // The last one missing: v4, the one equal to anchors.json.
+    std::fs::rename(&hidden, rotations.join("anchors-v3.json")).unwrap();
+    std::fs::rename(rotations.join("anchors-v4.json"), &hidden).unwrap();
+    let stderr = serve_refused(&org, &url);
+    assert!(stderr.contains("anchors-v4.json is missing"), "{stderr}");
+    assert_eq!(stored_rotations(&url), Vec::<i64>::new(), "nothing stored");
+
+    // The first one missing.
+    std::fs::rename(&hidden, rotations.join("anchors-v4.json")).unwrap();
+    std::fs::rename(rotations.join("anchors-v2.json"), &hidden).unwrap();
+    let stderr = serve_refused(&org, &url);
+    assert!(stderr.contains("anchors-v2.json is missing"), "{stderr}");
+    assert_eq!(stored_rotations(&url), Vec::<i64>::new(), "nothing stored");
+
+    // Whole again: the server starts and stores the chain.
+    std::fs::rename(&hidden, rotations.join("anchors-v2.json")).unwrap();
+    let _server = Server::start_with(&org, &url);
+    assert_eq!(stored_rotations(&url), vec![2, 3, 4]);
+}

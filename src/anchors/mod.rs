@@ -28,7 +28,8 @@
 //! - the step time is not after `now` + [`ROTATION_CLOCK_SKEW`] (a rotation made "in
 //!   the future" is refused; the skew allows for the admin's clock running ahead of
 //!   the device's);
-//! - a threshold of the trusted keys valid *at the step time* signed it;
+//! - a threshold of the trusted keys that are valid *at the step time* **and have no
+//!   planned end in the trusted document** (`valid_until` is `None`) signed it;
 //! - a threshold of the new document's own keys valid at the step time signed it;
 //! - every added key signed it.
 //!
@@ -38,14 +39,31 @@
 //! the step, even though it has retired since. Without this a fleet would be
 //! stranded by every rotation it did not see in time.
 //!
-//! **The cost.** A *retired* key that is stolen later can still sign a rotation
-//! backdated into its old validity window, and a device holding anchors that old
-//! would follow it. The defence is that retired private keys do not exist: once a
-//! key has retired and the fleet has moved on, destroy its private half
-//! (`keys/policy-<keyid>.key`); `fleetkit keys list` shows which keys are retired and
-//! still have a private key in the workspace. Current anchors are not affected: a
-//! step must extend the anchors a device holds, and a device at the newest version
-//! only accepts steps signed by keys of that version.
+//! ## Why a retiring key never counts
+//!
+//! The step time is chosen by whoever signs the step, so on its own it would let a
+//! key that has retired — and leaked later — sign a step backdated into its old
+//! window. [`rotate`] keeps the retiring keys *in* the new anchors (with a
+//! `valid_until`), so that would hold against the newest anchors too, not only
+//! against old ones. Hence: a key with a planned end in the trusted document may
+//! co-sign a step but does not count toward the trusted threshold. A key only gets
+//! an end by a rotation that also adds its successors, and those successors (with
+//! no end) are the ones that sign the next step. A holder of v1 (where K1 had no
+//! end) still follows v1 → v2 signed by K1 at any later time; a holder of v2 (where
+//! K1 retires) follows v2 → v3 only with the signatures of v2's lasting keys. A
+//! stolen retired key therefore cannot extend the anchors in which it was retired.
+//!
+//! **The cost that remains.** A device still holding anchors *older* than the
+//! rotation that retired a key (v1 above, where K1 had no end) would follow another
+//! v2 signed by that stolen key, if it were ever served one: the server refuses a
+//! second step of a version it holds, so this takes control of the server's
+//! database too. Destroy retired private keys (`keys/policy-<keyid>.key`) once the
+//! fleet has moved on; `fleetkit keys list` shows which retired keys still have one
+//! in the workspace.
+//!
+//! The server adds one rule for a step it is asked to store (`PUT
+//! /v1/admin/rotations`): a threshold of its current keys valid *now* signed it.
+//! Backdating serves only devices walking old history, never a new step.
 
 use crate::bundle::dsse::{DsseError, Envelope, KeyLookup, Tally};
 use crate::bundle::short;
@@ -214,6 +232,28 @@ pub enum AnchorsError {
     NotEnoughSigners { have: usize, threshold: u32 },
     #[error("key {} is already in the anchors", short(keyid))]
     NewKeyAlreadyPresent { keyid: String },
+    #[error(
+        "{have} of the keys given to sign the rotation have no planned end in anchors v{version}, threshold is {threshold}: keys that are already retiring may co-sign a rotation but do not count"
+    )]
+    NotEnoughLastingSigners {
+        have: usize,
+        threshold: u32,
+        version: u64,
+    },
+    #[error(
+        "{have} distinct new key(s) given, the threshold is {threshold}: a rotation retires every current key, so it must add at least a threshold of new ones"
+    )]
+    NotEnoughNewKeys { have: usize, threshold: u32 },
+    #[error(
+        "the rotation is signed by {valid} of the current key(s) valid now ({}), threshold is {threshold}{detail}",
+        rfc3339(*now)
+    )]
+    NotSignedNow {
+        valid: usize,
+        threshold: u32,
+        now: OffsetDateTime,
+        detail: String,
+    },
     #[error("the retirement window must be zero or positive and end before year 10000")]
     BadRetirement,
     #[error("the anchors version cannot go higher")]
@@ -435,15 +475,22 @@ fn tally_detail(t: &Tally, whose: &str) -> String {
 
 /// Makes the next anchors document: version + 1, the current keys kept but retired
 /// at `now + retire_after` (a key that already ends sooner keeps its end; keys
-/// already expired are dropped; keys not yet valid are left as planned), the new key
-/// added from `now`, threshold and root CA unchanged. Returns it with its rotation
-/// envelope (JSON bytes), signed by every given signer (they must be current keys,
-/// at least `threshold` of them) and by the new key. The result is checked with
+/// already expired are dropped; keys not yet valid are left as planned), the new keys
+/// added from `now` with no end, threshold and root CA unchanged. Returns it with its
+/// rotation envelope (JSON bytes), signed by every given signer and by every new key
+/// (proof of possession).
+///
+/// Every current key retires, so at least `threshold` new keys are needed, or the
+/// org could sign nothing once the window ends ([`AnchorsError::NotEnoughNewKeys`]).
+/// The signers must be current keys, at least `threshold` of them with no planned
+/// end: a retiring key never counts toward a rotation (see the module comment), so
+/// an envelope without them would be refused by every holder
+/// ([`AnchorsError::NotEnoughLastingSigners`]). The result is checked with
 /// [`accept_rotation`] before it is returned.
 pub fn rotate(
     current: &TrustAnchors,
     signers: &[&PolicyKey],
-    new_key: &PolicyKey,
+    new_keys: &[&PolicyKey],
     retire_after: Duration,
     now: OffsetDateTime,
 ) -> Result<(TrustAnchors, Vec<u8>)> {
@@ -456,17 +503,33 @@ pub fn rotate(
         .checked_add(retire_after)
         .filter(|t| t.year() <= 9999)
         .ok_or(AnchorsError::BadRetirement)?;
-    let new_keyid = new_key.keyid();
-    if current.key(&new_keyid).is_some() {
-        return Err(AnchorsError::NewKeyAlreadyPresent { keyid: new_keyid });
+    let mut added: Vec<&PolicyKey> = Vec::with_capacity(new_keys.len());
+    for new_key in new_keys {
+        let keyid = new_key.keyid();
+        if current.key(&keyid).is_some() {
+            return Err(AnchorsError::NewKeyAlreadyPresent { keyid });
+        }
+        if !added.iter().any(|a| a.keyid() == keyid) {
+            added.push(new_key);
+        }
     }
-    let mut used: Vec<&PolicyKey> = Vec::with_capacity(signers.len() + 1);
+    if added.len() < current.threshold as usize {
+        return Err(AnchorsError::NotEnoughNewKeys {
+            have: added.len(),
+            threshold: current.threshold,
+        });
+    }
+    let mut used: Vec<&PolicyKey> = Vec::with_capacity(signers.len() + added.len());
+    let mut lasting = 0;
     for signer in signers {
         let keyid = signer.keyid();
         match current.key(&keyid) {
             Some(k) if k.is_valid_at(now) => {
                 if !used.iter().any(|u| u.keyid() == keyid) {
                     used.push(signer);
+                    if k.valid_until.is_none() {
+                        lasting += 1;
+                    }
                 }
             }
             _ => return Err(AnchorsError::SignerNotCurrent { keyid }),
@@ -476,6 +539,13 @@ pub fn rotate(
         return Err(AnchorsError::NotEnoughSigners {
             have: used.len(),
             threshold: current.threshold,
+        });
+    }
+    if lasting < current.threshold as usize {
+        return Err(AnchorsError::NotEnoughLastingSigners {
+            have: lasting,
+            threshold: current.threshold,
+            version: current.version,
         });
     }
 
@@ -494,11 +564,13 @@ pub fn rotate(
             });
         }
     }
-    next.keys.push(AnchorKey::new(new_key, now, None));
+    for new_key in &added {
+        next.keys.push(AnchorKey::new(new_key, now, None));
+    }
     next.validate()?;
 
     let payload = next.to_json()?;
-    used.push(new_key);
+    used.extend(added.iter().copied());
     let envelope = Envelope::sign(ANCHORS_PAYLOAD_TYPE, &payload, &used).to_json()?;
     // Release only what a device holding `current` will accept.
     accept_rotation(current, &envelope, now)?;
@@ -535,12 +607,29 @@ pub fn accept_rotation(
     let at = step_time(trusted, &next, now)?;
 
     let by_current = decoded.tally(|keyid| trusted.key_lookup(keyid, at));
-    if by_current.valid.len() < trusted.threshold as usize {
+    // A key with a planned end may co-sign but never counts: the step time is the
+    // signer's choice, and a retired key that leaked could otherwise backdate a step
+    // into its old window (see the module comment).
+    let (lasting, retiring): (Vec<&String>, Vec<&String>) = by_current
+        .valid
+        .iter()
+        .partition(|keyid| trusted.key(keyid).is_some_and(|k| k.valid_until.is_none()));
+    if lasting.len() < trusted.threshold as usize {
+        let mut detail = tally_detail(&by_current, "trusted");
+        for keyid in retiring {
+            if let Some(until) = trusted.key(keyid).and_then(|k| k.valid_until) {
+                detail.push_str(&format!(
+                    "; key {} retires at {} in the trusted anchors: a retiring key may co-sign a rotation but does not count",
+                    short(keyid),
+                    rfc3339(until)
+                ));
+            }
+        }
         return Err(AnchorsError::NotSignedByCurrent {
-            valid: by_current.valid.len(),
+            valid: lasting.len(),
             threshold: trusted.threshold,
             at,
-            detail: tally_detail(&by_current, "trusted"),
+            detail,
         });
     }
 
@@ -590,6 +679,34 @@ pub fn accept_rotation(
         }
     }
     Ok(next)
+}
+
+/// Checks that a threshold of the `trusted` keys valid at `now` signed the rotation
+/// envelope (signatures only; [`accept_rotation`] does the rest). For a party that
+/// is handed a *new* step, such as the server's `PUT /v1/admin/rotations`: a new
+/// step has no reason to be dated in the past, so the keys must be valid now.
+pub fn check_signed_now(
+    trusted: &TrustAnchors,
+    envelope_bytes: &[u8],
+    now: OffsetDateTime,
+) -> Result<()> {
+    if envelope_bytes.len() > MAX_ANCHORS_BYTES {
+        return Err(AnchorsError::TooLarge {
+            size: envelope_bytes.len(),
+            max: MAX_ANCHORS_BYTES,
+        });
+    }
+    let decoded = Envelope::from_json(envelope_bytes)?.decode()?;
+    let tally = decoded.tally(|keyid| trusted.key_lookup(keyid, now));
+    if tally.valid.len() < trusted.threshold as usize {
+        return Err(AnchorsError::NotSignedNow {
+            valid: tally.valid.len(),
+            threshold: trusted.threshold,
+            now,
+            detail: tally_detail(&tally, "current"),
+        });
+    }
+    Ok(())
 }
 
 /// The time a rotation step is checked at: the latest `valid_from` of the keys it
@@ -772,7 +889,7 @@ mod tests {
         let now = t0() + Duration::days(10);
         current.keys[1].valid_until = Some(now + Duration::days(2));
         let new = PolicyKey::generate().unwrap();
-        let (next, _) = rotate(&current, &[&a], &new, Duration::days(30), now).unwrap();
+        let (next, _) = rotate(&current, &[&a], &[&new], Duration::days(30), now).unwrap();
         assert_eq!(next.version, 2);
         assert_eq!(next.keys[0].valid_until, Some(now + Duration::days(30)));
         assert_eq!(next.keys[1].valid_until, Some(now + Duration::days(2)));
@@ -789,25 +906,69 @@ mod tests {
         let current = anchors(&[&a, &b], 2);
         let now = t0() + Duration::days(1);
         let new = PolicyKey::generate().unwrap();
+        let new2 = PolicyKey::generate().unwrap();
         assert!(matches!(
-            rotate(&current, &[&a, &a], &new, Duration::days(1), now),
+            rotate(&current, &[&a, &b], &[&new, &new], Duration::days(1), now),
+            Err(AnchorsError::NotEnoughNewKeys {
+                have: 1,
+                threshold: 2
+            })
+        ));
+        assert!(matches!(
+            rotate(&current, &[&a, &a], &[&new, &new2], Duration::days(1), now),
             Err(AnchorsError::NotEnoughSigners {
                 have: 1,
                 threshold: 2
             })
         ));
         assert!(matches!(
-            rotate(&current, &[&a, &stranger], &new, Duration::days(1), now),
+            rotate(
+                &current,
+                &[&a, &stranger],
+                &[&new, &new2],
+                Duration::days(1),
+                now
+            ),
             Err(AnchorsError::SignerNotCurrent { .. })
         ));
         assert!(matches!(
-            rotate(&current, &[&a, &b], &a, Duration::days(1), now),
+            rotate(&current, &[&a, &b], &[&a], Duration::days(1), now),
             Err(AnchorsError::NewKeyAlreadyPresent { .. })
         ));
         assert!(matches!(
-            rotate(&current, &[&a, &b], &new, Duration::days(-1), now),
+            rotate(&current, &[&a, &b], &[&new, &new2], Duration::days(-1), now),
             Err(AnchorsError::BadRetirement)
         ));
-        rotate(&current, &[&a, &b], &new, Duration::days(1), now).unwrap();
+        rotate(&current, &[&a, &b], &[&new, &new2], Duration::days(1), now).unwrap();
+    }
+
+    #[test]
+    fn check_signed_now_counts_only_keys_valid_now() {
+        let (a, b) = (
+            PolicyKey::generate().unwrap(),
+            PolicyKey::generate().unwrap(),
+        );
+        let mut current = anchors(&[&a, &b], 1);
+        current.keys[0].valid_until = Some(t0() + Duration::days(5));
+        let env = Envelope::sign(ANCHORS_PAYLOAD_TYPE, b"{}", &[&a])
+            .to_json()
+            .unwrap();
+        check_signed_now(&current, &env, t0() + Duration::days(1)).unwrap();
+        let err = check_signed_now(&current, &env, t0() + Duration::days(6)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AnchorsError::NotSignedNow {
+                    valid: 0,
+                    threshold: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("outside its validity window"),
+            "{err}"
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 pub enum KeysCommand {
     /// List the policy keys in the trust anchors, with their validity.
     List,
-    /// Add a new policy key, retire the current ones after a window, and write the
-    /// new anchors signed by the current keys and the new one.
+    /// Add new policy keys (as many as the threshold), retire the current ones after
+    /// a window, and write the new anchors signed by the current keys and the new ones.
     Rotate(RotateArgs),
     /// Accept new anchors through their signed rotation chain, starting from anchors
     /// you already trust.
@@ -69,8 +69,9 @@ fn list(ctx: &Context) -> Result<(), Failure> {
             "active"
         };
         let private = fleetkit::workspace::paths::policy_key(&ws.root, &k.keyid).is_file();
-        // A retired key can still sign a rotation dated inside its old window
-        // (rotations are checked at their own time): its private half should go.
+        // A retired key can still sign a forged step for devices holding anchors
+        // older than the rotation that retired it (rotations are checked at their
+        // own time, and it had no end there): its private half should go.
         let private_note = match (private, status) {
             (true, "retired") => "  (private key here: destroy it once the fleet has moved on)",
             (true, _) => "  (private key here)",
@@ -93,7 +94,9 @@ fn rotate(ctx: &Context, args: RotateArgs) -> Result<(), Failure> {
     let ws = ctx.open_workspace()?;
     let r = fleetkit::workspace::rotate::rotate_keys(&ws, args.retire_after)
         .map_err(|e| fail(e, "check anchors.json and keys/"))?;
-    say(format!("new policy key {}", r.new_keyid));
+    for k in &r.new_keyids {
+        say(format!("new policy key {k}"));
+    }
     for k in &r.retiring {
         say(format!("retiring       {k} at {}", r.retire_at));
     }
@@ -102,9 +105,10 @@ fn rotate(ctx: &Context, args: RotateArgs) -> Result<(), Failure> {
         r.anchors_version,
         r.envelope_path.display()
     ));
-    say(
-        "run `fleetkit policy publish`: it sends the rotation to the server (devices follow it at their next sync), then the newest bundle; sign a new bundle first if you want one signed by the new key",
-    );
+    say(format!(
+        "next: `fleetkit policy sign`, then `fleetkit policy publish` (it sends the rotation, then the bundle); a bundle signed only by the retiring keys is refused by devices installed after {}",
+        r.retire_at
+    ));
     Ok(())
 }
 

@@ -340,6 +340,27 @@ fn publish(ctx: &Context, args: PublishArgs) -> Result<(), Failure> {
             }
         }
     }
+    // A bundle signed only by keys that are retiring verifies today but strands
+    // every device installed after the window (and every device once it ends).
+    let anchors = fleetkit::anchors::load(&ws.anchors_path())
+        .map_err(|e| fail(e, "check the workspace's anchors.json"))?;
+    if let Some(outlived) = fleetkit::workspace::rotate::outlived_bundle(&anchors, &bytes) {
+        let rotations = if rotated {
+            "the key rotations above are published and stay so"
+        } else if chain.is_empty() {
+            "nothing was published"
+        } else {
+            "the server already holds the key rotations; nothing else was published"
+        };
+        return Err(Failure::invalid(
+            format!(
+                "bundle v{} is signed only by retiring keys; devices installed after {} will refuse it ({rotations})",
+                outlived.version,
+                fleetkit::clock::rfc3339(outlived.refused_from)
+            ),
+            "run `fleetkit policy sign`, then `fleetkit policy publish`",
+        ));
+    }
     match client.publish_bundle(&bytes) {
         Ok(published) => {
             say(format!(

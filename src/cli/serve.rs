@@ -126,7 +126,15 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             ),
         })
         .await
-        .map_err(|e| fail(e, "check --listen and --db"))?;
+        .map_err(|e| {
+            let help = match e {
+                server::ServeError::Rotation(_) => {
+                    "check the workspace's rotations/ directory against its anchors.json"
+                }
+                _ => "check --listen and --db",
+            };
+            fail(e, help)
+        })?;
         let addr = bound
             .local_addr()
             .map_err(|e| fail(format!("cannot read the bound address: {e}"), ""))?;

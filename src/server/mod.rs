@@ -76,7 +76,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error("the workspace's key rotation cannot be stored: {0}")]
-    Rotation(String),
+    Rotation(#[from] api::rotation::StartChainError),
 }
 
 /// A server bound to its address, not yet serving.

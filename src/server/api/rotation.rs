@@ -3,7 +3,8 @@
 //!
 //! - `PUT /v1/admin/rotations` (admin): one rotation envelope. It is stored only if
 //!   it extends the server's current anchors (the next version, accepted by
-//!   [`crate::anchors::accept_rotation`] with the same rules as a device); a repeat
+//!   [`crate::anchors::accept_rotation`] with the same rules as a device, and signed
+//!   by a threshold of the current keys valid now); a repeat
 //!   of a stored one is `409 already_published`, anything else `422
 //!   rotation_refused`.
 //! - `GET /v1/rotations?after=N` (device): the stored envelopes above version `N`,
@@ -20,9 +21,14 @@
 //!
 //! At start `fleetkit serve` stores the workspace's `rotations/anchors-v*.json` that
 //! the database lacks ([`store_at_start`]): steps above its anchors through the same
-//! check as the PUT, and the history below (which leads *to* its anchors) after
-//! checking that it links up to them, so that devices installed with older anchors
-//! can walk the chain from their version.
+//! check as the PUT, and the history below (which leads *to* its anchors) only when
+//! it is whole, v2 up to them, each step linking to the next (a gap refuses the
+//! start, storing nothing), so that devices installed with older anchors can walk
+//! the chain from their version.
+//!
+//! A `PUT` must also be signed by a threshold of the current keys valid *now*
+//! ([`crate::anchors::check_signed_now`]): the step-time rule lets devices walk old
+//! history, and a new step never needs to be dated in the past.
 
 use super::AppState;
 use super::respond::{Answer, Refusal, internal, read_body, refuse, reply};
@@ -172,22 +178,39 @@ impl RotationError {
     }
 }
 
-/// Stores `envelope` if it extends the server's current anchors; returns the
-/// anchors version it leads to.
+/// Stores `envelope`, a new step handed to the server (`PUT`), if it extends the
+/// server's current anchors and a threshold of their keys valid now signed it;
+/// returns the anchors version it leads to.
 pub async fn publish(state: &AppState, envelope: &[u8]) -> Result<u64, RotationError> {
+    publish_step(state, envelope, true).await
+}
+
+/// [`publish`]; `signed_now` adds the rule that a threshold of the current keys
+/// valid *now* signed the step. A step made today has no reason to be dated in the
+/// past: the step-time rule exists for devices walking old history, and without
+/// this rule a leaked key that retired could still have a backdated step stored.
+async fn publish_step(
+    state: &AppState,
+    envelope: &[u8],
+    signed_now: bool,
+) -> Result<u64, RotationError> {
     let current = current_anchors(state, true)
         .await
         .map_err(|r| RotationError::Internal(r.message))?;
     let (_, version) =
         anchors::claimed_version(envelope).map_err(|e| RotationError::Refused(e.to_string()))?;
     if version > current.anchors.version {
-        let next =
-            anchors::accept_rotation(&current.anchors, envelope, clock::now()).map_err(|e| {
-                RotationError::Refused(format!(
-                    "it does not extend the server's anchors v{}: {e}",
-                    current.anchors.version
-                ))
-            })?;
+        let now = clock::now();
+        let refused = |e: anchors::AnchorsError| {
+            RotationError::Refused(format!(
+                "it does not extend the server's anchors v{}: {e}",
+                current.anchors.version
+            ))
+        };
+        let next = anchors::accept_rotation(&current.anchors, envelope, now).map_err(refused)?;
+        if signed_now {
+            anchors::check_signed_now(&current.anchors, envelope, now).map_err(refused)?;
+        }
         store(state, next.version, envelope).await?;
         return Ok(next.version);
     }
@@ -239,55 +262,127 @@ async fn store(state: &AppState, version: u64, envelope: &[u8]) -> Result<(), Ro
     Ok(())
 }
 
+/// Why the workspace's rotation chain could not be stored at start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartChainError {
+    #[error(
+        "{missing} is missing: the rotation files below the workspace's anchors.json (v{start}) must run without a gap from anchors-v2.json to anchors-v{start}.json, because a step stored without its predecessor is never checked and can never be replaced; restore the file (from a backup or the workspace copy it was made in), or move every anchors-v<N>.json up to v{start} out of rotations/ to serve without the history"
+    )]
+    Gap {
+        /// The path of the missing file.
+        missing: String,
+        /// The start anchors' version.
+        start: u64,
+    },
+    #[error("{0}")]
+    Step(String),
+}
+
 /// Stores the workspace's chain at start (oldest first, each with a label naming
 /// its file for messages); returns the versions stored.
+///
+/// The history below the start anchors cannot be checked from them (it leads *to*
+/// them), and a stored step is permanent. So it is stored only when it is whole:
+/// v2 up to the start version without a gap, each step accepted from the one
+/// before, the last one exactly the workspace's anchors.json; otherwise nothing is
+/// stored. No history at all is fine (devices can follow only from the start
+/// anchors then). Steps above the start anchors go through the same checks as a
+/// `PUT`, except that they may be dated in the past: they come from the workspace,
+/// like the start anchors themselves.
 pub async fn store_at_start(
     state: &AppState,
     chain: &[(String, Vec<u8>)],
-) -> Result<Vec<u64>, String> {
+) -> Result<Vec<u64>, StartChainError> {
+    let step = StartChainError::Step;
     let now = clock::now();
     let base = &state.anchors;
-    let mut done = Vec::new();
-    // The history below the start anchors cannot be checked from them (it leads to
-    // them); check that consecutive steps link up and that the last one is them.
-    let mut previous: Option<(u64, TrustAnchors)> = None;
+    let mut history: Vec<(&str, u64, &[u8])> = Vec::new();
+    let mut later: Vec<(&str, &[u8])> = Vec::new();
     for (label, envelope) in chain {
         let (org, version) =
-            anchors::claimed_version(envelope).map_err(|e| format!("{label}: {e}"))?;
+            anchors::claimed_version(envelope).map_err(|e| step(format!("{label}: {e}")))?;
         if org != state.org {
-            return Err(format!(
+            return Err(step(format!(
                 "{label}: the rotation is for org {org}, the server for {}",
                 state.org
-            ));
+            )));
         }
         if version > base.version {
-            match publish(state, envelope).await {
-                Ok(v) => done.push(v),
-                Err(RotationError::AlreadyPublished(_)) => {}
-                Err(e) => return Err(format!("{label}: {e}")),
-            }
-            continue;
+            later.push((label, envelope));
+        } else {
+            history.push((label, version, envelope));
         }
-        let doc = payload_anchors(envelope).map_err(|e| format!("{label}: {e}"))?;
-        if let Some((pv, pdoc)) = &previous
-            && *pv + 1 == version
-        {
-            anchors::accept_rotation(pdoc, envelope, now)
-                .map_err(|e| format!("{label}: does not follow anchors v{pv}: {e}"))?;
+    }
+
+    // Check the whole history before storing any of it.
+    let mut previous: Option<TrustAnchors> = None;
+    let mut expected = 2u64;
+    for (label, version, envelope) in &history {
+        if *version < expected {
+            return Err(step(format!(
+                "{label}: holds anchors v{version}, but the chain below anchors.json runs v2, v3, … without repeats and this version is {}; remove the file",
+                if *version < 2 {
+                    "never the result of a rotation"
+                } else {
+                    "already given by another file"
+                }
+            )));
         }
-        if version == base.version && &doc != base {
-            return Err(format!(
-                "{label}: holds other anchors v{version} than the workspace's anchors.json"
-            ));
+        if *version > expected {
+            return Err(missing(label, expected, base.version));
         }
-        previous = Some((version, doc));
+        let doc = payload_anchors(envelope).map_err(|e| step(format!("{label}: {e}")))?;
+        if let Some(pdoc) = &previous {
+            anchors::accept_rotation(pdoc, envelope, now).map_err(|e| {
+                step(format!(
+                    "{label}: does not follow anchors v{}: {e}",
+                    pdoc.version
+                ))
+            })?;
+        }
+        previous = Some(doc);
+        expected += 1;
+    }
+    if let Some((label, _, _)) = history.last() {
+        if expected <= base.version {
+            return Err(missing(label, expected, base.version));
+        }
+        if previous.as_ref() != Some(base) {
+            return Err(step(format!(
+                "{label}: holds other anchors v{} than the workspace's anchors.json",
+                base.version
+            )));
+        }
+    }
+
+    let mut done = Vec::new();
+    for (label, version, envelope) in history {
         match store(state, version, envelope).await {
             Ok(()) => done.push(version),
             Err(RotationError::AlreadyPublished(_)) => {}
-            Err(e) => return Err(format!("{label}: {e}")),
+            Err(e) => return Err(step(format!("{label}: {e}"))),
+        }
+    }
+    for (label, envelope) in later {
+        match publish_step(state, envelope, false).await {
+            Ok(v) => done.push(v),
+            Err(RotationError::AlreadyPublished(_)) => {}
+            Err(e) => return Err(step(format!("{label}: {e}"))),
         }
     }
     Ok(done)
+}
+
+/// The gap error for version `missing`, named as a file beside `label`'s.
+fn missing(label: &str, missing: u64, start: u64) -> StartChainError {
+    let name = format!("anchors-v{missing}.json");
+    let path = std::path::Path::new(label)
+        .parent()
+        .map_or_else(|| name.clone(), |dir| dir.join(&name).display().to_string());
+    StartChainError::Gap {
+        missing: path,
+        start,
+    }
 }
 
 /// The anchors document inside a rotation envelope, not verified.
