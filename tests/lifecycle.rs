@@ -487,6 +487,36 @@ fn a_schema_1_database_is_upgraded_and_its_devices_keep_working() {
     assert_eq!(enroll(&server, &org, &mut device, &again.token).status, 200);
 }
 
+/// Plays a renewal of `device` whose answer is lost: a renewal key is kept where
+/// the agent keeps it, and the server records a certificate for it, asked with the
+/// device's current certificate. Returns that (now superseded) holder and the
+/// recorded answer.
+fn lose_a_renewal_answer(
+    org: &Org,
+    server: &Server,
+    device: &DeviceRoot,
+    machine_id: &str,
+) -> (Device, EnrollResponse) {
+    let identity = std::fs::read_to_string(device.data("identity.pem")).unwrap();
+    let mut current = Device::new(machine_id, None);
+    current.key = rcgen::KeyPair::from_pem(&identity).unwrap();
+    current.chain_pem = Some(std::fs::read_to_string(device.data("certificate.pem")).unwrap());
+    let renewing = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(device.data("renewing-key.pem"), renewing.serialize_pem()).unwrap();
+    let mut renewed = Device::new(machine_id, None);
+    renewed.key = renewing;
+    let request = RenewRequest {
+        csr_pem: renewed.csr_pem(machine_id, false),
+    };
+    let committed = post_json(
+        &client(org, Some(&current)),
+        format!("{}/v1/renew", server.url()),
+        &request,
+    );
+    assert_eq!(committed.status, 200);
+    (current, committed.json())
+}
+
 #[test]
 fn lost_renewal_answer_does_not_lock_the_device_out() {
     each_db(|db| {
@@ -501,21 +531,8 @@ fn lost_renewal_answer_does_not_lock_the_device_out() {
         // The agent made and kept its renewal key, the server renewed, and the
         // answer never arrived: the device still holds only the superseded
         // certificate.
-        let identity = std::fs::read_to_string(d.data("identity.pem")).unwrap();
-        let mut current = Device::new(&machine_id, None);
-        current.key = rcgen::KeyPair::from_pem(&identity).unwrap();
-        current.chain_pem = Some(std::fs::read_to_string(d.data("certificate.pem")).unwrap());
-        let renewing = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        std::fs::write(d.data("renewing-key.pem"), renewing.serialize_pem()).unwrap();
-        let mut renewed = Device::new(&machine_id, None);
-        renewed.key = renewing;
-        let request = RenewRequest {
-            csr_pem: renewed.csr_pem(&machine_id, false),
-        };
+        let (current, committed) = lose_a_renewal_answer(&org, &server, &d, &machine_id);
         let url = format!("{}/v1/renew", server.url());
-        let committed = post_json(&client(&org, Some(&current)), url.clone(), &request);
-        assert_eq!(committed.status, 200);
-        let committed: EnrollResponse = committed.json();
 
         // The superseded certificate with another key gets nothing.
         let a = post_json(
@@ -605,23 +622,7 @@ fn force_register_after_a_lost_renewal_answer_proves_the_renewed_key() {
 
     // The server recorded a renewal to the agent's kept renewal key; the answer
     // was lost.
-    let identity = std::fs::read_to_string(d.data("identity.pem")).unwrap();
-    let mut current = Device::new(&machine_id, None);
-    current.key = rcgen::KeyPair::from_pem(&identity).unwrap();
-    current.chain_pem = Some(std::fs::read_to_string(d.data("certificate.pem")).unwrap());
-    let renewing = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    std::fs::write(d.data("renewing-key.pem"), renewing.serialize_pem()).unwrap();
-    let mut renewed = Device::new(&machine_id, None);
-    renewed.key = renewing;
-    let request = RenewRequest {
-        csr_pem: renewed.csr_pem(&machine_id, false),
-    };
-    let a = post_json(
-        &client(&org, Some(&current)),
-        format!("{}/v1/renew", server.url()),
-        &request,
-    );
-    assert_eq!(a.status, 200);
+    lose_a_renewal_answer(&org, &server, &d, &machine_id);
 
     // `register --force` (e.g. after the certificate expired) proves the key the
     // server holds now, and the device keeps its row.
