@@ -748,9 +748,18 @@ fn anonymous_connections_cannot_crowd_out_enrolled_devices() {
         Db::Sqlite,
         &["--max-connections", "40", "--max-connections-per-ip", "12"],
     );
-    let token = create_token(&server, &org, "platform", 1, 3600);
+    let token = create_token(&server, &org, "platform", 4, 3600);
     let mut device = Device::new("m-crowded", None);
     assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+    let mut second = Device::new("m-crowded-2", None);
+    assert_eq!(enroll(&server, &org, &mut second, &token.token).status, 200);
+    let mut third = Device::new("m-crowded-3", None);
+    assert_eq!(enroll(&server, &org, &mut third, &token.token).status, 200);
+    let mut removed = Device::new("m-removed-crowd", None);
+    let removed_id = enroll(&server, &org, &mut removed, &token.token)
+        .json::<EnrollResponse>()
+        .device_id;
+    server.admin(&org).remove_device(&removed_id).unwrap();
     let v1 = std::fs::read(org.path().join("bundles/policy-v1.json")).unwrap();
 
     // Anonymous clients fill their 30 slots from three sources; each holds a slow
@@ -805,22 +814,45 @@ fn anonymous_connections_cannot_crowd_out_enrolled_devices() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     devices.push(conn);
 
-    // Devices may use the whole reserve, and not one connection more: the cap holds.
-    for _ in 0..9 {
-        let Some(mut conn) = raw.connect("127.0.0.1", &as_device) else {
-            continue;
-        };
-        if raw.request(&mut conn, "GET", "/v1/health", b"").is_some() {
-            devices.push(conn);
+    // A removed device's certificate (the TLS layer still accepts it: it chains to
+    // the org root) is no device: it gets no reserve slot.
+    let as_removed = raw.connector(Some(&removed));
+    let gone = raw.connect("127.0.0.5", &as_removed);
+    assert!(gone.is_none_or(|mut c| raw.request(&mut c, "GET", "/v1/health", b"").is_none()));
+
+    // One certificate holds at most 4 connections, so devices fill the reserve
+    // together, and not one connection more: the cap holds.
+    let per_device = |connector: &tokio_rustls::TlsConnector, devices: &mut Vec<_>, n: usize| {
+        let mut got = 0;
+        for _ in 0..n {
+            let Some(mut conn) = raw.connect("127.0.0.1", connector) else {
+                continue;
+            };
+            if raw.request(&mut conn, "GET", "/v1/health", b"").is_some() {
+                devices.push(conn);
+                got += 1;
+            }
         }
-    }
+        got
+    };
+    assert_eq!(
+        per_device(&as_device, &mut devices, 3),
+        2,
+        "4 per certificate"
+    );
+    assert_eq!(
+        per_device(&raw.connector(Some(&second)), &mut devices, 4),
+        4
+    );
+    let as_third = raw.connector(Some(&third));
+    assert_eq!(per_device(&as_third, &mut devices, 4), 2, "the cap");
     assert_eq!(held.len() + devices.len(), 40);
 
     // A device connection that closes gives its slot back to the next device.
     devices.pop();
     let back = (0..50).find_map(|_| {
         let conn = raw
-            .connect("127.0.0.1", &as_device)
+            .connect("127.0.0.1", &as_third)
             .and_then(|mut c| raw.request(&mut c, "GET", "/v1/health", b"").map(|_| c));
         if conn.is_none() {
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -831,4 +863,75 @@ fn anonymous_connections_cannot_crowd_out_enrolled_devices() {
         back.is_some(),
         "a closed device connection's slot was not given back"
     );
+}
+
+/// Issue 11 (second review): hyper's header deadline only runs while it reads a
+/// request, so a client that pipelines requests and never reads the answers held its
+/// connection and its slot for ever. Now a write that stalls past the request
+/// deadline ends the connection, and the source's slot comes back.
+#[test]
+fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let org = Org::new();
+    let server = Server::start_args(
+        &org,
+        Db::Sqlite,
+        &[
+            "--max-connections",
+            "8",
+            "--max-connections-per-ip",
+            "1",
+            "--request-timeout-secs",
+            "2",
+        ],
+    );
+    let raw = Raw::new(&org, &server);
+    let anonymous = raw.connector(None);
+    let port = server.port;
+    let written = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = written.clone();
+    let conn = raw.rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let tcp = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        anonymous.connect(name, tcp).await.unwrap()
+    });
+    let (reader, mut writer) = tokio::io::split(conn);
+    let pipelining = raw.rt.spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let requests = b"GET /v1/health HTTP/1.1\r\nhost: localhost\r\n\r\n".repeat(64);
+        loop {
+            if writer.write_all(&requests).await.is_err() || writer.flush().await.is_err() {
+                return;
+            }
+            counter.fetch_add(requests.len(), Ordering::Relaxed);
+        }
+    });
+    // The server stops reading once its answers back up, then drops the connection
+    // (bounded wait: the deadlines here are 2 s and 6 s).
+    let started = std::time::Instant::now();
+    while !pipelining.is_finished() && started.elapsed() < std::time::Duration::from_secs(40) {
+        raw.rt
+            .block_on(async { tokio::time::sleep(std::time::Duration::from_millis(200)).await });
+    }
+    eprintln!(
+        "the never-reading client wrote {} bytes; its connection ended after {:?}",
+        written.load(Ordering::Relaxed),
+        started.elapsed()
+    );
+    assert!(pipelining.is_finished(), "the connection is still open");
+    drop(reader);
+    // The source's only slot is free again.
+    let back = (0..50).find_map(|_| {
+        let conn = raw
+            .connect("127.0.0.2", &anonymous)
+            .and_then(|mut c| raw.request(&mut c, "GET", "/v1/health", b"").map(|_| c));
+        if conn.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        conn
+    });
+    assert!(back.is_some(), "the slot was not given back");
 }

@@ -11,21 +11,28 @@
 //! - **deadlines**: the TLS handshake within 10 s, a request's headers within 15 s
 //!   (hyper; this also bounds an idle keep-alive connection), and its body within
 //!   [`Limits::request_timeout`] (30 s) of the headers. A body that does not arrive
-//!   in time ends the request with `408 request_timeout` and the connection closes;
+//!   in time ends the request with `408 request_timeout` and the connection closes.
+//!   A write that stalls that long (the client stopped reading its answers) ends the
+//!   connection, and an anonymous connection lives at most a request's worth of
+//!   deadlines twice over;
 //! - **a connection cap**, [`Limits::max_connections`], of which a reserve
 //!   ([`Limits::device_reserve`], a quarter) only serves devices: a connection counts
 //!   as *anonymous* while in its handshake and afterwards when it presented no client
 //!   certificate. Anonymous connections share `max − reserve` slots, at most
 //!   [`Limits::per_ip`] from one source (an IPv6 source is its /64). When the
 //!   anonymous slots are full a new connection may still do its handshake on the
-//!   reserve, with a shorter deadline, and stays only if it presents a certificate
-//!   that chains to the org root: enrolled devices keep being served while anonymous
-//!   clients are turned away;
+//!   reserve (at most two per source, at most half the reserve at once), with a
+//!   shorter deadline, and stays only if it presents the current certificate of an
+//!   enrolled device (asked of the store once per connection; a removed device's or
+//!   a superseded certificate counts as none), and one certificate holds at most
+//!   four connections: enrolled devices keep being served while anonymous clients
+//!   are turned away;
 //! - **refusal at once**: a connection over its limit is closed on accept, before any
 //!   TLS work.
 
 use crate::pki::fingerprint_der;
 use crate::protocol::ApiError;
+use crate::server::store::Store;
 use axum::Router;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
@@ -52,6 +60,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const RESERVE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to send a request's headers (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Connections one device certificate may hold at once: the agent uses one at a
+/// time; a few allow for a retry overlapping a connection the server has not yet
+/// seen close. A certificate (even a live one, copied off a device) never gets
+/// more than this, so it cannot take the reserve.
+const MAX_CONNECTIONS_PER_DEVICE: usize = 4;
+/// Connections from one source that may be in their handshake on the device reserve
+/// at once, while the anonymous slots are full: enough for a device behind the same
+/// NAT as others, too few for one source to fill the reserve with stalled
+/// handshakes.
+const RESERVE_HANDSHAKES_PER_SOURCE: usize = 2;
 
 /// Default of `fleetkit serve --max-connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -96,6 +114,20 @@ impl Limits {
 
     fn header_timeout(&self) -> Duration {
         self.request_timeout.min(HEADER_READ_TIMEOUT)
+    }
+
+    /// Reserve slots that may be in their handshake at once: half, so that stalled
+    /// handshakes never fill the reserve.
+    fn reserve_handshakes_max(&self) -> usize {
+        (self.device_reserve / 2).max(1)
+    }
+
+    /// How long an anonymous connection may live, whatever it does: a request's
+    /// headers and body and its answer, twice over. Enrollment and the admin API
+    /// need seconds; a client pipelining requests while reading the answers a byte
+    /// at a time would otherwise hold its slot for as long as it likes.
+    fn anonymous_lifetime(&self) -> Duration {
+        self.header_timeout() + self.request_timeout * 2
     }
 }
 
@@ -144,6 +176,10 @@ struct Counts {
     total: usize,
     anonymous: usize,
     per_source: HashMap<Source, usize>,
+    /// Reserve slots still in their handshake.
+    reserve_handshakes: usize,
+    /// Connections per live device certificate (by fingerprint).
+    per_device: HashMap<String, usize>,
 }
 
 /// Admits or refuses new connections against [`Limits`].
@@ -187,8 +223,13 @@ impl Admission {
         let pool = if counts.anonymous < self.limits.anonymous_max() {
             counts.anonymous += 1;
             Pool::Anonymous
-        } else {
+        } else if from_source < RESERVE_HANDSHAKES_PER_SOURCE
+            && counts.reserve_handshakes < self.limits.reserve_handshakes_max()
+        {
+            counts.reserve_handshakes += 1;
             Pool::Reserve
+        } else {
+            return None;
         };
         counts.total += 1;
         *counts.per_source.entry(source).or_insert(0) += 1;
@@ -197,6 +238,7 @@ impl Admission {
             source,
             pool,
             anonymous: true,
+            device: None,
         })
     }
 }
@@ -207,25 +249,41 @@ struct Slot {
     admission: Arc<Admission>,
     source: Source,
     pool: Pool,
-    /// Still counted per source (and, on [`Pool::Anonymous`], as anonymous).
+    /// Still counted per source (and, on [`Pool::Anonymous`], as anonymous; on
+    /// [`Pool::Reserve`], as a reserve handshake).
     anonymous: bool,
+    /// The live device certificate this connection is counted under.
+    device: Option<String>,
 }
 
 impl Slot {
-    /// The handshake proved a client certificate: the connection leaves the anonymous
-    /// counts and keeps only its place in the total.
-    fn authenticated(&mut self) {
+    /// The connection presented the current certificate of an enrolled device
+    /// (`fingerprint`): it leaves the anonymous counts and is counted under that
+    /// device instead. `false` when the device already holds
+    /// [`MAX_CONNECTIONS_PER_DEVICE`]: close it.
+    fn authenticated(&mut self, fingerprint: &str) -> bool {
         if !self.anonymous {
-            return;
+            return true;
         }
         let admission = self.admission.clone();
         let mut counts = admission.lock();
+        let held = counts.per_device.get(fingerprint).copied().unwrap_or(0);
+        if held >= MAX_CONNECTIONS_PER_DEVICE {
+            return false;
+        }
+        *counts
+            .per_device
+            .entry(fingerprint.to_string())
+            .or_insert(0) += 1;
+        self.device = Some(fingerprint.to_string());
         self.release_anonymous(&mut counts);
+        true
     }
 
     fn release_anonymous(&mut self, counts: &mut Counts) {
-        if self.pool == Pool::Anonymous {
-            counts.anonymous -= 1;
+        match self.pool {
+            Pool::Anonymous => counts.anonymous -= 1,
+            Pool::Reserve => counts.reserve_handshakes -= 1,
         }
         if let Some(n) = counts.per_source.get_mut(&self.source) {
             *n -= 1;
@@ -243,6 +301,14 @@ impl Drop for Slot {
         let mut counts = admission.lock();
         if self.anonymous {
             self.release_anonymous(&mut counts);
+        }
+        if let Some(device) = self.device.take()
+            && let Some(n) = counts.per_device.get_mut(&device)
+        {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_device.remove(&device);
+            }
         }
         counts.total -= 1;
     }
@@ -322,6 +388,7 @@ pub async fn serve(
     acceptor: TlsAcceptor,
     router: Router,
     limits: Limits,
+    store: Store,
     shutdown: impl Future<Output = ()>,
 ) {
     let admission = Admission::new(limits);
@@ -349,7 +416,8 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let limits = admission.limits.clone();
-        tokio::spawn(serve_connection(tcp, slot, acceptor, router, limits));
+        let store = store.clone();
+        tokio::spawn(serve_connection(tcp, slot, acceptor, router, limits, store));
     }
 }
 
@@ -361,6 +429,7 @@ async fn serve_connection(
     acceptor: TlsAcceptor,
     router: Router,
     limits: Limits,
+    store: Store,
 ) {
     let handshake_timeout = match slot.pool {
         Pool::Anonymous => HANDSHAKE_TIMEOUT,
@@ -370,23 +439,37 @@ async fn serve_connection(
         return;
     };
     // The verifier has checked the chain to the org root and the key proof: a
-    // presented certificate is one we issued.
+    // presented certificate is one we issued. Whether it is still the current one of
+    // an enrolled device is the store's to say: a removed device's certificate, or
+    // one superseded by a renewal, counts as no certificate here.
     let certificate_fingerprint = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|certs| certs.first())
         .map(|leaf| fingerprint_der(leaf));
-    match (&certificate_fingerprint, slot.pool) {
-        (Some(_), _) => slot.authenticated(),
-        (None, Pool::Anonymous) => {}
+    let live = match &certificate_fingerprint {
+        Some(fingerprint) => matches!(
+            tokio::time::timeout(handshake_timeout, store.device_by_certificate(fingerprint)).await,
+            Ok(Ok(Some(_)))
+        ),
+        None => false,
+    };
+    match (&certificate_fingerprint, live, slot.pool) {
+        (Some(fingerprint), true, _) => {
+            if !slot.authenticated(fingerprint) {
+                return;
+            }
+        }
+        (_, _, Pool::Anonymous) => {}
         // The reserve is for devices only. The slot is given back before the socket
         // closes, so a client that sees the close can count on the slot being free.
-        (None, Pool::Reserve) => {
+        (_, _, Pool::Reserve) => {
             drop(slot);
             return;
         }
     }
+    let anonymous = slot.anonymous;
     let peer = Arc::new(Peer {
         certificate_fingerprint,
     });
@@ -411,12 +494,115 @@ async fn serve_connection(
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header_timeout())
         .keep_alive(true)
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
+        .serve_connection(
+            TokioIo::new(StallDeadline::new(tls, limits.request_timeout)),
+            service,
+        );
+    if anonymous {
+        // Dropping the connection closes it: the slot comes back with `slot`.
+        let _ = tokio::time::timeout(limits.anonymous_lifetime(), connection).await;
+    } else {
+        let _ = connection.await;
+    }
+    drop(slot);
+}
+
+// ----- write deadline -----------------------------------------------------------------
+
+/// A stream whose writes may not stall: once a write (or flush) has been pending for
+/// `limit` — the client stopped reading its answers — it fails, and the connection
+/// with it. hyper's header timer only runs while it reads a request, so without this
+/// a client that never reads holds its connection, and its slot, for ever.
+struct StallDeadline<T> {
+    inner: T,
+    limit: Duration,
+    stalled_since: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> StallDeadline<T> {
+    fn new(inner: T, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled_since: None,
+        }
+    }
+
+    /// `Pending` from the inner stream starts (or keeps) the clock; past the limit
+    /// the write fails. Anything else stops the clock.
+    fn watch<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        match polled {
+            Poll::Pending => {
+                let limit = self.limit;
+                let sleep = self
+                    .stalled_since
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client stopped reading its answers",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => {
+                self.stalled_since = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 #[cfg(test)]
@@ -443,14 +629,53 @@ mod tests {
         // The anonymous slots (6) are full: the next one may only handshake as a device.
         let mut d = admission.admit(ip("10.0.0.3")).unwrap();
         assert_eq!(d.pool, Pool::Reserve);
-        d.authenticated();
+        // Half the reserve (1) may be in its handshake at once.
+        assert!(
+            admission.admit(ip("10.0.0.5")).is_none(),
+            "reserve handshakes"
+        );
+        assert!(d.authenticated("sha256:d"));
         let e = admission.admit(ip("10.0.0.3")).unwrap();
         assert_eq!(e.pool, Pool::Reserve);
         assert!(admission.admit(ip("10.0.0.4")).is_none(), "total reached");
         drop((a, b, d, e));
         let counts = admission.lock();
         assert_eq!((counts.total, counts.anonymous), (0, 0));
+        assert_eq!(counts.reserve_handshakes, 0);
         assert!(counts.per_source.is_empty());
+        assert!(counts.per_device.is_empty());
+    }
+
+    #[test]
+    fn one_device_certificate_never_takes_the_reserve() {
+        let admission = Admission::new(Limits::new(64, 64, DEFAULT_REQUEST_TIMEOUT));
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS_PER_DEVICE {
+            let mut slot = admission.admit(ip("10.0.0.9")).unwrap();
+            assert!(slot.authenticated("sha256:copied"));
+            held.push(slot);
+        }
+        let mut one_more = admission.admit(ip("10.0.0.9")).unwrap();
+        assert!(!one_more.authenticated("sha256:copied"), "per device");
+        let mut other = admission.admit(ip("10.0.0.9")).unwrap();
+        assert!(other.authenticated("sha256:another"));
+        drop((held, one_more, other));
+        assert!(admission.lock().per_device.is_empty());
+    }
+
+    #[test]
+    fn a_source_holding_anonymous_slots_gets_no_reserve() {
+        // 8 connections: 6 anonymous, 2 reserve; 8 per source.
+        let admission = Admission::new(Limits::new(8, 8, DEFAULT_REQUEST_TIMEOUT));
+        let a: Vec<Slot> = (0..6)
+            .filter_map(|_| admission.admit(ip("10.0.0.1")))
+            .collect();
+        assert_eq!(a.len(), 6);
+        assert!(
+            admission.admit(ip("10.0.0.1")).is_none(),
+            "the source filling the anonymous slots gets no reserve handshake"
+        );
+        assert_eq!(admission.admit(ip("10.0.0.2")).unwrap().pool, Pool::Reserve);
     }
 
     #[test]

@@ -153,8 +153,17 @@ impl BoundServer {
 
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let store = self.state.store.clone();
         let router = api::router(self.state);
-        http::serve(self.listener, self.acceptor, router, self.limits, shutdown).await;
+        http::serve(
+            self.listener,
+            self.acceptor,
+            router,
+            self.limits,
+            store,
+            shutdown,
+        )
+        .await;
     }
 }
 
