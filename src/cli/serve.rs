@@ -93,6 +93,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
     }
     names.extend(args.names);
     names.dedup();
+    let anchors_version = anchors.version;
     let publish_at_start = newest_bundle(&ws)?.into_iter().collect();
     let rotations_at_start = fleetkit::workspace::rotate::chain_files(&ws)
         .map_err(|e| fail(e, "check the workspace's rotations/ directory"))?
@@ -141,6 +142,12 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
         for v in &bound.rotations_stored {
             note(format!(
                 "stored key rotation to anchors v{v} from the workspace's rotations/"
+            ));
+        }
+        for (label, v) in &bound.rotations_skipped {
+            note(format!(
+                "warning: not storing {label} (anchors v{v}): it is above the workspace's anchors.json (v{}), left by a `fleetkit keys rotate` that did not finish; run `fleetkit keys rotate` to finish it (or move the file out of rotations/), then `fleetkit policy publish`",
+                anchors_version
             ));
         }
         for v in &bound.published {
