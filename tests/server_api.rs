@@ -832,3 +832,68 @@ fn anonymous_connections_cannot_crowd_out_enrolled_devices() {
         "a closed device connection's slot was not given back"
     );
 }
+
+/// The soft open-file limit of a running process, from /proc (Linux).
+fn soft_nofile(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// Second red-team review, item 2: `--max-connections` was never checked against
+/// the open-file limit. With the default cap of 1024 under systemd's default soft
+/// limit of 1024, the connections took the last descriptors and the database could
+/// not open one (accept got EMFILE). Now the server raises its soft limit to the
+/// hard one, and lowers the cap to fit what remains, saying so and how to raise it.
+#[test]
+fn max_connections_is_never_checked_against_the_fd_limit() {
+    let org = Org::new();
+    let prlimit = |soft_hard: &'static str| ["prlimit", soft_hard, "--"];
+
+    // Hard limit 256: the cap is lowered, and the server says so and serves.
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(Db::Sqlite, dir.path());
+    let (server, stderr) = Server::start_logged(
+        &org,
+        &prlimit("--nofile=256:256"),
+        &url,
+        &["--max-connections", "1024"],
+    );
+    assert!(
+        stderr.contains("--max-connections lowered from 1024 to"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("open-file limit is 256"), "{stderr}");
+    assert!(stderr.contains("ulimit -n"), "{stderr}");
+    assert!(stderr.contains("LimitNOFILE="), "{stderr}");
+    let mut device = Device::new("m-fd", Some("platform"));
+    let token = create_token(&server, &org, "platform", 1, 3600).token;
+    assert_eq!(enroll(&server, &org, &mut device, &token).status, 200);
+    drop(server);
+
+    // A cap that fits: nothing said.
+    let (server, stderr) = Server::start_logged(
+        &org,
+        &prlimit("--nofile=256:256"),
+        &url,
+        &["--max-connections", "100"],
+    );
+    assert!(!stderr.contains("open-file"), "{stderr}");
+    assert!(!stderr.contains("--max-connections"), "{stderr}");
+    create_token(&server, &org, "platform", 1, 3600);
+    drop(server);
+
+    // A soft limit below a higher hard one is raised to it: nothing to lower.
+    let (server, stderr) = Server::start_logged(
+        &org,
+        &prlimit("--nofile=256:4096"),
+        &url,
+        &["--max-connections", "1024"],
+    );
+    assert!(!stderr.contains("open-file"), "{stderr}");
+    assert_eq!(soft_nofile(server.child.id()), 4096);
+    create_token(&server, &org, "platform", 1, 3600);
+}

@@ -5,6 +5,7 @@
 //! - [`secrets`]: enrollment tokens and the admin credential (random, stored hashed);
 //! - [`tls`]: the server certificate and client-certificate verification;
 //! - [`http`]: the TLS accept loop; [`api`]: the routes and handlers;
+//! - [`fdlimit`]: the open-file limit, raised and fitted to the connection cap;
 //! - [`admin_client`]: the admin side's HTTPS client (`fleetkit token`, `devices`).
 //!
 //! The server holds no state of its own beyond one-second caches of the newest
@@ -14,6 +15,7 @@
 
 pub mod admin_client;
 pub mod api;
+pub mod fdlimit;
 pub mod http;
 pub mod secrets;
 pub mod store;
