@@ -517,3 +517,167 @@ fn serve_refuses_a_rotation_history_with_a_gap() {
     let _server = Server::start_with(&org, &url);
     assert_eq!(stored_rotations(&url), vec![2, 3, 4]);
 }
+
+/// Runs the fleetkit binary, success or not: (exit status, stdout, stderr).
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The files in the workspace's keys/ directory, with their bytes.
+fn key_files(org: &Org) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(org.path().join("keys"))
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Second red-team review, item 1: a crash inside `keys rotate`, after it wrote
+/// rotations/anchors-v2.json but before anchors.json, left a step above anchors.json.
+/// `policy publish` sent it and `fleetkit serve` stored it (for good), and the next
+/// `keys rotate` silently overwrote the file with a different v2, so every publish
+/// then failed with "holds another rotation". Now neither sends nor stores it, the
+/// next `keys rotate` finishes that rotation, and a file it cannot finish makes it
+/// refuse, writing nothing.
+#[test]
+fn crash_inside_keys_rotate_strands_the_workspace() {
+    let org = Org::new();
+    let ws = org.ws();
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(Db::Sqlite, dir.path());
+    let server = Server::start_with(&org, &url);
+    let anchors_path = org.path().join("anchors.json");
+    let v1 = std::fs::read(&anchors_path).unwrap();
+    let step_path = org.path().join("rotations/anchors-v2.json");
+    fleetkit(&["--workspace", &ws, "keys", "rotate"]);
+    let step = std::fs::read(&step_path).unwrap();
+    // The crash: anchors.json was never replaced.
+    std::fs::write(&anchors_path, &v1).unwrap();
+    let keys_before = key_files(&org);
+
+    // `policy publish` sends a new bundle (the v1 key is still current), not the step.
+    org.sign_next();
+    let (ok, stdout, stderr) = run(&[
+        "--workspace",
+        &ws,
+        "policy",
+        "publish",
+        "--server",
+        &server.url(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("published policy bundle v2"), "{stdout}");
+    assert!(!stdout.contains("key rotation"), "{stdout}");
+    assert!(stderr.contains("not sending"), "{stderr}");
+    assert!(
+        stderr.contains(&step_path.display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fleetkit keys rotate"), "{stderr}");
+    assert_eq!(stored_rotations(&url), Vec::<i64>::new(), "nothing sent");
+
+    // `fleetkit serve` on a fresh database starts, says so, and stores nothing.
+    let fresh = tempfile::tempdir().unwrap();
+    let fresh_url = database_url(Db::Sqlite, fresh.path());
+    let (second, stderr) = Server::start_logged(&org, &[], &fresh_url, &[]);
+    assert!(stderr.contains("not storing"), "{stderr}");
+    assert!(
+        stderr.contains(&step_path.display().to_string()),
+        "{stderr}"
+    );
+    drop(second);
+    assert_eq!(
+        stored_rotations(&fresh_url),
+        Vec::<i64>::new(),
+        "nothing stored"
+    );
+
+    // A step whose new private key is gone cannot be finished: refused, nothing written.
+    let v2: TrustAnchors = serde_json::from_slice(
+        &Envelope::from_json(&step)
+            .unwrap()
+            .decode()
+            .unwrap()
+            .payload,
+    )
+    .unwrap();
+    let old = TrustAnchors::from_json(&v1).unwrap();
+    let added: Vec<&AnchorKey> = v2
+        .keys
+        .iter()
+        .filter(|k| old.key(&k.keyid).is_none())
+        .collect();
+    assert_eq!(added.len(), 1);
+    let new_key = fleetkit::workspace::paths::policy_key(&org.path(), &added[0].keyid);
+    let aside = org.path().join("new-key-aside");
+    std::fs::rename(&new_key, &aside).unwrap();
+    let (ok, _, stderr) = run(&["--workspace", &ws, "keys", "rotate"]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains(&step_path.display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("private key"), "{stderr}");
+    assert!(stderr.contains("move"), "{stderr}");
+    std::fs::rename(&aside, &new_key).unwrap();
+    assert_eq!(std::fs::read(&anchors_path).unwrap(), v1);
+    assert_eq!(key_files(&org), keys_before, "no key made");
+
+    // `keys rotate` again finishes the first rotation: no new key, the same step.
+    let (ok, stdout, stderr) = run(&["--workspace", &ws, "keys", "rotate"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stderr.contains("did not finish"), "{stderr}");
+    assert!(stdout.contains("anchors v2 written"), "{stdout}");
+    assert_eq!(key_files(&org), keys_before, "no key made");
+    assert_eq!(std::fs::read(&step_path).unwrap(), step, "the step is kept");
+    assert_eq!(anchors_of(&anchors_path), v2);
+    assert_eq!(
+        std::fs::read(&anchors_path).unwrap(),
+        Envelope::from_json(&step)
+            .unwrap()
+            .decode()
+            .unwrap()
+            .payload
+    );
+
+    // And it reaches the server as the one v2.
+    org.sign_next();
+    let (ok, stdout, stderr) = run(&[
+        "--workspace",
+        &ws,
+        "policy",
+        "publish",
+        "--server",
+        &server.url(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("published key rotation: anchors v2"),
+        "{stdout}"
+    );
+    assert_eq!(stored_rotations(&url), vec![2]);
+
+    // A foreign file above anchors.json (here a copy of v2 named v3) is refused,
+    // named, and nothing is written.
+    let foreign = org.path().join("rotations/anchors-v3.json");
+    std::fs::write(&foreign, &step).unwrap();
+    let anchors_now = std::fs::read(&anchors_path).unwrap();
+    let keys_now = key_files(&org);
+    let (ok, _, stderr) = run(&["--workspace", &ws, "keys", "rotate"]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains(&foreign.display().to_string()), "{stderr}");
+    assert!(stderr.contains("move"), "{stderr}");
+    assert_eq!(std::fs::read(&anchors_path).unwrap(), anchors_now);
+    assert_eq!(key_files(&org), keys_now);
+    assert_eq!(std::fs::read(&foreign).unwrap(), step);
+}

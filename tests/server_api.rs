@@ -935,3 +935,170 @@ fn a_client_that_never_reads_its_answers_loses_its_connection() {
     });
     assert!(back.is_some(), "the slot was not given back");
 }
+
+/// The soft open-file limit of a running process, from /proc (Linux).
+fn soft_nofile(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// Second red-team review, item 2: `--max-connections` was never checked against
+/// the open-file limit. With the default cap of 1024 under systemd's default soft
+/// limit of 1024, the connections took the last descriptors and the database could
+/// not open one (accept got EMFILE). Now the server raises its soft limit to the
+/// hard one, and lowers the cap to fit what remains, saying so and how to raise it.
+#[test]
+fn max_connections_is_never_checked_against_the_fd_limit() {
+    let org = Org::new();
+    let prlimit = |soft_hard: &'static str| ["prlimit", soft_hard, "--"];
+
+    // Hard limit 256: the cap is lowered, and the server says so and serves.
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url(Db::Sqlite, dir.path());
+    let (server, stderr) = Server::start_logged(
+        &org,
+        &prlimit("--nofile=256:256"),
+        &url,
+        &["--max-connections", "1024"],
+    );
+    assert!(
+        stderr.contains("--max-connections lowered from 1024 to"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("open-file limit is 256"), "{stderr}");
+    assert!(stderr.contains("ulimit -n"), "{stderr}");
+    assert!(stderr.contains("LimitNOFILE="), "{stderr}");
+    let mut device = Device::new("m-fd", Some("platform"));
+    let token = create_token(&server, &org, "platform", 1, 3600).token;
+    assert_eq!(enroll(&server, &org, &mut device, &token).status, 200);
+    drop(server);
+
+    // A cap that fits: nothing said.
+    let (server, stderr) = Server::start_logged(
+        &org,
+        &prlimit("--nofile=256:256"),
+        &url,
+        &["--max-connections", "100"],
+    );
+    assert!(!stderr.contains("open-file"), "{stderr}");
+    assert!(!stderr.contains("--max-connections"), "{stderr}");
+    create_token(&server, &org, "platform", 1, 3600);
+    drop(server);
+
+    // A soft limit below a higher hard one is raised to it: nothing to lower.
+    let (server, stderr) = Server::start_logged(
+        &org,
+        &prlimit("--nofile=256:4096"),
+        &url,
+        &["--max-connections", "1024"],
+    );
+    assert!(!stderr.contains("open-file"), "{stderr}");
+    assert_eq!(soft_nofile(server.child.id()), 4096);
+    create_token(&server, &org, "platform", 1, 3600);
+}
+
+/// The certificates the server recorded, counted in its database.
+fn certificates_recorded(db_url: &str) -> i64 {
+    sqlx::any::install_default_drivers();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::AnyPool::connect(db_url).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM certificates")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    })
+}
+
+/// Second red-team review, item 3: `/v1/enroll` signed a certificate and took the
+/// store's write lock before it knew the token was good, so a flood of well-formed
+/// made-up `fkt_…` tokens cost a signature each and queued check-ins behind it.
+/// Now an unknown, revoked or expired token is refused first, from one read: a CSR
+/// that does not even verify gets the token's refusal, not `bad_csr` (which comes
+/// from signing), and nothing is issued.
+#[test]
+fn enroll_signs_a_certificate_before_the_token_is_known_to_be_valid() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let device = Device::new("m-flood", None);
+        let good_csr = device.csr_pem("m-flood", false);
+        let bad_csr = flip_last_signature_byte(&good_csr);
+        let request = |token: &str, csr: &str| {
+            let mut r = device.enroll_request(token);
+            r.csr_pem = csr.to_string();
+            serde_json::to_vec(&r).unwrap()
+        };
+
+        // A burst of made-up tokens, half of them with a CSR that does not verify.
+        let answers: Vec<Answer> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|i| {
+                    let token = format!("fkt_{}", "A".repeat(42) + &format!("{i:01X}"));
+                    let csr = if i % 2 == 0 { &good_csr } else { &bad_csr };
+                    let body = request(&token, csr);
+                    let (server, org) = (&server, &org);
+                    s.spawn(move || post_enroll(server, org, &body))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for a in &answers {
+            assert_eq!(
+                (a.status, a.code().as_str()),
+                (401, "token_unknown"),
+                "{}",
+                String::from_utf8_lossy(&a.body)
+            );
+        }
+
+        assert_eq!(certificates_recorded(&server.db_url), 0, "nothing issued");
+
+        // Revoked and expired tokens are refused as early, except the repeat of an
+        // enrollment the expired token made (its answer may have been lost).
+        let admin = server.admin(&org);
+        let revoked = create_token(&server, &org, "platform", 5, 3600);
+        admin.revoke_token(&revoked.info.id).unwrap();
+        let a = post_enroll(&server, &org, &request(&revoked.token, &bad_csr));
+        assert_eq!((a.status, a.code().as_str()), (401, "token_revoked"));
+        let short = create_token(&server, &org, "platform", 5, 2);
+        let late = Device::new("m-late", None);
+        let late_request = serde_json::to_vec(&late.enroll_request(&short.token)).unwrap();
+        let first = post_enroll(&server, &org, &late_request);
+        assert_eq!(
+            first.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&first.body)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(3100));
+        let a = post_enroll(&server, &org, &request(&short.token, &bad_csr));
+        assert_eq!((a.status, a.code().as_str()), (401, "token_expired"));
+        let again = post_enroll(&server, &org, &late_request);
+        assert_eq!(
+            again.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&again.body)
+        );
+        assert_eq!(
+            first.json::<EnrollResponse>(),
+            again.json::<EnrollResponse>()
+        );
+        assert_eq!(certificates_recorded(&server.db_url), 1, "m-late's only");
+
+        // A good token still gets the CSR checked, then a certificate.
+        let token = create_token(&server, &org, "platform", 1, 3600).token;
+        let a = post_enroll(&server, &org, &request(&token, &bad_csr));
+        assert_eq!((a.status, a.code().as_str()), (400, "bad_csr"));
+        let a = post_enroll(&server, &org, &request(&token, &good_csr));
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(certificates_recorded(&server.db_url), 2);
+    });
+}

@@ -1,7 +1,7 @@
 //! `fleetkit keys list | rotate | accept`.
 
 use super::Context;
-use super::output::{Failure, fail, say};
+use super::output::{Failure, fail, note, say};
 use super::policy::parse_duration;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -92,8 +92,16 @@ fn list(ctx: &Context) -> Result<(), Failure> {
 
 fn rotate(ctx: &Context, args: RotateArgs) -> Result<(), Failure> {
     let ws = ctx.open_workspace()?;
-    let r = fleetkit::workspace::rotate::rotate_keys(&ws, args.retire_after)
-        .map_err(|e| fail(e, "check anchors.json and keys/"))?;
+    let r = fleetkit::workspace::rotate::rotate_keys(&ws, args.retire_after).map_err(|e| {
+        let help = e.help();
+        fail(e, &help)
+    })?;
+    if r.finished_interrupted {
+        note(format!(
+            "{} was left by a `fleetkit keys rotate` that did not finish: finishing that rotation (anchors.json written from it) instead of making a new one; --retire-after is not used",
+            r.envelope_path.display()
+        ));
+    }
     for k in &r.new_keyids {
         say(format!("new policy key {k}"));
     }

@@ -312,8 +312,24 @@ fn publish(ctx: &Context, args: PublishArgs) -> Result<(), Failure> {
     };
     let bytes = fleetkit::fsutil::read_capped(&path, fleetkit::bundle::MAX_BUNDLE_BYTES as u64)
         .map_err(|e| fail(e, "give the path of a signed bundle"))?;
-    let chain = fleetkit::workspace::rotate::chain_files(&ws)
+    let anchors = fleetkit::anchors::load(&ws.anchors_path())
+        .map_err(|e| fail(e, "check the workspace's anchors.json"))?;
+    let mut chain = fleetkit::workspace::rotate::chain_files(&ws)
         .map_err(|e| fail(e, "check the workspace's rotations/ directory"))?;
+    // A step above anchors.json was left by an interrupted `keys rotate`: the server
+    // would keep it for good, and a different step made later under its version
+    // would then be refused at every publish.
+    chain.retain(|step| {
+        let above = fleetkit::workspace::rotate::above_anchors(step, anchors.version);
+        if above {
+            note(format!(
+                "not sending {}: it is above the workspace's anchors.json (v{}), left by a `fleetkit keys rotate` that did not finish; run `fleetkit keys rotate` to finish it (or move the file out of rotations/), then publish again",
+                step.path.display(),
+                anchors.version
+            ));
+        }
+        !above
+    });
     let client = super::fleet::admin_client(ctx, &args.server)?;
     // The rotations first, oldest first: the server verifies the bundle against the
     // anchors they lead to, and devices follow them before verifying it.
@@ -342,8 +358,6 @@ fn publish(ctx: &Context, args: PublishArgs) -> Result<(), Failure> {
     }
     // A bundle signed only by keys that are retiring verifies today but strands
     // every device installed after the window (and every device once it ends).
-    let anchors = fleetkit::anchors::load(&ws.anchors_path())
-        .map_err(|e| fail(e, "check the workspace's anchors.json"))?;
     if let Some(outlived) = fleetkit::workspace::rotate::outlived_bundle(&anchors, &bytes) {
         let rotations = if rotated {
             "the key rotations above are published and stay so"

@@ -93,6 +93,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
     }
     names.extend(args.names);
     names.dedup();
+    let anchors_version = anchors.version;
     let publish_at_start = newest_bundle(&ws)?.into_iter().collect();
     let rotations_at_start = fleetkit::workspace::rotate::chain_files(&ws)
         .map_err(|e| fail(e, "check the workspace's rotations/ directory"))?
@@ -101,6 +102,26 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
         .collect();
     let cert_lifetime =
         time::Duration::days(config.enrollment.certificate_lifetime_days.min(3650) as i64);
+    let fd_fit = server::fdlimit::raise_and_fit(args.max_connections, args.db_connections)
+        .map_err(|e| {
+            let help = raise_fd_limit_help(4 + e.reserved);
+            fail(e, &help)
+        })?;
+    if let Some(asked) = fd_fit.lowered_from {
+        let soft = fd_fit.soft_limit.unwrap_or_default();
+        note(format!(
+            "note: --max-connections lowered from {asked} to {}: the open-file limit is {soft}{} and the server keeps {} descriptors for the database and itself",
+            fd_fit.max_connections,
+            fd_fit
+                .hard_limit
+                .map_or_else(String::new, |h| format!(" (hard limit {h})")),
+            fd_fit.reserved
+        ));
+        note(format!(
+            "  = help: {}",
+            raise_fd_limit_help(asked as u64 + fd_fit.reserved)
+        ));
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -120,7 +141,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             rotations_at_start,
             max_db_connections: args.db_connections,
             limits: http::Limits::new(
-                args.max_connections,
+                fd_fit.max_connections,
                 args.max_connections_per_ip,
                 std::time::Duration::from_secs(args.request_timeout_secs),
             ),
@@ -143,6 +164,12 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
                 "stored key rotation to anchors v{v} from the workspace's rotations/"
             ));
         }
+        for (label, v) in &bound.rotations_skipped {
+            note(format!(
+                "warning: not storing {label} (anchors v{v}): it is above the workspace's anchors.json (v{}), left by a `fleetkit keys rotate` that did not finish; run `fleetkit keys rotate` to finish it (or move the file out of rotations/), then `fleetkit policy publish`",
+                anchors_version
+            ));
+        }
         for v in &bound.published {
             note(format!("published policy bundle v{v} from the workspace"));
         }
@@ -156,6 +183,13 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
         note("shutting down");
         Ok(())
     })
+}
+
+/// How to give the server `needed` open files.
+fn raise_fd_limit_help(needed: u64) -> String {
+    format!(
+        "raise the open-file limit to at least {needed}: `ulimit -n {needed}` in the shell that starts fleetkit serve (up to the hard limit; `ulimit -Hn` as root above it), or `LimitNOFILE={needed}` in its systemd unit"
+    )
 }
 
 /// Creates `dir` 0700, or narrows it to 0700 when it exists.

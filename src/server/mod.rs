@@ -5,6 +5,7 @@
 //! - [`secrets`]: enrollment tokens and the admin credential (random, stored hashed);
 //! - [`tls`]: the server certificate and client-certificate verification;
 //! - [`http`]: the TLS accept loop; [`api`]: the routes and handlers;
+//! - [`fdlimit`]: the open-file limit, raised and fitted to the connection cap;
 //! - [`admin_client`]: the admin side's HTTPS client (`fleetkit token`, `devices`).
 //!
 //! The server holds no state of its own beyond one-second caches of the newest
@@ -14,6 +15,7 @@
 
 pub mod admin_client;
 pub mod api;
+pub mod fdlimit;
 pub mod http;
 pub mod secrets;
 pub mod store;
@@ -89,6 +91,9 @@ pub struct BoundServer {
     pub published: Vec<u64>,
     /// Anchors versions whose rotation step was stored at start.
     pub rotations_stored: Vec<u64>,
+    /// Rotation files above the start anchors, not stored (label, claimed version):
+    /// see [`api::rotation::store_at_start`].
+    pub rotations_skipped: Vec<(String, u64)>,
 }
 
 impl BoundServer {
@@ -118,7 +123,7 @@ impl BoundServer {
             anchors_cache: api::rotation::AnchorsCache::default(),
         });
         // Rotations before bundles: a bundle may be signed by a key only they add.
-        let rotations_stored = api::rotation::store_at_start(&state, &opts.rotations_at_start)
+        let chain = api::rotation::store_at_start(&state, &opts.rotations_at_start)
             .await
             .map_err(ServeError::Rotation)?;
         let mut published = Vec::new();
@@ -139,7 +144,8 @@ impl BoundServer {
             state,
             limits: opts.limits,
             published,
-            rotations_stored,
+            rotations_stored: chain.stored,
+            rotations_skipped: chain.skipped,
         })
     }
 

@@ -953,6 +953,53 @@ impl Store {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
+
+    // ----- read-only checks -----------------------------------------------------------
+
+    /// Why an enrollment with this token can be refused at once, read only and
+    /// without the write lock: before the server signs a certificate and serialises
+    /// the enrollment against every other write, so that a flood of made-up tokens
+    /// costs one indexed read each. `None` when the token may be good; [`Self::enroll`]
+    /// then decides everything again in its transaction (use count, races with a
+    /// revocation).
+    ///
+    /// Unknown and revoked tokens are refused. An expired one is refused unless the
+    /// machine id holds a still-valid certificate enrolled with this very token: that
+    /// may be the repeat of an enrollment whose answer was lost, which gets the same
+    /// answer however old the token (DESIGN.md rule 9; the key is checked later).
+    pub async fn token_refused_early(
+        &self,
+        token_hash: &str,
+        machine_id: &str,
+        now: i64,
+    ) -> Result<Option<TokenRefusal>> {
+        let row = sqlx::query("SELECT id, revoked_at, expires_at FROM tokens WHERE hash = $1")
+            .bind(token_hash.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Some(TokenRefusal::Unknown));
+        };
+        let id: String = row.try_get(0)?;
+        let revoked: Option<i64> = row.try_get(1)?;
+        let expires_at: i64 = row.try_get(2)?;
+        if revoked.is_some() {
+            return Ok(Some(TokenRefusal::Revoked));
+        }
+        if expires_at > now {
+            return Ok(None);
+        }
+        let maybe_repeat = sqlx::query(
+            "SELECT 1 FROM devices WHERE machine_id = $1 AND token_id = $2 AND cert_not_after > $3",
+        )
+        .bind(machine_id.to_string())
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some();
+        Ok((!maybe_repeat).then_some(TokenRefusal::Expired))
+    }
 }
 
 /// Why an enrollment was refused by the store.

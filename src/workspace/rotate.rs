@@ -13,6 +13,15 @@
 //! anchors up at once, and each device follows the chain at its next sync, before it
 //! verifies the bundle. Each step is checked at its own time (see `crate::anchors`),
 //! so a device that syncs only after the old keys retired still follows it.
+//!
+//! `keys rotate` writes the new private keys, then the envelope, then anchors.json.
+//! A crash between the last two leaves an envelope one version above anchors.json.
+//! The next `keys rotate` finishes that rotation when it can (the envelope extends
+//! anchors.json and every key it adds has its private half in `keys/`) and refuses
+//! otherwise; it never writes a second, different step under the same version. Until
+//! then `policy publish` and `fleetkit serve` leave such a step alone
+//! ([`above_anchors`]): a step stored by a server is permanent, and one the
+//! workspace's anchors.json does not follow would make every later publish fail.
 
 use super::Workspace;
 use super::sign::{SignError, signing_keys};
@@ -33,6 +42,9 @@ pub struct RotateReport {
     pub retire_at: String,
     pub anchors_version: u64,
     pub envelope_path: PathBuf,
+    /// True when this run made no new key but finished a rotation that an earlier
+    /// run left half done (envelope written, anchors.json not).
+    pub finished_interrupted: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +59,28 @@ pub enum RotateError {
     Io(#[from] FsError),
     #[error("{0}")]
     Read(#[from] crate::fsutil::ReadError),
+    #[error(
+        "{} is above the workspace's anchors.json (v{anchors_version}) and cannot be finished as an interrupted `fleetkit keys rotate`: {reason}; nothing was written",
+        path.display()
+    )]
+    StrayStep {
+        path: PathBuf,
+        anchors_version: u64,
+        reason: String,
+    },
+}
+
+impl RotateError {
+    /// What to do next, for the CLI.
+    pub fn help(&self) -> String {
+        match self {
+            Self::StrayStep { path, .. } => format!(
+                "move {} out of rotations/ (keep it until you know where it came from), then run `fleetkit keys rotate` again",
+                path.display()
+            ),
+            _ => "check anchors.json and keys/".to_string(),
+        }
+    }
 }
 
 /// Rotates the workspace's policy keys: as many new keys as the threshold needs
@@ -58,6 +92,9 @@ pub fn rotate_keys(
 ) -> Result<RotateReport, RotateError> {
     let now = crate::clock::now();
     let current = anchors::load(&ws.anchors_path())?;
+    if let Some(report) = finish_interrupted(ws, &current, now)? {
+        return Ok(report);
+    }
     let signers = signing_keys(ws, &current, now)?;
     if signers.len() < current.threshold as usize {
         return Err(SignError::NotEnoughKeys {
@@ -89,7 +126,111 @@ pub fn rotate_keys(
         retire_at: crate::clock::rfc3339(now + retire_after),
         anchors_version: next.version,
         envelope_path,
+        finished_interrupted: false,
     })
+}
+
+/// Finishes a rotation an earlier `keys rotate` left half done: a step in
+/// `rotations/` above `current` (the workspace's anchors.json). `None` when there
+/// is none. It is finished (anchors.json written from it) only when it is exactly
+/// the next version, is accepted from `current` as a device would accept it, and
+/// the private key of every key it adds is in `keys/` (else the org could not sign
+/// once the current keys retire). Anything else is refused, writing nothing:
+/// making a new step would overwrite a file that may already have reached a
+/// server, which keeps the first one for good.
+fn finish_interrupted(
+    ws: &Workspace,
+    current: &TrustAnchors,
+    now: OffsetDateTime,
+) -> Result<Option<RotateReport>, RotateError> {
+    let above: Vec<ChainFile> = chain_files(ws)?
+        .into_iter()
+        .filter(|f| above_anchors(f, current.version))
+        .collect();
+    let Some(step) = above.first() else {
+        return Ok(None);
+    };
+    let stray = |path: &Path, reason: String| RotateError::StrayStep {
+        path: path.to_path_buf(),
+        anchors_version: current.version,
+        reason,
+    };
+    let next_version = current.version.saturating_add(1);
+    if let Some(far) = above.iter().find(|f| f.version != next_version) {
+        return Err(stray(
+            &far.path,
+            format!(
+                "`keys rotate` writes only anchors-v{next_version}.json next, so this file was not left by it"
+            ),
+        ));
+    }
+    let next = anchors::accept_rotation(current, &step.envelope, now).map_err(|e| {
+        stray(
+            &step.path,
+            format!(
+                "it is not a rotation of anchors.json v{}: {e}",
+                current.version
+            ),
+        )
+    })?;
+    if next.version != step.version {
+        return Err(stray(
+            &step.path,
+            format!("it holds anchors v{}", next.version),
+        ));
+    }
+    let added: Vec<String> = next
+        .keys
+        .iter()
+        .filter(|k| current.key(&k.keyid).is_none())
+        .map(|k| k.keyid.clone())
+        .collect();
+    for keyid in &added {
+        let path = super::paths::policy_key(&ws.root, keyid);
+        let held = path.is_file() && PolicyKey::load(&path).is_ok_and(|k| k.keyid() == *keyid);
+        if !held {
+            return Err(stray(
+                &step.path,
+                format!(
+                    "the private key of key {keyid}, which it adds, is not in {}",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    // The keys this step gave an end that anchors.json does not.
+    let retiring: Vec<(String, OffsetDateTime)> = next
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let until = k.valid_until?;
+            let before = current.key(&k.keyid)?;
+            (before.valid_until != Some(until)).then(|| (k.keyid.clone(), until))
+        })
+        .collect();
+    anchors::save(&next, &ws.anchors_path())?;
+    Ok(Some(RotateReport {
+        new_keyids: added,
+        retire_at: retiring
+            .iter()
+            .map(|(_, until)| *until)
+            .max()
+            .map_or_else(|| "-".to_string(), crate::clock::rfc3339),
+        retiring: retiring.into_iter().map(|(keyid, _)| keyid).collect(),
+        anchors_version: next.version,
+        envelope_path: step.path.clone(),
+        finished_interrupted: true,
+    }))
+}
+
+/// Whether a step of the workspace's chain leads above `anchors_version` (the
+/// workspace's anchors.json), by its file name or by the version its payload
+/// claims. Such a step was left by an interrupted `keys rotate` (or put there by
+/// hand): `policy publish` does not send it and `fleetkit serve` does not store it,
+/// since a server keeps a stored step for good.
+pub fn above_anchors(step: &ChainFile, anchors_version: u64) -> bool {
+    step.version > anchors_version
+        || anchors::claimed_version(&step.envelope).is_ok_and(|(_, v)| v > anchors_version)
 }
 
 /// Accepts a chain of signed anchors documents starting from `trusted`, each step

@@ -206,9 +206,42 @@ impl Server {
         Self::spawn(org, 0, None, &[])
     }
 
+    /// On a given database URL with extra `fleetkit serve` flags, run under
+    /// `prefix` (a command that runs the rest of its line, such as `prlimit
+    /// --nofile=256:256 --`; empty for none). Also returns what the server printed
+    /// on stderr before it said it listens.
+    pub fn start_logged(org: &Org, prefix: &[&str], db_url: &str, args: &[&str]) -> (Self, String) {
+        let log = org
+            .dir
+            .path()
+            .join(format!("serve-{}.stderr", hex::encode(rand_bytes::<4>())));
+        let file = std::fs::File::create(&log).unwrap();
+        let server = Self::spawn_under(org, prefix, 0, Some(db_url), args, Stdio::from(file));
+        let stderr = std::fs::read_to_string(&log).unwrap();
+        (server, stderr)
+    }
+
     fn spawn(org: &Org, port: u16, db_url: Option<&str>, args: &[&str]) -> Self {
+        Self::spawn_under(org, &[], port, db_url, args, Stdio::null())
+    }
+
+    fn spawn_under(
+        org: &Org,
+        prefix: &[&str],
+        port: u16,
+        db_url: Option<&str>,
+        args: &[&str],
+        stderr: Stdio,
+    ) -> Self {
         let listen = format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(BIN);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         cmd.args(["--workspace", &org.ws(), "serve", "--listen", &listen])
             .env_remove("FLEETKIT_DB");
         if let Some(url) = db_url {
@@ -217,7 +250,7 @@ impl Server {
         let mut child = cmd
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start fleetkit serve");
         let stdout = child.stdout.take().unwrap();

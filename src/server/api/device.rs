@@ -4,9 +4,14 @@
 //! fingerprint, which must be the device's current one (DESIGN.md rule 8): a device
 //! removed by an admin, or a certificate superseded by a renewal, is refused at
 //! once, even on a keep-alive connection opened before.
+//!
+//! Enrollment reads its token before it signs anything: an unknown, revoked or
+//! expired token is refused from one read ([`crate::server::store::Store::token_refused_early`]),
+//! and only then is the CSR checked, a certificate signed and the enrollment written
+//! under the store's write lock, where the token is checked again.
 
 use super::checks::check_facts;
-use super::respond::{Answer, internal, read_json, refuse, reply};
+use super::respond::{Answer, Refusal, internal, read_json, refuse, reply};
 use super::{AppState, distribution};
 use crate::clock::{self, rfc3339};
 use crate::pki::{self, IssuedCertificate, MachineTemplate};
@@ -84,6 +89,29 @@ fn enroll_response(
     }
 }
 
+/// The answer to an enrollment whose token cannot be used.
+fn token_refused(reason: TokenRefusal) -> Refusal {
+    let (code, message) = match reason {
+        TokenRefusal::Unknown => (
+            ErrorCode::TokenUnknown,
+            "the enrollment token is not known to this server",
+        ),
+        TokenRefusal::Revoked => (
+            ErrorCode::TokenRevoked,
+            "the enrollment token was revoked; ask IT for a current one",
+        ),
+        TokenRefusal::Expired => (
+            ErrorCode::TokenExpired,
+            "the enrollment token has expired; ask IT for a current one",
+        ),
+        TokenRefusal::Exhausted => (
+            ErrorCode::TokenUsedUp,
+            "the enrollment token has been used as many times as allowed; ask IT for a new one",
+        ),
+    };
+    refuse(StatusCode::UNAUTHORIZED, code, message)
+}
+
 /// `POST /v1/enroll`.
 async fn enroll(State(state): State<Arc<AppState>>, body: Body) -> Response {
     reply(StatusCode::OK, enroll_inner(&state, body).await)
@@ -100,8 +128,20 @@ async fn enroll_inner(state: &AppState, body: Body) -> Answer<EnrollResponse> {
     }
     check_facts(&request.facts)?;
     let now = clock::now();
-    let cert = issue(state, &request.csr_pem, &request.facts.machine_id, now)?;
     let unix_now = now.unix_timestamp();
+    let token_hash = secrets::hash_secret(&request.token);
+    // Before signing anything or taking the write lock: a made-up, revoked or
+    // expired token costs one read, not a signature and a turn at the lock that
+    // check-ins wait on. The transaction below checks everything again.
+    if let Some(reason) = state
+        .store
+        .token_refused_early(&token_hash, &request.facts.machine_id, unix_now)
+        .await
+        .map_err(internal)?
+    {
+        return Err(token_refused(reason));
+    }
+    let cert = issue(state, &request.csr_pem, &request.facts.machine_id, now)?;
     let enrollment = NewEnrollment {
         device: DeviceRow::enrolling(
             &request.facts,
@@ -116,7 +156,7 @@ async fn enroll_inner(state: &AppState, body: Body) -> Answer<EnrollResponse> {
     let outcome = state
         .store
         .enroll(
-            &secrets::hash_secret(&request.token),
+            &token_hash,
             unix_now,
             |token_team| match claimed_team.as_deref() {
                 Some(team) if !team.is_empty() && team != token_team => Err(format!(
@@ -159,27 +199,7 @@ async fn enroll_inner(state: &AppState, body: Body) -> Answer<EnrollResponse> {
             not_after,
             fingerprint,
         )),
-        Err(EnrollRefusal::Token(reason)) => {
-            let (code, message) = match reason {
-                TokenRefusal::Unknown => (
-                    ErrorCode::TokenUnknown,
-                    "the enrollment token is not known to this server",
-                ),
-                TokenRefusal::Revoked => (
-                    ErrorCode::TokenRevoked,
-                    "the enrollment token was revoked; ask IT for a current one",
-                ),
-                TokenRefusal::Expired => (
-                    ErrorCode::TokenExpired,
-                    "the enrollment token has expired; ask IT for a current one",
-                ),
-                TokenRefusal::Exhausted => (
-                    ErrorCode::TokenUsedUp,
-                    "the enrollment token has been used as many times as allowed; ask IT for a new one",
-                ),
-            };
-            Err(refuse(StatusCode::UNAUTHORIZED, code, message))
-        }
+        Err(EnrollRefusal::Token(reason)) => Err(token_refused(reason)),
         Err(EnrollRefusal::Team(message)) => Err(refuse(
             StatusCode::FORBIDDEN,
             ErrorCode::TeamMismatch,

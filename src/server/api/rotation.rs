@@ -20,11 +20,14 @@
 //! verifies it against them (freshly read).
 //!
 //! At start `fleetkit serve` stores the workspace's `rotations/anchors-v*.json` that
-//! the database lacks ([`store_at_start`]): steps above its anchors through the same
-//! check as the PUT, and the history below (which leads *to* its anchors) only when
-//! it is whole, v2 up to them, each step linking to the next (a gap refuses the
-//! start, storing nothing), so that devices installed with older anchors can walk
-//! the chain from their version.
+//! the database lacks ([`store_at_start`]): the history up to its anchors (which
+//! leads *to* them) only when it is whole, v2 up to them, each step linking to the
+//! next (a gap refuses the start, storing nothing), so that devices installed with
+//! older anchors can walk the chain from their version. A step *above* its anchors
+//! is never stored at start, only reported: `keys rotate` writes anchors.json right
+//! after the step, so such a file was left by an interrupted rotation (or put there
+//! by hand), and a stored step is permanent; `keys rotate` finishes it, then
+//! `policy publish` sends it.
 //!
 //! A `PUT` must also be signed by a threshold of the current keys valid *now*
 //! ([`crate::anchors::check_signed_now`]): the step-time rule lets devices walk old
@@ -179,21 +182,12 @@ impl RotationError {
 }
 
 /// Stores `envelope`, a new step handed to the server (`PUT`), if it extends the
-/// server's current anchors and a threshold of their keys valid now signed it;
-/// returns the anchors version it leads to.
+/// server's current anchors and a threshold of their keys valid *now* signed it;
+/// returns the anchors version it leads to. A step made today has no reason to be
+/// dated in the past: the step-time rule exists for devices walking old history,
+/// and without the rule on *now* a leaked key that retired could still have a
+/// backdated step stored.
 pub async fn publish(state: &AppState, envelope: &[u8]) -> Result<u64, RotationError> {
-    publish_step(state, envelope, true).await
-}
-
-/// [`publish`]; `signed_now` adds the rule that a threshold of the current keys
-/// valid *now* signed the step. A step made today has no reason to be dated in the
-/// past: the step-time rule exists for devices walking old history, and without
-/// this rule a leaked key that retired could still have a backdated step stored.
-async fn publish_step(
-    state: &AppState,
-    envelope: &[u8],
-    signed_now: bool,
-) -> Result<u64, RotationError> {
     let current = current_anchors(state, true)
         .await
         .map_err(|r| RotationError::Internal(r.message))?;
@@ -208,9 +202,7 @@ async fn publish_step(
             ))
         };
         let next = anchors::accept_rotation(&current.anchors, envelope, now).map_err(refused)?;
-        if signed_now {
-            anchors::check_signed_now(&current.anchors, envelope, now).map_err(refused)?;
-        }
+        anchors::check_signed_now(&current.anchors, envelope, now).map_err(refused)?;
         store(state, next.version, envelope).await?;
         return Ok(next.version);
     }
@@ -278,26 +270,37 @@ pub enum StartChainError {
     Step(String),
 }
 
+/// What [`store_at_start`] did with the workspace's chain.
+#[derive(Debug, Default)]
+pub struct StartChain {
+    /// Anchors versions whose step was stored now.
+    pub stored: Vec<u64>,
+    /// Steps above the start anchors, left alone: each file's label and the version
+    /// its payload claims.
+    pub skipped: Vec<(String, u64)>,
+}
+
 /// Stores the workspace's chain at start (oldest first, each with a label naming
-/// its file for messages); returns the versions stored.
+/// its file for messages).
 ///
 /// The history below the start anchors cannot be checked from them (it leads *to*
 /// them), and a stored step is permanent. So it is stored only when it is whole:
 /// v2 up to the start version without a gap, each step accepted from the one
 /// before, the last one exactly the workspace's anchors.json; otherwise nothing is
 /// stored. No history at all is fine (devices can follow only from the start
-/// anchors then). Steps above the start anchors go through the same checks as a
-/// `PUT`, except that they may be dated in the past: they come from the workspace,
-/// like the start anchors themselves.
+/// anchors then). Steps above the start anchors are never stored here, only
+/// returned in [`StartChain::skipped`]: the workspace's anchors.json does not
+/// follow them, so they come from an interrupted `keys rotate` (which finishes
+/// them) or from someone's hand; `policy publish` sends them once anchors.json does.
 pub async fn store_at_start(
     state: &AppState,
     chain: &[(String, Vec<u8>)],
-) -> Result<Vec<u64>, StartChainError> {
+) -> Result<StartChain, StartChainError> {
     let step = StartChainError::Step;
     let now = clock::now();
     let base = &state.anchors;
     let mut history: Vec<(&str, u64, &[u8])> = Vec::new();
-    let mut later: Vec<(&str, &[u8])> = Vec::new();
+    let mut skipped = Vec::new();
     for (label, envelope) in chain {
         let (org, version) =
             anchors::claimed_version(envelope).map_err(|e| step(format!("{label}: {e}")))?;
@@ -308,7 +311,7 @@ pub async fn store_at_start(
             )));
         }
         if version > base.version {
-            later.push((label, envelope));
+            skipped.push((label.clone(), version));
         } else {
             history.push((label, version, envelope));
         }
@@ -363,14 +366,10 @@ pub async fn store_at_start(
             Err(e) => return Err(step(format!("{label}: {e}"))),
         }
     }
-    for (label, envelope) in later {
-        match publish_step(state, envelope, false).await {
-            Ok(v) => done.push(v),
-            Err(RotationError::AlreadyPublished(_)) => {}
-            Err(e) => return Err(step(format!("{label}: {e}"))),
-        }
-    }
-    Ok(done)
+    Ok(StartChain {
+        stored: done,
+        skipped,
+    })
 }
 
 /// The gap error for version `missing`, named as a file beside `label`'s.
