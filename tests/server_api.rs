@@ -723,13 +723,7 @@ fn trickling_request_bodies_cannot_hold_the_server() {
     assert!(stalled_for >= std::time::Duration::from_secs(10));
 
     // Their slots are free again: the source may connect once more.
-    let again = (0..50).find_map(|_| {
-        let conn = raw.connect("127.0.0.2", &anonymous);
-        if conn.is_none() {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        conn
-    });
+    let again = raw.connect_when_free("127.0.0.2", &anonymous);
     assert!(
         again.is_some(),
         "the slots of closed connections were not given back"
@@ -850,15 +844,7 @@ fn anonymous_connections_cannot_crowd_out_enrolled_devices() {
 
     // A device connection that closes gives its slot back to the next device.
     devices.pop();
-    let back = (0..50).find_map(|_| {
-        let conn = raw
-            .connect("127.0.0.1", &as_third)
-            .and_then(|mut c| raw.request(&mut c, "GET", "/v1/health", b"").map(|_| c));
-        if conn.is_none() {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        conn
-    });
+    let back = raw.connect_when_free("127.0.0.1", &as_third);
     assert!(
         back.is_some(),
         "a closed device connection's slot was not given back"
@@ -924,15 +910,7 @@ fn a_client_that_never_reads_its_answers_loses_its_connection() {
     assert!(pipelining.is_finished(), "the connection is still open");
     drop(reader);
     // The source's only slot is free again.
-    let back = (0..50).find_map(|_| {
-        let conn = raw
-            .connect("127.0.0.2", &anonymous)
-            .and_then(|mut c| raw.request(&mut c, "GET", "/v1/health", b"").map(|_| c));
-        if conn.is_none() {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        conn
-    });
+    let back = raw.connect_when_free("127.0.0.2", &anonymous);
     assert!(back.is_some(), "the slot was not given back");
 }
 

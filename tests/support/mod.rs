@@ -523,6 +523,24 @@ impl Raw {
         tokio_rustls::TlsConnector::from(Arc::new(config))
     }
 
+    /// Connects from `source` until a connection is admitted and answers a health
+    /// check (up to 5 s: a slot freed by a close comes back asynchronously).
+    pub fn connect_when_free(
+        &self,
+        source: &str,
+        connector: &tokio_rustls::TlsConnector,
+    ) -> Option<RawConn> {
+        (0..50).find_map(|_| {
+            let conn = self
+                .connect(source, connector)
+                .and_then(|mut c| self.request(&mut c, "GET", "/v1/health", b"").map(|_| c));
+            if conn.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            conn
+        })
+    }
+
     /// Connects from `source` and completes the TLS handshake; `None` when the server
     /// closed the connection first.
     pub fn connect(&self, source: &str, connector: &tokio_rustls::TlsConnector) -> Option<RawConn> {
