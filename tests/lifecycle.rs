@@ -351,38 +351,40 @@ fn agent_as_host(
 
 #[test]
 fn renamed_host_keeps_its_identity() {
-    let org = Org::new();
-    let server = Server::start(&org, Db::Sqlite);
-    let token = create_token(&server, &org, "platform", 2, 3600).token;
-    let dir = tempfile::tempdir().unwrap();
-    let d = DeviceRoot::install(&org, dir.path(), "renamed", &server.url(), "");
-    let run = agent_as_host(&d, "alice-laptop", &["register"], Some(&token));
-    assert_eq!(run.code, 0, "{run:?}");
-    let registered = d.status();
-    assert_eq!(inventory(&server, &org)[0].hostname, "alice-laptop");
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 2, 3600).token;
+        let dir = tempfile::tempdir().unwrap();
+        let d = DeviceRoot::install(&org, dir.path(), "renamed", &server.url(), "");
+        let run = agent_as_host(&d, "alice-laptop", &["register"], Some(&token));
+        assert_eq!(run.code, 0, "{run:?}");
+        let registered = d.status();
+        assert_eq!(inventory(&server, &org)[0].hostname, "alice-laptop");
 
-    let run = agent_as_host(&d, "bob-workstation", &["sync"], None);
-    assert_eq!(run.code, 0, "a renamed host still checks in: {run:?}");
-    let inv = inventory(&server, &org);
-    assert_eq!(inv.len(), 1);
-    assert_eq!(inv[0].hostname, "bob-workstation", "the inventory follows");
-    assert_eq!(
-        inv[0].machine_id,
-        registered["machine_id"].as_str().unwrap()
-    );
+        let run = agent_as_host(&d, "bob-workstation", &["sync"], None);
+        assert_eq!(run.code, 0, "a renamed host still checks in: {run:?}");
+        let inv = inventory(&server, &org);
+        assert_eq!(inv.len(), 1);
+        assert_eq!(inv[0].hostname, "bob-workstation", "the inventory follows");
+        assert_eq!(
+            inv[0].machine_id,
+            registered["machine_id"].as_str().unwrap()
+        );
 
-    // register --force under the new name: the same machine, the same row.
-    let run = agent_as_host(
-        &d,
-        "bob-workstation",
-        &["register", "--force"],
-        Some(&token),
-    );
-    assert_eq!(run.code, 0, "{run:?}");
-    let inv = inventory(&server, &org);
-    assert_eq!(inv.len(), 1, "{inv:#?}");
-    assert_eq!(inv[0].device_id, registered["device_id"].as_str().unwrap());
-    assert_eq!(d.status()["machine_id"], registered["machine_id"]);
+        // register --force under the new name: the same machine, the same row.
+        let run = agent_as_host(
+            &d,
+            "bob-workstation",
+            &["register", "--force"],
+            Some(&token),
+        );
+        assert_eq!(run.code, 0, "{run:?}");
+        let inv = inventory(&server, &org);
+        assert_eq!(inv.len(), 1, "{inv:#?}");
+        assert_eq!(inv[0].device_id, registered["device_id"].as_str().unwrap());
+        assert_eq!(d.status()["machine_id"], registered["machine_id"]);
+    });
 }
 
 #[test]
@@ -611,33 +613,35 @@ fn instances_starting_together_on_postgres_all_start() {
 
 #[test]
 fn force_register_after_a_lost_renewal_answer_proves_the_renewed_key() {
-    let org = Org::new();
-    let server = Server::start(&org, Db::Sqlite);
-    let token = create_token(&server, &org, "platform", 2, 3600).token;
-    let dir = tempfile::tempdir().unwrap();
-    let d = DeviceRoot::install(&org, dir.path(), "forced", &server.url(), "");
-    assert_eq!(d.register(&token).code, 0);
-    let status = d.status();
-    let machine_id = status["machine_id"].as_str().unwrap().to_string();
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 2, 3600).token;
+        let dir = tempfile::tempdir().unwrap();
+        let d = DeviceRoot::install(&org, dir.path(), "forced", &server.url(), "");
+        assert_eq!(d.register(&token).code, 0);
+        let status = d.status();
+        let machine_id = status["machine_id"].as_str().unwrap().to_string();
 
-    // The server recorded a renewal to the agent's kept renewal key; the answer
-    // was lost.
-    lose_a_renewal_answer(&org, &server, &d, &machine_id);
+        // The server recorded a renewal to the agent's kept renewal key; the answer
+        // was lost.
+        lose_a_renewal_answer(&org, &server, &d, &machine_id);
 
-    // `register --force` (e.g. after the certificate expired) proves the key the
-    // server holds now, and the device keeps its row.
-    let run = d.agent(
-        &["register", "--force"],
-        &[("FLEETKIT_ENROLL_TOKEN", &token)],
-    );
-    assert_eq!(run.code, 0, "{run:?}");
-    let inv = inventory(&server, &org);
-    assert_eq!(inv.len(), 1);
-    assert_eq!(inv[0].device_id, status["device_id"].as_str().unwrap());
-    assert_eq!(
-        inv[0].certificate_fingerprint,
-        d.status()["certificate_fingerprint"].as_str().unwrap()
-    );
-    assert!(!d.data("renewing-key.pem").exists());
-    assert_eq!(d.agent(&["sync"], &[]).code, 0);
+        // `register --force` (e.g. after the certificate expired) proves the key the
+        // server holds now, and the device keeps its row.
+        let run = d.agent(
+            &["register", "--force"],
+            &[("FLEETKIT_ENROLL_TOKEN", &token)],
+        );
+        assert_eq!(run.code, 0, "{run:?}");
+        let inv = inventory(&server, &org);
+        assert_eq!(inv.len(), 1);
+        assert_eq!(inv[0].device_id, status["device_id"].as_str().unwrap());
+        assert_eq!(
+            inv[0].certificate_fingerprint,
+            d.status()["certificate_fingerprint"].as_str().unwrap()
+        );
+        assert!(!d.data("renewing-key.pem").exists());
+        assert_eq!(d.agent(&["sync"], &[]).code, 0);
+    });
 }
