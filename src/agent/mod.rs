@@ -129,6 +129,12 @@ impl AgentError {
             } => {
                 "the server no longer knows this device: `fleetkit agent register --force` with a fresh token".into()
             }
+            Self::Refused {
+                code: ErrorCode::BadPolicyVersion,
+                ..
+            } => {
+                "the device holds a newer policy than the server publishes (it came with the installer): IT publishes it with `fleetkit policy publish`".into()
+            }
             Self::CertificateExpired { .. } => "the device was offline past its certificate's lifetime: `fleetkit agent register --force` with a fresh enrollment token".into(),
             Self::BundleRejected(_) => "IT must publish a bundle signed by the org's keys; nothing was changed on this device".into(),
             Self::RotationRefused { .. } => "IT must publish rotations signed by the org's keys (`fleetkit policy publish` sends the workspace's rotations/); nothing was changed on this device".into(),
