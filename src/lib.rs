@@ -24,6 +24,7 @@ pub mod agent;
 pub mod anchors;
 pub mod build;
 pub mod bundle;
+pub mod client;
 pub mod clock;
 pub mod diag;
 pub mod formats;

@@ -57,6 +57,17 @@ pub struct DeviceFacts {
     pub compliance_zone: Option<String>,
 }
 
+/// Machine ids name certificates and rows: a short, plain alphabet (1–128 of
+/// `A-Z a-z 0-9 . _ -`, starting with a letter or digit). The agent makes them so
+/// and the server refuses anything else.
+pub fn is_valid_machine_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// `POST /v1/enroll`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

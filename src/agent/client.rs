@@ -9,9 +9,9 @@
 
 use super::identity::{Identity, pem_certificates};
 use crate::bundle::MAX_BUNDLE_BYTES;
+pub use crate::client::ClientError;
+use crate::client::{location, redirect_refusal, refusal};
 use crate::protocol::*;
-pub use crate::server::admin_client::ClientError;
-use crate::server::admin_client::{location, redirect_refusal, refusal};
 use std::sync::Arc;
 use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};

@@ -220,7 +220,7 @@ mod tests {
             a,
             machine_id(&paths, "globex", "Alice's MacBook.local").unwrap()
         );
-        assert!(crate::server::api::is_valid_machine_id(&a));
+        assert!(crate::protocol::is_valid_machine_id(&a));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Input checks shared by the endpoints: device facts, free text, machine ids.
 
 use super::respond::{Answer, refuse};
-use crate::protocol::{DeviceFacts, ErrorCode};
+use crate::protocol::{DeviceFacts, ErrorCode, is_valid_machine_id};
 use axum::http::StatusCode;
 
 /// Longest string accepted in any device fact.
@@ -21,15 +21,6 @@ pub fn check_text(field: &str, value: &str, required: bool) -> Result<(), String
         return Err(format!("`{field}` contains control characters"));
     }
     Ok(())
-}
-
-/// Machine ids name certificates and rows: a short, plain alphabet.
-pub fn is_valid_machine_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 pub fn check_facts(f: &DeviceFacts) -> Answer<()> {

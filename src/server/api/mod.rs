@@ -18,7 +18,6 @@ pub mod distribution;
 pub mod respond;
 pub mod rotation;
 
-pub use checks::is_valid_machine_id;
 pub use distribution::{BundleCache, PublishError, bundle_etag, publish};
 
 use crate::anchors::TrustAnchors;
