@@ -99,14 +99,7 @@ fn rotation_reaches_devices_after_the_old_key_retired() {
         assert_eq!((status, code.as_str()), (422, "bundle_refused"));
         // ...then `policy publish` sends the rotation, then the bundle, to the same
         // process.
-        let out = fleetkit(&[
-            "--workspace",
-            &org.ws(),
-            "policy",
-            "publish",
-            "--server",
-            &server.url(),
-        ]);
+        let out = publish_ok(&org, &server);
         assert!(out.contains("key rotation: anchors v2"), "{out}");
         assert!(out.contains("published policy bundle v2"), "{out}");
         // Publishing again: the rotation is skipped as already there, and the bundle
@@ -405,14 +398,7 @@ fn publish_after_rotate_without_resign_fails_and_says_to_sign() {
 
     // Doing what it says: a device installed after the old key retired syncs.
     org.sign_next();
-    let out = fleetkit(&[
-        "--workspace",
-        &org.ws(),
-        "policy",
-        "publish",
-        "--server",
-        &server.url(),
-    ]);
+    let out = publish_ok(&org, &server);
     assert!(out.contains("published policy bundle v2"), "{out}");
     let retired_at = anchors_of(&org.path().join("anchors.json"))
         .key(&old_key)
@@ -519,6 +505,25 @@ fn serve_refuses_a_rotation_history_with_a_gap() {
 }
 
 /// Runs the fleetkit binary, success or not: (exit status, stdout, stderr).
+/// `fleetkit policy publish` of the workspace to `server`: success, stdout, stderr.
+fn publish(org: &Org, server: &Server) -> (bool, String, String) {
+    run(&[
+        "--workspace",
+        &org.ws(),
+        "policy",
+        "publish",
+        "--server",
+        &server.url(),
+    ])
+}
+
+/// [`publish`], which must succeed; its stdout.
+fn publish_ok(org: &Org, server: &Server) -> String {
+    let (ok, stdout, stderr) = publish(org, server);
+    assert!(ok, "policy publish: {stdout}{stderr}");
+    stdout
+}
+
 fn run(args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(BIN).args(args).output().unwrap();
     (
@@ -567,14 +572,7 @@ fn crash_inside_keys_rotate_strands_the_workspace() {
 
     // `policy publish` sends a new bundle (the v1 key is still current), not the step.
     org.sign_next();
-    let (ok, stdout, stderr) = run(&[
-        "--workspace",
-        &ws,
-        "policy",
-        "publish",
-        "--server",
-        &server.url(),
-    ]);
+    let (ok, stdout, stderr) = publish(&org, &server);
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains("published policy bundle v2"), "{stdout}");
     assert!(!stdout.contains("key rotation"), "{stdout}");
@@ -652,14 +650,7 @@ fn crash_inside_keys_rotate_strands_the_workspace() {
 
     // And it reaches the server as the one v2.
     org.sign_next();
-    let (ok, stdout, stderr) = run(&[
-        "--workspace",
-        &ws,
-        "policy",
-        "publish",
-        "--server",
-        &server.url(),
-    ]);
+    let (ok, stdout, stderr) = publish(&org, &server);
     assert!(ok, "{stdout}{stderr}");
     assert!(
         stdout.contains("published key rotation: anchors v2"),

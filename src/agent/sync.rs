@@ -1,10 +1,11 @@
 //! `fleetkit agent sync` and `fleetkit agent renew`.
 //!
 //! Sync: finish a pending registration; renew the machine certificate once
-//! `renew_at_percent` of its lifetime has passed; check in (facts, policy version);
-//! follow the org's key rotation chain when the server's reaches further than the
-//! installed anchors (see [`super::rotation`]); pull the bundle with `If-None-Match`; verify it (DESIGN.md rule 2) and swap the
-//! exact bytes in atomically. Any failure keeps the policy in force, records why in
+//! `renew_at_percent` of its lifetime has passed (or finish a renewal whose answer
+//! was lost); check in (facts, policy version); follow the org's key rotation chain
+//! when the server's reaches further than the anchors in force (see
+//! [`super::rotation`]); pull the bundle with `If-None-Match`; verify it (DESIGN.md
+//! rule 2) and swap the exact bytes in atomically. Any failure keeps the policy in force, records why in
 //! the state and the manifest, and is returned as an error (non-zero exit). When the
 //! server cannot be reached, the offline mode decides what stays in force.
 

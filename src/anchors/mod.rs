@@ -585,21 +585,9 @@ pub fn accept_rotation(
     envelope_bytes: &[u8],
     now: OffsetDateTime,
 ) -> Result<TrustAnchors> {
-    if envelope_bytes.len() > MAX_ANCHORS_BYTES {
-        return Err(AnchorsError::TooLarge {
-            size: envelope_bytes.len(),
-            max: MAX_ANCHORS_BYTES,
-        });
-    }
     // Threshold 0 in the trusted document would let anything through.
     trusted.validate()?;
-    let decoded = Envelope::from_json(envelope_bytes)?.decode()?;
-    if decoded.payload_type != ANCHORS_PAYLOAD_TYPE {
-        return Err(AnchorsError::WrongPayloadType {
-            found: decoded.payload_type,
-            expected: ANCHORS_PAYLOAD_TYPE.into(),
-        });
-    }
+    let decoded = decode_rotation(envelope_bytes)?;
     // The payload is parsed (not believed) first: the step time is in it. Nothing
     // of it counts before the trusted keys' signatures over these bytes are checked.
     let next: TrustAnchors = serde_json::from_slice(&decoded.payload)
@@ -690,13 +678,7 @@ pub fn check_signed_now(
     envelope_bytes: &[u8],
     now: OffsetDateTime,
 ) -> Result<()> {
-    if envelope_bytes.len() > MAX_ANCHORS_BYTES {
-        return Err(AnchorsError::TooLarge {
-            size: envelope_bytes.len(),
-            max: MAX_ANCHORS_BYTES,
-        });
-    }
-    let decoded = Envelope::from_json(envelope_bytes)?.decode()?;
+    let decoded = decode_rotation(envelope_bytes)?;
     let tally = decoded.tally(|keyid| trusted.key_lookup(keyid, now));
     if tally.valid.len() < trusted.threshold as usize {
         return Err(AnchorsError::NotSignedNow {
@@ -755,10 +737,9 @@ pub fn accept_chain(
     Ok(current)
 }
 
-/// What a rotation envelope claims, read without checking any signature: its
-/// payload's org and version. For naming a step in messages and for keeping a
-/// server's table in order; never a reason to trust it.
-pub fn claimed_version(envelope_bytes: &[u8]) -> Result<(String, u64)> {
+/// A rotation envelope decoded, within the size cap and of the anchors payload
+/// type; nothing of it is believed yet.
+fn decode_rotation(envelope_bytes: &[u8]) -> Result<crate::bundle::dsse::Decoded> {
     if envelope_bytes.len() > MAX_ANCHORS_BYTES {
         return Err(AnchorsError::TooLarge {
             size: envelope_bytes.len(),
@@ -772,6 +753,23 @@ pub fn claimed_version(envelope_bytes: &[u8]) -> Result<(String, u64)> {
             expected: ANCHORS_PAYLOAD_TYPE.into(),
         });
     }
+    Ok(decoded)
+}
+
+/// The anchors document a rotation envelope holds, parsed but neither verified nor
+/// validated: for a holder of the chain's history who checks each step from the
+/// one before (see the server's start), never a reason to trust it.
+pub fn unverified_anchors(envelope_bytes: &[u8]) -> Result<TrustAnchors> {
+    let decoded = decode_rotation(envelope_bytes)?;
+    serde_json::from_slice(&decoded.payload)
+        .map_err(|e| AnchorsError::MalformedPayload(e.to_string()))
+}
+
+/// What a rotation envelope claims, read without checking any signature: its
+/// payload's org and version. For naming a step in messages and for keeping a
+/// server's table in order; never a reason to trust it.
+pub fn claimed_version(envelope_bytes: &[u8]) -> Result<(String, u64)> {
+    let decoded = decode_rotation(envelope_bytes)?;
     #[derive(Deserialize)]
     struct Claim {
         org: String,

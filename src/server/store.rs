@@ -66,6 +66,21 @@ pub struct TokenRow {
     pub replace_existing: bool,
 }
 
+impl TokenRow {
+    /// Why this token cannot be used at `now`, if it cannot.
+    pub fn refusal(&self, now: i64) -> Option<TokenRefusal> {
+        if self.revoked_at.is_some() {
+            Some(TokenRefusal::Revoked)
+        } else if self.expires_at <= now {
+            Some(TokenRefusal::Expired)
+        } else if self.uses >= self.max_uses {
+            Some(TokenRefusal::Exhausted)
+        } else {
+            None
+        }
+    }
+}
+
 /// Why a token could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRefusal {
@@ -181,6 +196,14 @@ pub fn rfc3339_of(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t)
         .map(crate::clock::rfc3339)
         .unwrap_or_default()
+}
+
+/// A recorded renewal: the device and the key and PEM of the certificate it got.
+#[derive(Debug, Clone)]
+pub struct Renewal {
+    pub device: DeviceRow,
+    pub key_fingerprint: String,
+    pub pem: String,
 }
 
 /// A certificate issued to a device, as stored.
@@ -778,10 +801,11 @@ impl Store {
     }
 
     /// The renewal that superseded the certificate with this fingerprint, if it is
-    /// the device's previous one: its current certificate's key fingerprint, PEM
-    /// and expiry, so that a repeated renewal (its answer was lost) can be answered
-    /// again. Authenticates nothing by itself.
-    pub async fn renewal_of(&self, previous: &str) -> Result<Option<(DeviceRow, IssuedCert)>> {
+    /// the device's previous one: the device (its current certificate's fingerprint
+    /// and expiry) with that certificate's key fingerprint and PEM, so that a
+    /// repeated renewal (its answer was lost) can be answered again. Authenticates
+    /// nothing by itself.
+    pub async fn renewal_of(&self, previous: &str) -> Result<Option<Renewal>> {
         let row = sqlx::query(&format!(
             "SELECT {DEVICE_COLUMNS}, cert_key_fingerprint, cert_pem FROM devices
              WHERE prev_cert_fingerprint = $1 AND prev_cert_fingerprint <> ''"
@@ -789,19 +813,14 @@ impl Store {
         .bind(previous.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let device = device_row(&row)?;
-        let cert = IssuedCert {
-            fingerprint: device.cert_fingerprint.clone(),
-            key_fingerprint: row.try_get(19)?,
-            serial: String::new(),
-            not_before: 0,
-            not_after: device.cert_not_after,
-            pem: row.try_get(20)?,
-        };
-        Ok(Some((device, cert)))
+        row.map(|row| {
+            Ok(Renewal {
+                device: device_row(&row)?,
+                key_fingerprint: row.try_get(19)?,
+                pem: row.try_get(20)?,
+            })
+        })
+        .transpose()
     }
 
     /// The enrolled device whose *current* certificate has this fingerprint. A
@@ -973,22 +992,22 @@ impl Store {
         machine_id: &str,
         now: i64,
     ) -> Result<Option<TokenRefusal>> {
-        let row = sqlx::query("SELECT id, revoked_at, expires_at FROM tokens WHERE hash = $1")
-            .bind(token_hash.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
+        ))
+        .bind(token_hash.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(token) = row.as_ref().map(token_row).transpose()? else {
             return Ok(Some(TokenRefusal::Unknown));
         };
-        let id: String = row.try_get(0)?;
-        let revoked: Option<i64> = row.try_get(1)?;
-        let expires_at: i64 = row.try_get(2)?;
-        if revoked.is_some() {
-            return Ok(Some(TokenRefusal::Revoked));
+        // A used-up token is the transaction's to judge (a repeat spends no use).
+        match token.refusal(now) {
+            Some(TokenRefusal::Revoked) => return Ok(Some(TokenRefusal::Revoked)),
+            Some(TokenRefusal::Expired) => {}
+            _ => return Ok(None),
         }
-        if expires_at > now {
-            return Ok(None);
-        }
+        let id = token.id;
         let maybe_repeat = sqlx::query(
             "SELECT 1 FROM devices WHERE machine_id = $1 AND token_id = $2 AND cert_not_after > $3",
         )
@@ -1027,27 +1046,16 @@ async fn token_refusal(
     token_hash: &str,
     now: i64,
 ) -> Result<TokenRefusal> {
-    let row =
-        sqlx::query("SELECT revoked_at, expires_at, uses, max_uses FROM tokens WHERE hash = $1")
-            .bind(token_hash.to_string())
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some(row) = row else {
-        return Ok(TokenRefusal::Unknown);
-    };
-    let revoked: Option<i64> = row.try_get(0)?;
-    let expires_at: i64 = row.try_get(1)?;
-    let uses: i64 = row.try_get(2)?;
-    let max_uses: i64 = row.try_get(3)?;
-    Ok(if revoked.is_some() {
-        TokenRefusal::Revoked
-    } else if expires_at <= now {
-        TokenRefusal::Expired
-    } else if uses >= max_uses {
-        TokenRefusal::Exhausted
-    } else {
-        // Raced with a revocation or the last use: report it as used up.
-        TokenRefusal::Exhausted
+    let row = sqlx::query(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
+    ))
+    .bind(token_hash.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row.as_ref().map(token_row).transpose()? {
+        None => TokenRefusal::Unknown,
+        // None: raced with a revocation or the last use; report it as used up.
+        Some(token) => token.refusal(now).unwrap_or(TokenRefusal::Exhausted),
     })
 }
 

@@ -10,12 +10,12 @@ use crate::clock;
 use crate::protocol::*;
 use crate::server::secrets::{self, ADMIN_PREFIX, TOKEN_PREFIX};
 use crate::server::store::{DeviceFilter, TokenRow, rfc3339_of};
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -131,13 +131,13 @@ async fn create_token(
 
 /// `GET /v1/admin/tokens`.
 async fn list_tokens(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = check_admin(&state, &headers) {
-        return refusal.into_response();
+    let result: Answer<Vec<TokenInfo>> = async {
+        check_admin(&state, &headers)?;
+        let rows = state.store.list_tokens().await.map_err(internal)?;
+        Ok(rows.into_iter().map(token_info).collect())
     }
-    match state.store.list_tokens().await {
-        Ok(rows) => Json(rows.into_iter().map(token_info).collect::<Vec<_>>()).into_response(),
-        Err(e) => internal(e).into_response(),
-    }
+    .await;
+    reply(StatusCode::OK, result)
 }
 
 /// `POST /v1/admin/tokens/{id}/revoke`.
@@ -146,23 +146,24 @@ async fn revoke_token(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(refusal) = check_admin(&state, &headers) {
-        return refusal.into_response();
+    let result: Answer<TokenInfo> = async {
+        check_admin(&state, &headers)?;
+        let row = state
+            .store
+            .revoke_token(&id, clock::now().unix_timestamp())
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NoSuchToken,
+                    format!("there is no token with id {id:?}; `fleetkit token list` shows them"),
+                )
+            })?;
+        Ok(token_info(row))
     }
-    match state
-        .store
-        .revoke_token(&id, clock::now().unix_timestamp())
-        .await
-    {
-        Ok(Some(row)) => Json(token_info(row)).into_response(),
-        Ok(None) => refuse(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NoSuchToken,
-            format!("there is no token with id {id:?}; `fleetkit token list` shows them"),
-        )
-        .into_response(),
-        Err(e) => internal(e).into_response(),
-    }
+    .await;
+    reply(StatusCode::OK, result)
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,30 +179,27 @@ async fn list_devices(
     headers: HeaderMap,
     query: Result<Query<DeviceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(refusal) = check_admin(&state, &headers) {
-        return refusal.into_response();
+    let result: Answer<Vec<DeviceRecord>> = async {
+        check_admin(&state, &headers)?;
+        let Ok(Query(query)) = query else {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "query parameters are `team` and `stale_secs` (a number of seconds)",
+            ));
+        };
+        let now = clock::now().unix_timestamp();
+        let filter = DeviceFilter {
+            team: query.team,
+            not_seen_since: query
+                .stale_secs
+                .map(|s| now.saturating_sub(s.min(i64::MAX as u64) as i64)),
+        };
+        let rows = state.store.list_devices(&filter).await.map_err(internal)?;
+        Ok(rows.into_iter().map(DeviceRecord::from).collect())
     }
-    let Ok(Query(query)) = query else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "query parameters are `team` and `stale_secs` (a number of seconds)",
-        )
-        .into_response();
-    };
-    let now = clock::now().unix_timestamp();
-    let filter = DeviceFilter {
-        team: query.team,
-        not_seen_since: query
-            .stale_secs
-            .map(|s| now.saturating_sub(s.min(i64::MAX as u64) as i64)),
-    };
-    match state.store.list_devices(&filter).await {
-        Ok(rows) => {
-            Json(rows.into_iter().map(DeviceRecord::from).collect::<Vec<_>>()).into_response()
-        }
-        Err(e) => internal(e).into_response(),
-    }
+    .await;
+    reply(StatusCode::OK, result)
 }
 
 /// `DELETE /v1/admin/devices/{id}`: the device leaves the inventory and its
@@ -212,19 +210,26 @@ async fn remove_device(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(refusal) = check_admin(&state, &headers) {
-        return refusal.into_response();
+    let result: Answer<DeviceRecord> = async {
+        check_admin(&state, &headers)?;
+        let row = state
+            .store
+            .remove_device(&id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NoSuchDevice,
+                    format!(
+                        "there is no device with id {id:?}; `fleetkit devices list` shows them"
+                    ),
+                )
+            })?;
+        Ok(DeviceRecord::from(row))
     }
-    match state.store.remove_device(&id).await {
-        Ok(Some(row)) => Json(DeviceRecord::from(row)).into_response(),
-        Ok(None) => refuse(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NoSuchDevice,
-            format!("there is no device with id {id:?}; `fleetkit devices list` shows them"),
-        )
-        .into_response(),
-        Err(e) => internal(e).into_response(),
-    }
+    .await;
+    reply(StatusCode::OK, result)
 }
 
 /// `PUT /v1/admin/bundle`.

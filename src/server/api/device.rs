@@ -304,23 +304,24 @@ async fn repeated_renewal(
     let Some(previous) = peer.and_then(|p| p.certificate_fingerprint.as_deref()) else {
         return Ok(None);
     };
-    let Some((device, current)) = state.store.renewal_of(previous).await.map_err(internal)? else {
+    let Some(renewal) = state.store.renewal_of(previous).await.map_err(internal)? else {
         return Ok(None);
     };
     let request: RenewRequest = read_json(body).await?;
     let csr = pki::check_csr_pem(&request.csr_pem)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, ErrorCode::BadCsr, e.to_string()))?;
-    if current.key_fingerprint.is_empty() || csr.key_fingerprint() != current.key_fingerprint {
+    if renewal.key_fingerprint.is_empty() || csr.key_fingerprint() != renewal.key_fingerprint {
         return Ok(None);
     }
+    let device = renewal.device;
     Ok(Some(enroll_response(
         state,
         device.device_id,
         device.machine_id,
         device.team,
-        &current.pem,
-        current.not_after,
-        current.fingerprint,
+        &renewal.pem,
+        device.cert_not_after,
+        device.cert_fingerprint,
     )))
 }
 

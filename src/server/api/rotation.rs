@@ -207,24 +207,38 @@ pub async fn publish(state: &AppState, envelope: &[u8]) -> Result<u64, RotationE
         return Ok(next.version);
     }
     // At or below the anchors in force: only a repeat of a stored step.
-    match stored(state, version).await? {
-        Some(body) if body == envelope => Err(RotationError::AlreadyPublished(version)),
-        Some(_) => Err(RotationError::Refused(format!(
-            "the server holds another rotation v{version}; a chain has one step per version"
-        ))),
-        None => Err(RotationError::Refused(format!(
-            "anchors v{version} is not above the server's anchors v{}; older steps are stored from the workspace's rotations/ when `fleetkit serve` starts",
-            current.anchors.version
-        ))),
-    }
+    Err(already_stored(state, version, envelope)
+        .await?
+        .unwrap_or_else(|| {
+            RotationError::Refused(format!(
+                "anchors v{version} is not above the server's anchors v{}; older steps are stored from the workspace's rotations/ when `fleetkit serve` starts",
+                current.anchors.version
+            ))
+        }))
 }
 
-async fn stored(state: &AppState, version: u64) -> Result<Option<Vec<u8>>, RotationError> {
-    state
+/// What the step stored under `version` makes of `envelope`: a repeat (the same
+/// bytes), a conflict (another step: a chain has one per version), or nothing
+/// stored there (`None`).
+async fn already_stored(
+    state: &AppState,
+    version: u64,
+    envelope: &[u8],
+) -> Result<Option<RotationError>, RotationError> {
+    let stored = state
         .store
         .rotation(version.min(i64::MAX as u64) as i64)
         .await
-        .map_err(|e| RotationError::Internal(e.to_string()))
+        .map_err(|e| RotationError::Internal(e.to_string()))?;
+    Ok(stored.map(|body| {
+        if body == envelope {
+            RotationError::AlreadyPublished(version)
+        } else {
+            RotationError::Refused(format!(
+                "the server holds another rotation v{version}; a chain has one step per version"
+            ))
+        }
+    }))
 }
 
 /// Inserts a checked step; a step already there under the same version is a
@@ -240,12 +254,14 @@ async fn store(state: &AppState, version: u64, envelope: &[u8]) -> Result<(), Ro
         .await
         .map_err(|e| RotationError::Internal(e.to_string()))?;
     if !inserted {
-        return match stored(state, version).await? {
-            Some(body) if body == envelope => Err(RotationError::AlreadyPublished(version)),
-            _ => Err(RotationError::Refused(format!(
-                "the server holds another rotation v{version}; a chain has one step per version"
-            ))),
-        };
+        // Lost a race with another instance storing this version.
+        return Err(already_stored(state, version, envelope)
+            .await?
+            .unwrap_or_else(|| {
+                RotationError::Refused(format!(
+                    "the server holds another rotation v{version}; a chain has one step per version"
+                ))
+            }));
     }
     // Everyone on this instance sees the new anchors at once.
     if let Ok(mut guard) = state.anchors_cache.inner.write() {
@@ -334,7 +350,8 @@ pub async fn store_at_start(
         if *version > expected {
             return Err(missing(label, expected, base.version));
         }
-        let doc = payload_anchors(envelope).map_err(|e| step(format!("{label}: {e}")))?;
+        let doc =
+            anchors::unverified_anchors(envelope).map_err(|e| step(format!("{label}: {e}")))?;
         if let Some(pdoc) = &previous {
             anchors::accept_rotation(pdoc, envelope, now).map_err(|e| {
                 step(format!(
@@ -384,35 +401,24 @@ fn missing(label: &str, missing: u64, start: u64) -> StartChainError {
     }
 }
 
-/// The anchors document inside a rotation envelope, not verified.
-fn payload_anchors(envelope: &[u8]) -> Result<TrustAnchors, anchors::AnchorsError> {
-    let decoded = crate::bundle::dsse::Envelope::from_json(envelope)?.decode()?;
-    serde_json::from_slice(&decoded.payload)
-        .map_err(|e| anchors::AnchorsError::MalformedPayload(e.to_string()))
-}
-
 /// `PUT /v1/admin/rotations`.
 pub async fn publish_rotation(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(refusal) = super::admin::check_admin(&state, &headers) {
-        return refusal.into_response();
+    let result: Answer<RotationPublished> = async {
+        super::admin::check_admin(&state, &headers)?;
+        let body = read_body(body, MAX_ANCHORS_BYTES).await?;
+        let version = publish(&state, &body)
+            .await
+            .map_err(RotationError::into_refusal)?;
+        Ok(RotationPublished {
+            anchors_version: version,
+        })
     }
-    let body = match read_body(body, MAX_ANCHORS_BYTES).await {
-        Ok(body) => body,
-        Err(refusal) => return refusal.into_response(),
-    };
-    match publish(&state, &body).await {
-        Ok(version) => reply(
-            StatusCode::CREATED,
-            Ok(RotationPublished {
-                anchors_version: version,
-            }),
-        ),
-        Err(e) => e.into_refusal().into_response(),
-    }
+    .await;
+    reply(StatusCode::CREATED, result)
 }
 
 #[derive(Debug, Deserialize)]
