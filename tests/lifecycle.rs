@@ -645,3 +645,38 @@ fn force_register_after_a_lost_renewal_answer_proves_the_renewed_key() {
         assert_eq!(d.agent(&["sync"], &[]).code, 0);
     });
 }
+
+#[test]
+fn a_removed_machine_id_can_be_enrolled_again_and_nothing_of_the_old_device_works() {
+    each_db(|db| {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let token = create_token(&server, &org, "platform", 3, 3600);
+        let mut old = Device::new("m-reused", None);
+        let first: EnrollResponse = enroll(&server, &org, &mut old, &token.token).json();
+        server.admin(&org).remove_device(&first.device_id).unwrap();
+
+        // The machine comes back (re-imaged: a new key): no replace token needed.
+        let mut again = Device::new("m-reused", None);
+        let a = enroll(&server, &org, &mut again, &token.token);
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let second: EnrollResponse = a.json();
+        assert_ne!(second.device_id, first.device_id, "a new inventory row");
+        let inv = inventory(&server, &org);
+        assert_eq!(inv.len(), 1);
+        assert_eq!(inv[0].device_id, second.device_id);
+
+        // The removed device's certificate stays dead, and its old enrollment
+        // repeated (same token, old key) cannot take the machine id back.
+        let url = format!("{}/v1/bundle", server.url());
+        let a = answer(client(&org, Some(&old)).get(&url).call());
+        assert_eq!((a.status, a.code().as_str()), (403, "unknown_certificate"));
+        let a = enroll(&server, &org, &mut old, &token.token);
+        assert_eq!((a.status, a.code().as_str()), (409, "device_exists"));
+        assert_eq!(
+            answer(client(&org, Some(&again)).get(&url).call()).status,
+            200
+        );
+        assert_eq!(server.admin(&org).list_tokens().unwrap()[0].uses, 2);
+    });
+}
