@@ -22,18 +22,23 @@
 
 pub mod agent;
 pub mod anchors;
+#[cfg(feature = "admin")]
 pub mod build;
 pub mod bundle;
 pub mod client;
 pub mod clock;
 pub mod diag;
+#[cfg(feature = "admin")]
 pub mod formats;
 pub mod fsutil;
+#[cfg(feature = "admin")]
 pub mod fuzzing;
 pub mod pki;
 pub mod policy;
 pub mod protocol;
+#[cfg(feature = "admin")]
 pub mod server;
+#[cfg(feature = "admin")]
 pub mod targets;
 pub mod workspace;
 pub mod yaml;

@@ -217,7 +217,8 @@ impl DeviceClient {
     }
 }
 
-#[cfg(test)]
+// The test listener borrows the server's TLS set-up, which only the admin build has.
+#[cfg(all(test, feature = "admin"))]
 mod tests {
     use super::*;
     use std::io::{Read, Write};

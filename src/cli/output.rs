@@ -18,6 +18,8 @@ pub fn note(line: impl AsRef<str>) {
 }
 
 /// How a command failed, which decides the message and the exit code.
+// The lean agent (no `admin` feature) reports no located findings of its own.
+#[cfg_attr(not(feature = "admin"), allow(dead_code))]
 #[derive(Debug)]
 pub enum Failure {
     /// Located findings in a user's file (exit 1).
@@ -83,6 +85,7 @@ impl Failure {
 }
 
 /// Any library error whose Display already says what went wrong.
+#[cfg(feature = "admin")]
 pub fn fail(e: impl std::fmt::Display, help: &str) -> Failure {
     Failure::invalid(e.to_string(), help)
 }

@@ -14,6 +14,7 @@
 //! Private key material never appears in `Debug`, `Display` or an error message.
 
 mod ca;
+#[cfg(feature = "admin")]
 pub mod installer;
 mod key;
 mod machine;

@@ -13,10 +13,15 @@
 //! ```
 
 pub mod config;
+#[cfg(feature = "admin")]
 pub mod init;
+#[cfg(feature = "admin")]
 pub mod rotate;
+#[cfg(feature = "admin")]
 pub mod sign;
+#[cfg(feature = "admin")]
 pub mod state;
+#[cfg(feature = "admin")]
 pub mod verify;
 
 use crate::diag::Diagnostics;
