@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Builds the lean device agent (`cargo build --no-default-features`: `fleetkit agent …`
+# only) for every platform the artefacts ship, on one Linux machine:
+#
+#   scripts/build-agents.sh [PLATFORM…]     (default: all of them)
+#
+#   linux-x86_64  linux-arm64  windows-x86_64  darwin-arm64  darwin-x86_64
+#
+# into target/agents/fleetkit-<platform>[.exe]. Copy that folder into a workspace as
+# `agents/` and `fleetkit build --target all` finds every agent without a flag.
+#
+# One compiler for every platform: Debian's rustc-web (with std rebuilt from
+# rust-web-src by -Zbuild-std, because no prebuilt std for these targets can be
+# downloaded here), linked by zig (Linux, macOS) or mingw-w64 (Windows). Installs what
+# is missing, idempotently, like scripts/test.sh. Windows arm64 is not offered: no
+# linker here targets it (see README, "Agents for every platform").
+#
+# Reproducible: build paths are remapped, the profile is LTO with one codegen unit,
+# the PE timestamp is left out and SOURCE_DATE_EPOCH is the commit's time, so two
+# builds of one commit on one machine give the same bytes (tests/agents_build.rs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+all_platforms=(linux-x86_64 linux-arm64 windows-x86_64 darwin-arm64 darwin-x86_64)
+platforms=("$@")
+[ ${#platforms[@]} -gt 0 ] || platforms=("${all_platforms[@]}")
+
+# platform → Rust target triple (zig's glibc floor for Linux: 2.17, what Rust supports).
+declare -A triple=(
+  [linux-x86_64]=x86_64-unknown-linux-gnu
+  [linux-arm64]=aarch64-unknown-linux-gnu
+  [windows-x86_64]=x86_64-pc-windows-gnu
+  [darwin-arm64]=aarch64-apple-darwin
+  [darwin-x86_64]=x86_64-apple-darwin
+)
+for p in "${platforms[@]}"; do
+  if [ -z "${triple[$p]:-}" ]; then
+    echo "build-agents.sh: unknown platform '$p' (known: ${all_platforms[*]})" >&2
+    exit 2
+  fi
+done
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+apt_install() {
+  local stamp=/tmp/.fleetkit-apt-updated
+  if [ ! -e "$stamp" ]; then
+    as_root apt-get update -qq
+    touch "$stamp"
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+needs_zig=0 needs_mingw=0
+for p in "${platforms[@]}"; do
+  case $p in
+    windows-*) needs_mingw=1 ;;
+    *) needs_zig=1 ;;
+  esac
+done
+
+# Debian's compiler and std source (rustup's proxies come first on PATH, so the
+# Debian tools are called by their full path below).
+missing=()
+[ -x /usr/bin/rustc ] || missing+=(rustc-web)
+[ -x /usr/bin/cargo ] || missing+=(cargo-web)
+[ -d /usr/lib/rustlib/src/rust/library ] || missing+=(rust-web-src)
+[ $needs_mingw -eq 0 ] || command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(mingw-w64)
+if [ $needs_zig -eq 0 ]; then :; elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "build-agents.sh: installing ${missing[*]}" >&2
+  apt_install "${missing[@]}"
+fi
+
+# zig (PyPI's ziglang) in a virtualenv of its own, and cargo-zigbuild, made once.
+if [ $needs_zig -eq 1 ]; then
+  zig_venv="${FLEETKIT_ZIG_VENV:-$HOME/.cache/fleetkit/zig-venv}"
+  if [ ! -x "$zig_venv/bin/python3" ] || ! "$zig_venv/bin/python3" -c 'import ziglang' 2>/dev/null; then
+    echo "build-agents.sh: installing ziglang into $zig_venv" >&2
+    python3 -m venv "$zig_venv"
+    "$zig_venv/bin/pip" install -q --disable-pip-version-check 'ziglang==0.15.*'
+  fi
+  CARGO_ZIGBUILD_ZIG_PATH=$("$zig_venv/bin/python3" -c 'import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
+  export CARGO_ZIGBUILD_ZIG_PATH
+  if ! command -v cargo-zigbuild >/dev/null; then
+    echo "build-agents.sh: cargo install cargo-zigbuild" >&2
+    cargo install -q --locked cargo-zigbuild
+  fi
+fi
+
+out="$root/target/agents"
+mkdir -p "$out"
+# A target directory of its own: the Debian compiler's artefacts never mix with the
+# rustup-built test binaries.
+export CARGO_TARGET_DIR="$root/target/agents-build"
+export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+sysroot_src=$(/usr/bin/rustc --print sysroot)/lib/rustlib/src/rust
+registry="${CARGO_HOME:-$HOME/.cargo}/registry/src"
+remap="--remap-path-prefix=$root=/fleetkit --remap-path-prefix=$registry=/cargo --remap-path-prefix=$sysroot_src=/rustc"
+
+build_one() {
+  local platform=$1 t=${triple[$1]} ext="" rustflags="$remap"
+  local cargo=(/usr/bin/cargo build)
+  case $platform in
+    windows-*)
+      ext=.exe
+      export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
+      export CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc AR_x86_64_pc_windows_gnu=x86_64-w64-mingw32-ar
+      # The PE header's link time would differ on every build.
+      rustflags="$rustflags -C link-arg=-Wl,--no-insert-timestamp"
+      ;;
+    linux-*)
+      cargo=(/usr/bin/cargo zigbuild)
+      t=$t.2.17
+      ;;
+    darwin-*)
+      cargo=(/usr/bin/cargo zigbuild)
+      # Without it zig marks the binary as needing the newest macOS.
+      case $platform in
+        darwin-arm64) export MACOSX_DEPLOYMENT_TARGET=11.0 ;;
+        *) export MACOSX_DEPLOYMENT_TARGET=10.12 ;;
+      esac
+      sdk="$root/target/agents-build/macos-sdk"
+      python3 scripts/apple-stubs.py --sdk "$sdk" --target "${triple[$platform]}"
+      export SDKROOT="$sdk"
+      ;;
+  esac
+  local started=$SECONDS
+  echo "build-agents.sh: building $platform (${triple[$platform]})" >&2
+  RUSTFLAGS="$rustflags" "${cargo[@]}" --locked --quiet --profile agent --no-default-features \
+    --target "$t" -Zbuild-std=std,panic_abort
+  local built="$CARGO_TARGET_DIR/${triple[$platform]}/agent/fleetkit$ext"
+  install -m 0755 "$built" "$out/fleetkit-$platform$ext.tmp"
+  mv -f "$out/fleetkit-$platform$ext.tmp" "$out/fleetkit-$platform$ext"
+  echo "build-agents.sh: $platform: $(stat -c %s "$out/fleetkit-$platform$ext") bytes in $((SECONDS - started)) s → target/agents/fleetkit-$platform$ext" >&2
+}
+
+for p in "${platforms[@]}"; do
+  build_one "$p"
+done
