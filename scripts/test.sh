@@ -8,6 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Names the next phase and says how long the previous one took (for the CI note).
+phase_started=$SECONDS
+phase() {
+  echo "test.sh: $* (the previous phase took $((SECONDS - phase_started)) s)" >&2
+  phase_started=$SECONDS
+}
+
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -62,15 +69,24 @@ fi
 export PATH="$venv/bin:$PATH"
 export FLEETKIT_TEST_PYTHON="$venv/bin/python3"
 
+phase "building the agents the end-to-end tests run"
+# The real agents, cross-built as a user would (tests/intune_e2e.rs runs the Windows
+# one under Wine; the darwin ones are code signed and verified). REQUIRED makes a
+# missing agent a test failure rather than a skip.
+scripts/build-agents.sh windows-x86_64 darwin-arm64 darwin-x86_64
+export FLEETKIT_TEST_AGENTS="$PWD/target/agents" FLEETKIT_TEST_AGENTS_REQUIRED=1
+
+phase "starting the test PostgreSQL"
 # The server suite runs against SQLite and against this local PostgreSQL; REQUIRED
 # makes a missing PostgreSQL a test failure rather than a silent skip.
-echo "test.sh: starting the test PostgreSQL" >&2
 FLEETKIT_TEST_POSTGRES=$(scripts/postgres.sh)
 export FLEETKIT_TEST_POSTGRES FLEETKIT_TEST_POSTGRES_REQUIRED=1
 
-echo "test.sh: cargo fmt --check" >&2
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "test.sh: cargo clippy" >&2
+phase "cargo clippy (the admin build, then the lean agent)"
 cargo clippy --all-targets --locked -- -D warnings
-echo "test.sh: cargo test" >&2
+cargo clippy --lib --bins --locked --no-default-features -- -D warnings
+phase "cargo test"
 cargo test --all-targets --locked "$@"
+phase "done"

@@ -10,115 +10,14 @@
 mod support;
 
 use fleetkit::agent::windows::parse_installer_values;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::wine::Machine;
 use support::*;
 
 const TEAM: &str = "Plat\"form 'ü' $x `y` #1";
 const DEPARTMENT: &str = "Dépt ü $x #1 %PATH%";
 const TOKEN: &str = "#tok$en`x`'ü";
-
-fn wine() -> PathBuf {
-    let debian = PathBuf::from("/usr/lib/wine/wine64");
-    if debian.exists() {
-        debian
-    } else {
-        PathBuf::from("wine")
-    }
-}
-
-/// A Wine prefix of its own (a fresh "machine").
-struct Machine {
-    prefix: tempfile::TempDir,
-}
-
-impl Machine {
-    fn new() -> Self {
-        let m = Self {
-            prefix: tempfile::tempdir().unwrap(),
-        };
-        m.run(&["wineboot", "--init"]);
-        m
-    }
-
-    fn command(&self) -> Command {
-        let mut c = Command::new(wine());
-        c.env("WINEPREFIX", self.prefix.path())
-            .env("WINEDEBUG", "-all")
-            .env("WINEDLLOVERRIDES", "mscoree,mshtml=");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        tool(self.command().args(args))
-    }
-
-    fn c_drive(&self, path: &str) -> PathBuf {
-        self.prefix.path().join("drive_c").join(path)
-    }
-
-    /// `msiexec /i` or `/x`, quiet, with a verbose log; the log on failure.
-    fn msiexec(&self, op: &str, msi: &Path, properties: &[String]) {
-        let dir = msi.parent().unwrap();
-        let log = dir.join(format!("{op}.log"));
-        let out = self
-            .command()
-            .arg("msiexec")
-            .arg(op)
-            .arg(format!("Z:{}", msi.display()).replace('/', "\\"))
-            .arg("/qn")
-            .arg("/l*v")
-            .arg(format!("Z:{}", log.display()).replace('/', "\\"))
-            .args(properties)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "msiexec {op} failed ({:?}):\n{}",
-            out.status,
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
-
-    /// The values of a registry key, by name (`reg export`, UTF-16, unescaped);
-    /// `None` when the key does not exist.
-    fn registry(&self, key: &str) -> Option<BTreeMap<String, String>> {
-        let file = self.prefix.path().join("export.reg");
-        let _ = std::fs::remove_file(&file);
-        let out = self
-            .command()
-            .args(["reg", "export", key])
-            .arg(format!("Z:{}", file.display()).replace('/', "\\"))
-            .arg("/y")
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            return None;
-        }
-        let bytes = std::fs::read(&file).unwrap();
-        let units: Vec<u16> = bytes
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect();
-        let text = String::from_utf16(&units).unwrap();
-        let header = format!("[{key}]");
-        let mut in_key = false;
-        let mut values = BTreeMap::new();
-        for line in text.lines().map(|l| l.trim_start_matches('\u{feff}')) {
-            if line.starts_with('[') {
-                in_key = line.eq_ignore_ascii_case(&header);
-            } else if in_key && let Some((name, value)) = line.split_once("\"=\"") {
-                let value = value.strip_suffix('"').unwrap();
-                values.insert(
-                    name.trim_start_matches('"').to_string(),
-                    value.replace("\\\"", "\"").replace("\\\\", "\\"),
-                );
-            }
-        }
-        Some(values)
-    }
-}
 
 fn build(org: &Org, dir: &Path, out: &str, agent: &Path) -> PathBuf {
     org.build(

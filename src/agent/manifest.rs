@@ -140,7 +140,9 @@ impl Manifest {
             b
         };
         // Ansible reads a `.fact` file as one JSON object: ansible_local.fleetkit.
-        fsutil::write_atomic(&paths.ansible_fact, &pretty(&json), PUBLIC_MODE)?;
+        if let Some(fact) = &paths.ansible_fact {
+            fsutil::write_atomic(fact, &pretty(&json), PUBLIC_MODE)?;
+        }
         // Facter reads every top-level key of an external JSON fact: $facts['fleetkit'].
         let puppet = serde_json::json!({ "fleetkit": json });
         fsutil::write_atomic(&paths.puppet_fact, &pretty(&puppet), PUBLIC_MODE)?;

@@ -77,7 +77,8 @@ pub struct AgentPaths {
     pub local_machine_id: PathBuf,
     /// The device manifest (ADR-002 "Machine manifest").
     pub manifest: PathBuf,
-    pub ansible_fact: PathBuf,
+    /// `None` on Windows, where Ansible does not read local facts.
+    pub ansible_fact: Option<PathBuf>,
     pub puppet_fact: PathBuf,
     pub chef_hint: PathBuf,
     /// macOS: where the MDM's managed preferences land.
@@ -129,7 +130,8 @@ impl AgentPaths {
             local_machine_id: data.join("machine-id"),
             manifest: data.join("manifest.yaml"),
             data_dir: data,
-            ansible_fact: at("/etc/ansible/facts.d/fleetkit.fact"),
+            ansible_fact: (platform != Platform::Windows)
+                .then(|| at("/etc/ansible/facts.d/fleetkit.fact")),
             puppet_fact: puppet,
             chef_hint: chef,
             platform_machine_id: (platform == Platform::Linux).then(|| at("/etc/machine-id")),
@@ -144,15 +146,18 @@ impl AgentPaths {
     }
 }
 
-/// `path` (absolute, in the platform's terms) re-rooted under `root`.
+/// `path` (absolute, written with `/` in the table above) re-rooted under `root`,
+/// one component at a time so that Windows paths use `\\` throughout.
 fn under(root: &Path, path: &str) -> PathBuf {
-    if cfg!(windows) && root == Path::new("/") {
-        // On Windows the real root is the system drive; absolute Unix-style paths of
-        // the table above become paths on it.
+    let mut out = if cfg!(windows) && root == Path::new("/") {
+        // On Windows the real root is the system drive.
         let drive = std::env::var("SystemDrive").unwrap_or_else(|_| "C:".into());
-        return PathBuf::from(format!("{drive}\\")).join(path.trim_start_matches('/'));
-    }
-    root.join(path.trim_start_matches('/'))
+        PathBuf::from(format!("{drive}\\"))
+    } else {
+        root.to_path_buf()
+    };
+    out.extend(path.split('/').filter(|c| !c.is_empty()));
+    out
 }
 
 #[cfg(test)]
@@ -169,12 +174,21 @@ mod tests {
             &p.identity,
             &p.policy,
             &p.manifest,
-            &p.ansible_fact,
+            p.ansible_fact.as_ref().unwrap(),
             &p.puppet_fact,
             &p.chef_hint,
         ] {
             assert!(path.starts_with("/tmp/x"), "{}", path.display());
         }
+        let windows = AgentPaths::new(Path::new("/w"), Platform::Windows);
+        assert_eq!(
+            windows.ansible_fact, None,
+            "Ansible reads no local facts on Windows"
+        );
+        assert_eq!(
+            windows.manifest,
+            Path::new("/w/ProgramData/fleetkit/data/manifest.yaml")
+        );
         assert_eq!(p.state, Path::new("/tmp/x/var/lib/fleetkit/state.json"));
         let mac = AgentPaths::new(Path::new("/r"), Platform::Macos);
         assert_eq!(

@@ -72,13 +72,13 @@ pub fn writable_paths() -> Vec<(String, bool)> {
             .to_string_lossy()
             .into_owned()
     };
-    vec![
+    let mut paths = vec![
         (p.data_dir.to_string_lossy().into_owned(), false),
         (dir(&p.settings), false),
-        (dir(&p.ansible_fact), true),
-        (dir(&p.puppet_fact), true),
-        (dir(&p.chef_hint), true),
-    ]
+    ];
+    paths.extend(p.ansible_fact.as_deref().map(|fact| (dir(fact), true)));
+    paths.extend([(dir(&p.puppet_fact), true), (dir(&p.chef_hint), true)]);
+    paths
 }
 
 /// The unit's text for `flavor`, itself a template of that tool.
@@ -110,7 +110,7 @@ mod tests {
             &p.local_machine_id,
             &p.manifest,
             &p.token_file,
-            &p.ansible_fact,
+            p.ansible_fact.as_ref().unwrap(),
             &p.puppet_fact,
             &p.chef_hint,
         ] {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod wine;
 
 use fleetkit::protocol::*;
 use fleetkit::server::admin_client::AdminClient;
@@ -54,6 +55,35 @@ pub fn fleetkit(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The real agent cross-built for `platform` (`fleetkit-<platform>[.exe]` in the
+/// folder FLEETKIT_TEST_AGENTS names; scripts/test.sh builds them with
+/// scripts/build-agents.sh). `None`, said on stderr, when the variable is unset;
+/// with FLEETKIT_TEST_AGENTS_REQUIRED=1 a missing agent fails the test instead.
+pub fn real_agent(platform: &str) -> Option<PathBuf> {
+    let required = std::env::var("FLEETKIT_TEST_AGENTS_REQUIRED").is_ok_and(|v| v == "1");
+    let file = format!(
+        "fleetkit-{platform}{}",
+        if platform.starts_with("windows-") {
+            ".exe"
+        } else {
+            ""
+        }
+    );
+    let found = std::env::var_os("FLEETKIT_TEST_AGENTS")
+        .map(|dir| PathBuf::from(dir).join(&file))
+        .filter(|path| path.is_file());
+    if found.is_none() {
+        assert!(
+            !required,
+            "FLEETKIT_TEST_AGENTS_REQUIRED=1 but {file} is not in FLEETKIT_TEST_AGENTS; run scripts/build-agents.sh {platform}"
+        );
+        eprintln!(
+            "skipped: no real {platform} agent (set FLEETKIT_TEST_AGENTS to target/agents after scripts/build-agents.sh)"
+        );
+    }
+    found
 }
 
 /// A fresh org workspace with a signed policy (bundle v1).

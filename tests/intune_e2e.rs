@@ -1,0 +1,125 @@
+//! The Intune channel end to end, with the real Windows agent cross-built by
+//! scripts/build-agents.sh: the MSI `fleetkit build` makes, installed by Wine's
+//! Windows Installer as Intune would run it (`msiexec /i … /qn` with the enrollment
+//! properties, hostile values included), registers the device against `fleetkit
+//! serve` on loopback through its deferred custom action; a newly published policy
+//! reaches the device; uninstalling keeps the device's identity.
+//!
+//! Wine needs the test-only ProcessPrng stand-in (tests/support/wine.rs); what Wine
+//! cannot show (scheduled tasks, ACLs, the Root store) is listed in mdm/intune.md.
+
+mod support;
+
+use fleetkit::protocol::DeviceRecord;
+use std::path::{Path, PathBuf};
+use support::wine::Machine;
+use support::*;
+
+// Hostile to every layer: msiexec's command line, cmd, PowerShell, the registry, YAML.
+// No `"` and no trailing `\`: Wine turns the Linux argument list into a Windows
+// command line by escaping those with `\`, which msiexec does not read, so they could
+// not arrive as typed (a quote in a value reaches the agent through the MSI's
+// Property table instead: tests/msi_install.rs builds with such a --team).
+const TEAM: &str = "Plat-form 'ü' $x `y` #1 %TEMP% & ^ | <a> \\srv";
+const DEPARTMENT: &str = "Dépt ü $x #1 %PATH% [ProgramFilesFolder] {x} ; \\ end";
+
+/// Points the workspace at the test server, as an admin sets `server.url`.
+fn use_server(org: &Org, url: &str) {
+    let path = org.path().join("fleetkit.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (before, after) = text.split_once("\n  url: ").unwrap();
+    let rest = after.split_once('\n').unwrap().1;
+    std::fs::write(&path, format!("{before}\n  url: {url}\n{rest}")).unwrap();
+}
+
+fn build_msi(org: &Org, out: &Path, agent: &Path) -> PathBuf {
+    org.build(out, &["--target", "msi"], &[("windows-x86_64", agent)]);
+    std::fs::read_dir(out.join("windows"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "msi"))
+        .unwrap()
+}
+
+fn devices(org: &Org) -> Vec<DeviceRecord> {
+    let json = fleetkit(&["--workspace", &org.ws(), "devices", "list", "--json"]);
+    serde_json::from_str(&json).unwrap()
+}
+
+#[test]
+fn the_msi_installed_by_windows_installer_registers_the_real_agent_and_keeps_it_current() {
+    let Some(agent) = real_agent("windows-x86_64") else {
+        return;
+    };
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    use_server(&org, &server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let msi = build_msi(&org, &dir.path().join("out"), &agent);
+    let token = create_token(&server, &org, TEAM, 1, 3600).token;
+
+    let machine = Machine::with_rust_runtime();
+    machine.msiexec(
+        "/i",
+        &msi,
+        &[
+            format!("FLEETKIT_ENROLL_TOKEN={token}"),
+            format!("FLEETKIT_TEAM={TEAM}"),
+            format!("FLEETKIT_DEPARTMENT={DEPARTMENT}"),
+        ],
+    );
+
+    // The deferred custom action ran the real agent, which registered.
+    let listed = devices(&org);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let device = &listed[0];
+    assert_eq!(device.platform, "windows-x86_64");
+    assert_eq!(device.team, TEAM);
+    assert_eq!(device.department.as_deref(), Some(DEPARTMENT));
+    assert_eq!(device.policy_version, None, "reported at the first check-in");
+
+    // The token is gone from the registry; the device's identity is recorded.
+    let enrollment = machine
+        .registry(r"HKEY_LOCAL_MACHINE\SOFTWARE\fleetkit\Enrollment")
+        .unwrap_or_default();
+    assert!(!enrollment.contains_key("Token"), "{enrollment:?}");
+    assert!(
+        !enrollment.values().any(|v| v == &token),
+        "the token stays nowhere in the Enrollment key"
+    );
+    let recorded = machine
+        .registry(r"HKEY_LOCAL_MACHINE\SOFTWARE\fleetkit\Device")
+        .unwrap();
+    assert_eq!(recorded["DeviceId"], device.device_id);
+    assert_eq!(recorded["MachineId"], device.machine_id);
+    let data = machine.c_drive("ProgramData/fleetkit/data");
+    let identity = std::fs::read_to_string(data.join("identity.pem")).unwrap();
+    assert!(
+        identity.contains("PRIVATE KEY") && identity.contains("CERTIFICATE"),
+        "the device's own key and its machine certificate are on the device"
+    );
+
+    // A newly published policy reaches the device.
+    org.sign_next();
+    fleetkit(&["--workspace", &org.ws(), "policy", "publish"]);
+    let exe = r"C:\Program Files\fleetkit\fleetkit.exe";
+    machine.run(&[exe, "agent", "sync"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&machine.run(&[exe, "agent", "status", "--json"])).unwrap();
+    assert_eq!(status["policy_version"], 2, "{status}");
+    assert_eq!(devices(&org)[0].policy_version, Some(2));
+
+    // Uninstall removes the program and keeps the device's identity.
+    machine.msiexec("/x", &msi, &[]);
+    assert!(
+        !machine
+            .c_drive("Program Files/fleetkit/fleetkit.exe")
+            .exists()
+    );
+    assert!(data.join("manifest.yaml").exists(), "the manifest stays");
+    let recorded = machine
+        .registry(r"HKEY_LOCAL_MACHINE\SOFTWARE\fleetkit\Device")
+        .unwrap();
+    assert_eq!(recorded["DeviceId"], device.device_id);
+}
