@@ -4,9 +4,10 @@
 # (msitools' WiX-compatible compiler), alternating one run of each, RUNS times, and
 # prints the mean and median wall time of each, the ratio and the MSI sizes
 # (issue 6 goal: fleetkit ≥ 2× faster). Two agents are tried:
-#   - a real executable: fleetkit's own release binary (~20 MB, compresses to ~40 %,
-#     as a Windows agent does);
-#   - 10 MB from /dev/urandom: incompressible, the worst case for fleetkit, whose
+#   - the real Windows agent, cross-built by scripts/build-agents.sh (built here if
+#     target/agents has none);
+#   - the same agent followed by 10 MB from /dev/urandom (an overlay: still a valid
+#     PE for the agent check): incompressible, the worst case for fleetkit, whose
 #     compression is then all the work.
 #
 #   benches/msi-vs-wixl.sh [RUNS]        (needs: apt-get install wixl)
@@ -16,6 +17,8 @@ runs="${1:-10}"
 command -v wixl >/dev/null || { echo "wixl is missing: apt-get install wixl" >&2; exit 2; }
 cargo build --release --quiet
 bin="$PWD/target/release/fleetkit"
+agent="$PWD/target/agents/fleetkit-windows-x86_64.exe"
+[ -f "$agent" ] || scripts/build-agents.sh windows-x86_64
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -89,6 +92,6 @@ compare() {
   awk -v a="$wx_mean" -v b="$fk_mean" 'BEGIN { printf "  fleetkit is %.1fx faster (means)\n", a / (b > 0 ? b : 1) }'
 }
 
-head -c $((10 * 1024 * 1024)) /dev/urandom > "$work/random.exe"
-compare "real executable (fleetkit's release binary)" "$bin"
-compare "incompressible (10 MB of /dev/urandom)" "$work/random.exe"
+{ cat "$agent"; head -c $((10 * 1024 * 1024)) /dev/urandom; } > "$work/random.exe"
+compare "the real Windows agent" "$agent"
+compare "the agent + 10 MB of /dev/urandom (incompressible)" "$work/random.exe"

@@ -17,7 +17,8 @@
 #
 # Reproducible: build paths are remapped, the profile is LTO with one codegen unit,
 # the PE timestamp is left out and SOURCE_DATE_EPOCH is the commit's time, so two
-# builds of one commit on one machine give the same bytes (tests/agents_build.rs).
+# builds of one commit give the same bytes (scripts/reproducible-agents.sh checks it).
+# FLEETKIT_AGENTS_OUT and FLEETKIT_AGENTS_BUILD_DIR move the output and build folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -92,11 +93,11 @@ if [ $needs_zig -eq 1 ]; then
   fi
 fi
 
-out="$root/target/agents"
+out="${FLEETKIT_AGENTS_OUT:-$root/target/agents}"
 mkdir -p "$out"
 # A target directory of its own: the Debian compiler's artefacts never mix with the
 # rustup-built test binaries.
-export CARGO_TARGET_DIR="$root/target/agents-build"
+export CARGO_TARGET_DIR="${FLEETKIT_AGENTS_BUILD_DIR:-$root/target/agents-build}"
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
@@ -138,7 +139,7 @@ build_one() {
   local built="$CARGO_TARGET_DIR/${triple[$platform]}/agent/fleetkit$ext"
   install -m 0755 "$built" "$out/fleetkit-$platform$ext.tmp"
   mv -f "$out/fleetkit-$platform$ext.tmp" "$out/fleetkit-$platform$ext"
-  echo "build-agents.sh: $platform: $(stat -c %s "$out/fleetkit-$platform$ext") bytes in $((SECONDS - started)) s → target/agents/fleetkit-$platform$ext" >&2
+  echo "build-agents.sh: $platform: $(stat -c %s "$out/fleetkit-$platform$ext") bytes in $((SECONDS - started)) s → $out/fleetkit-$platform$ext" >&2
 }
 
 for p in "${platforms[@]}"; do

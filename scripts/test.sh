@@ -70,10 +70,11 @@ export PATH="$venv/bin:$PATH"
 export FLEETKIT_TEST_PYTHON="$venv/bin/python3"
 
 phase "building the agents the end-to-end tests run"
-# The real agents, cross-built as a user would (tests/intune_e2e.rs runs the Windows
-# one under Wine; the darwin ones are code signed and verified). REQUIRED makes a
-# missing agent a test failure rather than a skip.
-scripts/build-agents.sh windows-x86_64 darwin-arm64 darwin-x86_64
+# The real agents, cross-built as a user would: the lean Linux one registers and syncs
+# (tests/agent_e2e.rs), the Windows one runs under Wine (tests/intune_e2e.rs), the
+# darwin ones are code signed and verified. The demo that CI runs next ships them
+# all. REQUIRED makes a missing agent a test failure rather than a skip.
+scripts/build-agents.sh linux-x86_64 windows-x86_64 darwin-arm64 darwin-x86_64
 export FLEETKIT_TEST_AGENTS="$PWD/target/agents" FLEETKIT_TEST_AGENTS_REQUIRED=1
 
 phase "starting the test PostgreSQL"

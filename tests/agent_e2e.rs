@@ -29,6 +29,53 @@ const MANIFEST_FIELDS: [&str; 16] = [
     "last_policy_update",
 ];
 
+/// The lean agent a device gets (`--no-default-features`, cross-built by
+/// scripts/build-agents.sh) does what the full binary's `agent` does, and nothing
+/// of the admin side is in it.
+#[test]
+fn the_lean_linux_agent_registers_syncs_and_has_no_admin_commands() {
+    let Some(lean) = real_agent("linux-x86_64") else {
+        return;
+    };
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let token = create_token(&server, &org, "platform", 1, 3600).token;
+    let dir = tempfile::tempdir().unwrap();
+    let d = DeviceRoot::install(&org, dir.path(), "lean", &server.url(), "team: platform\n");
+    let run = d.agent_binary(&lean, &["register"], &[("FLEETKIT_ENROLL_TOKEN", &token)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    org.sign_next();
+    fleetkit(&[
+        "--workspace",
+        &org.ws(),
+        "policy",
+        "publish",
+        "--server",
+        &server.url(),
+    ]);
+    let sync = d.agent_binary(&lean, &["sync"], &[]);
+    assert_eq!(sync.code, 0, "{sync:?}");
+    let status = d.agent_binary(&lean, &["status", "--json"], &[]).json();
+    assert_eq!(status["policy_version"], 2, "{status}");
+    let listed = inventory(&server, &org);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].policy_version, Some(2));
+
+    for admin in [
+        "serve", "build", "init", "token", "devices", "policy", "keys", "demo",
+    ] {
+        let out = std::process::Command::new(&lean)
+            .arg(admin)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "the lean agent has no `{admin}`"
+        );
+    }
+}
+
 #[test]
 fn several_agents_register_and_the_inventory_matches_them() {
     for db in databases() {

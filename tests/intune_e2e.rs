@@ -77,7 +77,10 @@ fn the_msi_installed_by_windows_installer_registers_the_real_agent_and_keeps_it_
     assert_eq!(device.platform, "windows-x86_64");
     assert_eq!(device.team, TEAM);
     assert_eq!(device.department.as_deref(), Some(DEPARTMENT));
-    assert_eq!(device.policy_version, None, "reported at the first check-in");
+    assert_eq!(
+        device.policy_version, None,
+        "reported at the first check-in"
+    );
 
     // The token is gone from the registry; the device's identity is recorded.
     let enrollment = machine

@@ -34,6 +34,19 @@ pub struct BuildArgs {
     installer_identity: Option<PathBuf>,
 }
 
+impl BuildArgs {
+    /// The demo's build: these targets into `out`, agents found in the workspace.
+    pub fn for_demo(targets: Vec<String>, out: PathBuf) -> Self {
+        Self {
+            targets,
+            team: None,
+            out: Some(out),
+            agents: Vec::new(),
+            installer_identity: None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// An artefact (role, module, cookbook) or a whole build output.

@@ -3,7 +3,8 @@
 //! verify, rotate), then the fleet: `fleetkit serve` on loopback, an enrollment
 //! token, two devices under `<out>/devices/*` installed with the pre-rotation
 //! anchors that register and sync with the real agent code (following the key
-//! rotation the server serves), a new policy rolled out to them, and the inventory.
+//! rotation the server serves), a new policy rolled out to them, and the inventory;
+//! last, every artefact this machine has agents for.
 
 use super::Context;
 use super::output::{Failure, fail, say};
@@ -17,7 +18,7 @@ use fleetkit::clock;
 use fleetkit::protocol::TokenCreate;
 use fleetkit::server::admin_client::AdminClient;
 use fleetkit::workspace::Workspace;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 const EXAMPLE_CONFIG: &str = include_str!("../../examples/acme-corp/fleetkit.yaml");
@@ -28,6 +29,10 @@ pub struct DemoArgs {
     /// Where to create the example workspace (must not exist yet).
     #[arg(long, value_name = "DIR", default_value = "fleetkit-demo")]
     out: PathBuf,
+    /// Agents for the other platforms, `fleetkit-<platform>[.exe]`, as
+    /// scripts/build-agents.sh writes them; copied into the workspace's `agents/`.
+    #[arg(long, value_name = "DIR", default_value = "target/agents")]
+    agents: PathBuf,
 }
 
 pub fn run(_ctx: &Context, args: DemoArgs) -> Result<(), Failure> {
@@ -92,6 +97,7 @@ pub fn run(_ctx: &Context, args: DemoArgs) -> Result<(), Failure> {
         super::policy::PolicyCommand::verify(ws.bundle_path(2), ws.anchors_path()),
     )?;
     fleet(&ctx, &ws)?;
+    build_artefacts(&ctx, &ws, &args.agents)?;
     say(format!("done: see {}", dir.display()));
     Ok(())
 }
@@ -206,6 +212,62 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
         super::fleet::DevicesCommand::list_all(super::fleet::ServerArgs::at(&url)),
     )?;
     drop(server);
+    Ok(())
+}
+
+/// Step 13: every target this machine has agents for. The Linux ones always (the
+/// running binary is the host's agent unless the lean one was built); the pkg and
+/// the MSI when `agents_dir` holds the darwin or Windows agents. They are copied into
+/// the workspace's `agents/`, where `fleetkit build` finds them.
+fn build_artefacts(ctx: &Context, ws: &Workspace, agents_dir: &Path) -> Result<(), Failure> {
+    use fleetkit::workspace::config::{AGENT_PLATFORMS, Target};
+    let host = fleetkit::build::payload::host_platform();
+    let mut have: Vec<String> = vec![host.clone()];
+    for platform in AGENT_PLATFORMS {
+        let file = format!(
+            "fleetkit-{platform}{}",
+            if platform.starts_with("windows-") {
+                ".exe"
+            } else {
+                ""
+            }
+        );
+        let found = agents_dir.join(&file);
+        if found.is_file() {
+            let copy = ws.root.join("agents").join(&file);
+            std::fs::create_dir_all(ws.root.join("agents"))
+                .and_then(|()| std::fs::copy(&found, &copy))
+                .map_err(|e| fail(format!("cannot copy {}: {e}", found.display()), ""))?;
+            if platform != host {
+                have.push(platform.to_string());
+            }
+        }
+    }
+    let has_os = |os: &str| have.iter().any(|p| p.starts_with(&format!("{os}-")));
+    let (buildable, missing): (Vec<Target>, Vec<Target>) = Target::ALL
+        .into_iter()
+        .filter(|t| fleetkit::targets::is_available(*t))
+        .partition(|t| t.agent_os().is_none_or(has_os));
+    let names = |ts: &[Target]| ts.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
+    say(format!(
+        "13. build: {} (agents: {})",
+        names(&buildable),
+        have.join(", ")
+    ));
+    super::build::run(
+        ctx,
+        super::build::BuildArgs::for_demo(
+            buildable.iter().map(|t| t.as_str().to_string()).collect(),
+            ws.root.join("dist"),
+        ),
+    )?;
+    if !missing.is_empty() {
+        say(format!(
+            "   not built: {} (no agent for that platform here): run scripts/build-agents.sh, then the demo again (it takes the agents from {})",
+            names(&missing),
+            agents_dir.display()
+        ));
+    }
     Ok(())
 }
 

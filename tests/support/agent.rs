@@ -84,7 +84,13 @@ impl DeviceRoot {
 
     /// Runs `fleetkit agent <args> --root <root>` with extra environment.
     pub fn agent(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(BIN);
+        self.agent_binary(Path::new(BIN), args, env)
+    }
+
+    /// Runs `bin agent ARGS --root ROOT` (e.g. the lean agent instead of the full
+    /// fleetkit binary).
+    pub fn agent_binary(&self, bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(bin);
         cmd.arg("agent")
             .args(args)
             .arg("--root")
