@@ -17,6 +17,9 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetkit");
 
+#[path = "../tests/support/executables.rs"]
+mod executables;
+
 fn bench_build(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let ws_dir = dir.path().join("acme");
@@ -30,13 +33,8 @@ fn bench_build(c: &mut Criterion) {
         "{}",
         String::from_utf8_lossy(&demo.stderr)
     );
-    // A stand-in agent of a release build's size, whatever profile built BIN.
-    let agent = dir.path().join("fleetkit-linux-x86_64");
-    let mut bytes = vec![0u8; 16 * 1024 * 1024];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
-    }
-    std::fs::write(&agent, &bytes).unwrap();
+    // Stand-in agents of a release build's size, whatever profile built BIN.
+    let agent = executables::write_executable(dir.path(), "linux-x86_64", 16 * 1024 * 1024);
     let ws = Workspace::open(&ws_dir).unwrap();
     let options = PayloadOptions {
         team: Some("platform".into()),
@@ -57,8 +55,7 @@ fn bench_build(c: &mut Criterion) {
         })
     });
     // The pkg alone with a 10 MB macOS agent (issue 5 goal: under 300 ms).
-    let mac_agent = dir.path().join("fleetkit-darwin-arm64");
-    std::fs::write(&mac_agent, &bytes[..10 * 1024 * 1024]).unwrap();
+    let mac_agent = executables::write_executable(dir.path(), "darwin-arm64", 10 * 1024 * 1024);
     let pkg_options = PayloadOptions {
         team: Some("platform".into()),
         host_agent: None,
@@ -76,8 +73,7 @@ fn bench_build(c: &mut Criterion) {
     });
     // The MSI alone with a 10 MB Windows agent (issue 6; the comparison with wixl is
     // benches/msi-vs-wixl.sh).
-    let win_agent = dir.path().join("fleetkit-windows-x86_64.exe");
-    std::fs::write(&win_agent, &bytes[..10 * 1024 * 1024]).unwrap();
+    let win_agent = executables::write_executable(dir.path(), "windows-x86_64", 10 * 1024 * 1024);
     let msi_options = PayloadOptions {
         team: Some("platform".into()),
         agents: BTreeMap::from([("windows-x86_64".to_string(), win_agent)]),

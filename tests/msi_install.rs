@@ -3,9 +3,10 @@
 //! values from public properties (hostile ones included), a major upgrade, and an
 //! uninstall that keeps the device's manifest.
 //!
-//! The custom actions run a stand-in agent, which cannot start under Wine; their
-//! exit codes are ignored by design (a pending registration must not fail the
-//! install), so the install still succeeds, as it would on Windows with no server.
+//! The custom actions run a stand-in agent (a minimal PE whose entry point returns
+//! 1, tests/support/executables.rs); their exit codes are ignored by design (a
+//! pending registration must not fail the install), so the install still succeeds,
+//! as it would on Windows with no server.
 
 mod support;
 
@@ -52,7 +53,7 @@ fn windows_installer_installs_upgrades_and_uninstalls_the_msi() {
     let org = Org::new();
     let dir = tempfile::tempdir().unwrap();
     // A stand-in agent of several cabinet blocks.
-    let agent_bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let agent_bytes = executables::executable("windows-x86_64", 200_000);
     let agent = dir.path().join("fleetkit.exe");
     std::fs::write(&agent, &agent_bytes).unwrap();
     let v1 = build(&org, dir.path(), "v1", &agent);

@@ -56,8 +56,7 @@ fn python() -> String {
 fn mac_agents(dir: &Path) -> Vec<String> {
     let mut args = Vec::new();
     for platform in ["darwin-arm64", "darwin-x86_64", "windows-x86_64"] {
-        let file = dir.join(format!("fleetkit-{platform}"));
-        std::fs::write(&file, format!("not really a {platform} binary")).unwrap();
+        let file = executables::write_executable(dir, platform, 4096);
         args.push("--agent".to_string());
         args.push(format!("{platform}={}", file.display()));
     }

@@ -11,7 +11,7 @@ const TEAM: &str = "Plat\"form 'ü' $x `y`";
 
 fn build_msi(org: &Org, dir: &Path, out: &str, team: &str) -> PathBuf {
     let agent = dir.join("fleetkit.exe");
-    std::fs::write(&agent, b"MZ stand-in for the Windows agent").unwrap();
+    std::fs::write(&agent, executables::executable("windows-x86_64", 0)).unwrap();
     org.build(
         &dir.join(out),
         &["--target", "msi", "--team", team],
@@ -193,7 +193,7 @@ fn msitools_read_the_summary_tables_and_files() {
     );
     assert_eq!(
         std::fs::read(x.join("fleetkit/fleetkit.exe")).unwrap(),
-        b"MZ stand-in for the Windows agent"
+        executables::executable("windows-x86_64", 0)
     );
     let settings = std::fs::read_to_string(x.join("fleetkit/agent.yaml")).unwrap();
     let parsed = fleetkit::agent::settings::AgentSettings::parse(&settings).unwrap();
@@ -347,7 +347,7 @@ fn the_intunewin_decrypts_with_its_detection_xml_back_to_the_msi() {
     let org = Org::new();
     let dir = tempfile::tempdir().unwrap();
     let agent = dir.path().join("fleetkit.exe");
-    std::fs::write(&agent, b"MZ stand-in for the Windows agent").unwrap();
+    std::fs::write(&agent, executables::executable("windows-x86_64", 0)).unwrap();
     org.build(
         &dir.path().join("out"),
         &["--target", "msi", "--target", "intunewin"],
@@ -397,8 +397,8 @@ fn an_arm64_agent_gets_its_own_arm64_msi_and_intunewin() {
     let dir = tempfile::tempdir().unwrap();
     let x64 = dir.path().join("fleetkit-x64.exe");
     let arm64 = dir.path().join("fleetkit-arm64.exe");
-    std::fs::write(&x64, b"MZ x64 stand-in").unwrap();
-    std::fs::write(&arm64, b"MZ arm64 stand-in").unwrap();
+    std::fs::write(&x64, executables::executable("windows-x86_64", 0)).unwrap();
+    std::fs::write(&arm64, executables::executable("windows-arm64", 0)).unwrap();
     org.build(
         &dir.path().join("out"),
         &["--target", "msi", "--target", "intunewin"],
@@ -446,6 +446,6 @@ fn an_arm64_agent_gets_its_own_arm64_msi_and_intunewin() {
     );
     assert_eq!(
         std::fs::read(x.join("fleetkit/fleetkit.exe")).unwrap(),
-        b"MZ arm64 stand-in"
+        executables::executable("windows-arm64", 0)
     );
 }

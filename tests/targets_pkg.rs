@@ -32,8 +32,8 @@ fn unpack_cpio_gz(archive: &Path, dest: &Path) -> PathBuf {
 /// Builds the pkg with stand-in arm64 and x86_64 agents; returns the pkg path and
 /// the two agents' bytes.
 fn build_pkg(org: &Org, dir: &Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
-    let arm: Vec<u8> = b"arm64 agent ".repeat(3000);
-    let intel: Vec<u8> = b"x86_64 agent ".repeat(2000);
+    let arm = executables::executable("darwin-arm64", 36_000);
+    let intel = executables::executable("darwin-x86_64", 26_000);
     std::fs::write(dir.join("arm"), &arm).unwrap();
     std::fs::write(dir.join("intel"), &intel).unwrap();
     let out = dir.join("dist");
@@ -295,7 +295,7 @@ fn identity(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn build_signed(org: &Org, dir: &Path, identity: &Path, out: &str) -> PathBuf {
-    std::fs::write(dir.join("arm"), b"arm64 agent").unwrap();
+    std::fs::write(dir.join("arm"), executables::executable("darwin-arm64", 0)).unwrap();
     let r = org
         .build_command(
             &dir.join(out),
@@ -500,7 +500,11 @@ fn a_bad_identity_is_refused_with_a_reason() {
     let mut mixed = std::fs::read_to_string(dir.path().join("ca.key")).unwrap();
     mixed.push_str(&std::fs::read_to_string(dir.path().join("leaf.pem")).unwrap());
     std::fs::write(dir.path().join("mixed.pem"), mixed).unwrap();
-    std::fs::write(dir.path().join("arm"), b"x").unwrap();
+    std::fs::write(
+        dir.path().join("arm"),
+        executables::executable("darwin-arm64", 0),
+    )
+    .unwrap();
     for (file, reason) in [
         ("mixed.pem", "does not match"),
         ("leaf.pem", "PRIVATE KEY"),
@@ -546,7 +550,11 @@ fn a_pkcs12_identity_signs_the_same_way() {
             ])
             .current_dir(dir.path()),
     );
-    std::fs::write(dir.path().join("arm"), b"arm64 agent").unwrap();
+    std::fs::write(
+        dir.path().join("arm"),
+        executables::executable("darwin-arm64", 0),
+    )
+    .unwrap();
     let build = |identity: &Path, password: &str, out: &str| {
         org.build_command(
             &dir.path().join(out),

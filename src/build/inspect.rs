@@ -1,9 +1,11 @@
 //! `fleetkit inspect ARTEFACT`: what an artefact carries. Every artefact embeds
 //! `fleetkit.json` (written from the payload) beside its bundle and anchors;
 //! inspect reads it and checks it against the files themselves: the bundle is
-//! verified with the embedded anchors, and the agent binaries' hashes recomputed.
+//! verified with the embedded anchors, the agent binaries' hashes recomputed and the
+//! binaries checked to be executables of their platforms ([`super::agent_check`]).
 
-use super::payload::{Payload, sha256};
+use super::agent_check;
+use super::payload::{AgentOrigin, Payload, sha256};
 use crate::bundle::{self, MAX_BUNDLE_BYTES, Verified, VerifyOptions};
 use crate::fsutil;
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,9 @@ pub struct DescribedAgent {
     pub platform: String,
     pub sha256: String,
     pub size: u64,
+    /// Which source the build found it in (absent in artefacts of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<AgentOrigin>,
 }
 
 /// `fleetkit.json` for an artefact carrying the payload's agents of `os`
@@ -56,6 +61,7 @@ pub fn describe(payload: &Payload, os: &str) -> String {
                 platform: a.platform.clone(),
                 sha256: a.sha256().to_string(),
                 size: a.bytes.len() as u64,
+                origin: Some(a.origin),
             })
             .collect(),
         offline_mode: payload.settings.offline_mode.as_str().into(),
@@ -75,7 +81,8 @@ pub struct Inspection {
     /// old artefact is still described), and its expiry judged now.
     pub bundle_verified: bool,
     pub bundle_expired: bool,
-    /// Agents whose bytes match the description.
+    /// Agents whose bytes match the description and are executables of their
+    /// platforms.
     pub agents_verified: Vec<String>,
     /// Everything that does not match.
     pub problems: Vec<String>,
@@ -181,8 +188,13 @@ fn inspect_one(file: &Path) -> Result<Inspection, InspectError> {
         }
         let path = dir.join(format!("fleetkit-{}", agent.platform));
         match fsutil::read_capped(&path, 1024 * 1024 * 1024) {
-            Ok(b) if sha256(&b) == agent.sha256 => agents_verified.push(agent.platform.clone()),
-            Ok(_) => problems.push(format!("{} does not match its hash", path.display())),
+            Ok(b) if sha256(&b) != agent.sha256 => {
+                problems.push(format!("{} does not match its hash", path.display()))
+            }
+            Ok(b) => match agent_check::check(&agent.platform, &b) {
+                Ok(()) => agents_verified.push(agent.platform.clone()),
+                Err(refused) => problems.push(format!("{}: {refused}", path.display())),
+            },
             Err(e) => problems.push(format!("{}: {e}", path.display())),
         }
     }

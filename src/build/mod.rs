@@ -8,6 +8,7 @@
 //! every time in them comes from `SOURCE_DATE_EPOCH` (or the build time), so two
 //! builds from the same inputs give the same bytes.
 
+pub mod agent_check;
 pub mod inspect;
 pub mod payload;
 
@@ -56,6 +57,7 @@ pub enum Progress {
     Payload {
         bundle_version: u64,
         agents: usize,
+        notes: Vec<String>,
     },
     Built {
         target: Target,
@@ -114,6 +116,8 @@ struct AgentRecord<'a> {
     /// The file name it was read from (not the path: the record must not depend on
     /// where the build ran).
     from: String,
+    /// Which source it was found in.
+    origin: payload::AgentOrigin,
 }
 
 /// Refuses an output directory that is not fleetkit's to replace: it must be
@@ -155,6 +159,7 @@ pub fn build(
     progress(Progress::Payload {
         bundle_version: payload.bundle_version,
         agents: payload.agents.len(),
+        notes: payload.notes.clone(),
     });
     let mut artefacts = Vec::new();
     let mut builder = targets::Builder::default();
@@ -259,6 +264,7 @@ fn write_output(payload: &Payload, artefacts: &[Artefact], out: &Path) -> Result
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
+                origin: a.origin,
             })
             .collect(),
         artefacts: artefacts

@@ -2,14 +2,29 @@
 //! target read-only: the newest signed bundle (verified here, so a broken bundle is
 //! never shipped), the trust anchors, the root CA certificate, the agent settings
 //! and one agent binary per platform.
+//!
+//! Agents are found without flags; each source overrides the one before it:
+//!
+//! ```text
+//! the running fleetkit           the build host's platform only, a last resort (the
+//!                                full admin build: a note says so)
+//! <workspace>/agents/fleetkit-<platform>[.exe]   what scripts/build-agents.sh writes
+//! agents: in fleetkit.yaml       paths relative to the workspace
+//! --agent PLATFORM=PATH
+//! ```
+//!
+//! Every agent read is checked ([`super::agent_check`]) before anything is built:
+//! an [`AgentBinary`] only exists for an executable of its platform.
 
+use super::agent_check::{self, Refused};
 use super::{BuildError, Result};
 use crate::agent::settings::{AgentSettings, Assignment, check_label};
 use crate::bundle::{self, MAX_BUNDLE_BYTES, Verified, VerifyOptions};
 use crate::fsutil;
 use crate::pki::fingerprint_pem;
 use crate::workspace::Workspace;
-use crate::workspace::config::AGENT_PLATFORMS;
+use crate::workspace::config::{AGENT_PLATFORMS, agent_file_name};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,29 +33,63 @@ use time::OffsetDateTime;
 /// Largest agent binary accepted (a release build is ~15 MB).
 const MAX_AGENT_BYTES: u64 = 512 * 1024 * 1024;
 
-/// One agent binary.
+/// Which of the sources an agent was found in (the module comment lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentOrigin {
+    /// The running fleetkit, for the build host's platform.
+    HostBinary,
+    /// `<workspace>/agents/fleetkit-<platform>[.exe]`.
+    WorkspaceAgents,
+    /// `agents:` in fleetkit.yaml.
+    Config,
+    /// `--agent PLATFORM=PATH`.
+    Flag,
+}
+
+impl AgentOrigin {
+    /// How `fleetkit inspect` says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::HostBinary => "the fleetkit that built it (full admin build)",
+            Self::WorkspaceAgents => "the workspace's agents/ folder",
+            Self::Config => "agents: in fleetkit.yaml",
+            Self::Flag => "--agent",
+        }
+    }
+}
+
+/// One agent binary, checked to be an executable of its platform.
 #[derive(Debug, Clone)]
 pub struct AgentBinary {
     pub platform: String,
     /// Shared by every target that ships it: read and hashed once.
     pub bytes: Arc<Vec<u8>>,
-    /// Where it came from (for build.json).
+    /// The path it was read from.
     pub source: String,
+    pub origin: AgentOrigin,
     digest: Arc<BackgroundDigest>,
 }
 
 impl AgentBinary {
-    /// Reads nothing: `bytes` are hashed on a background thread from here on, so
-    /// that hashing a 20 MB binary overlaps the targets' work instead of preceding
-    /// it.
-    pub fn new(platform: String, bytes: Vec<u8>, source: String) -> Self {
+    /// Checks `bytes` ([`agent_check`]); nothing else is read: they are hashed on a
+    /// background thread from here on, so that hashing a 20 MB binary overlaps the
+    /// targets' work instead of preceding it.
+    pub fn new(
+        platform: String,
+        bytes: Vec<u8>,
+        source: String,
+        origin: AgentOrigin,
+    ) -> Result<Self, Refused> {
+        agent_check::check(&platform, &bytes)?;
         let bytes = Arc::new(bytes);
-        Self {
+        Ok(Self {
             digest: Arc::new(BackgroundDigest::start(Arc::clone(&bytes))),
             platform,
             bytes,
             source,
-        }
+            origin,
+        })
     }
 
     /// `sha256:<hex>` of the binary (waits for the background hash).
@@ -109,15 +158,20 @@ pub struct Payload {
     pub build_time: OffsetDateTime,
     /// Signs the pkg (and the profile) when given.
     pub installer_identity: Option<Arc<crate::pki::installer::InstallerIdentity>>,
+    /// What the person building should know about the payload (e.g. that an agent
+    /// is the full admin build).
+    pub notes: Vec<String>,
 }
 
 /// What the caller decides about the payload.
 #[derive(Debug, Clone, Default)]
 pub struct PayloadOptions {
     pub team: Option<String>,
-    /// The build host's own binary (the running fleetkit), for its platform.
+    /// The build host's own binary (the running fleetkit), for its platform: the
+    /// last resort, under the workspace's `agents/` folder.
     pub host_agent: Option<PathBuf>,
-    /// `--agent PLATFORM=PATH`, over fleetkit.yaml's `agents:`.
+    /// `--agent PLATFORM=PATH`, over fleetkit.yaml's `agents:`, over the
+    /// workspace's `agents/` folder.
     pub agents: BTreeMap<String, PathBuf>,
     /// The installer signing identity (PEM: PKCS#8 RSA key + certificate chain; or
     /// PKCS#12).
@@ -226,37 +280,7 @@ impl Payload {
             })?;
         let root_ca_fingerprint = fingerprint_pem(&root_ca_pem).unwrap_or_default();
 
-        let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();
-        if let Some(host) = &opts.host_agent {
-            sources.insert(host_platform(), host.clone());
-        }
-        for (platform, path) in &config.agents {
-            sources.insert(platform.clone(), ws.root.join(path));
-        }
-        for (platform, path) in &opts.agents {
-            if !AGENT_PLATFORMS.contains(&platform.as_str()) {
-                return Err(BuildError::Input {
-                    what: format!("--agent {platform}=…"),
-                    reason: format!("`{platform}` is not a platform fleetkit knows"),
-                    help: format!("platforms are: {}", AGENT_PLATFORMS.join(", ")),
-                });
-            }
-            sources.insert(platform.clone(), path.clone());
-        }
-        let needed = |platform: &str| {
-            opts.agent_oses.as_ref().is_none_or(|oses| {
-                oses.iter()
-                    .any(|os| platform.starts_with(&format!("{os}-")))
-            })
-        };
-        let mut agents = BTreeMap::new();
-        for (platform, path) in sources.into_iter().filter(|(p, _)| needed(p)) {
-            let bytes = read(&path, MAX_AGENT_BYTES)?;
-            agents.insert(
-                platform.clone(),
-                AgentBinary::new(platform, bytes, path.display().to_string()),
-            );
-        }
+        let (agents, notes) = read_agents(ws, opts)?;
 
         let settings = AgentSettings {
             org: config.org.clone(),
@@ -306,6 +330,7 @@ impl Payload {
             agents,
             agent_version: env!("CARGO_PKG_VERSION").into(),
             build_time,
+            notes,
         })
     }
 
@@ -316,6 +341,90 @@ impl Payload {
             .filter(|a| a.platform.starts_with(&format!("{os}-")))
             .collect()
     }
+}
+
+/// Where each platform's agent comes from, later sources overriding earlier ones
+/// (the module comment); what the user should know about them goes to `notes`.
+fn agent_sources(
+    ws: &Workspace,
+    opts: &PayloadOptions,
+    notes: &mut Vec<String>,
+) -> Result<BTreeMap<String, (PathBuf, AgentOrigin)>> {
+    let mut sources = BTreeMap::new();
+    if let Some(host) = &opts.host_agent {
+        sources.insert(host_platform(), (host.clone(), AgentOrigin::HostBinary));
+    }
+    let folder = ws.agents_dir();
+    let names: BTreeMap<String, &str> = AGENT_PLATFORMS
+        .iter()
+        .map(|p| (agent_file_name(p), *p))
+        .collect();
+    let mut listing: Vec<_> = std::fs::read_dir(&folder)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    listing.sort();
+    for name in listing {
+        let name = name.to_string_lossy();
+        match names.get(name.as_ref()) {
+            Some(platform) => {
+                let path = folder.join(name.as_ref());
+                sources.insert(platform.to_string(), (path, AgentOrigin::WorkspaceAgents));
+            }
+            None if name.starts_with("fleetkit-") => notes.push(format!(
+                "{} is not read: agents are named fleetkit-<platform>, with .exe for Windows ({})",
+                folder.join(name.as_ref()).display(),
+                AGENT_PLATFORMS.join(", ")
+            )),
+            None => {}
+        }
+    }
+    for (platform, path) in &ws.config.agents {
+        sources.insert(platform.clone(), (ws.root.join(path), AgentOrigin::Config));
+    }
+    for (platform, path) in &opts.agents {
+        if !AGENT_PLATFORMS.contains(&platform.as_str()) {
+            return Err(BuildError::Input {
+                what: format!("--agent {platform}=…"),
+                reason: format!("`{platform}` is not a platform fleetkit knows"),
+                help: format!("platforms are: {}", AGENT_PLATFORMS.join(", ")),
+            });
+        }
+        sources.insert(platform.clone(), (path.clone(), AgentOrigin::Flag));
+    }
+    Ok(sources)
+}
+
+/// Reads and checks the agents the requested targets ship.
+fn read_agents(
+    ws: &Workspace,
+    opts: &PayloadOptions,
+) -> Result<(BTreeMap<String, AgentBinary>, Vec<String>)> {
+    let mut notes = Vec::new();
+    let sources = agent_sources(ws, opts, &mut notes)?;
+    let needed = |platform: &str| {
+        opts.agent_oses.as_ref().is_none_or(|oses| {
+            oses.iter()
+                .any(|os| platform.starts_with(&format!("{os}-")))
+        })
+    };
+    let mut agents = BTreeMap::new();
+    for (platform, (path, origin)) in sources.into_iter().filter(|(p, _)| needed(p)) {
+        let bytes = read(&path, MAX_AGENT_BYTES)?;
+        let agent = AgentBinary::new(platform.clone(), bytes, path.display().to_string(), origin)
+            .map_err(|refused| BuildError::Input {
+            what: path.display().to_string(),
+            reason: refused.to_string(),
+            help: refused.help(),
+        })?;
+        if origin == AgentOrigin::HostBinary {
+            notes.push(format!(
+                "the {platform} agent is this fleetkit ({}), the full admin build; for the lean device agent run `scripts/build-agents.sh {platform}` and copy target/agents/ into the workspace as agents/",
+                path.display()
+            ));
+        }
+        agents.insert(platform, agent);
+    }
+    Ok((agents, notes))
 }
 
 fn read(path: &Path, max: u64) -> Result<Vec<u8>> {

@@ -92,10 +92,16 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
         Progress::Payload {
             bundle_version,
             agents,
-        } => note(format!(
-            "payload: policy bundle v{bundle_version}, {agents} agent binar{}",
-            if agents == 1 { "y" } else { "ies" }
-        )),
+            notes,
+        } => {
+            note(format!(
+                "payload: policy bundle v{bundle_version}, {agents} agent binar{}",
+                if agents == 1 { "y" } else { "ies" }
+            ));
+            for n in notes {
+                note(format!("  note: {n}"));
+            }
+        }
         Progress::Built {
             target,
             files,
@@ -202,10 +208,13 @@ pub fn inspect(args: InspectArgs) -> Result<(), Failure> {
             say(format!("  agent version:   {}", d.agent_version));
             for a in &d.agents {
                 say(format!(
-                    "  agent {}: {} bytes, {}{}",
+                    "  agent {}: {} bytes, {}{}{}",
                     a.platform,
                     a.size,
                     a.sha256,
+                    a.origin
+                        .map(|o| format!(", from {}", o.describe()))
+                        .unwrap_or_default(),
                     if i.agents_verified.contains(&a.platform) {
                         ""
                     } else {

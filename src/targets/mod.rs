@@ -18,7 +18,7 @@ pub mod puppet;
 pub mod systemd;
 
 use crate::build::payload::Payload;
-use crate::workspace::config::Target;
+use crate::workspace::config::{AGENT_PLATFORMS, Target, agent_file_name};
 use minijinja::{Environment, UndefinedBehavior};
 use std::sync::Arc;
 
@@ -88,9 +88,18 @@ pub enum TargetError {
 impl TargetError {
     pub fn help(&self) -> String {
         match self {
-            Self::MissingAgent { os, .. } => format!(
-                "set `agents: {{{os}-x86_64: PATH}}` (or {os}-arm64) in fleetkit.yaml, or pass --agent {os}-x86_64=PATH"
-            ),
+            Self::MissingAgent { os, .. } => {
+                let platforms: Vec<&str> = AGENT_PLATFORMS
+                    .into_iter()
+                    .filter(|p| p.starts_with(&format!("{os}-")))
+                    .collect();
+                let files: Vec<String> = platforms.iter().map(|p| agent_file_name(p)).collect();
+                let first = platforms.first().copied().unwrap_or_default();
+                format!(
+                    "put it in <workspace>/agents/ as {}: `scripts/build-agents.sh` builds them into target/agents/; or set `agents: {{{first}: PATH}}` in fleetkit.yaml, or pass --agent {first}=PATH",
+                    files.join(" or ")
+                )
+            }
             Self::NotAvailable => {
                 "build the available targets: ansible, chef, puppet, mobileconfig, pkg".into()
             }
@@ -363,6 +372,7 @@ mod tests {
             agent_version: "0.1.0".into(),
             build_time: time::OffsetDateTime::UNIX_EPOCH,
             installer_identity: None,
+            notes: vec![],
         }
     }
 
@@ -375,10 +385,13 @@ mod tests {
                 matches!(e, TargetError::MissingAgent { os: "linux", .. }),
                 "{e}"
             );
+            let help = e.help();
             assert!(
-                e.help().contains("agents:") && e.help().contains("--agent linux-x86_64=PATH"),
-                "{}",
-                e.help()
+                help.starts_with(
+                    "put it in <workspace>/agents/ as fleetkit-linux-x86_64 or fleetkit-linux-arm64: `scripts/build-agents.sh`"
+                ) && help.contains("agents:")
+                    && help.contains("--agent linux-x86_64=PATH"),
+                "{help}"
             );
         }
     }

@@ -21,10 +21,11 @@
 //! modes and mtime (the build time), gzip without name or time.
 
 use super::{Artefact, Result, TargetError, text};
-use crate::build::payload::Payload;
+use crate::build::payload::{AgentBinary, Payload};
 use crate::formats::bom::BomWriter;
 use crate::formats::xar::{Encoding, XarWriter, xml_escape};
 use crate::workspace::config::Target;
+use object::macho::{CPU_TYPE_ARM64, CPU_TYPE_X86_64};
 use std::io::Write;
 
 const POSTINSTALL: &[(&str, &str)] = &[(
@@ -48,10 +49,7 @@ fn mac_agent(payload: &Payload) -> Result<(Vec<u8>, Vec<&'static str>)> {
     let arm = payload.agents.get("darwin-arm64");
     let intel = payload.agents.get("darwin-x86_64");
     match (arm, intel) {
-        (Some(a), Some(i)) => Ok((
-            fat_binary(&[(0x0100_000c, 0, &a.bytes), (0x0100_0007, 3, &i.bytes)]),
-            vec!["arm64", "x86_64"],
-        )),
+        (Some(a), Some(i)) => Ok((fat_binary(&[a, i]), vec!["arm64", "x86_64"])),
         (Some(a), None) => Ok((a.bytes.to_vec(), vec!["arm64"])),
         (None, Some(i)) => Ok((i.bytes.to_vec(), vec!["x86_64"])),
         (None, None) => Err(TargetError::MissingAgent {
@@ -61,10 +59,22 @@ fn mac_agent(payload: &Payload) -> Result<(Vec<u8>, Vec<&'static str>)> {
     }
 }
 
-/// A fat Mach-O: FAT_MAGIC, the slices' (cputype, cpusubtype, offset, size,
-/// align 2^14), each slice at a 16 KiB boundary.
-pub fn fat_binary(slices: &[(u32, u32, &[u8])]) -> Vec<u8> {
+/// A fat Mach-O of darwin agents: FAT_MAGIC, the slices' (cputype, cpusubtype,
+/// offset, size, align 2^14), each slice at a 16 KiB boundary. The slices are
+/// [`AgentBinary`]s, so each was checked to be a thin Mach-O executable of its
+/// architecture ([`crate::build::agent_check`]); none can be a fat file itself.
+/// Agents of other platforms are left out.
+pub fn fat_binary(agents: &[&AgentBinary]) -> Vec<u8> {
     const ALIGN: usize = 1 << 14;
+    // (cputype, cpusubtype ALL, bytes) of each slice.
+    let slices: Vec<(u32, u32, &[u8])> = agents
+        .iter()
+        .filter_map(|a| match a.platform.as_str() {
+            "darwin-arm64" => Some((CPU_TYPE_ARM64, 0, a.bytes.as_slice())),
+            "darwin-x86_64" => Some((CPU_TYPE_X86_64, 3, a.bytes.as_slice())),
+            _ => None,
+        })
+        .collect();
     let mut out = Vec::new();
     out.extend_from_slice(&0xcafe_babeu32.to_be_bytes());
     out.extend_from_slice(&(slices.len() as u32).to_be_bytes());
@@ -76,7 +86,7 @@ pub fn fat_binary(slices: &[(u32, u32, &[u8])]) -> Vec<u8> {
         out.extend_from_slice(&(offset as u32).to_be_bytes());
         out.extend_from_slice(&(data.len() as u32).to_be_bytes());
         out.extend_from_slice(&14u32.to_be_bytes());
-        placed.push((offset, *data));
+        placed.push((offset, data));
         offset = (offset + data.len()).div_ceil(ALIGN) * ALIGN;
     }
     for (at, data) in placed {

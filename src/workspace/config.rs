@@ -40,6 +40,18 @@ pub const AGENT_PLATFORMS: [&str; 6] = [
     "windows-arm64",
 ];
 
+/// The file name of a platform's agent, as `scripts/build-agents.sh` writes it and
+/// `fleetkit build` looks for it in the workspace's `agents/` folder:
+/// `fleetkit-<platform>`, with `.exe` for Windows.
+pub fn agent_file_name(platform: &str) -> String {
+    let exe = if platform.starts_with("windows-") {
+        ".exe"
+    } else {
+        ""
+    };
+    format!("fleetkit-{platform}{exe}")
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Server {
     /// Base URL devices enroll with and pull bundles from (https only).
@@ -594,8 +606,9 @@ pub fn starter_config(org: &str, server_url: &str) -> String {
          # What `fleetkit build` produces.\n\
          targets: [pkg, mobileconfig, msi, intunewin, ansible, chef, puppet]\n\
          \n\
-         # Agent binaries for platforms other than the build host's (whose running\n\
-         # fleetkit binary is used), relative to this file's directory:\n\
+         # Agent binaries: `fleetkit build` reads agents/fleetkit-<platform>[.exe] beside\n\
+         # this file (scripts/build-agents.sh builds them into target/agents/); entries\n\
+         # here, relative to this file's directory, take precedence over that folder:\n\
          # agents:\n\
          #   linux-arm64: agents/fleetkit-linux-arm64\n\
          #   darwin-arm64: agents/fleetkit-darwin-arm64\n\

@@ -10,6 +10,7 @@
 //!   bundles/          signed policy bundles, policy-v<N>.json
 //!   rotations/        signed anchors documents, anchors-v<N>.json (the rotation chain)
 //!   state.json        the last signed policy version
+//!   agents/           agent binaries for `fleetkit build`, fleetkit-<platform>[.exe] (optional)
 //! ```
 
 pub mod config;
@@ -104,6 +105,10 @@ impl Workspace {
     }
     pub fn rotations_dir(&self) -> PathBuf {
         self.root.join("rotations")
+    }
+    /// Agent binaries found without flags: `fleetkit-<platform>[.exe]`.
+    pub fn agents_dir(&self) -> PathBuf {
+        self.root.join("agents")
     }
     pub fn state_path(&self) -> PathBuf {
         self.root.join("state.json")
