@@ -42,6 +42,15 @@ fn build(org: &Org, out: &Path, targets: &[&str], agents: &[(&str, &Path)]) -> R
     run(&mut org.build_command(out, &args, agents))
 }
 
+/// `fleetkit inspect OUT`: exit code and stdout.
+fn inspect(out: &Path) -> (Option<i32>, String) {
+    let r = Command::new(BIN).arg("inspect").arg(out).output().unwrap();
+    (
+        r.status.code(),
+        String::from_utf8_lossy(&r.stdout).into_owned(),
+    )
+}
+
 /// build.json's record of one platform's agent.
 fn recorded_agent(out: &Path, platform: &str) -> serde_json::Value {
     let record: serde_json::Value =
@@ -239,9 +248,8 @@ fn the_workspace_agents_folder_is_found_without_flags() {
         r.stderr
     );
     // inspect says where each agent came from.
-    let inspected = Command::new(BIN).arg("inspect").arg(&out).output().unwrap();
-    let text = String::from_utf8_lossy(&inspected.stdout);
-    assert!(inspected.status.success(), "{text}");
+    let (code, text) = inspect(&out);
+    assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("agent linux-arm64: 5000 bytes")
             && text.contains("from the workspace's agents/ folder"),
@@ -363,9 +371,8 @@ fn inspect_reports_a_shipped_agent_that_is_not_an_executable() {
             &fleetkit::build::payload::sha256(script),
         );
     std::fs::write(files.join("fleetkit.json"), description).unwrap();
-    let inspected = Command::new(BIN).arg("inspect").arg(&out).output().unwrap();
-    let text = String::from_utf8_lossy(&inspected.stdout);
-    assert_eq!(inspected.status.code(), Some(1), "{text}");
+    let (code, text) = inspect(&out);
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("fleetkit-linux-x86_64: given as the linux-x86_64 agent, but it is not an executable: starts with bytes 23 21 2f 62"),
         "{text}"

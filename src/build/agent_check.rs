@@ -246,6 +246,15 @@ pub fn identify(bytes: &[u8]) -> Found {
 
 type Read = Result<Found, (Format, object::read::Error)>;
 
+fn binary(format: Format, bits: u8, kind: String, arch: String) -> Read {
+    Ok(Found::Binary(Binary {
+        format,
+        bits,
+        kind,
+        arch,
+    }))
+}
+
 fn elf<H: FileHeader<Endian = object::Endianness>>(bytes: &[u8], bits: u8) -> Read {
     let damaged = |e| (Format::Elf, e);
     let header = H::parse(bytes).map_err(damaged)?;
@@ -277,12 +286,7 @@ fn elf<H: FileHeader<Endian = object::Endianness>>(bytes: &[u8], bits: u8) -> Re
         (elf::EM_PPC64, _) => "ppc64".into(),
         (other, _) => format!("machine {other}"),
     };
-    Ok(Found::Binary(Binary {
-        format: Format::Elf,
-        bits,
-        kind,
-        arch,
-    }))
+    binary(Format::Elf, bits, kind, arch)
 }
 
 fn mach_o<H: MachHeader<Endian = object::Endianness>>(bytes: &[u8], bits: u8) -> Read {
@@ -300,12 +304,7 @@ fn mach_o<H: MachHeader<Endian = object::Endianness>>(bytes: &[u8], bits: u8) ->
         macho::MH_CORE => "core file".into(),
         other => format!("file of type {other}"),
     };
-    Ok(Found::Binary(Binary {
-        format: Format::MachO,
-        bits,
-        kind,
-        arch: cpu_name(header.cputype(endian)),
-    }))
+    binary(Format::MachO, bits, kind, cpu_name(header.cputype(endian)))
 }
 
 fn fat<A: FatArch>(arches: &[A]) -> Found {
@@ -347,12 +346,7 @@ fn pe<H: ImageNtHeaders>(bytes: &[u8], bits: u8) -> Read {
         pe::IMAGE_FILE_MACHINE_ARMNT => "ARM".into(),
         other => format!("machine {other:#06x}"),
     };
-    Ok(Found::Binary(Binary {
-        format: Format::Pe,
-        bits,
-        kind: kind.into(),
-        arch,
-    }))
+    binary(Format::Pe, bits, kind.into(), arch)
 }
 
 #[cfg(test)]

@@ -220,22 +220,15 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
 /// the MSI when `agents_dir` holds the darwin or Windows agents. They are copied into
 /// the workspace's `agents/`, where `fleetkit build` finds them.
 fn build_artefacts(ctx: &Context, ws: &Workspace, agents_dir: &Path) -> Result<(), Failure> {
-    use fleetkit::workspace::config::{AGENT_PLATFORMS, Target};
+    use fleetkit::workspace::config::{AGENT_PLATFORMS, Target, agent_file_name};
     let host = fleetkit::build::payload::host_platform();
     let mut have: Vec<String> = vec![host.clone()];
     for platform in AGENT_PLATFORMS {
-        let file = format!(
-            "fleetkit-{platform}{}",
-            if platform.starts_with("windows-") {
-                ".exe"
-            } else {
-                ""
-            }
-        );
+        let file = agent_file_name(platform);
         let found = agents_dir.join(&file);
         if found.is_file() {
-            let copy = ws.root.join("agents").join(&file);
-            std::fs::create_dir_all(ws.root.join("agents"))
+            let copy = ws.agents_dir().join(&file);
+            std::fs::create_dir_all(ws.agents_dir())
                 .and_then(|()| std::fs::copy(&found, &copy))
                 .map_err(|e| fail(format!("cannot copy {}: {e}", found.display()), ""))?;
             if platform != host {

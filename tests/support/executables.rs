@@ -50,12 +50,7 @@ pub fn executable(platform: &str, size: usize) -> Vec<u8> {
 /// scripts/build-agents.sh gives it); its path.
 pub fn write_executable(dir: &Path, platform: &str, size: usize) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let exe = if platform.starts_with("windows-") {
-        ".exe"
-    } else {
-        ""
-    };
-    let path = dir.join(format!("fleetkit-{platform}{exe}"));
+    let path = dir.join(fleetkit::workspace::config::agent_file_name(platform));
     std::fs::write(&path, executable(platform, size)).unwrap();
     path
 }
