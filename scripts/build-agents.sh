@@ -77,19 +77,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
 
-# zig (PyPI's ziglang) in a virtualenv of its own, and cargo-zigbuild, made once.
+# zig (PyPI's ziglang) in a virtualenv of its own, and cargo-zigbuild, made once, at
+# the versions the agents were measured with: another linker may give other bytes.
+zig_version=0.17.1 zigbuild_version=0.24.1
 if [ $needs_zig -eq 1 ]; then
   zig_venv="${FLEETKIT_ZIG_VENV:-$HOME/.cache/fleetkit/zig-venv}"
-  if [ ! -x "$zig_venv/bin/python3" ] || ! "$zig_venv/bin/python3" -c 'import ziglang' 2>/dev/null; then
-    echo "build-agents.sh: installing ziglang into $zig_venv" >&2
+  if ! "$zig_venv/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('ziglang') != '$zig_version')" 2>/dev/null; then
+    echo "build-agents.sh: installing ziglang $zig_version into $zig_venv" >&2
     python3 -m venv "$zig_venv"
-    "$zig_venv/bin/pip" install -q --disable-pip-version-check 'ziglang==0.15.*'
+    "$zig_venv/bin/pip" install -q --disable-pip-version-check "ziglang==$zig_version"
   fi
   CARGO_ZIGBUILD_ZIG_PATH=$("$zig_venv/bin/python3" -c 'import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
   export CARGO_ZIGBUILD_ZIG_PATH
-  if ! command -v cargo-zigbuild >/dev/null; then
-    echo "build-agents.sh: cargo install cargo-zigbuild" >&2
-    cargo install -q --locked cargo-zigbuild
+  if [ "$(cargo-zigbuild --version 2>/dev/null)" != "cargo-zigbuild $zigbuild_version" ]; then
+    echo "build-agents.sh: cargo install cargo-zigbuild $zigbuild_version" >&2
+    cargo install -q --locked --version "$zigbuild_version" cargo-zigbuild
   fi
 fi
 
