@@ -4,16 +4,16 @@
 #
 #   scripts/build-agents.sh [PLATFORM…]     (default: all of them)
 #
-#   linux-x86_64  linux-arm64  windows-x86_64  darwin-arm64  darwin-x86_64
+#   linux-x86_64  linux-arm64  windows-x86_64  windows-arm64  darwin-arm64  darwin-x86_64
 #
 # into target/agents/fleetkit-<platform>[.exe]. Copy that folder into a workspace as
 # `agents/` and `fleetkit build --target all` finds every agent without a flag.
 #
 # One compiler for every platform: Debian's rustc-web (with std rebuilt from
 # rust-web-src by -Zbuild-std, because no prebuilt std for these targets can be
-# downloaded here), linked by zig (Linux, macOS) or mingw-w64 (Windows). Installs what
-# is missing, idempotently, like scripts/test.sh. Windows arm64 is not offered: no
-# linker here targets it (see README, "Agents for every platform").
+# downloaded here), linked by zig (Linux, macOS, Windows arm64 against the UCRT) or
+# mingw-w64 (Windows x86_64). Installs what is missing, idempotently, like
+# scripts/test.sh.
 #
 # Reproducible: build paths are remapped, the profile is LTO with one codegen unit,
 # the PE timestamp is left out and SOURCE_DATE_EPOCH is the commit's time, so two
@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-all_platforms=(linux-x86_64 linux-arm64 windows-x86_64 darwin-arm64 darwin-x86_64)
+all_platforms=(linux-x86_64 linux-arm64 windows-x86_64 windows-arm64 darwin-arm64 darwin-x86_64)
 platforms=("$@")
 [ ${#platforms[@]} -gt 0 ] || platforms=("${all_platforms[@]}")
 
@@ -32,6 +32,7 @@ declare -A triple=(
   [linux-x86_64]=x86_64-unknown-linux-gnu
   [linux-arm64]=aarch64-unknown-linux-gnu
   [windows-x86_64]=x86_64-pc-windows-gnu
+  [windows-arm64]=aarch64-pc-windows-gnullvm
   [darwin-arm64]=aarch64-apple-darwin
   [darwin-x86_64]=x86_64-apple-darwin
 )
@@ -57,7 +58,7 @@ apt_install() {
 needs_zig=0 needs_mingw=0
 for p in "${platforms[@]}"; do
   case $p in
-    windows-*) needs_mingw=1 ;;
+    windows-x86_64) needs_mingw=1 ;;
     *) needs_zig=1 ;;
   esac
 done
@@ -107,10 +108,29 @@ sysroot_src=$(/usr/bin/rustc --print sysroot)/lib/rustlib/src/rust
 registry="${CARGO_HOME:-$HOME/.cargo}/registry/src"
 remap="--remap-path-prefix=$root=/fleetkit --remap-path-prefix=$registry=/cargo --remap-path-prefix=$sysroot_src=/rustc"
 
+# Sets a PE file's COFF TimeDateStamp (4 bytes at e_lfanew + 8) to 0.
+zero_pe_timestamp() {
+  python3 - "$1" <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(0x3C)
+    (pe,) = struct.unpack("<I", f.read(4))
+    f.seek(pe)
+    if f.read(4) != b"PE\0\0":
+        sys.exit(f"{sys.argv[1]}: not a PE file")
+    f.seek(pe + 8)
+    f.write(b"\0\0\0\0")
+PY
+}
+
 build_one() {
   local platform=$1 t=${triple[$1]} ext="" rustflags="$remap"
   local cargo=(/usr/bin/cargo build)
   case $platform in
+    windows-arm64)
+      ext=.exe
+      cargo=(/usr/bin/cargo zigbuild)
+      ;;
     windows-*)
       ext=.exe
       export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
@@ -140,6 +160,9 @@ build_one() {
     --target "$t" -Zbuild-std=std,panic_abort
   local built="$CARGO_TARGET_DIR/${triple[$platform]}/agent/fleetkit$ext"
   install -m 0755 "$built" "$out/fleetkit-$platform$ext.tmp"
+  # zig's linker has no switch to leave the link time out of the PE header (mingw's
+  # --no-insert-timestamp), so it is zeroed here, as mingw leaves it.
+  [ "$platform" != windows-arm64 ] || zero_pe_timestamp "$out/fleetkit-$platform$ext.tmp"
   mv -f "$out/fleetkit-$platform$ext.tmp" "$out/fleetkit-$platform$ext"
   echo "build-agents.sh: $platform: $(stat -c %s "$out/fleetkit-$platform$ext") bytes in $((SECONDS - started)) s → $out/fleetkit-$platform$ext" >&2
 }
