@@ -22,7 +22,8 @@ agent="$PWD/target/agents/fleetkit-windows-x86_64.exe"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-"$bin" demo --out "$work/ws" >/dev/null
+# No agents folder: the MSI ships exactly the agent given below.
+"$bin" demo --out "$work/ws" --agents "$work/no-agents" >/dev/null 2>&1
 mkdir -p "$work/src"
 cp "$work/ws/anchors.json" "$work/src/anchors.json"
 cp "$work/ws/bundles/policy-v3.json" "$work/src/bundle.json"
@@ -79,7 +80,7 @@ compare() {
     "$bin" --workspace "$work/ws" build --target msi --agent "windows-x86_64=$work/src/fleetkit.exe" --out "$work/fk-out" >/dev/null 2>&1
     echo $(($(now_ns) - start)) >> "$fk_times"
     start=$(now_ns)
-    (cd "$work" && wixl -a x64 -o "$work/wixl.msi" "$work/fleetkit.wxs" >/dev/null 2>&1)
+    (cd "$work" && wixl -a x64 -o "$work/wixl.msi" "$work/fleetkit.wxs" >/dev/null)
     echo $(($(now_ns) - start)) >> "$wx_times"
   done
   read -r fk_mean fk_median < <(stats < "$fk_times")
