@@ -16,7 +16,8 @@
 # scripts/test.sh.
 #
 # Reproducible: build paths are remapped, the profile is LTO with one codegen unit,
-# the PE timestamp is left out and SOURCE_DATE_EPOCH is the commit's time, so two
+# the PE timestamp is left out, the Mach-O UUID is derived from the content
+# (scripts/macho-uuid.py) and SOURCE_DATE_EPOCH is the commit's time, so two
 # builds of one commit give the same bytes (scripts/reproducible-agents.sh checks it).
 # FLEETKIT_AGENTS_OUT and FLEETKIT_AGENTS_BUILD_DIR move the output and build folders.
 set -euo pipefail
@@ -105,6 +106,8 @@ export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 sysroot_src=$(/usr/bin/rustc --print sysroot)/lib/rustlib/src/rust
+# The llvm-objcopy rustc itself strips Apple binaries with.
+objcopy=$(/usr/bin/rustc --print sysroot)/lib/rustlib/$(/usr/bin/rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy
 registry="${CARGO_HOME:-$HOME/.cargo}/registry/src"
 remap="--remap-path-prefix=$root=/fleetkit --remap-path-prefix=$registry=/cargo --remap-path-prefix=$sysroot_src=/rustc"
 
@@ -149,8 +152,13 @@ build_one() {
         darwin-arm64) export MACOSX_DEPLOYMENT_TARGET=11.0 ;;
         *) export MACOSX_DEPLOYMENT_TARGET=10.12 ;;
       esac
-      sdk="$root/target/agents-build/macos-sdk"
-      python3 scripts/apple-stubs.py --sdk "$sdk" --target "${triple[$platform]}"
+      # No macOS SDK can be installed here: the frameworks the agent links
+      # (CoreFoundation, IOKit) are text stubs derived from the dependencies' own
+      # extern blocks (scripts/apple-stubs.py says how and why); zig brings libSystem.
+      # The profile's strip runs rustc's own rust-objcopy, which signs the arm64
+      # binary ad hoc again; `fleetkit build` signs the agent for the pkg in any case.
+      sdk="$CARGO_TARGET_DIR/macos-sdk"
+      CARGO=/usr/bin/cargo python3 scripts/apple-stubs.py --sdk "$sdk" --target "${triple[$platform]}"
       export SDKROOT="$sdk"
       ;;
   esac
@@ -160,9 +168,20 @@ build_one() {
     --target "$t" -Zbuild-std=std,panic_abort
   local built="$CARGO_TARGET_DIR/${triple[$platform]}/agent/fleetkit$ext"
   install -m 0755 "$built" "$out/fleetkit-$platform$ext.tmp"
-  # zig's linker has no switch to leave the link time out of the PE header (mingw's
-  # --no-insert-timestamp), so it is zeroed here, as mingw leaves it.
-  [ "$platform" != windows-arm64 ] || zero_pe_timestamp "$out/fleetkit-$platform$ext.tmp"
+  case $platform in
+    windows-arm64)
+      # zig's linker has no switch to leave the link time out of the PE header
+      # (mingw's --no-insert-timestamp), so it is zeroed here, as mingw leaves it.
+      zero_pe_timestamp "$out/fleetkit-$platform$ext.tmp"
+      ;;
+    darwin-*)
+      # zig's LC_UUID differs on every link (the only bytes that do): derive it
+      # from the content, then let rust-objcopy sign the arm64 binary ad hoc again.
+      python3 scripts/macho-uuid.py "$out/fleetkit-$platform.tmp"
+      "$objcopy" "$out/fleetkit-$platform.tmp" "$out/fleetkit-$platform.tmp2"
+      mv -f "$out/fleetkit-$platform.tmp2" "$out/fleetkit-$platform.tmp"
+      ;;
+  esac
   mv -f "$out/fleetkit-$platform$ext.tmp" "$out/fleetkit-$platform$ext"
   echo "build-agents.sh: $platform: $(stat -c %s "$out/fleetkit-$platform$ext") bytes in $((SECONDS - started)) s → $out/fleetkit-$platform$ext" >&2
 }

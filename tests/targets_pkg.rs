@@ -158,8 +158,14 @@ fn seven_zip_bsdtar_and_cpio_read_the_package() {
         assert_eq!(off % 16384, 0);
         fat[off..off + len].to_vec()
     };
-    assert_eq!(slice(0), arm);
-    assert_eq!(slice(1), intel);
+    // Each slice is its agent, code-signed (tests/agents_codesign.rs verifies the
+    // signatures): the same code, then the signature at the end.
+    for (i, agent) in [(0, &arm), (1, &intel)] {
+        let signed = slice(i);
+        let code = executables::MACH_O_CODE_OFFSET..agent.len() - 16;
+        assert_eq!(signed[code.clone()], agent[code], "slice {i}");
+        assert!(signed.len() > agent.len(), "slice {i} carries no signature");
+    }
 
     // The scripts: gzip'd cpio with an executable postinstall that sh accepts.
     let scripts = unpack_cpio_gz(&x.join("fleetkit.pkg/Scripts"), &dir.path().join("scripts"));
@@ -239,59 +245,10 @@ fn without_a_macos_agent_the_pkg_names_the_setting() {
     assert!(!dir.path().join("dist").exists());
 }
 
-/// A test installer identity made by openssl: a root CA and a "Developer ID
-/// Installer" leaf; returns (identity PEM path, CA certificate path).
+/// A test installer identity made by openssl (tests/support): a root CA and a
+/// "Developer ID Installer" leaf; returns (identity PEM path, CA certificate path).
 fn identity(dir: &Path) -> (PathBuf, PathBuf) {
-    let run = |args: &[&str]| tool(Command::new("openssl").args(args).current_dir(dir));
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=Test Installer Root",
-        "-days",
-        "30",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=Developer ID Installer: Acme Corp (TEAM123456)",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.pem",
-        "-days",
-        "30",
-        "-sha256",
-    ]);
-    let mut pem = std::fs::read_to_string(dir.join("leaf.key")).unwrap();
-    pem.push_str(&std::fs::read_to_string(dir.join("leaf.pem")).unwrap());
-    pem.push_str(&std::fs::read_to_string(dir.join("ca.pem")).unwrap());
-    let path = dir.join("identity.pem");
-    std::fs::write(&path, pem).unwrap();
-    (path, dir.join("ca.pem"))
+    openssl_identity(dir, "/CN=Developer ID Installer: Acme Corp (TEAM123456)")
 }
 
 fn build_signed(org: &Org, dir: &Path, identity: &Path, out: &str) -> PathBuf {

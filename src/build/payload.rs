@@ -161,6 +161,9 @@ pub struct Payload {
     /// What the person building should know about the payload (e.g. that an agent
     /// is the full admin build).
     pub notes: Vec<String>,
+    /// Code-signs the darwin agent when given (Developer ID Application); ad hoc
+    /// otherwise.
+    pub codesign_identity: Option<Arc<crate::pki::installer::InstallerIdentity>>,
 }
 
 /// What the caller decides about the payload.
@@ -178,6 +181,11 @@ pub struct PayloadOptions {
     pub installer_identity: Option<PathBuf>,
     /// The PKCS#12's password.
     pub installer_identity_password: zeroize::Zeroizing<String>,
+    /// The darwin agent's code-signing identity (Developer ID Application), in the
+    /// installer identity's forms.
+    pub codesign_identity: Option<PathBuf>,
+    /// Its PKCS#12's password.
+    pub codesign_identity_password: zeroize::Zeroizing<String>,
     /// Read only the agents of these OSes (those the requested targets ship); `None`
     /// reads every configured agent. A 20 MB binary no target ships is not read.
     pub agent_oses: Option<Vec<&'static str>>,
@@ -294,25 +302,23 @@ impl Payload {
             renew_at_percent: config.enrollment.renew_at_percent,
             managed_preferences_domain: None,
         };
-        let installer_identity = match &opts.installer_identity {
-            Some(path) => Some(Arc::new(
-                crate::pki::installer::InstallerIdentity::load(
-                    path,
-                    &opts.installer_identity_password,
-                    build_time,
-                )
-                .map_err(|e| {
-                    BuildError::Input {
-                        what: "--installer-identity".into(),
-                        reason: e.to_string(),
-                        help: "give a PEM file with the PKCS#8 RSA private key and the certificate chain (leaf first), or a .p12 with FLEETKIT_INSTALLER_IDENTITY_PASSWORD set".into(),
-                    }
-                })?,
-            )),
-            None => None,
-        };
+        let installer_identity = load_identity(
+            "--installer-identity",
+            opts.installer_identity.as_deref(),
+            &opts.installer_identity_password,
+            "FLEETKIT_INSTALLER_IDENTITY_PASSWORD",
+            build_time,
+        )?;
+        let codesign_identity = load_identity(
+            "--codesign-identity",
+            opts.codesign_identity.as_deref(),
+            &opts.codesign_identity_password,
+            "FLEETKIT_CODESIGN_IDENTITY_PASSWORD",
+            build_time,
+        )?;
         Ok(Self {
             installer_identity,
+            codesign_identity,
             org: config.org.clone(),
             display_name: config.display_name.clone(),
             identifier_prefix: config.identifier_prefix.clone(),
@@ -425,6 +431,25 @@ fn read_agents(
         agents.insert(platform, agent);
     }
     Ok((agents, notes))
+}
+
+/// A signing identity given as `flag`: PEM or PKCS#12 opened with `password` (from
+/// the environment variable `password_var`).
+fn load_identity(
+    flag: &str,
+    path: Option<&Path>,
+    password: &str,
+    password_var: &str,
+    build_time: OffsetDateTime,
+) -> Result<Option<Arc<crate::pki::installer::InstallerIdentity>>> {
+    let Some(path) = path else { return Ok(None) };
+    crate::pki::installer::InstallerIdentity::load(path, password, build_time)
+        .map(|identity| Some(Arc::new(identity)))
+        .map_err(|e| BuildError::Input {
+            what: flag.into(),
+            reason: e.to_string(),
+            help: format!("give a PEM file with the PKCS#8 RSA private key and the certificate chain (leaf first), or a .p12 with {password_var} set"),
+        })
 }
 
 fn read(path: &Path, max: u64) -> Result<Vec<u8>> {

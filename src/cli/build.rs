@@ -32,6 +32,12 @@ pub struct BuildArgs {
     /// FLEETKIT_INSTALLER_IDENTITY_PASSWORD.
     #[arg(long, value_name = "FILE", env = "FLEETKIT_INSTALLER_IDENTITY")]
     installer_identity: Option<PathBuf>,
+    /// Code-sign the darwin agent in the pkg with this Developer ID Application
+    /// identity (hardened runtime), in the same forms as --installer-identity; a
+    /// PKCS#12's password is in FLEETKIT_CODESIGN_IDENTITY_PASSWORD. Without it the
+    /// agent is signed ad hoc.
+    #[arg(long, value_name = "FILE", env = "FLEETKIT_CODESIGN_IDENTITY")]
+    codesign_identity: Option<PathBuf>,
 }
 
 impl BuildArgs {
@@ -43,6 +49,7 @@ impl BuildArgs {
             out: Some(out),
             agents: Vec::new(),
             installer_identity: None,
+            codesign_identity: None,
         }
     }
 }
@@ -75,6 +82,10 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
         installer_identity: args.installer_identity,
         installer_identity_password: zeroize::Zeroizing::new(
             std::env::var("FLEETKIT_INSTALLER_IDENTITY_PASSWORD").unwrap_or_default(),
+        ),
+        codesign_identity: args.codesign_identity,
+        codesign_identity_password: zeroize::Zeroizing::new(
+            std::env::var("FLEETKIT_CODESIGN_IDENTITY_PASSWORD").unwrap_or_default(),
         ),
         // Only the agents the requested targets ship are read and hashed.
         agent_oses: Some(requested.iter().filter_map(|t| t.agent_os()).collect()),

@@ -7,6 +7,10 @@
 //! SignedData of the checksum — and can CMS-sign a configuration profile with the
 //! content embedded. Signing times come from the build time, so signed output is
 //! as reproducible as unsigned output.
+//!
+//! The same loading serves the Developer ID Application identity that code-signs the
+//! darwin agent (`--codesign-identity`, password in
+//! `FLEETKIT_CODESIGN_IDENTITY_PASSWORD`; see `pki::codesign`).
 
 use crate::formats::xar::XarSigner;
 use cryptographic_message_syntax::{SignedDataBuilder, SignerBuilder};
@@ -98,6 +102,22 @@ impl InstallerIdentity {
             .unwrap_or_else(|| "(no common name)".into())
     }
 
+    /// The private key (RSA), for the code signature (`pki::codesign`).
+    pub fn key(&self) -> &InMemorySigningKeyPair {
+        &self.key
+    }
+
+    /// The certificate chain, leaf first.
+    pub fn chain(&self) -> &[CapturedX509Certificate] {
+        &self.chain
+    }
+
+    /// The time every signature made with this identity carries: the build time, or
+    /// the certificate's start if that is later.
+    pub fn signing_time(&self) -> chrono::DateTime<chrono::Utc> {
+        self.signing_time
+    }
+
     fn rsa(&self, data: &[u8]) -> Result<Vec<u8>, InstallerIdentityError> {
         let sig = self
             .key
@@ -170,10 +190,8 @@ fn from_pem(bytes: &[u8]) -> Result<KeyAndChain, String> {
 }
 
 fn from_pkcs12(bytes: &[u8], password: &str) -> Result<KeyAndChain, String> {
-    let store =
-        p12_keystore::KeyStore::from_pkcs12(bytes, password, Default::default()).map_err(|e| {
-            format!("cannot open the PKCS#12 ({e}); is FLEETKIT_INSTALLER_IDENTITY_PASSWORD right?")
-        })?;
+    let store = p12_keystore::KeyStore::from_pkcs12(bytes, password, Default::default())
+        .map_err(|e| format!("cannot open the PKCS#12 ({e}); is its password right?"))?;
     let (_, chain) = store
         .private_key_chain()
         .ok_or_else(|| "the PKCS#12 holds no private key with its certificate".to_string())?;

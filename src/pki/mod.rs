@@ -15,6 +15,8 @@
 
 mod ca;
 #[cfg(feature = "admin")]
+pub mod codesign;
+#[cfg(feature = "admin")]
 pub mod installer;
 mod key;
 mod machine;

@@ -83,6 +83,8 @@ pub enum TargetError {
     NotAvailable,
     #[error("template {name}: {reason}")]
     Template { name: String, reason: String },
+    #[error(transparent)]
+    Codesign(#[from] crate::pki::codesign::CodesignError),
 }
 
 impl TargetError {
@@ -104,6 +106,9 @@ impl TargetError {
                 "build the available targets: ansible, chef, puppet, mobileconfig, pkg".into()
             }
             Self::Template { .. } => "this is a fleetkit bug; please report it".into(),
+            Self::Codesign(_) => {
+                "give darwin agents built for macOS (scripts/build-agents.sh darwin-arm64 darwin-x86_64)".into()
+            }
         }
     }
 }
@@ -373,6 +378,7 @@ mod tests {
             build_time: time::OffsetDateTime::UNIX_EPOCH,
             installer_identity: None,
             notes: vec![],
+            codesign_identity: None,
         }
     }
 

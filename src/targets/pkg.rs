@@ -10,7 +10,8 @@
 //!   fleetkit.pkg/Scripts     gzip'd odc cpio of postinstall
 //! payload
 //!   usr/local/bin/fleetkit                                  0755 (universal when both
-//!                                                           darwin agents are given)
+//!                                                           darwin agents are given;
+//!                                                           each slice code-signed)
 //!   Library/Application Support/fleetkit/{agent.yaml,anchors.json,bundle.json} 0644
 //!   Library/LaunchDaemons/<prefix>.fleetkit.sync.plist      0644: `agent sync` every 15 min
 //! ```
@@ -18,12 +19,15 @@
 //! The postinstall registers the Mac (assignment from the managed preferences, token
 //! from the file a Jamf script leaves) and bootstraps the LaunchDaemon; a pending
 //! registration never fails the install. Everything is deterministic: fixed owners,
-//! modes and mtime (the build time), gzip without name or time.
+//! modes and mtime (the build time), gzip without name or time. The agent's code
+//! signature (`pki::codesign`: ad hoc, or Developer ID with `--codesign-identity`)
+//! is as deterministic.
 
 use super::{Artefact, Result, TargetError, text};
 use crate::build::payload::{AgentBinary, Payload};
 use crate::formats::bom::BomWriter;
 use crate::formats::xar::{Encoding, XarWriter, xml_escape};
+use crate::pki::codesign;
 use crate::workspace::config::Target;
 use object::macho::{CPU_TYPE_ARM64, CPU_TYPE_X86_64};
 use std::io::Write;
@@ -44,43 +48,74 @@ fn err(what: &str, e: impl std::fmt::Display) -> TargetError {
     }
 }
 
-/// A universal (fat) Mach-O holding both slices, or the one agent given.
+/// The code-signing identifier of the agent.
+fn agent_identifier(payload: &Payload) -> String {
+    format!("{}.fleetkit.agent", payload.identifier_prefix)
+}
+
+/// The darwin platforms: (platform, cputype, cpusubtype ALL, architecture name).
+const DARWIN: [(&str, u32, u32, &str); 2] = [
+    ("darwin-arm64", CPU_TYPE_ARM64, 0, "arm64"),
+    ("darwin-x86_64", CPU_TYPE_X86_64, 3, "x86_64"),
+];
+
+/// The darwin agents, each code-signed (ad hoc, or with the codesign identity), as a
+/// universal (fat) Mach-O holding both, or the one agent given; and their
+/// architectures.
 fn mac_agent(payload: &Payload) -> Result<(Vec<u8>, Vec<&'static str>)> {
-    let arm = payload.agents.get("darwin-arm64");
-    let intel = payload.agents.get("darwin-x86_64");
-    match (arm, intel) {
-        (Some(a), Some(i)) => Ok((fat_binary(&[a, i]), vec!["arm64", "x86_64"])),
-        (Some(a), None) => Ok((a.bytes.to_vec(), vec!["arm64"])),
-        (None, Some(i)) => Ok((i.bytes.to_vec(), vec!["x86_64"])),
-        (None, None) => Err(TargetError::MissingAgent {
+    let identifier = agent_identifier(payload);
+    let identity = payload.codesign_identity.as_deref();
+    let mut signed = Vec::new();
+    let mut archs = Vec::new();
+    for (platform, cpu, sub, arch) in DARWIN {
+        if let Some(agent) = payload.agents.get(platform) {
+            let what = format!("{platform} agent {}", agent.source);
+            let bytes = codesign::sign_macho(&what, &agent.bytes, &identifier, identity)?;
+            signed.push((cpu, sub, bytes));
+            archs.push(arch);
+        }
+    }
+    match signed.len() {
+        0 => Err(TargetError::MissingAgent {
             os: "darwin",
             host: crate::build::payload::host_platform(),
         }),
+        1 => Ok((signed.remove(0).2, archs)),
+        _ => {
+            let slices: Vec<(u32, u32, &[u8])> = signed
+                .iter()
+                .map(|(c, s, b)| (*c, *s, b.as_slice()))
+                .collect();
+            Ok((universal(&slices), archs))
+        }
     }
 }
 
-/// A fat Mach-O of darwin agents: FAT_MAGIC, the slices' (cputype, cpusubtype,
-/// offset, size, align 2^14), each slice at a 16 KiB boundary. The slices are
+/// A fat Mach-O of darwin agents (as they are, unsigned). The slices are
 /// [`AgentBinary`]s, so each was checked to be a thin Mach-O executable of its
 /// architecture ([`crate::build::agent_check`]); none can be a fat file itself.
 /// Agents of other platforms are left out.
 pub fn fat_binary(agents: &[&AgentBinary]) -> Vec<u8> {
-    const ALIGN: usize = 1 << 14;
-    // (cputype, cpusubtype ALL, bytes) of each slice.
     let slices: Vec<(u32, u32, &[u8])> = agents
         .iter()
-        .filter_map(|a| match a.platform.as_str() {
-            "darwin-arm64" => Some((CPU_TYPE_ARM64, 0, a.bytes.as_slice())),
-            "darwin-x86_64" => Some((CPU_TYPE_X86_64, 3, a.bytes.as_slice())),
-            _ => None,
+        .filter_map(|a| {
+            let (_, cpu, sub, _) = DARWIN.iter().find(|d| d.0 == a.platform)?;
+            Some((*cpu, *sub, a.bytes.as_slice()))
         })
         .collect();
+    universal(&slices)
+}
+
+/// A fat Mach-O: FAT_MAGIC, the slices' (cputype, cpusubtype, offset, size,
+/// align 2^14), each slice at a 16 KiB boundary.
+fn universal(slices: &[(u32, u32, &[u8])]) -> Vec<u8> {
+    const ALIGN: usize = 1 << 14;
     let mut out = Vec::new();
     out.extend_from_slice(&0xcafe_babeu32.to_be_bytes());
     out.extend_from_slice(&(slices.len() as u32).to_be_bytes());
     let mut offset = ALIGN;
     let mut placed = Vec::new();
-    for (cpu, sub, data) in slices {
+    for &(cpu, sub, data) in slices {
         out.extend_from_slice(&cpu.to_be_bytes());
         out.extend_from_slice(&sub.to_be_bytes());
         out.extend_from_slice(&(offset as u32).to_be_bytes());
@@ -309,7 +344,7 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         scripts_gz,
         Encoding::Stored,
     )?;
-    let (pkg, notes) = match &payload.installer_identity {
+    let (pkg, mut notes) = match &payload.installer_identity {
         Some(identity) => (
             xar.finish_signed(identity.as_ref())
                 .map_err(|e| err("xar", e))?,
@@ -322,6 +357,14 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
             ],
         ),
     };
+
+    notes.push(match &payload.codesign_identity {
+        Some(identity) => format!(
+            "the agent is code-signed by {} with the hardened runtime (not notarized)",
+            identity.subject()
+        ),
+        None => "the agent is code-signed ad hoc: it runs on Apple silicon; give --codesign-identity for a Developer ID signature".into(),
+    });
 
     let jamf_env = super::environment(JAMF_SCRIPT, super::Syntax::Jinja)?;
     let mut jamf = text(

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! linux-*    ELF64 header + one PT_LOAD program header, ET_EXEC
-//! darwin-*   Mach-O 64 header, MH_EXECUTE, one LC_SEGMENT_64 (__PAGEZERO)
+//! darwin-*   Mach-O 64 header, MH_EXECUTE, __TEXT (one __text section: the
+//!            padding) and __LINKEDIT, the least that code signing accepts
 //! windows-*  DOS header → "PE\0\0" + COFF header (EXECUTABLE_IMAGE) + PE32+ optional
 //!            header + one .text section whose entry point returns 1, so that Wine
 //!            runs it as an agent that fails
@@ -43,6 +44,14 @@ pub fn executable(platform: &str, size: usize) -> Vec<u8> {
         other => panic!("no stand-in for platform {other}"),
     };
     pad(&mut out, platform, size);
+    // A Mach-O's head says how long the file is.
+    if let Some(cputype) = platform.strip_prefix("darwin-").map(|arch| match arch {
+        "x86_64" => CPU_TYPE_X86_64,
+        _ => CPU_TYPE_ARM64,
+    }) {
+        let head = mach_o_head(cputype, MH_EXECUTE, out.len());
+        out[..head.len()].copy_from_slice(&head);
+    }
     out
 }
 
@@ -104,29 +113,80 @@ pub fn elf(machine: u16, e_type: u16) -> Vec<u8> {
     out
 }
 
-/// A little-endian Mach-O 64 header and one LC_SEGMENT_64 (`__PAGEZERO`).
-pub fn mach_o(cputype: u32, filetype: u32) -> Vec<u8> {
+/// Where a stand-in Mach-O's code starts: after the header, two load commands and
+/// room for the LC_CODE_SIGNATURE that code signing adds.
+pub const MACH_O_CODE_OFFSET: usize = 32 + (72 + 80) + 72 + 32;
+
+/// The head ([`MACH_O_CODE_OFFSET`] bytes) of a little-endian Mach-O 64 file of `len`
+/// bytes that code signing accepts: a `__TEXT` segment whose `__text` section holds
+/// the bytes after the head, but for the last 16, which are the `__LINKEDIT`
+/// segment (code signing appends the signature there).
+pub fn mach_o_head(cputype: u32, filetype: u32, len: usize) -> Vec<u8> {
+    const BASE: u64 = 0x1_0000_0000;
+    const PAGE: u64 = 0x4000;
+    let len = len.max(MACH_O_CODE_OFFSET) as u64;
+    let linkedit_off = len - (len - MACH_O_CODE_OFFSET as u64).min(16);
+    let text_vmsize = linkedit_off.div_ceil(PAGE) * PAGE;
     let mut out = Vec::new();
     let subtype = if cputype == CPU_TYPE_X86_64 { 3 } else { 0 };
-    // magic, cputype, cpusubtype, filetype, ncmds, sizeofcmds, flags (MH_NOUNDEFS),
-    // reserved
-    for v in [0xfeed_facf, cputype, subtype, filetype, 1, 72, 1, 0] {
+    // magic, cputype, cpusubtype, filetype, ncmds, sizeofcmds, flags (NOUNDEFS |
+    // DYLDLINK | TWOLEVEL | PIE), reserved
+    for v in [
+        0xfeed_facf,
+        cputype,
+        subtype,
+        filetype,
+        2,
+        72 + 80 + 72,
+        0x20_0085,
+        0,
+    ] {
         u32le(&mut out, v);
     }
-    u32le(&mut out, 0x19); // LC_SEGMENT_64
-    u32le(&mut out, 72);
-    let mut name = b"__PAGEZERO".to_vec();
-    name.resize(16, 0);
-    out.extend_from_slice(&name);
-    for v in [0, 0x1_0000_0000, 0, 0] {
-        // vmaddr, vmsize, fileoff, filesize
+    let name16 = |out: &mut Vec<u8>, name: &[u8]| {
+        let mut b = name.to_vec();
+        b.resize(16, 0);
+        out.extend_from_slice(&b);
+    };
+    // LC_SEGMENT_64 __TEXT (r-x) with one section: vmaddr, vmsize, fileoff, filesize;
+    // maxprot, initprot, nsects, flags.
+    u32le(&mut out, 0x19);
+    u32le(&mut out, 72 + 80);
+    name16(&mut out, b"__TEXT");
+    for v in [BASE, text_vmsize, 0, linkedit_off] {
         u64le(&mut out, v);
     }
-    for v in [0, 0, 0, 0] {
-        // maxprot, initprot, nsects, flags
+    for v in [5, 5, 1, 0] {
         u32le(&mut out, v);
     }
+    // section_64 __text: addr, size; offset, align 2^2, reloff, nreloc, flags (pure
+    // instructions), reserved1-3.
+    name16(&mut out, b"__text");
+    name16(&mut out, b"__TEXT");
+    let code = MACH_O_CODE_OFFSET as u64;
+    for v in [BASE + code, linkedit_off - code] {
+        u64le(&mut out, v);
+    }
+    for v in [code as u32, 2, 0, 0, 0x8000_0400, 0, 0, 0] {
+        u32le(&mut out, v);
+    }
+    // LC_SEGMENT_64 __LINKEDIT (r--), the file's tail.
+    u32le(&mut out, 0x19);
+    u32le(&mut out, 72);
+    name16(&mut out, b"__LINKEDIT");
+    for v in [BASE + text_vmsize, PAGE, linkedit_off, len - linkedit_off] {
+        u64le(&mut out, v);
+    }
+    for v in [1, 1, 0, 0] {
+        u32le(&mut out, v);
+    }
+    out.resize(MACH_O_CODE_OFFSET, 0);
     out
+}
+
+/// A Mach-O file that is only its head ([`mach_o_head`]).
+pub fn mach_o(cputype: u32, filetype: u32) -> Vec<u8> {
+    mach_o_head(cputype, filetype, 0)
 }
 
 /// A PE32+ image with one `.text` section whose entry point returns 1.

@@ -30,6 +30,40 @@ pub fn tool(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A test signing identity made by openssl in `dir`: an RSA root CA and a leaf with
+/// `subject` (e.g. `/CN=Developer ID Installer: Acme Corp (TEAM123456)`) that it
+/// signed; returns (identity PEM path: PKCS#8 key, leaf, CA; CA certificate path).
+/// The files `ca.key`, `ca.pem`, `leaf.key` and `leaf.pem` stay in `dir`.
+pub fn openssl_identity(dir: &Path, subject: &str) -> (PathBuf, PathBuf) {
+    let run = |args: &str, subject: Option<&str>| {
+        let mut cmd = Command::new("openssl");
+        cmd.args(args.split_whitespace()).current_dir(dir);
+        if let Some(subject) = subject {
+            cmd.arg("-subj").arg(subject);
+        }
+        tool(&mut cmd)
+    };
+    run(
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30",
+        Some("/CN=Test Signing Root"),
+    );
+    run(
+        "req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr",
+        Some(subject),
+    );
+    run(
+        "x509 -req -in leaf.csr -sha256 -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 30",
+        None,
+    );
+    let mut pem = String::new();
+    for part in ["leaf.key", "leaf.pem", "ca.pem"] {
+        pem.push_str(&std::fs::read_to_string(dir.join(part)).unwrap());
+    }
+    let path = dir.join("identity.pem");
+    std::fs::write(&path, pem).unwrap();
+    (path, dir.join("ca.pem"))
+}
+
 /// Runs openssl: whether it succeeded, and stdout + stderr.
 pub fn openssl(args: &[&str]) -> (bool, String) {
     let out = Command::new("openssl")
