@@ -386,6 +386,19 @@ fn redirector(org: &Org, to: String) -> (u16, std::sync::Arc<std::sync::Mutex<Ve
                 head.push(byte[0]);
             }
             let head = String::from_utf8_lossy(&head).into_owned();
+            // The request body is read too: a socket closed with unread bytes
+            // resets the connection, and the agent could see the reset before the
+            // redirect (a flaky failure under load).
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            let _ = tls.read_exact(&mut body);
             let line = head.lines().next().unwrap_or_default().to_string();
             let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
             log.lock().unwrap().push(line);
