@@ -134,8 +134,14 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
         let help = e.help();
         fail(e, &help)
     })?;
+    // Each output folder once (the pkg and the profile share macos/, the MSI and
+    // the .intunewin windows/).
+    let mut printed: Vec<&str> = Vec::new();
     for a in &artefacts {
-        say(format!("{}/{}", out.display(), a.dir));
+        if !printed.contains(&a.dir.as_str()) {
+            printed.push(&a.dir);
+            say(format!("{}/{}", out.display(), a.dir));
+        }
     }
     say(format!("{}/SHA256SUMS", out.display()));
     say(format!("{}/build.json", out.display()));
