@@ -113,8 +113,32 @@ fn the_msi_installed_by_windows_installer_registers_the_real_agent_and_keeps_it_
     assert_eq!(status["policy_version"], 2, "{status}");
     assert_eq!(devices(&org)[0].policy_version, Some(2));
 
+    // The upgrade to the next version, installed by Intune with its command line,
+    // token included: the device stays the same, the new token is not spent and
+    // not kept in the registry.
+    let upgrade = build_msi(&org, &dir.path().join("v2"), &agent);
+    let again = create_token(&server, &org, TEAM, 1, 3600);
+    machine.msiexec(
+        "/i",
+        &upgrade,
+        &[
+            format!("FLEETKIT_ENROLL_TOKEN={}", again.token),
+            format!("FLEETKIT_TEAM={TEAM}"),
+        ],
+    );
+    let listed = devices(&org);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].device_id, device.device_id);
+    let enrollment = machine
+        .registry(r"HKEY_LOCAL_MACHINE\SOFTWARE\fleetkit\Enrollment")
+        .unwrap_or_default();
+    assert!(!enrollment.contains_key("Token"), "{enrollment:?}");
+    let tokens = server.admin(&org).list_tokens().unwrap();
+    let unspent = tokens.iter().find(|t| t.id == again.info.id).unwrap();
+    assert_eq!(unspent.uses, 0, "an installed device spends no token");
+
     // Uninstall removes the program and keeps the device's identity.
-    machine.msiexec("/x", &msi, &[]);
+    machine.msiexec("/x", &upgrade, &[]);
     assert!(
         !machine
             .c_drive("Program Files/fleetkit/fleetkit.exe")

@@ -77,8 +77,9 @@ impl Agent {
             self.install_shipped_policy(now);
             self.save_state()?;
             self.write_manifest(&facts, now)?;
-            // A reinstall may have left a new token: it is not needed, do not keep it.
-            let _ = std::fs::remove_file(&self.paths.token_file);
+            // A reinstall may have left a new token (Intune's install command carries
+            // one every time): it is not needed, do not keep it.
+            self.forget_token();
             return Ok(Registered::Already {
                 device_id: e.device_id.unwrap_or_default(),
                 machine_id: e.machine_id,
@@ -159,10 +160,7 @@ impl Agent {
                 // so that a kill in between never loses what the next run needs.
                 self.save_state()?;
                 self.write_manifest(&facts, now)?;
-                let _ = std::fs::remove_file(&self.paths.token_file);
-                if self.is_windows_device() {
-                    super::windows::forget_token();
-                }
+                self.forget_token();
                 let _ = std::fs::remove_file(&self.paths.pending_key);
                 // A new identity makes any unfinished renewal moot.
                 let _ = std::fs::remove_file(&self.paths.renewing_key);
@@ -369,6 +367,15 @@ impl Agent {
             .map_err(AgentError::Platform)?;
         }
         Ok(())
+    }
+
+    /// Drops the one-time enrollment token wherever an installer left it: the token
+    /// file, and on Windows the Token value of the Enrollment key.
+    fn forget_token(&self) {
+        let _ = std::fs::remove_file(&self.paths.token_file);
+        if self.is_windows_device() {
+            super::windows::forget_token();
+        }
     }
 
     /// True on a real Windows device (not under a test root).
