@@ -305,6 +305,7 @@ fn main() {
                 expires_in_secs: 3600,
                 note: Some("load test".into()),
                 replace_existing: false,
+                kind: fleetkit::protocol::TokenKind::Agent,
             })
             .unwrap()
             .token;
@@ -354,6 +355,7 @@ fn main() {
             expires_in_secs: 3600,
             note: None,
             replace_existing: false,
+            kind: fleetkit::protocol::TokenKind::Agent,
         })
         .unwrap()
         .token;

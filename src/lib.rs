@@ -37,6 +37,8 @@ pub mod pki;
 pub mod policy;
 pub mod protocol;
 #[cfg(feature = "admin")]
+pub mod scep;
+#[cfg(feature = "admin")]
 pub mod server;
 #[cfg(feature = "admin")]
 pub mod targets;

@@ -144,6 +144,39 @@ pub struct TokenCreate {
     /// over a device otherwise.
     #[serde(default)]
     pub replace_existing: bool,
+    /// What the token is for: registering an agent, or the challenge of SCEP
+    /// enrollments (a configuration profile's certificate payload). One kind never
+    /// works as the other: a challenge sits in a profile every Mac of a scope can read.
+    #[serde(default)]
+    pub kind: TokenKind,
+}
+
+/// What an enrollment token is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// `fleetkit agent register`.
+    #[default]
+    Agent,
+    /// The challenge of SCEP enrollments (`/scep`).
+    Scep,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Scep => "scep",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "agent" => Some(Self::Agent),
+            "scep" => Some(Self::Scep),
+            _ => None,
+        }
+    }
 }
 
 /// The one answer that carries the token itself; the server keeps only its hash.
@@ -168,6 +201,8 @@ pub struct TokenInfo {
     pub note: Option<String>,
     #[serde(default)]
     pub replace_existing: bool,
+    #[serde(default)]
+    pub kind: TokenKind,
 }
 
 /// One row of the inventory.
@@ -193,6 +228,22 @@ pub struct DeviceRecord {
     pub policy_version: Option<u64>,
     pub certificate_fingerprint: String,
     pub certificate_not_after: String,
+    /// The newest certificate this Mac enrolled through the configuration profile's
+    /// SCEP payload (same team, subject naming the device's serial number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_certificate: Option<ProfileCertificate>,
+}
+
+/// A certificate issued over SCEP, as the inventory shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileCertificate {
+    /// Hex serial number.
+    pub serial: String,
+    pub subject: String,
+    pub fingerprint: String,
+    pub not_after: String,
+    pub issued_at: String,
 }
 
 /// `PUT /v1/admin/bundle` answer.

@@ -35,6 +35,7 @@ fn token_with(server: &Server, org: &Org, team: &str, uses: u32, replace: bool) 
             expires_in_secs: 3600,
             note: None,
             replace_existing: replace,
+            kind: fleetkit::protocol::TokenKind::Agent,
         })
         .unwrap()
 }

@@ -122,6 +122,7 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
             expires_in_secs: 3600,
             note: Some("fleetkit demo".into()),
             replace_existing: false,
+            kind: fleetkit::protocol::TokenKind::Agent,
         })
         .map_err(super::fleet::client_failure)?;
     say(format!(

@@ -5,7 +5,7 @@ use super::Context;
 use super::output::{Failure, fail, note, say};
 use super::policy::parse_duration;
 use clap::{Args, Subcommand};
-use fleetkit::protocol::{DeviceRecord, TokenCreate, TokenInfo};
+use fleetkit::protocol::{DeviceRecord, TokenCreate, TokenInfo, TokenKind};
 use fleetkit::server::admin_client::{AdminClient, ClientError};
 use std::path::PathBuf;
 
@@ -48,8 +48,14 @@ pub struct TokenCreateArgs {
     /// Let an enrollment with this token replace the existing device of the same
     /// machine id (re-imaged machines). Without it, an enrollment never changes an
     /// existing device unless the caller holds that device's key.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scep")]
     replace_existing: bool,
+    /// Make a SCEP challenge (for the configuration profile's certificate payload,
+    /// `fleetkit build --scep-challenge-file`) instead of an agent enrollment token.
+    /// Give it as many uses as the profile's scope has Macs (each enrollment takes
+    /// one; renewals take none).
+    #[arg(long)]
+    scep: bool,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -185,6 +191,11 @@ pub fn run_token(ctx: &Context, cmd: TokenCommand) -> Result<(), Failure> {
                     expires_in_secs: secs,
                     note: a.note,
                     replace_existing: a.replace_existing,
+                    kind: if a.scep {
+                        TokenKind::Scep
+                    } else {
+                        TokenKind::Agent
+                    },
                 })
                 .map_err(client_failure)?;
             if a.json {
@@ -192,7 +203,12 @@ pub fn run_token(ctx: &Context, cmd: TokenCommand) -> Result<(), Failure> {
             } else {
                 say(&created.token);
                 note(format!(
-                    "token {} for team {:?}: {} use(s), expires {} (shown once; the server keeps only its hash)",
+                    "{} {} for team {:?}: {} use(s), expires {} (shown once; the server keeps only its hash)",
+                    if created.info.kind == TokenKind::Scep {
+                        "SCEP challenge"
+                    } else {
+                        "token"
+                    },
                     created.info.id,
                     created.info.team,
                     created.info.max_uses,
@@ -238,6 +254,8 @@ fn print_tokens(tokens: &[TokenInfo]) {
             "used up"
         } else if t.replace_existing {
             "active, replaces existing"
+        } else if t.kind == TokenKind::Scep {
+            "active, SCEP challenge"
         } else {
             "active"
         };
@@ -279,12 +297,19 @@ pub fn run_devices(ctx: &Context, cmd: DevicesCommand) -> Result<(), Failure> {
         say(devices_csv(&devices));
     } else {
         say(format!(
-            "{:<22} {:<24} {:<14} {:<16} {:<14} {:>7} {}",
-            "DEVICE", "HOSTNAME", "TEAM", "USER", "PLATFORM", "POLICY", "LAST SEEN"
+            "{:<22} {:<24} {:<14} {:<16} {:<14} {:>7} {:<20} {}",
+            "DEVICE",
+            "HOSTNAME",
+            "TEAM",
+            "USER",
+            "PLATFORM",
+            "POLICY",
+            "LAST SEEN",
+            "PROFILE CERT UNTIL"
         ));
         for d in &devices {
             say(format!(
-                "{:<22} {:<24} {:<14} {:<16} {:<14} {:>7} {}",
+                "{:<22} {:<24} {:<14} {:<16} {:<14} {:>7} {:<20} {}",
                 d.device_id,
                 d.hostname.escape_debug().to_string(),
                 d.team.escape_debug().to_string(),
@@ -292,7 +317,11 @@ pub fn run_devices(ctx: &Context, cmd: DevicesCommand) -> Result<(), Failure> {
                 d.platform.escape_debug().to_string(),
                 d.policy_version
                     .map_or_else(|| "-".to_string(), |v| format!("v{v}")),
-                d.last_seen
+                d.last_seen,
+                // The certificate the configuration profile enrolled over SCEP.
+                d.profile_certificate
+                    .as_ref()
+                    .map_or("-", |c| c.not_after.as_str())
             ));
         }
         note(format!("{} device(s)", devices.len()));
@@ -322,6 +351,8 @@ pub fn devices_csv(devices: &[DeviceRecord]) -> String {
         "policy_version",
         "certificate_fingerprint",
         "certificate_not_after",
+        "profile_certificate_serial",
+        "profile_certificate_not_after",
     ];
     let mut out = header.join(",");
     for d in devices {
@@ -346,6 +377,14 @@ pub fn devices_csv(devices: &[DeviceRecord]) -> String {
             d.policy_version.map(|v| v.to_string()).unwrap_or_default(),
             d.certificate_fingerprint.clone(),
             d.certificate_not_after.clone(),
+            d.profile_certificate
+                .as_ref()
+                .map(|c| c.serial.clone())
+                .unwrap_or_default(),
+            d.profile_certificate
+                .as_ref()
+                .map(|c| c.not_after.clone())
+                .unwrap_or_default(),
         ];
         out.push('\n');
         out.push_str(

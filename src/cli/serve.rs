@@ -46,6 +46,11 @@ pub struct ServeArgs {
           default_value_t = http::DEFAULT_REQUEST_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout_secs: u64,
+    /// Accept single-DES SCEP requests, for an old client that knows nothing else
+    /// (micromdm's scepclient). RFC 8894 forbids single DES; leave this off unless
+    /// such a client must enroll.
+    #[arg(long)]
+    scep_allow_des: bool,
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
@@ -59,6 +64,29 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             "the server needs keys/issuing-ca.pem, keys/issuing-ca.key and keys/root-ca.pem (from `fleetkit init`)",
         )
     })?;
+    let (scep_ra, ra_origin) = fleetkit::pki::scep_ra::ScepRa::load_or_create(
+        &ws.keys_dir(),
+        &ca,
+        &config.org,
+        fleetkit::clock::now(),
+    )
+    .map_err(|e| {
+        fail(
+            e,
+            "the SCEP RA is keys/scep-ra.pem and keys/scep-ra.key; move them away and the server makes a new pair",
+        )
+    })?;
+    match ra_origin {
+        fleetkit::pki::scep_ra::RaOrigin::Loaded => {}
+        fleetkit::pki::scep_ra::RaOrigin::Created => note(format!(
+            "made the SCEP RA certificate and key in {} (RSA-2048, issued by the issuing CA; the key is 0600)",
+            ws.keys_dir().display()
+        )),
+        fleetkit::pki::scep_ra::RaOrigin::Renewed => note(format!(
+            "made a new SCEP RA certificate and key in {}: the old one expired or was about to",
+            ws.keys_dir().display()
+        )),
+    }
     let credential_path = args
         .admin_credential
         .unwrap_or_else(|| ws.keys_dir().join(server::ADMIN_CREDENTIAL_FILE));
@@ -140,6 +168,8 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             publish_at_start,
             rotations_at_start,
             max_db_connections: args.db_connections,
+            scep_ra: Some(scep_ra),
+            scep_allow_des: args.scep_allow_des,
             limits: http::Limits::new(
                 fd_fit.max_connections,
                 args.max_connections_per_ip,

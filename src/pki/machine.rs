@@ -225,6 +225,37 @@ pub struct MachineTemplate<'a> {
     pub now: OffsetDateTime,
 }
 
+/// What a SCEP certificate says: the request's names, checked by the server.
+#[derive(Debug, Clone)]
+pub struct ScepTemplate {
+    pub common_name: String,
+    /// The subject's serialNumber attribute (a device serial), if the request has one.
+    pub serial_number: Option<String>,
+    pub org: String,
+    pub dns: Vec<String>,
+    pub email: Vec<String>,
+    pub uri: Vec<String>,
+    pub lifetime: Duration,
+    pub now: OffsetDateTime,
+}
+
+impl ScepTemplate {
+    /// The subject as text, for the inventory.
+    pub fn subject_text(&self) -> String {
+        let mut s = format!("CN={}", self.common_name);
+        if let Some(sn) = &self.serial_number {
+            s.push_str(&format!(", serialNumber={sn}"));
+        }
+        s.push_str(&format!(", O={}", self.org));
+        s
+    }
+
+    /// The device serial the subject names: serialNumber, else CN.
+    pub fn device_serial(&self) -> &str {
+        self.serial_number.as_deref().unwrap_or(&self.common_name)
+    }
+}
+
 impl IssuingCa {
     /// Signs a machine certificate for the key in `csr`, from our template only.
     pub fn issue_machine(
@@ -281,6 +312,58 @@ impl IssuingCa {
         self.sign(params, key)
     }
 
+    /// Signs a certificate for a SCEP request's key (`spki_der`) from `template`:
+    /// CA:FALSE, keyUsage digitalSignature + keyEncipherment (the key serves 802.1X,
+    /// VPN and mTLS, some of which still use RSA key transport), clientAuth.
+    pub fn issue_scep(
+        &self,
+        spki_der: &[u8],
+        template: &ScepTemplate,
+    ) -> Result<IssuedCertificate> {
+        let public = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, template.common_name.clone());
+        if let Some(sn) = &template.serial_number {
+            dn.push(
+                DnType::CustomDnType(vec![2, 5, 4, 5]),
+                rcgen::DnValue::PrintableString(sn.clone().try_into().map_err(|_| {
+                    PkiError::Certificate(rcgen::Error::InvalidAsn1String(
+                        rcgen::InvalidAsn1String::PrintableString(sn.clone()),
+                    ))
+                })?),
+            );
+        }
+        dn.push(DnType::OrganizationName, template.org.clone());
+        params.distinguished_name = dn;
+        for d in &template.dns {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(d.clone().try_into()?));
+        }
+        for m in &template.email {
+            params
+                .subject_alt_names
+                .push(SanType::Rfc822Name(m.clone().try_into()?));
+        }
+        for u in &template.uri {
+            params
+                .subject_alt_names
+                .push(SanType::URI(u.clone().try_into()?));
+        }
+        params.not_before = template.now - BACKDATE;
+        params.not_after = template.now + template.lifetime;
+        params.serial_number = Some(random_serial()?);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        self.sign(params, &public)
+    }
+
     fn sign(
         &self,
         params: CertificateParams,
@@ -305,7 +388,7 @@ impl IssuingCa {
     }
 }
 
-fn random_serial() -> Result<SerialNumber> {
+pub(super) fn random_serial() -> Result<SerialNumber> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| PkiError::Random(e.to_string()))?;
     bytes[0] = (bytes[0] & 0x7f) | 0x01;

@@ -20,6 +20,8 @@ pub mod codesign;
 pub mod installer;
 mod key;
 mod machine;
+#[cfg(feature = "admin")]
+pub mod scep_ra;
 
 pub(crate) use ca::parse_ca_cert_pem;
 pub use ca::{
@@ -28,8 +30,8 @@ pub use ca::{
 };
 pub use key::{PolicyKey, keyid_of};
 pub use machine::{
-    CheckedCsr, CsrError, IssuedCertificate, MAX_CSR_BYTES, MachineTemplate, check_csr_der,
-    check_csr_pem,
+    CheckedCsr, CsrError, IssuedCertificate, MAX_CSR_BYTES, MachineTemplate, ScepTemplate,
+    check_csr_der, check_csr_pem,
 };
 
 use crate::fsutil::{FsError, ReadError};

@@ -49,7 +49,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
-use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 /// How long a TLS handshake may take before the connection is dropped.
@@ -385,7 +384,7 @@ fn request_timeout_response(timeout: Duration) -> Response {
 /// `limits`, until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: super::tls::Acceptor,
     router: Router,
     limits: Limits,
     store: Store,
@@ -426,7 +425,7 @@ pub async fn serve(
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
     mut slot: Slot,
-    acceptor: TlsAcceptor,
+    acceptor: super::tls::Acceptor,
     router: Router,
     limits: Limits,
     store: Store,
@@ -435,17 +434,20 @@ async fn serve_connection(
         Pool::Anonymous => HANDSHAKE_TIMEOUT,
         Pool::Reserve => RESERVE_HANDSHAKE_TIMEOUT,
     };
-    let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await else {
+    let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.tls.accept(tcp)).await
+    else {
         return;
     };
-    // The verifier has checked the chain to the org root and the key proof: a
-    // presented certificate is one we issued. Whether it is still the current one of
-    // an enrolled device is the store's to say: a removed device's certificate, or
-    // one superseded by a renewal, counts as no certificate here.
+    // The handshake proved the key; the chain to the org root is checked here (a
+    // certificate that does not verify counts as none: see `tls`), so a presented
+    // certificate is one we issued. Whether it is still the current one of an
+    // enrolled device is the store's to say: a removed device's certificate, or one
+    // superseded by a renewal, counts as no certificate here.
     let certificate_fingerprint = tls
         .get_ref()
         .1
         .peer_certificates()
+        .filter(|certs| acceptor.client_check.verifies(certs))
         .and_then(|certs| certs.first())
         .map(|leaf| fingerprint_der(leaf));
     let live = match &certificate_fingerprint {

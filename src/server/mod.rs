@@ -57,6 +57,10 @@ pub struct ServeOptions {
     pub max_db_connections: u32,
     /// Connection cap, per-source limit and request deadline (DESIGN.md rule 11).
     pub limits: http::Limits,
+    /// The SCEP registration authority (`None`: no SCEP service).
+    pub scep_ra: Option<crate::pki::scep_ra::ScepRa>,
+    /// Accept single-DES SCEP envelopes (`--scep-allow-des`; off by default).
+    pub scep_allow_des: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +81,8 @@ pub enum ServeError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("the SCEP RA certificate cannot be read")]
+    ScepRa,
     #[error("the workspace's key rotation cannot be stored: {0}")]
     Rotation(#[from] api::rotation::StartChainError),
 }
@@ -84,7 +90,7 @@ pub enum ServeError {
 /// A server bound to its address, not yet serving.
 pub struct BoundServer {
     listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    acceptor: tls::Acceptor,
     state: Arc<api::AppState>,
     limits: http::Limits,
     /// Versions published at start.
@@ -106,6 +112,7 @@ impl BoundServer {
         let store =
             store::Store::open(&opts.database_url, &opts.org, opts.max_db_connections).await?;
         let config = tls::server_config(&opts.ca, &opts.server_names, &opts.org, now)?;
+        let client_check = Arc::new(tls::ClientCheck::new(&opts.ca)?);
         let listener = TcpListener::bind(opts.listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -121,6 +128,13 @@ impl BoundServer {
             admin_credential_hash: opts.admin_credential_hash,
             bundle_cache: api::BundleCache::default(),
             anchors_cache: api::rotation::AnchorsCache::default(),
+            scep: match opts.scep_ra {
+                Some(ra) => Some(
+                    api::scep::ScepService::new(ra, opts.scep_allow_des)
+                        .ok_or(ServeError::ScepRa)?,
+                ),
+                None => None,
+            },
         });
         // Rotations before bundles: a bundle may be signed by a key only they add.
         let chain = api::rotation::store_at_start(&state, &opts.rotations_at_start)
@@ -140,7 +154,10 @@ impl BoundServer {
         }
         Ok(Self {
             listener,
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            acceptor: tls::Acceptor {
+                tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+                client_check,
+            },
             state,
             limits: opts.limits,
             published,

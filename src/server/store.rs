@@ -10,7 +10,10 @@
 //! one conditional `UPDATE … SET uses = uses + 1 WHERE uses < max_uses` per
 //! enrollment, which PostgreSQL row locks and SQLite's single writer serialise.
 
-use crate::protocol::{DeviceFacts, DeviceRecord};
+use crate::protocol::{DeviceFacts, DeviceRecord, TokenKind};
+
+pub mod scep;
+pub use scep::{NewScepCert, ScepCertRow, ScepRecorded};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::sync::Once;
@@ -64,6 +67,7 @@ pub struct TokenRow {
     /// Enrollments with this token may replace an existing device of the same
     /// machine id (re-imaged machines) instead of being refused.
     pub replace_existing: bool,
+    pub kind: TokenKind,
 }
 
 impl TokenRow {
@@ -85,6 +89,9 @@ impl TokenRow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRefusal {
     Unknown,
+    /// A token of the other kind (a SCEP challenge used to register an agent, or
+    /// the reverse).
+    WrongKind,
     Revoked,
     Expired,
     Exhausted,
@@ -187,6 +194,8 @@ impl From<DeviceRow> for DeviceRecord {
             agent_version: row.agent_version,
             policy_version: row.policy_version.map(|v| v.max(0) as u64),
             certificate_fingerprint: row.cert_fingerprint,
+            // Joined in by the inventory endpoint (`Store::scep_for_device`).
+            profile_certificate: None,
         }
     }
 }
@@ -271,7 +280,8 @@ pub struct DeviceFilter {
 /// Schema 2 added tokens.replace_existing and the devices' key fingerprint,
 /// certificate PEM and previous certificate (ownership proofs, idempotent enrollment
 /// and renewal).
-const SCHEMA_VERSION: &str = "2";
+/// Schema 3 added tokens.kind and the SCEP certificates table.
+const SCHEMA_VERSION: &str = "3";
 
 fn schema(backend: Backend) -> Vec<String> {
     let blob = match backend {
@@ -290,7 +300,8 @@ fn schema(backend: Backend) -> Vec<String> {
             expires_at BIGINT NOT NULL,
             revoked_at BIGINT,
             note TEXT,
-            replace_existing BIGINT NOT NULL DEFAULT 0)"
+            replace_existing BIGINT NOT NULL DEFAULT 0,
+            kind TEXT NOT NULL DEFAULT 'agent')"
             .into(),
         "CREATE TABLE IF NOT EXISTS devices (
             device_id TEXT PRIMARY KEY,
@@ -327,6 +338,26 @@ fn schema(backend: Backend) -> Vec<String> {
             not_after BIGINT NOT NULL)"
             .into(),
         "CREATE INDEX IF NOT EXISTS certificates_device ON certificates (device_id)".into(),
+        // Certificates issued over SCEP (configuration profiles). A transactionID is
+        // not unique: a renewal with the same key reuses it (micromdm's client does).
+        "CREATE TABLE IF NOT EXISTS scep_certificates (
+            serial TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            subject TEXT NOT NULL,
+            device_serial TEXT,
+            key_fingerprint TEXT NOT NULL,
+            transaction_id TEXT NOT NULL,
+            team TEXT NOT NULL,
+            token_id TEXT,
+            renewed_from TEXT,
+            not_before BIGINT NOT NULL,
+            not_after BIGINT NOT NULL,
+            issued_at BIGINT NOT NULL,
+            cert_pem TEXT NOT NULL,
+            revoked_at BIGINT)"
+            .into(),
+        "CREATE INDEX IF NOT EXISTS scep_transaction ON scep_certificates (transaction_id)".into(),
+        "CREATE INDEX IF NOT EXISTS scep_device ON scep_certificates (team, device_serial)".into(),
         format!(
             "CREATE TABLE IF NOT EXISTS bundles (
             version BIGINT PRIMARY KEY,
@@ -345,8 +376,8 @@ fn schema(backend: Backend) -> Vec<String> {
     ]
 }
 
-const TOKEN_COLUMNS: &str =
-    "id, team, max_uses, uses, created_at, expires_at, revoked_at, note, replace_existing";
+pub(crate) const TOKEN_COLUMNS: &str =
+    "id, team, max_uses, uses, created_at, expires_at, revoked_at, note, replace_existing, kind";
 
 const DEVICE_COLUMNS: &str = "device_id, machine_id, org, team, department, environment, \
     compliance_zone, hostname, platform, os_name, os_version, serial, username, agent_version, \
@@ -454,6 +485,14 @@ impl Store {
                         sqlx::query(statement).execute(&mut *tx).await?;
                     }
                 }
+                if matches!(schema.as_deref(), Some("1") | Some("2")) {
+                    for statement in [
+                        "ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'agent'",
+                        "UPDATE meta SET value = '3' WHERE key = 'schema'",
+                    ] {
+                        sqlx::query(statement).execute(&mut *tx).await?;
+                    }
+                }
             }
             None => {
                 sqlx::query("INSERT INTO meta (key, value) VALUES ('org', $1), ('schema', $2)")
@@ -486,8 +525,8 @@ impl Store {
         let _guard = self.lock_writes().await;
         sqlx::query(
             "INSERT INTO tokens (id, hash, team, max_uses, uses, created_at, expires_at, revoked_at,
-                note, replace_existing)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                note, replace_existing, kind)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(token.id.clone())
         .bind(hash.to_string())
@@ -499,6 +538,7 @@ impl Store {
         .bind(token.revoked_at)
         .bind(token.note.clone())
         .bind(i64::from(token.replace_existing))
+        .bind(token.kind.as_str().to_string())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -614,6 +654,9 @@ impl Store {
         else {
             return Ok(Some(Err(EnrollRefusal::Token(TokenRefusal::Unknown))));
         };
+        if token.kind != TokenKind::Agent {
+            return Ok(Some(Err(EnrollRefusal::Token(TokenRefusal::WrongKind))));
+        }
         let d = &enrollment.device;
         let existing = sqlx::query(
             "SELECT device_id, team, token_id, cert_fingerprint, cert_key_fingerprint, cert_pem,
@@ -1001,6 +1044,9 @@ impl Store {
         let Some(token) = row.as_ref().map(token_row).transpose()? else {
             return Ok(Some(TokenRefusal::Unknown));
         };
+        if token.kind != TokenKind::Agent {
+            return Ok(Some(TokenRefusal::WrongKind));
+        }
         // A used-up token is the transaction's to judge (a repeat spends no use).
         match token.refusal(now) {
             Some(TokenRefusal::Revoked) => return Ok(Some(TokenRefusal::Revoked)),
@@ -1041,7 +1087,7 @@ struct ExistingDevice {
     cert_not_after: i64,
 }
 
-async fn token_refusal(
+pub(crate) async fn token_refusal(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     token_hash: &str,
     now: i64,
@@ -1111,7 +1157,7 @@ async fn insert_certificate(
     Ok(())
 }
 
-fn token_row(row: &AnyRow) -> Result<TokenRow> {
+pub(crate) fn token_row(row: &AnyRow) -> Result<TokenRow> {
     Ok(TokenRow {
         id: row.try_get(0)?,
         team: row.try_get(1)?,
@@ -1122,6 +1168,8 @@ fn token_row(row: &AnyRow) -> Result<TokenRow> {
         revoked_at: row.try_get(6)?,
         note: row.try_get(7)?,
         replace_existing: row.try_get::<i64, _>(8)? != 0,
+        // An unknown kind (a newer release's) must never register an agent.
+        kind: TokenKind::parse(&row.try_get::<String, _>(9)?).unwrap_or(TokenKind::Scep),
     })
 }
 

@@ -485,6 +485,28 @@ pub fn create_token(server: &Server, org: &Org, team: &str, uses: u32, secs: u64
             expires_in_secs: secs,
             note: None,
             replace_existing: false,
+            kind: fleetkit::protocol::TokenKind::Agent,
+        })
+        .unwrap()
+}
+
+/// A SCEP challenge (`fleetkit token create --scep`).
+pub fn create_scep_token(
+    server: &Server,
+    org: &Org,
+    team: &str,
+    uses: u32,
+    secs: u64,
+) -> TokenCreated {
+    server
+        .admin(org)
+        .create_token(&TokenCreate {
+            team: team.into(),
+            max_uses: uses,
+            expires_in_secs: secs,
+            note: None,
+            replace_existing: false,
+            kind: fleetkit::protocol::TokenKind::Scep,
         })
         .unwrap()
 }

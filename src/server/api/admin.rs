@@ -74,6 +74,7 @@ fn token_info(row: TokenRow) -> TokenInfo {
         revoked_at: row.revoked_at.map(at),
         note: row.note,
         replace_existing: row.replace_existing,
+        kind: row.kind,
     }
 }
 
@@ -91,6 +92,12 @@ async fn create_token(
         let request: TokenCreate = read_json(body).await?;
         let bad = |m: String| refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, m);
         check_text("team", &request.team, true).map_err(bad)?;
+        if request.replace_existing && request.kind == TokenKind::Scep {
+            return Err(bad(
+                "`replace_existing` applies to agent tokens; a SCEP challenge replaces nothing"
+                    .into(),
+            ));
+        }
         if request.max_uses == 0 {
             return Err(bad("`max_uses` must be at least 1".into()));
         }
@@ -114,6 +121,7 @@ async fn create_token(
             revoked_at: None,
             note: request.note,
             replace_existing: request.replace_existing,
+            kind: request.kind,
         };
         state
             .store
@@ -196,7 +204,30 @@ async fn list_devices(
                 .map(|s| now.saturating_sub(s.min(i64::MAX as u64) as i64)),
         };
         let rows = state.store.list_devices(&filter).await.map_err(internal)?;
-        Ok(rows.into_iter().map(DeviceRecord::from).collect())
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let serial = row.serial.clone();
+            let team = row.team.clone();
+            let mut record = DeviceRecord::from(row);
+            // The profile certificate of the same Mac: same team (a challenge of
+            // another team cannot claim this device), subject naming its serial.
+            if let Some(serial) = serial.filter(|s| !s.is_empty()) {
+                record.profile_certificate = state
+                    .store
+                    .scep_for_device(&team, &serial)
+                    .await
+                    .map_err(internal)?
+                    .map(|c| ProfileCertificate {
+                        serial: c.serial,
+                        subject: c.subject,
+                        fingerprint: c.fingerprint,
+                        not_after: rfc3339_of(c.not_after),
+                        issued_at: rfc3339_of(c.issued_at),
+                    });
+            }
+            records.push(record);
+        }
+        Ok(records)
     }
     .await;
     reply(StatusCode::OK, result)
@@ -226,6 +257,14 @@ async fn remove_device(
                     ),
                 )
             })?;
+        // Its profile certificates renew no more.
+        if let Some(serial) = row.serial.as_deref().filter(|s| !s.is_empty()) {
+            state
+                .store
+                .scep_revoke_device(&row.team, serial, clock::now().unix_timestamp())
+                .await
+                .map_err(internal)?;
+        }
         Ok(DeviceRecord::from(row))
     }
     .await;

@@ -96,6 +96,11 @@ fn token_refused(reason: TokenRefusal) -> Refusal {
             ErrorCode::TokenUnknown,
             "the enrollment token is not known to this server",
         ),
+        // The same code as an unknown token (agents know it), with the reason.
+        TokenRefusal::WrongKind => (
+            ErrorCode::TokenUnknown,
+            "this is a SCEP challenge, not an agent enrollment token; ask IT for an enrollment token (`fleetkit token create` without --scep)",
+        ),
         TokenRefusal::Revoked => (
             ErrorCode::TokenRevoked,
             "the enrollment token was revoked; ask IT for a current one",

@@ -6,7 +6,8 @@
 //! - [`admin`]: tokens, inventory, removal, publishing (bearer credential);
 //! - [`respond`]: refusals with their codes, capped body reading;
 //! - [`checks`]: input checks shared by the endpoints;
-//! - [`rotation`]: the key rotation chain: stored, served, and the anchors it makes.
+//! - [`rotation`]: the key rotation chain: stored, served, and the anchors it makes;
+//! - [`scep`]: SCEP (RFC 8894) enrollment of profile certificates.
 //!
 //! Each protocol mounts its own routes here; a new one (SCEP, ACME) is one more
 //! module and one more `merge`.
@@ -17,6 +18,7 @@ pub mod device;
 pub mod distribution;
 pub mod respond;
 pub mod rotation;
+pub mod scep;
 
 pub use distribution::{BundleCache, PublishError, bundle_etag, publish};
 
@@ -41,6 +43,8 @@ pub struct AppState {
     pub bundle_cache: BundleCache,
     /// `anchors` with the stored rotation chain applied (see [`rotation`]).
     pub anchors_cache: rotation::AnchorsCache,
+    /// The SCEP service (`None`: `/scep` answers that it is not enabled).
+    pub scep: Option<scep::ScepService>,
 }
 
 /// The router of every endpoint.
@@ -49,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(device::routes())
         .merge(admin::routes())
         .merge(rotation::routes())
+        .merge(scep::routes())
         .route("/v1/health", get(respond::health))
         .fallback(respond::not_found)
         .with_state(state)

@@ -1,0 +1,197 @@
+//! The SCEP registration authority (RA): an RSA-2048 key and a certificate for it,
+//! issued by the org's issuing CA, that SCEP clients encrypt their requests to and
+//! that signs the server's replies.
+//!
+//! Why an RA and not the issuing CA itself: the issuing CA is ECDSA P-256, and Apple's
+//! SCEP client encrypts only to RSA recipients; a CA key should also never be used for
+//! key transport (decrypting whatever a stranger sends). So the RA holds its own RSA
+//! key, with keyUsage digitalSignature + keyEncipherment, CA:FALSE. The profile pins the
+//! issuing CA (`CAFingerprint`); GetCACert returns [RA, issuing CA], and a client checks
+//! that the RA is signed by the CA it pinned.
+//!
+//! Files in the keys directory: `scep-ra.pem` (public) and `scep-ra.key` (PKCS#8 PEM,
+//! 0600). `fleetkit serve` makes them at start when missing, and makes a new pair when
+//! the certificate has less than [`RENEW_BEFORE`] left; the key never leaves the
+//! server.
+
+use super::machine::random_serial;
+use super::{IssuingCa, PkiError, Result, fingerprint_der};
+use crate::fsutil::{self, PUBLIC_MODE, SECRET_MODE};
+use rcgen::{CertificateParams, DistinguishedName, DnType, IsCa, KeyUsagePurpose};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+pub const SCEP_RA_CERT: &str = "scep-ra.pem";
+pub const SCEP_RA_KEY: &str = "scep-ra.key";
+
+/// How long a new RA certificate lives (never beyond the issuing CA).
+const RA_VALIDITY: Duration = Duration::days(730);
+/// A certificate with less than this left is replaced at start.
+pub const RENEW_BEFORE: Duration = Duration::days(30);
+const BACKDATE: Duration = Duration::hours(1);
+const RA_KEY_BITS: usize = 2048;
+
+/// The RA key and certificate.
+pub struct ScepRa {
+    key: rsa::PrivateKey,
+    cert_der: Vec<u8>,
+    cert_pem: String,
+}
+
+impl std::fmt::Debug for ScepRa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScepRa")
+            .field("cert", &fingerprint_der(&self.cert_der))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`ScepRa::load_or_create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaOrigin {
+    Loaded,
+    Created,
+    /// The previous certificate expired or was about to.
+    Renewed,
+}
+
+impl ScepRa {
+    /// A new RA key and certificate issued by `ca` (not written anywhere).
+    pub fn generate(ca: &IssuingCa, org: &str, now: OffsetDateTime) -> Result<Self> {
+        let key = rsa::PrivateKey::new(&mut getrandom::SysRng, RA_KEY_BITS)
+            .map_err(|e| PkiError::Random(e.to_string()))?;
+        let spki = key
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|_| PkiError::PublicKeyEncode)?;
+        let public = rcgen::SubjectPublicKeyInfo::from_der(spki.as_bytes())?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("{org} SCEP RA"));
+        dn.push(DnType::OrganizationName, org.to_string());
+        params.distinguished_name = dn;
+        params.not_before = now - BACKDATE;
+        let ca_not_after = ca_not_after(ca.cert_der()).unwrap_or(now + RA_VALIDITY);
+        params.not_after = (now + RA_VALIDITY).min(ca_not_after);
+        params.serial_number = Some(random_serial()?);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&public, &ca.issuer()?)?;
+        Ok(Self {
+            key,
+            cert_der: cert.der().to_vec(),
+            cert_pem: cert.pem(),
+        })
+    }
+
+    /// Loads the RA from `dir`, or makes it (and writes it) when it is missing or
+    /// its certificate has less than [`RENEW_BEFORE`] left or is not the issuing
+    /// CA's.
+    pub fn load_or_create(
+        dir: &Path,
+        ca: &IssuingCa,
+        org: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Self, RaOrigin)> {
+        let cert_path = dir.join(SCEP_RA_CERT);
+        let key_path = dir.join(SCEP_RA_KEY);
+        let origin = if cert_path.exists() || key_path.exists() {
+            let ra = Self::load(&cert_path, &key_path)?;
+            if ra.usable(ca, now) {
+                return Ok((ra, RaOrigin::Loaded));
+            }
+            RaOrigin::Renewed
+        } else {
+            RaOrigin::Created
+        };
+        let ra = Self::generate(ca, org, now)?;
+        ra.write(&cert_path, &key_path)?;
+        Ok((ra, origin))
+    }
+
+    fn load(cert_path: &Path, key_path: &Path) -> Result<Self> {
+        let bad = |path: &PathBuf, reason: &str| PkiError::BadCertificate {
+            path: path.clone(),
+            reason: reason.to_string(),
+        };
+        let cert_pem = fsutil::read_capped(cert_path, super::MAX_KEY_FILE_BYTES)?;
+        let (rest, block) = x509_parser::pem::parse_x509_pem(&cert_pem)
+            .map_err(|_| bad(&cert_path.to_path_buf(), "not a PEM certificate"))?;
+        if block.label != "CERTIFICATE" || !rest.iter().all(u8::is_ascii_whitespace) {
+            return Err(bad(&cert_path.to_path_buf(), "not one PEM certificate"));
+        }
+        let key_pem =
+            zeroize::Zeroizing::new(fsutil::read_capped(key_path, super::MAX_KEY_FILE_BYTES)?);
+        let key = std::str::from_utf8(&key_pem)
+            .ok()
+            .and_then(|pem| rsa::PrivateKey::from_pkcs8_pem(pem).ok())
+            .ok_or_else(|| PkiError::BadCaKey {
+                path: key_path.to_path_buf(),
+            })?;
+        let ra = Self {
+            key,
+            cert_der: block.contents,
+            cert_pem: String::from_utf8_lossy(&cert_pem).into_owned(),
+        };
+        // The key must be the certificate's.
+        let spki = ra
+            .key
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|_| PkiError::PublicKeyEncode)?;
+        let matches = x509_parser::parse_x509_certificate(&ra.cert_der)
+            .is_ok_and(|(_, c)| c.public_key().raw == spki.as_bytes());
+        if !matches {
+            return Err(PkiError::KeyMismatch {
+                key: key_path.to_path_buf(),
+                cert: cert_path.to_path_buf(),
+            });
+        }
+        Ok(ra)
+    }
+
+    fn write(&self, cert_path: &Path, key_path: &Path) -> Result<()> {
+        let key_pem = self
+            .key
+            .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+            .map_err(|_| PkiError::KeyEncode)?;
+        fsutil::write_atomic(key_path, key_pem.as_bytes(), SECRET_MODE)?;
+        fsutil::write_atomic(cert_path, self.cert_pem.as_bytes(), PUBLIC_MODE)?;
+        Ok(())
+    }
+
+    /// Signed by `ca` and valid for at least [`RENEW_BEFORE`] from `now`.
+    fn usable(&self, ca: &IssuingCa, now: OffsetDateTime) -> bool {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(&self.cert_der) else {
+            return false;
+        };
+        let Ok((_, issuer)) = x509_parser::parse_x509_certificate(ca.cert_der()) else {
+            return false;
+        };
+        let not_after = cert.validity().not_after.timestamp();
+        cert.verify_signature(Some(issuer.public_key())).is_ok()
+            && not_after > (now + RENEW_BEFORE).unix_timestamp()
+    }
+
+    pub fn key(&self) -> &rsa::PrivateKey {
+        &self.key
+    }
+
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+}
+
+fn ca_not_after(der: &[u8]) -> Option<OffsetDateTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp()).ok()
+}

@@ -1,0 +1,654 @@
+//! SCEP (RFC 8894) in `fleetkit serve`: machine certificates for the configuration
+//! profile's certificate payload (`com.apple.security.scep`), for Jamf, Intune or any
+//! SCEP client. Routes: `GET /scep?operation=GetCACaps|GetCACert|PKIOperation` and
+//! `POST /scep?operation=PKIOperation` (also under `/scep/pkiclient.exe`, the path
+//! some clients append).
+//!
+//! Who gets a certificate:
+//! - a **first request** (PKCSReq signed by a self-signed certificate over the
+//!   requested key) carries a challengePassword that is a SCEP challenge token
+//!   (`fleetkit token create --scep`): hashed, team-bound, expiring, counted,
+//!   revocable; one use per certificate;
+//! - a **renewal** (RenewalReq, or a PKCSReq as Apple sends it) is signed by a
+//!   certificate this server issued over SCEP that is still valid and not revoked:
+//!   no challenge; the new certificate keeps the old one's team;
+//! - a **repeat** of a request already answered (same transactionID, same key, same
+//!   certificate renewed; a client whose answer was lost) gets the same certificate
+//!   again and spends nothing; the same transactionID with another key is refused.
+//!
+//! The certificate comes from our template, whatever the request asks: subject
+//! `CN=<the request's CN>` (plus its serialNumber attribute, if any) and `O=<org>`;
+//! subjectAltName DNS names, e-mail addresses and URIs the request names, checked;
+//! CA:FALSE; keyUsage digitalSignature + keyEncipherment; extendedKeyUsage clientAuth;
+//! the org's machine certificate lifetime. A request for a CA certificate or a key
+//! under 2048 bits is refused.
+//!
+//! Every refusal of a readable message is a CertRep FAILURE with its failInfo (never
+//! HTTP 500); a message too broken to answer is HTTP 400 with a stable code in a
+//! text body (`scep_bad_message: …`). No TLS client certificate is asked for here
+//! (see `server::tls`: a certificate that does not verify counts as none).
+
+use super::AppState;
+use super::respond::read_body;
+use crate::pki::ScepTemplate;
+use crate::pki::scep_ra::ScepRa;
+use crate::scep::request::{Recipient, ScepCsr};
+use crate::scep::{self, CertRepStatus, FailInfo, Header, MessageType, RequestError, reply};
+use crate::server::secrets;
+use crate::server::store::scep::Prior;
+use crate::server::store::{NewScepCert, ScepRecorded, TokenRefusal, rfc3339_of, unix};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use std::sync::Arc;
+
+/// The SCEP service's own state: the RA and the single-DES switch.
+pub struct ScepService {
+    pub ra: ScepRa,
+    /// Accept single DES envelopes (RFC 8894 forbids it; off unless the server was
+    /// started with `--scep-allow-des` for an old client).
+    pub allow_single_des: bool,
+    ra_cert: x509_cert::Certificate,
+}
+
+impl ScepService {
+    pub fn new(ra: ScepRa, allow_single_des: bool) -> Option<Self> {
+        let ra_cert = scep::request::certificate(ra.cert_der())?;
+        Some(Self {
+            ra,
+            allow_single_des,
+            ra_cert,
+        })
+    }
+}
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/scep", get(get_scep).post(post_scep))
+        .route("/scep/pkiclient.exe", get(get_scep).post(post_scep))
+}
+
+/// A plain-text HTTP refusal with a stable code (SCEP clients do not read JSON).
+fn http_refusal(status: StatusCode, code: &str, reason: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{code}: {reason}\n"),
+    )
+        .into_response()
+}
+
+/// The query's `operation` and `message`, decoded leniently: macOS sends base64 in
+/// `message` without escaping `+` and `/`, so `+` is never read as a space.
+fn query_params(raw: Option<&str>) -> (Option<String>, Option<String>) {
+    let (mut operation, mut message) = (None, None);
+    for pair in raw.unwrap_or_default().split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8_lossy()
+            .into_owned();
+        match key {
+            "operation" => operation = Some(value),
+            "message" => message = Some(value),
+            _ => {}
+        }
+    }
+    (operation, message)
+}
+
+async fn get_scep(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
+    let (operation, message) = query_params(raw.as_deref());
+    match operation.as_deref() {
+        Some("GetCACaps") => (
+            [(header::CONTENT_TYPE, "text/plain")],
+            scep::CA_CAPS.join("\n"),
+        )
+            .into_response(),
+        Some("GetCACert") => get_ca_cert(&state),
+        Some("PKIOperation") => {
+            let Some(message) = message else {
+                return http_refusal(
+                    StatusCode::BAD_REQUEST,
+                    "scep_bad_message",
+                    "PKIOperation by GET needs a base64 `message` parameter",
+                );
+            };
+            if message.len() > scep::MAX_MESSAGE_BYTES * 4 / 3 + 4 {
+                return http_refusal(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "scep_too_large",
+                    "the message is larger than the limit",
+                );
+            }
+            let cleaned: String = message.chars().filter(|c| !c.is_whitespace()).collect();
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(cleaned.as_bytes())
+                .or_else(|_| {
+                    base64::engine::general_purpose::STANDARD_NO_PAD
+                        .decode(cleaned.trim_end_matches('='))
+                });
+            match decoded {
+                Ok(der) => pki_operation(&state, &der).await,
+                Err(_) => http_refusal(
+                    StatusCode::BAD_REQUEST,
+                    "scep_bad_encoding",
+                    "the `message` parameter is not base64",
+                ),
+            }
+        }
+        _ => unknown_operation(),
+    }
+}
+
+async fn post_scep(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    let (operation, _) = query_params(raw.as_deref());
+    if operation.as_deref() != Some("PKIOperation") {
+        return unknown_operation();
+    }
+    // Refused from its announced length, before a byte of the body is read (a
+    // client waiting for `100 Continue` never sends it).
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > scep::MAX_MESSAGE_BYTES as u64) {
+        return too_large();
+    }
+    let body = match read_body(body, scep::MAX_MESSAGE_BYTES).await {
+        Ok(body) => body,
+        Err(_) => return too_large(),
+    };
+    pki_operation(&state, &body).await
+}
+
+fn too_large() -> Response {
+    http_refusal(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "scep_too_large",
+        &format!(
+            "the message is larger than {} bytes",
+            scep::MAX_MESSAGE_BYTES
+        ),
+    )
+}
+
+fn unknown_operation() -> Response {
+    http_refusal(
+        StatusCode::BAD_REQUEST,
+        "scep_unknown_operation",
+        "use operation=GetCACaps, GetCACert or PKIOperation",
+    )
+}
+
+fn get_ca_cert(state: &AppState) -> Response {
+    let Some(service) = state.scep.as_ref() else {
+        return not_enabled();
+    };
+    match reply::ca_certs(&[service.ra.cert_der(), state.ca.cert_der()]) {
+        Ok(der) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-x509-ca-ra-cert"),
+            )],
+            der,
+        )
+            .into_response(),
+        Err(_) => http_refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the CA certificates cannot be encoded",
+        ),
+    }
+}
+
+fn not_enabled() -> Response {
+    http_refusal(
+        StatusCode::NOT_FOUND,
+        "scep_disabled",
+        "this server has no SCEP registration authority",
+    )
+}
+
+/// A CertRep as an HTTP answer.
+fn cert_rep_response(service: &ScepService, to: &Header, status: CertRepStatus<'_>) -> Response {
+    let signer = reply::Signer {
+        key: service.ra.key(),
+        cert_der: service.ra.cert_der(),
+    };
+    match reply::cert_rep(&signer, to, status) {
+        Ok(der) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-pki-message"),
+            )],
+            der,
+        )
+            .into_response(),
+        Err(_) => http_refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the reply cannot be made",
+        ),
+    }
+}
+
+/// A FAILURE CertRep; the reason goes in the `X-Fleetkit-Reason` header (the client
+/// reads only the failInfo; the library never prints).
+fn failure(service: &ScepService, to: &Header, info: FailInfo, reason: &str) -> Response {
+    with_reason(
+        cert_rep_response(service, to, CertRepStatus::Failure(info)),
+        reason,
+    )
+}
+
+async fn pki_operation(state: &AppState, der: &[u8]) -> Response {
+    let Some(service) = state.scep.as_ref() else {
+        return not_enabled();
+    };
+    let message = match scep::parse(der) {
+        Ok(m) => m,
+        Err(RequestError::Unreadable { code, reason }) => {
+            return http_refusal(StatusCode::BAD_REQUEST, code, &reason);
+        }
+        Err(RequestError::Failure {
+            header,
+            fail_info,
+            reason,
+        }) => return failure(service, &header, fail_info, &reason),
+    };
+    match enroll(state, service, &message).await {
+        Ok(response) => response,
+        Err((info, reason)) => failure(service, &message.header, info, &reason),
+    }
+}
+
+/// Adds the reason of a FAILURE as a header, for people reading the traffic (the
+/// SCEP client only reads the failInfo).
+fn with_reason(mut response: Response, reason: &str) -> Response {
+    let clean: String = reason
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(300)
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&clean) {
+        response.headers_mut().insert("x-fleetkit-reason", value);
+    }
+    response
+}
+
+type Refused = (FailInfo, String);
+
+async fn enroll(
+    state: &AppState,
+    service: &ScepService,
+    message: &scep::PkiMessage,
+) -> Result<Response, Refused> {
+    let header = &message.header;
+    match header.message_type {
+        MessageType::PkcsReq | MessageType::RenewalReq => {}
+        MessageType::CertPoll => return poll(state, service, message).await,
+        other => {
+            return Err((
+                FailInfo::BadRequest,
+                format!("{} is not supported by this server", other.name()),
+            ));
+        }
+    }
+    let recipient = Recipient {
+        key: service.ra.key(),
+        cert: &service.ra_cert,
+    };
+    let (plain, cipher) = match message.decrypt(&recipient, service.allow_single_des) {
+        Ok(x) => x,
+        Err(RequestError::Failure {
+            fail_info, reason, ..
+        }) => return Err((fail_info, reason)),
+        Err(RequestError::Unreadable { reason, .. }) => {
+            return Err((FailInfo::BadMessageCheck, reason));
+        }
+    };
+    let csr = scep::request::read_csr(&plain)?;
+    if csr.asks_for_ca {
+        return Err((
+            FailInfo::BadRequest,
+            "the request asks for a CA certificate; SCEP issues end-entity certificates only"
+                .into(),
+        ));
+    }
+    let now = crate::clock::now();
+    let now_unix = now.unix_timestamp();
+
+    // A renewal: signed by a certificate we issued over SCEP.
+    let signer_fingerprint = crate::pki::fingerprint_der(&message.signer_cert_der);
+    let renewing = state
+        .store
+        .scep_by_fingerprint(&signer_fingerprint)
+        .await
+        .map_err(internal)?;
+    let renewal = match (&renewing, header.message_type) {
+        (Some(old), _) if old.revoked_at.is_some() => {
+            return Err((
+                FailInfo::BadRequest,
+                "the certificate signing the renewal was revoked".into(),
+            ));
+        }
+        (Some(old), _) if old.not_after > now_unix => Some(old.clone()),
+        (Some(old), MessageType::RenewalReq) => {
+            return Err((
+                FailInfo::BadTime,
+                format!(
+                    "the certificate signing the renewal expired at {}; enroll again with the challenge",
+                    rfc3339_of(old.not_after)
+                ),
+            ));
+        }
+        (None, MessageType::RenewalReq) => {
+            return Err((
+                FailInfo::BadCertId,
+                "a RenewalReq must be signed by a certificate this server issued over SCEP".into(),
+            ));
+        }
+        _ => None,
+    };
+    if renewal.is_none()
+        && renewing.is_none()
+        && message.signer_key_fingerprint != csr.key_fingerprint
+    {
+        return Err((
+            FailInfo::BadMessageCheck,
+            "the message is signed by another key than the one the request certifies".into(),
+        ));
+    }
+
+    // A repeat of a request already answered.
+    let renewed_from = renewal.as_ref().map(|r| r.fingerprint.clone());
+    match state
+        .store
+        .scep_prior(
+            &header.transaction_id,
+            &csr.key_fingerprint,
+            renewed_from.as_deref(),
+            now_unix,
+        )
+        .await
+        .map_err(internal)?
+    {
+        Prior::Taken => return Err(transaction_taken()),
+        Prior::Repeat(row) => return success(service, message, &row.cert_pem, cipher),
+        Prior::None => {}
+    }
+
+    // Who allows it: the renewed certificate, or the challenge.
+    let (team, token_id, token_hash) = match &renewal {
+        Some(old) => (old.team.clone(), old.token_id.clone(), None),
+        None => {
+            let Some(challenge) = csr.challenge.as_deref() else {
+                return Err((
+                    FailInfo::BadRequest,
+                    "the request has no challengePassword; put the SCEP challenge in the profile"
+                        .into(),
+                ));
+            };
+            let hash = if secrets::is_well_formed(challenge, secrets::TOKEN_PREFIX) {
+                secrets::hash_secret(challenge)
+            } else {
+                return Err(token_refused(TokenRefusal::Unknown));
+            };
+            match state
+                .store
+                .scep_challenge_refused(&hash, now_unix)
+                .await
+                .map_err(internal)?
+            {
+                Ok(token) => (token.team, Some(token.id), Some(hash)),
+                Err(reason) => return Err(token_refused(reason)),
+            }
+        }
+    };
+
+    let template = template(&csr, &state.org, state.cert_lifetime, now)?;
+    let issued = state
+        .ca
+        .issue_scep(&csr.spki_der, &template)
+        .map_err(|e| (FailInfo::BadRequest, format!("cannot issue: {e}")))?;
+    let record = NewScepCert {
+        serial: issued.serial.clone(),
+        fingerprint: issued.fingerprint.clone(),
+        subject: template.subject_text(),
+        device_serial: Some(template.device_serial().to_string()),
+        key_fingerprint: csr.key_fingerprint.clone(),
+        transaction_id: header.transaction_id.clone(),
+        team,
+        token_id,
+        renewed_from,
+        not_before: unix(issued.not_before),
+        not_after: unix(issued.not_after),
+        issued_at: now_unix,
+        cert_pem: issued.pem.clone(),
+        revoked_at: None,
+    };
+    match state
+        .store
+        .scep_record(&record, token_hash.as_deref(), now_unix)
+        .await
+        .map_err(internal)?
+    {
+        ScepRecorded::Issued => success(service, message, &issued.pem, cipher),
+        ScepRecorded::Repeat(row) => success(service, message, &row.cert_pem, cipher),
+        ScepRecorded::TransactionTaken => Err(transaction_taken()),
+        ScepRecorded::Token(reason) => Err(token_refused(reason)),
+    }
+}
+
+/// CertPoll (GetCertInitial): we never answer PENDING, so a poll is a client whose
+/// answer was lost; it gets the certificate recorded for its transactionID and key.
+async fn poll(
+    state: &AppState,
+    service: &ScepService,
+    message: &scep::PkiMessage,
+) -> Result<Response, Refused> {
+    let now = crate::clock::now().unix_timestamp();
+    let recipient = Recipient {
+        key: service.ra.key(),
+        cert: &service.ra_cert,
+    };
+    let (_, cipher) = message
+        .decrypt(&recipient, service.allow_single_des)
+        .map_err(|e| match e {
+            RequestError::Failure {
+                fail_info, reason, ..
+            } => (fail_info, reason),
+            RequestError::Unreadable { reason, .. } => (FailInfo::BadMessageCheck, reason),
+        })?;
+    match state
+        .store
+        .scep_prior(
+            &message.header.transaction_id,
+            &message.signer_key_fingerprint,
+            None,
+            now,
+        )
+        .await
+        .map_err(internal)?
+    {
+        Prior::Repeat(row) => success(service, message, &row.cert_pem, cipher),
+        _ => Err((
+            FailInfo::BadCertId,
+            "no certificate was issued for this transaction".into(),
+        )),
+    }
+}
+
+fn success(
+    service: &ScepService,
+    message: &scep::PkiMessage,
+    cert_pem: &str,
+    cipher: scep::ContentCipher,
+) -> Result<Response, Refused> {
+    let der = crate::agent::identity::pem_certificates(cert_pem)
+        .ok()
+        .and_then(|mut v| (!v.is_empty()).then(|| v.remove(0)))
+        .ok_or_else(|| internal("a recorded certificate is not PEM"))?;
+    Ok(cert_rep_response(
+        service,
+        &message.header,
+        CertRepStatus::Success {
+            issued_cert_der: &der,
+            recipient_cert_der: &message.signer_cert_der,
+            cipher,
+        },
+    ))
+}
+
+fn transaction_taken() -> Refused {
+    (
+        FailInfo::BadRequest,
+        "this transactionID was used with another key".into(),
+    )
+}
+
+fn token_refused(reason: TokenRefusal) -> Refused {
+    let why = match reason {
+        TokenRefusal::Unknown => "the challenge is not known to this server",
+        TokenRefusal::WrongKind => {
+            "the challenge is an agent enrollment token, not a SCEP challenge (`fleetkit token create --scep`)"
+        }
+        TokenRefusal::Revoked => "the challenge was revoked",
+        TokenRefusal::Expired => "the challenge has expired",
+        TokenRefusal::Exhausted => "the challenge has been used as many times as allowed",
+    };
+    (FailInfo::BadRequest, why.into())
+}
+
+fn internal(e: impl std::fmt::Display) -> Refused {
+    // A store failure is not the client's fault, but SCEP has no "try later" status
+    // short of PENDING; badRequest with the reason in the header is the honest one.
+    (FailInfo::BadRequest, format!("the server failed: {e}"))
+}
+
+const MAX_SANS: usize = 8;
+
+fn template(
+    csr: &ScepCsr,
+    org: &str,
+    lifetime: time::Duration,
+    now: time::OffsetDateTime,
+) -> Result<ScepTemplate, Refused> {
+    let bad = |m: String| (FailInfo::BadRequest, m);
+    let text_ok =
+        |s: &str| (1..=64).contains(&s.chars().count()) && s.chars().all(|c| !c.is_control());
+    let common_name = csr
+        .subject
+        .iter()
+        .find(|(k, _)| k == "CN")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| bad("the request's subject has no CN".into()))?;
+    if !text_ok(&common_name) {
+        return Err(bad(
+            "the subject CN must be 1 to 64 printable characters".into()
+        ));
+    }
+    // Apple sends the variable itself when the profile was not installed through
+    // an MDM that substitutes it.
+    if common_name.starts_with('$') {
+        return Err(bad(format!(
+            "the subject CN is the unsubstituted variable {common_name:?}; install the profile through Jamf (which fills it) or give a real name"
+        )));
+    }
+    let serial_number = csr
+        .subject
+        .iter()
+        .find(|(k, _)| k == "serialNumber" || k == "2.5.4.5")
+        .map(|(_, v)| v.clone());
+    if let Some(sn) = &serial_number
+        && !text_ok(sn)
+    {
+        return Err(bad(
+            "the subject serialNumber must be 1 to 64 printable characters".into(),
+        ));
+    }
+    if csr.san_dns.len() + csr.san_email.len() + csr.san_uri.len() > MAX_SANS {
+        return Err(bad(format!(
+            "the request names more than {MAX_SANS} subjectAltNames"
+        )));
+    }
+    for d in &csr.san_dns {
+        if !is_dns_name(d) {
+            return Err(bad(format!("the subjectAltName {d:?} is not a DNS name")));
+        }
+    }
+    for m in &csr.san_email {
+        if !(text_ok(m) && m.contains('@') && !m.contains(' ')) {
+            return Err(bad(format!(
+                "the subjectAltName {m:?} is not an e-mail address"
+            )));
+        }
+    }
+    for u in &csr.san_uri {
+        if url::Url::parse(u).is_err() || u.len() > 256 {
+            return Err(bad(format!("the subjectAltName {u:?} is not a URI")));
+        }
+    }
+    Ok(ScepTemplate {
+        common_name,
+        serial_number,
+        org: org.to_string(),
+        dns: csr.san_dns.clone(),
+        email: csr.san_email.clone(),
+        uri: csr.san_uri.clone(),
+        lifetime,
+        now,
+    })
+}
+
+/// Letters, digits, hyphens and dots, labels of 1 to 63, at most 253 in all; a
+/// leading `*.` is refused (a machine certificate names a machine).
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253
+        && !s.is_empty()
+        && s.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_keeps_plus_and_slash_of_unescaped_base64() {
+        let (op, msg) = query_params(Some("operation=PKIOperation&message=ab+c/d=="));
+        assert_eq!(op.as_deref(), Some("PKIOperation"));
+        assert_eq!(msg.as_deref(), Some("ab+c/d=="));
+        let (_, msg) = query_params(Some("operation=PKIOperation&message=ab%2Bc%2Fd%3D%3D"));
+        assert_eq!(msg.as_deref(), Some("ab+c/d=="));
+    }
+
+    #[test]
+    fn dns_names_are_checked() {
+        assert!(is_dns_name("mac-01.corp.example"));
+        assert!(!is_dns_name("*.corp.example"));
+        assert!(!is_dns_name("a..b"));
+        assert!(!is_dns_name("-a.b"));
+    }
+}
