@@ -38,6 +38,9 @@ declare -A apt_for=(
   # Windows Installer as Wine implements it installs, upgrades and removes the MSI.
   [/usr/lib/wine/wine64]=wine64
   [osslsigncode]=osslsigncode
+  # SCEP: micromdm's scepclient (an independent Go client) and curl (raw requests).
+  [scepclient]=scep
+  [curl]=curl
 )
 # Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide
 # pip installs), which needs python3-venv.
@@ -65,6 +68,11 @@ if [ ! -x "$venv/bin/ansible-playbook" ] || [ ! -x "$venv/bin/ansible-lint" ]; t
   echo "test.sh: installing ansible-core and ansible-lint into $venv" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check ansible-core ansible-lint
+fi
+# The macOS-shaped SCEP test client (tests/scep/macos_client.py).
+if ! "$venv/bin/python3" -c 'import cryptography, asn1crypto' >/dev/null 2>&1; then
+  echo "test.sh: installing cryptography and asn1crypto into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check cryptography asn1crypto
 fi
 export PATH="$venv/bin:$PATH"
 export FLEETKIT_TEST_PYTHON="$venv/bin/python3"

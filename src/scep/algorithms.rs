@@ -160,9 +160,8 @@ impl ContentCipher {
         }
     }
 
-    /// Encrypts CBC with PKCS#7 padding under a fresh random key and IV; returns
-    /// (key, iv, ciphertext).
-    pub fn encrypt(self, data: &[u8]) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), getrandom::Error> {
+    /// Encrypts CBC with PKCS#7 padding under a fresh random key and IV.
+    pub fn encrypt(self, data: &[u8]) -> Result<Sealed, getrandom::Error> {
         let mut key = vec![0u8; self.key_len()];
         let mut iv = vec![0u8; self.iv_len()];
         getrandom::fill(&mut key)?;
@@ -185,8 +184,20 @@ impl ContentCipher {
             Self::Aes192Cbc => run::<aes::Aes192>(&key, &iv, data),
             Self::Aes256Cbc => run::<aes::Aes256>(&key, &iv, data),
         };
-        Ok((key, iv, out))
+        Ok(Sealed {
+            key: zeroize::Zeroizing::new(key),
+            iv,
+            ciphertext: out,
+        })
     }
+}
+
+/// Content encrypted under a fresh key: the key (for the recipient's key transport),
+/// the IV and the ciphertext.
+pub struct Sealed {
+    pub key: zeroize::Zeroizing<Vec<u8>>,
+    pub iv: Vec<u8>,
+    pub ciphertext: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -202,13 +213,14 @@ mod tests {
             ContentCipher::Aes256Cbc,
             ContentCipher::DesCbc,
         ] {
-            let (key, iv, ct) = c.encrypt(b"a certificate request").unwrap();
+            let sealed = c.encrypt(b"a certificate request").unwrap();
+            let (key, iv, ct) = (&sealed.key, &sealed.iv, &sealed.ciphertext);
             assert_eq!(
-                c.decrypt(&key, &iv, &ct).as_deref(),
+                c.decrypt(key, iv, ct).as_deref(),
                 Some(&b"a certificate request"[..])
             );
             assert_eq!(ContentCipher::from_oid(&c.oid()), Some(c));
-            assert!(c.decrypt(&key[1..], &iv, &ct).is_none());
+            assert!(c.decrypt(&key[1..], iv, ct).is_none());
         }
     }
 }

@@ -173,9 +173,8 @@ fn envelope(
     }
     let public = rsa::PublicKey::from_pkcs1_der(spki.subject_public_key.raw_bytes())
         .map_err(|_| ReplyError::RecipientKey)?;
-    let (key, iv, ciphertext) = cipher.encrypt(content)?;
-    let key = zeroize::Zeroizing::new(key);
-    let enc_key = public.pkcs1v15_encrypt(&key)?;
+    let sealed = cipher.encrypt(content)?;
+    let enc_key = public.pkcs1v15_encrypt(&sealed.key)?;
     let env = EnvelopedData {
         version: CmsVersion::V0,
         originator_info: None,
@@ -191,9 +190,9 @@ fn envelope(
             content_type: oid::DATA,
             content_enc_alg: AlgorithmIdentifierOwned {
                 oid: cipher.oid(),
-                parameters: Some(Any::encode_from(&OctetString::new(iv)?)?),
+                parameters: Some(Any::encode_from(&OctetString::new(sealed.iv)?)?),
             },
-            encrypted_content: Some(OctetString::new(ciphertext)?),
+            encrypted_content: Some(OctetString::new(sealed.ciphertext)?),
         },
         unprotected_attrs: None,
     };
