@@ -250,6 +250,22 @@ fn a_renewal_needs_no_challenge_and_a_lost_answer_costs_nothing() {
         }
         assert_eq!(token_uses(&server, &org, &challenge.info.id), 1);
 
+        // Only the current certificate renews: c1 was renewed by c2 (a stolen old
+        // certificate does not keep a lineage alive).
+        let stale = mac(
+            &server,
+            &org,
+            &[
+                "--subject",
+                "CN=C02RENEW",
+                "--renew-with-cert",
+                &p("c1.pem"),
+                "--renew-with-key",
+                &p("k1.pem"),
+            ],
+        );
+        assert_eq!(status(&stale), ("FAILURE", Some("badRequest")), "{stale}");
+
         // A RenewalReq signed by a certificate this server did not issue over SCEP.
         let stranger_dir = tempfile::tempdir().unwrap();
         openssl_identity(stranger_dir.path(), "/CN=stranger");

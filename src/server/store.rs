@@ -354,7 +354,8 @@ fn schema(backend: Backend) -> Vec<String> {
             not_after BIGINT NOT NULL,
             issued_at BIGINT NOT NULL,
             cert_pem TEXT NOT NULL,
-            revoked_at BIGINT)"
+            revoked_at BIGINT,
+            superseded_by TEXT)"
             .into(),
         "CREATE INDEX IF NOT EXISTS scep_transaction ON scep_certificates (transaction_id)".into(),
         "CREATE INDEX IF NOT EXISTS scep_device ON scep_certificates (team, device_serial)".into(),

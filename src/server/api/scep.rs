@@ -392,6 +392,11 @@ async fn enroll(
         Prior::Repeat(row) => return success(service, message, &row.cert_pem, cipher),
         Prior::None => {}
     }
+    if let Some(old) = &renewal
+        && old.superseded_by.is_some()
+    {
+        return Err(superseded());
+    }
 
     // Who allows it: the renewed certificate, or the challenge.
     let (team, token_id, token_hash) = match &renewal {
@@ -441,6 +446,7 @@ async fn enroll(
         issued_at: now_unix,
         cert_pem: issued.pem.clone(),
         revoked_at: None,
+        superseded_by: None,
     };
     match state
         .store
@@ -451,6 +457,7 @@ async fn enroll(
         ScepRecorded::Issued => success(service, message, &issued.pem, cipher),
         ScepRecorded::Repeat(row) => success(service, message, &row.cert_pem, cipher),
         ScepRecorded::TransactionTaken => Err(transaction_taken()),
+        ScepRecorded::Superseded => Err(superseded()),
         ScepRecorded::Token(reason) => Err(token_refused(reason)),
     }
 }
@@ -513,6 +520,14 @@ fn success(
             cipher,
         },
     ))
+}
+
+fn superseded() -> Refused {
+    (
+        FailInfo::BadRequest,
+        "the certificate signing the renewal was already renewed; renew with the current one"
+            .into(),
+    )
 }
 
 fn transaction_taken() -> Refused {

@@ -22,7 +22,8 @@ pub struct ScepCertRow {
     pub key_fingerprint: String,
     pub transaction_id: String,
     pub team: String,
-    /// The challenge that allowed it; `None` for a renewal.
+    /// The challenge that admitted its lineage (a renewal keeps the one of the
+    /// certificate it renews).
     pub token_id: Option<String>,
     /// The fingerprint of the certificate that signed the renewal.
     pub renewed_from: Option<String>,
@@ -31,6 +32,9 @@ pub struct ScepCertRow {
     pub issued_at: i64,
     pub cert_pem: String,
     pub revoked_at: Option<i64>,
+    /// The fingerprint of the certificate that renewed this one: a superseded
+    /// certificate renews no more (only the current one of a lineage does).
+    pub superseded_by: Option<String>,
 }
 
 /// A certificate to record.
@@ -45,12 +49,14 @@ pub enum ScepRecorded {
     Repeat(Box<ScepCertRow>),
     /// The transactionID belongs to another key.
     TransactionTaken,
+    /// The certificate being renewed was renewed meanwhile by another request.
+    Superseded,
     Token(TokenRefusal),
 }
 
 const COLUMNS: &str = "serial, fingerprint, subject, device_serial, key_fingerprint, \
     transaction_id, team, token_id, renewed_from, not_before, not_after, issued_at, cert_pem, \
-    revoked_at";
+    revoked_at, superseded_by";
 
 fn scep_row(row: &AnyRow) -> Result<ScepCertRow> {
     Ok(ScepCertRow {
@@ -68,6 +74,7 @@ fn scep_row(row: &AnyRow) -> Result<ScepCertRow> {
         issued_at: row.try_get(11)?,
         cert_pem: row.try_get(12)?,
         revoked_at: row.try_get(13)?,
+        superseded_by: row.try_get(14)?,
     })
 }
 
@@ -207,9 +214,24 @@ impl Store {
                 return Ok(ScepRecorded::Token(reason));
             }
         }
+        if let Some(old) = &cert.renewed_from {
+            // Only the current certificate of a lineage renews, once.
+            let marked = sqlx::query(
+                "UPDATE scep_certificates SET superseded_by = $1
+                 WHERE fingerprint = $2 AND superseded_by IS NULL AND revoked_at IS NULL",
+            )
+            .bind(cert.fingerprint.clone())
+            .bind(old.clone())
+            .execute(&mut *tx)
+            .await?;
+            if marked.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(ScepRecorded::Superseded);
+            }
+        }
         sqlx::query(&format!(
             "INSERT INTO scep_certificates ({COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL)"
         ))
         .bind(cert.serial.clone())
         .bind(cert.fingerprint.clone())
