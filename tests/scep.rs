@@ -655,3 +655,68 @@ fn the_inventory_shows_the_profile_certificate_and_removal_stops_its_renewal() {
         assert_eq!(status(&renew), ("FAILURE", Some("badRequest")), "{renew}");
     }
 }
+
+/// macOS renewing its profile certificate presents its old leaf without the chain
+/// (possibly expired): the handshake must not drop it. A presented certificate that
+/// does not verify counts as none: SCEP answers, device endpoints refuse.
+#[test]
+fn a_client_certificate_that_does_not_verify_never_drops_the_connection() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let token = create_token(&server, &org, "mac", 1, 3600);
+    let mut device = Device::new("m-tls", None);
+    assert_eq!(enroll(&server, &org, &mut device, &token.token).status, 200);
+    let bundle = |d: &Device| {
+        answer(
+            client(&org, Some(d))
+                .get(format!("{}/v1/bundle", server.url()))
+                .call(),
+        )
+    };
+    let caps = |d: &Device| {
+        answer(
+            client(&org, Some(d))
+                .get(format!("{}/scep?operation=GetCACaps", server.url()))
+                .call(),
+        )
+        .status
+    };
+    assert_eq!(bundle(&device).status, 200);
+
+    // The leaf alone: the server completes the chain with its issuing CA.
+    let chain = device.chain_pem.clone().unwrap();
+    let leaf_only = x509_parser::pem::Pem::iter_from_buffer(chain.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    let mut leaf_device = Device::new("m-tls", None);
+    leaf_device.key = rcgen::KeyPair::from_pem(&device.key.serialize_pem()).unwrap();
+    leaf_device.chain_pem = Some(pem_of(&leaf_only.contents));
+    assert_eq!(bundle(&leaf_device).status, 200);
+    assert_eq!(caps(&leaf_device), 200);
+
+    // A certificate of no one we know (self-signed): no certificate.
+    let mut stranger = Device::new("m-stranger", None);
+    let params = rcgen::CertificateParams::new(vec!["stranger".into()]).unwrap();
+    stranger.chain_pem = Some(params.self_signed(&stranger.key).unwrap().pem());
+    let a = bundle(&stranger);
+    assert_eq!(
+        (a.status, a.code().as_str()),
+        (401, "client_certificate_required")
+    );
+    assert_eq!(caps(&stranger), 200);
+}
+
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
