@@ -451,7 +451,8 @@ pub struct ScepCsr {
     pub asks_for_ca: bool,
 }
 
-/// Reads a PKCS#10 request from SCEP: an RSA key of 2048 to 8192 bits, self-signed
+/// Reads a PKCS#10 request from SCEP: an RSA key of 2048 to 4096 bits (the
+/// sizes Apple offers; the RSA crate reads public keys up to 4096 bits), self-signed
 /// with SHA-1, SHA-256 or SHA-512 (Apple signs with the message's digest, which is
 /// SHA-1 for old clients; a signature here proves possession, where SHA-1's
 /// collisions do not help an attacker).
@@ -476,9 +477,9 @@ pub fn read_csr(der: &[u8]) -> Result<ScepCsr, (FailInfo, String)> {
         }
     };
     let key_bits = key.key_size();
-    if !(2048..=8192).contains(&key_bits) {
+    if !(2048..=4096).contains(&key_bits) {
         return Err(bad(&format!(
-            "the requested key is RSA-{key_bits}; use 2048 to 8192 bits"
+            "the requested key is RSA-{key_bits}; use 2048 to 4096 bits"
         )));
     }
     let public = rsa::PublicKey::from_pkcs1_der(spki.subject_public_key.data.as_ref())
