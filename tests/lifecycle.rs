@@ -467,6 +467,8 @@ fn a_schema_1_database_is_upgraded_and_its_devices_keep_working() {
              DROP INDEX devices_prev_cert;
              ALTER TABLE devices DROP COLUMN prev_cert_fingerprint;
              ALTER TABLE tokens DROP COLUMN replace_existing;
+             ALTER TABLE tokens DROP COLUMN kind;
+             DROP TABLE scep_certificates;
              UPDATE meta SET value = '1' WHERE key = 'schema';",
         ])
         .status()
@@ -589,6 +591,8 @@ fn instances_starting_together_on_postgres_all_start() {
                         "DROP INDEX devices_prev_cert",
                         "ALTER TABLE devices DROP COLUMN prev_cert_fingerprint",
                         "ALTER TABLE tokens DROP COLUMN replace_existing",
+                        "ALTER TABLE tokens DROP COLUMN kind",
+                        "DROP TABLE scep_certificates",
                         "DROP TABLE rotations",
                         "UPDATE meta SET value = '1' WHERE key = 'schema'",
                     ] {
