@@ -45,6 +45,7 @@ fn bench_build(c: &mut Criterion) {
         installer_identity_password: Default::default(),
         codesign_identity: None,
         codesign_identity_password: Default::default(),
+        scep_challenge_file: None,
         agent_oses: None,
     };
     let out = dir.path().join("dist");
@@ -68,6 +69,7 @@ fn bench_build(c: &mut Criterion) {
         installer_identity_password: Default::default(),
         codesign_identity: None,
         codesign_identity_password: Default::default(),
+        scep_challenge_file: None,
         agent_oses: None,
     };
     let pkg_out = dir.path().join("dist-pkg");

@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::*;
 
@@ -146,40 +146,131 @@ fn validate(profile: &Value) -> Vec<String> {
     problems
 }
 
-fn build_profile(org: &Org, out: &Path) -> Value {
-    org.build(
-        out,
-        &["--target", "mobileconfig", "--team", "platform"],
-        &[],
-    );
-    read_plist(&out.join("macos/com.acme-corp.fleetkit.mobileconfig"))
+const PROFILE: &str = "macos/com.acme-corp.fleetkit.mobileconfig";
+
+/// A challenge as `fleetkit token create --scep` would print it, in a file with
+/// the trailing newline `echo` leaves.
+const CHALLENGE: &str = "scep-challenge-7f3a9c41d2e8b605";
+
+fn challenge_file(dir: &Path) -> PathBuf {
+    let path = dir.join("challenge.txt");
+    std::fs::write(&path, format!("{CHALLENGE}\n")).unwrap();
+    path
 }
 
-#[test]
-fn the_profile_validates_against_apples_schema_with_acme_and_with_scep() {
-    let org = Org::new();
-    let dir = tempfile::tempdir().unwrap();
-    let profile = build_profile(&org, &dir.path().join("a"));
-    let problems = validate(&profile);
-    assert!(problems.is_empty(), "{problems:#?}");
-    assert_eq!(profile["PayloadScope"], "System");
-    let kinds: Vec<&str> = profile["PayloadContent"]
+/// `fleetkit build --target mobileconfig --team platform EXTRA…` into `out`, which
+/// must succeed; returns what it said on stderr.
+fn build_profile_with(org: &Org, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["--target", "mobileconfig", "--team", "platform"];
+    args.extend_from_slice(extra);
+    let r = org
+        .build_command(out, &args, &[])
+        .env_remove("FLEETKIT_SCEP_CHALLENGE_FILE")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    String::from_utf8(r.stderr).unwrap()
+}
+
+/// The profile built without a SCEP challenge.
+fn build_profile(org: &Org, out: &Path) -> Value {
+    build_profile_with(org, out, &[]);
+    read_plist(&out.join(PROFILE))
+}
+
+/// The profile built with [`CHALLENGE`].
+fn build_scep_profile(org: &Org, out: &Path) -> Value {
+    let file = challenge_file(out.parent().unwrap());
+    build_profile_with(org, out, &["--scep-challenge-file", file.to_str().unwrap()]);
+    read_plist(&out.join(PROFILE))
+}
+
+fn payload_types(profile: &Value) -> Vec<&str> {
+    profile["PayloadContent"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p["PayloadType"].as_str().unwrap())
-        .collect();
+        .collect()
+}
+
+fn payload_of<'a>(profile: &'a Value, kind: &str) -> &'a Value {
+    profile["PayloadContent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["PayloadType"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} payload"))
+}
+
+fn set_macos_method(org: &Org, method: &str) {
+    let config = org.path().join("fleetkit.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("macos_method: scep"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("macos_method: scep", &format!("macos_method: {method}")),
+    )
+    .unwrap();
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// The SHA-1 fingerprint of a PEM certificate, as openssl computes it.
+fn openssl_sha1(cert: &Path) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // `SHA1 Fingerprint=AB:CD:…`
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.trim().split('=').nth(1).unwrap();
+    hex.split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect()
+}
+
+fn data(v: &Value) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(v["$data"].as_str().unwrap())
+        .unwrap()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_scep_profile_validates_against_apples_schema_and_pins_the_issuing_ca() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = build_scep_profile(&org, &dir.path().join("a"));
+    let problems = validate(&profile);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(profile["PayloadScope"], "System");
     assert_eq!(
-        kinds,
+        payload_types(&profile),
         [
             "com.apple.security.root",
-            "com.apple.security.acme",
+            "com.apple.security.scep",
             "com.apple.ManagedClient.preferences"
         ]
     );
-    let acme = &profile["PayloadContent"][1];
-    assert_eq!(acme["HardwareBound"], true);
-    assert_eq!(acme["Attest"], true);
     // Every identifier under the org's prefix; UUIDs distinct.
     let mut uuids = vec![profile["PayloadUUID"].as_str().unwrap().to_string()];
     for p in profile["PayloadContent"].as_array().unwrap() {
@@ -201,52 +292,295 @@ fn the_profile_validates_against_apples_schema_with_acme_and_with_scep() {
         .output()
         .unwrap()
         .stdout;
-    use base64::Engine;
-    let embedded = base64::engine::general_purpose::STANDARD
-        .decode(
-            profile["PayloadContent"][0]["PayloadContent"]["$data"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-    assert_eq!(embedded, der);
+    assert_eq!(
+        data(&payload_of(&profile, "com.apple.security.root")["PayloadContent"]),
+        der
+    );
     // The agent's managed preferences.
-    let prefs = &profile["PayloadContent"][2]["PayloadContent"]["com.acme-corp.fleetkit"]["Forced"]
-        [0]["mcx_preference_settings"];
+    let prefs = &payload_of(&profile, "com.apple.ManagedClient.preferences")["PayloadContent"]["com.acme-corp.fleetkit"]
+        ["Forced"][0]["mcx_preference_settings"];
     assert_eq!(prefs["Team"], "platform");
     assert_eq!(prefs["Org"], "acme-corp");
 
-    // Rebuilt: byte-identical (stable UUIDs).
-    build_profile(&org, &dir.path().join("b"));
-    let name = "macos/com.acme-corp.fleetkit.mobileconfig";
+    // The SCEP payload: the server's /scep, the challenge given, an RSA 2048 key
+    // for signing and encryption that cannot be exported, the issuing CA pinned by
+    // its SHA-1 (computed here by openssl, not by fleetkit); no retry settings.
+    let scep = &payload_of(&profile, "com.apple.security.scep")["PayloadContent"];
+    let mut keys: Vec<&str> = scep
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
     assert_eq!(
-        std::fs::read(dir.path().join("a").join(name)).unwrap(),
-        std::fs::read(dir.path().join("b").join(name)).unwrap()
+        keys,
+        [
+            "CAFingerprint",
+            "Challenge",
+            "Key Type",
+            "Key Usage",
+            "KeyIsExtractable",
+            "Keysize",
+            "Name",
+            "Subject",
+            "URL",
+        ]
+    );
+    assert_eq!(
+        scep["URL"],
+        format!("{}/scep", prefs["ServerURL"].as_str().unwrap())
+    );
+    assert_eq!(scep["Name"], "acme-corp");
+    assert_eq!(scep["Challenge"], CHALLENGE);
+    assert_eq!(scep["Keysize"], 2048);
+    assert_eq!(scep["Key Type"], "RSA");
+    assert_eq!(scep["Key Usage"], 5);
+    assert_eq!(scep["KeyIsExtractable"], false);
+    assert_eq!(
+        scep["Subject"],
+        serde_json::json!([[["O", "acme-corp"]], [["CN", "$SERIALNUMBER"]]])
+    );
+    let pinned = data(&scep["CAFingerprint"]);
+    assert_eq!(pinned.len(), 20);
+    assert_eq!(
+        pinned,
+        openssl_sha1(&org.path().join("keys/issuing-ca.pem"))
+    );
+    assert_ne!(pinned, openssl_sha1(&org.path().join("keys/root-ca.pem")));
+    assert!(
+        profile["PayloadDescription"]
+            .as_str()
+            .unwrap()
+            .contains("enrolls this Mac's machine certificate")
+    );
+    // It holds the challenge: readable by its owner only. The extension attribute
+    // is no secret.
+    assert_eq!(mode(&dir.path().join("a").join(PROFILE)), 0o600);
+    assert_eq!(
+        mode(&dir.path().join("a/macos/jamf-extension-attribute.sh")),
+        0o755
     );
 
-    // SCEP instead of ACME, as fleetkit.yaml says.
-    let config = org.path().join("fleetkit.yaml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("macos_method: acme", "macos_method: scep");
-    std::fs::write(&config, text).unwrap();
-    let profile = build_profile(&org, &dir.path().join("c"));
+    // Rebuilt: byte-identical (stable UUIDs).
+    build_scep_profile(&org, &dir.path().join("b"));
+    assert_eq!(
+        std::fs::read(dir.path().join("a").join(PROFILE)).unwrap(),
+        std::fs::read(dir.path().join("b").join(PROFILE)).unwrap()
+    );
+}
+
+#[test]
+fn without_a_challenge_the_profile_has_no_certificate_payload_and_the_build_says_how_to_add_one() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dist");
+    let said = build_profile_with(&org, &out, &[]);
+    let profile = read_plist(&out.join(PROFILE));
     let problems = validate(&profile);
     assert!(problems.is_empty(), "{problems:#?}");
     assert_eq!(
-        profile["PayloadContent"][1]["PayloadType"],
-        "com.apple.security.scep"
+        payload_types(&profile),
+        [
+            "com.apple.security.root",
+            "com.apple.ManagedClient.preferences"
+        ]
     );
+    assert!(
+        !profile["PayloadDescription"]
+            .as_str()
+            .unwrap()
+            .contains("machine certificate")
+    );
+    assert!(
+        said.contains("note: the profile has no machine-certificate payload")
+            && said.contains("fleetkit token create --scep --uses N")
+            && said.contains("fleetkit build --target mobileconfig --scep-challenge-file FILE"),
+        "{said}"
+    );
+    assert_eq!(mode(&out.join(PROFILE)), 0o644);
+}
+
+#[test]
+fn macos_method_none_leaves_the_certificate_to_the_orgs_own_pki() {
+    let org = Org::new();
+    set_macos_method(&org, "none");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dist");
+    let file = challenge_file(dir.path());
+    let said = build_profile_with(
+        &org,
+        &out,
+        &["--scep-challenge-file", file.to_str().unwrap()],
+    );
+    let profile = read_plist(&out.join(PROFILE));
+    assert!(validate(&profile).is_empty());
+    assert_eq!(
+        payload_types(&profile),
+        [
+            "com.apple.security.root",
+            "com.apple.ManagedClient.preferences"
+        ]
+    );
+    // Deliberate: no advice to add a payload, but the unused challenge is named.
+    assert!(!said.contains("no machine-certificate payload"), "{said}");
+    assert!(
+        said.contains(
+            "the SCEP challenge is not used: fleetkit.yaml's enrollment.macos_method is `none`"
+        ),
+        "{said}"
+    );
+    assert!(
+        !std::fs::read_to_string(out.join(PROFILE))
+            .unwrap()
+            .contains(CHALLENGE)
+    );
+}
+
+#[test]
+fn macos_method_acme_fails_a_build_with_the_profile_before_anything_is_built() {
+    let org = Org::new();
+    set_macos_method(&org, "acme");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dist");
+    let r = org
+        .build_command(
+            &out,
+            &["--target", "ansible", "--target", "mobileconfig"],
+            &[],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains(
+            "fleetkit.yaml: enrollment.macos_method: `acme` cannot be built: the fleetkit server does not offer ACME yet"
+        ) && err.contains("set `macos_method: scep` under `enrollment:` in fleetkit.yaml"),
+        "{err}"
+    );
+    assert!(!err.contains("built ansible"), "{err}");
+    assert!(!out.exists());
+    // Targets without a profile do not care.
+    let r = org
+        .build_command(&out, &["--target", "ansible"], &[])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+#[test]
+fn the_scep_challenge_is_never_printed_nor_written_outside_the_profile() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dist");
+    let file = challenge_file(dir.path());
+    // From the environment variable, as a CI job would give it.
+    let r = org
+        .build_command(&out, &["--target", "mobileconfig"], &[])
+        .env("FLEETKIT_SCEP_CHALLENGE_FILE", &file)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&r.stdout),
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(!said.contains(CHALLENGE), "{said}");
+    assert!(
+        said.contains("the profile carries the SCEP challenge"),
+        "{said}"
+    );
+    let profile = read_plist(&out.join(PROFILE));
+    assert_eq!(
+        payload_of(&profile, "com.apple.security.scep")["PayloadContent"]["Challenge"],
+        CHALLENGE
+    );
+    // build.json, SHA256SUMS, the extension attribute: none holds it.
+    let holders: Vec<String> = walk(&out)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p)
+                .unwrap()
+                .windows(CHALLENGE.len())
+                .any(|w| w == CHALLENGE.as_bytes())
+        })
+        .map(|p| p.strip_prefix(&out).unwrap().display().to_string())
+        .collect();
+    assert_eq!(holders, [PROFILE]);
+    assert!(out.join("build.json").is_file() && out.join("SHA256SUMS").is_file());
+}
+
+#[test]
+fn a_bad_challenge_file_is_refused_with_its_location_and_never_quoted() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dist");
+    let long = "s".repeat(256);
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("empty", b"\n", ": the SCEP challenge is empty"),
+        (
+            "bell",
+            b"secret-xyz\x07\n",
+            ":1:11: the SCEP challenge has a control character",
+        ),
+        (
+            "two-lines",
+            b"secret-xyz\nsecret-abc\n",
+            ":2:1: the SCEP challenge file holds more than one line",
+        ),
+        (
+            "long",
+            long.as_bytes(),
+            ": the SCEP challenge is 256 bytes; at most 255 are allowed",
+        ),
+        ("missing", b"", ""),
+    ];
+    for (name, bytes, message) in cases {
+        let file = dir.path().join(name);
+        if name != "missing" {
+            std::fs::write(&file, bytes).unwrap();
+        }
+        let r = org
+            .build_command(
+                &out,
+                &[
+                    "--target",
+                    "mobileconfig",
+                    "--scep-challenge-file",
+                    file.to_str().unwrap(),
+                ],
+                &[],
+            )
+            .output()
+            .unwrap();
+        assert_eq!(r.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            err.contains(&format!(
+                "--scep-challenge-file: {}{message}",
+                file.display()
+            )) || name == "missing" && err.contains(&format!("cannot read {}", file.display())),
+            "{name}: {err}"
+        );
+        assert!(
+            !err.contains("secret-") && !err.contains(&long),
+            "{name}: {err}"
+        );
+        assert!(!out.exists(), "{name}");
+    }
 }
 
 #[test]
 fn the_validator_catches_what_apple_would_refuse() {
     let org = Org::new();
     let dir = tempfile::tempdir().unwrap();
-    let good = build_profile(&org, dir.path());
+    let good = build_scep_profile(&org, &dir.path().join("dist"));
+    assert!(validate(&good).is_empty());
     let mut bad = good.clone();
-    bad["PayloadContent"][1]["HardwareBound"] = "yes".into();
-    bad["PayloadContent"][1]["Colour"] = "blue".into();
+    bad["PayloadContent"][1]["PayloadContent"]["Keysize"] = 3000.into();
+    bad["PayloadContent"][1]["PayloadContent"]["Colour"] = "blue".into();
     bad["PayloadContent"][0]
         .as_object_mut()
         .unwrap()
@@ -332,7 +666,8 @@ fn the_agent_on_a_mac_reads_the_profiles_managed_preferences() {
     std::fs::create_dir_all(&prefs_dir).unwrap();
     let script = "import plistlib, sys\n\
         p = plistlib.load(open(sys.argv[1], 'rb'))\n\
-        d = p['PayloadContent'][2]['PayloadContent']['com.acme-corp.fleetkit']['Forced'][0]['mcx_preference_settings']\n\
+        prefs = [x for x in p['PayloadContent'] if x['PayloadType'] == 'com.apple.ManagedClient.preferences']\n\
+        d = prefs[0]['PayloadContent']['com.acme-corp.fleetkit']['Forced'][0]['mcx_preference_settings']\n\
         plistlib.dump(d, open(sys.argv[2], 'wb'), fmt=plistlib.FMT_BINARY)\n";
     let status = Command::new("python3")
         .args(["-c", script])

@@ -11,6 +11,7 @@
 pub mod agent_check;
 pub mod inspect;
 pub mod payload;
+pub mod scep;
 
 use crate::fsutil::{self, FsError};
 use crate::targets::{self, Artefact, Contents, TargetError};
@@ -161,6 +162,13 @@ pub fn build(
         agents: payload.agents.len(),
         notes: payload.notes.clone(),
     });
+    // Settings a target refuses stop the build before any target's work is spent.
+    for &target in targets {
+        targets::check(target, payload).map_err(|source| BuildError::Target {
+            target: target.as_str(),
+            source,
+        })?;
+    }
     let mut artefacts = Vec::new();
     let mut builder = targets::Builder::default();
     for &target in targets {

@@ -17,13 +17,14 @@
 //! an [`AgentBinary`] only exists for an executable of its platform.
 
 use super::agent_check::{self, Refused};
+use super::scep::{self, ScepEnrollment};
 use super::{BuildError, Result};
 use crate::agent::settings::{AgentSettings, Assignment, check_label};
 use crate::bundle::{self, MAX_BUNDLE_BYTES, Verified, VerifyOptions};
 use crate::fsutil;
 use crate::pki::fingerprint_pem;
 use crate::workspace::Workspace;
-use crate::workspace::config::{AGENT_PLATFORMS, agent_file_name};
+use crate::workspace::config::{AGENT_PLATFORMS, MacosEnrollment, agent_file_name};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -139,7 +140,10 @@ pub struct Payload {
     pub identifier_prefix: String,
     pub server_url: String,
     /// How macOS devices get their machine certificate through the profile.
-    pub macos_enrollment: crate::workspace::config::MacosEnrollment,
+    pub macos_enrollment: MacosEnrollment,
+    /// The profile's SCEP enrollment, when `macos_enrollment` is SCEP and a
+    /// challenge was given; without it the profile carries no certificate payload.
+    pub scep: Option<ScepEnrollment>,
     /// The agent settings as installed on a device (`agent.yaml`), with the team
     /// given to `build --team`, if any.
     pub settings: AgentSettings,
@@ -186,6 +190,8 @@ pub struct PayloadOptions {
     pub codesign_identity: Option<PathBuf>,
     /// Its PKCS#12's password.
     pub codesign_identity_password: zeroize::Zeroizing<String>,
+    /// The file holding the SCEP challenge for the profile (`--scep-challenge-file`).
+    pub scep_challenge_file: Option<PathBuf>,
     /// Read only the agents of these OSes (those the requested targets ship); `None`
     /// reads every configured agent. A 20 MB binary no target ships is not read.
     pub agent_oses: Option<Vec<&'static str>>,
@@ -288,7 +294,8 @@ impl Payload {
             })?;
         let root_ca_fingerprint = fingerprint_pem(&root_ca_pem).unwrap_or_default();
 
-        let (agents, notes) = read_agents(ws, opts)?;
+        let (agents, mut notes) = read_agents(ws, opts)?;
+        let scep = read_scep(ws, opts, &root_ca_pem, &mut notes)?;
 
         let settings = AgentSettings {
             org: config.org.clone(),
@@ -324,6 +331,7 @@ impl Payload {
             identifier_prefix: config.identifier_prefix.clone(),
             server_url: config.server.url.clone(),
             macos_enrollment: config.enrollment.macos_method,
+            scep,
             settings,
             bundle_sha256: sha256(&bundle_bytes),
             bundle: Arc::new(bundle_bytes),
@@ -431,6 +439,41 @@ fn read_agents(
         agents.insert(platform, agent);
     }
     Ok((agents, notes))
+}
+
+/// The SCEP challenge and the issuing CA the profile pins, when a challenge file
+/// was given and the profile enrolls over SCEP. A given file is checked whatever
+/// the method, so a broken one is found at once.
+fn read_scep(
+    ws: &Workspace,
+    opts: &PayloadOptions,
+    root_ca_pem: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<ScepEnrollment>> {
+    let Some(path) = &opts.scep_challenge_file else {
+        return Ok(None);
+    };
+    let input = |what: &str, e: scep::ScepError| BuildError::Input {
+        what: what.into(),
+        help: e.help(),
+        reason: e.to_string(),
+    };
+    let challenge = scep::read_challenge(path).map_err(|e| input("--scep-challenge-file", e))?;
+    let method = ws.config.enrollment.macos_method;
+    if method != MacosEnrollment::Scep {
+        notes.push(format!(
+            "the SCEP challenge is not used: fleetkit.yaml's enrollment.macos_method is `{}`",
+            method.as_str()
+        ));
+        return Ok(None);
+    }
+    let issuing = ws.keys_dir().join(crate::pki::ISSUING_CA_CERT);
+    let issuing_ca_der = scep::read_issuing_ca(&issuing, root_ca_pem)
+        .map_err(|e| input("the CA the profile's SCEP payload pins", e))?;
+    Ok(Some(ScepEnrollment {
+        challenge,
+        issuing_ca_der,
+    }))
 }
 
 /// A signing identity given as `flag`: PEM or PKCS#12 opened with `password` (from

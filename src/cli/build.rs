@@ -38,6 +38,11 @@ pub struct BuildArgs {
     /// agent is signed ad hoc.
     #[arg(long, value_name = "FILE", env = "FLEETKIT_CODESIGN_IDENTITY")]
     codesign_identity: Option<PathBuf>,
+    /// The SCEP challenge for the profile's machine-certificate payload: a file
+    /// holding the token `fleetkit token create --scep` printed, on one line.
+    /// Without it the profile has no certificate payload.
+    #[arg(long, value_name = "FILE", env = "FLEETKIT_SCEP_CHALLENGE_FILE")]
+    scep_challenge_file: Option<PathBuf>,
 }
 
 impl BuildArgs {
@@ -50,6 +55,7 @@ impl BuildArgs {
             agents: Vec::new(),
             installer_identity: None,
             codesign_identity: None,
+            scep_challenge_file: None,
         }
     }
 }
@@ -87,6 +93,7 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
         codesign_identity_password: zeroize::Zeroizing::new(
             std::env::var("FLEETKIT_CODESIGN_IDENTITY_PASSWORD").unwrap_or_default(),
         ),
+        scep_challenge_file: args.scep_challenge_file,
         // Only the agents the requested targets ship are read and hashed.
         agent_oses: Some(requested.iter().filter_map(|t| t.agent_os()).collect()),
     };

@@ -3,8 +3,11 @@
 //!
 //! - the org root CA (`com.apple.security.root`), so the device trusts the server;
 //! - machine-certificate enrollment, as fleetkit.yaml's `enrollment.macos_method`
-//!   says: `com.apple.security.acme` (hardware-bound key in the Secure Enclave,
-//!   with attestation) or `com.apple.security.scep`;
+//!   says: `scep` gives a `com.apple.security.scep` payload against the server's
+//!   `/scep`, but only when the build was given a SCEP challenge (a payload that
+//!   cannot enroll is never shipped; without one the build says how to add it);
+//!   `none` gives no certificate payload (the org's own PKI enrolls through
+//!   Jamf); `acme` is refused, as the server does not serve ACME yet;
 //! - managed preferences (`com.apple.ManagedClient.preferences`) for the agent's
 //!   domain `<prefix>.fleetkit`: server URL, org, team, offline mode.
 //!
@@ -17,6 +20,7 @@
 
 use super::{Artefact, Result, text};
 use crate::build::payload::Payload;
+use crate::build::scep::ScepEnrollment;
 use crate::workspace::config::{MacosEnrollment, Target};
 use plist::{Dictionary, Value};
 use sha2::{Digest, Sha256};
@@ -85,35 +89,7 @@ fn root_payload(payload: &Payload) -> Result<Dictionary> {
     Ok(d)
 }
 
-fn acme_payload(payload: &Payload) -> Dictionary {
-    let mut d = payload_dict(
-        payload,
-        "com.apple.security.acme",
-        "machine-certificate",
-        &format!("{} machine certificate", payload.display_name),
-    );
-    d.insert(
-        "DirectoryURL".into(),
-        format!("{}/acme/directory", payload.server_url).into(),
-    );
-    // Unique per device, so the ACME server issues one certificate per device.
-    d.insert("ClientIdentifier".into(), "$UDID".into());
-    d.insert("KeyType".into(), "ECSECPrimeRandom".into());
-    d.insert("KeySize".into(), Value::Integer(384.into()));
-    d.insert("HardwareBound".into(), true.into());
-    d.insert("Attest".into(), true.into());
-    d.insert("Subject".into(), subject(payload));
-    // Digital signature only; clientAuth.
-    d.insert("UsageFlags".into(), Value::Integer(1.into()));
-    d.insert(
-        "ExtendedKeyUsage".into(),
-        Value::Array(vec!["1.3.6.1.5.5.7.3.2".into()]),
-    );
-    d.insert("KeyIsExtractable".into(), false.into());
-    d
-}
-
-fn scep_payload(payload: &Payload) -> Dictionary {
+fn scep_payload(payload: &Payload, scep: &ScepEnrollment) -> Dictionary {
     let mut d = payload_dict(
         payload,
         "com.apple.security.scep",
@@ -124,11 +100,23 @@ fn scep_payload(payload: &Payload) -> Dictionary {
     content.insert("URL".into(), format!("{}/scep", payload.server_url).into());
     content.insert("Name".into(), payload.display_name.clone().into());
     content.insert("Subject".into(), subject(payload));
+    content.insert("Challenge".into(), scep.challenge.expose().into());
     content.insert("Keysize".into(), Value::Integer(2048.into()));
     content.insert("Key Type".into(), "RSA".into());
-    // Signing only (1); encryption is not needed for a client certificate.
-    content.insert("Key Usage".into(), Value::Integer(1.into()));
+    // Signing and encryption (1 | 4): the certificate serves 802.1X, VPN and mTLS,
+    // and the server issues digitalSignature + keyEncipherment for RSA keys.
+    content.insert("Key Usage".into(), Value::Integer(5.into()));
+    // GetCACert answers [RA certificate, issuing CA]; this pins the issuing CA.
+    // SHA-1 because that is the length every macOS since 10.7 matches. It pins a
+    // certificate rather than checking a signature, so SHA-1 collision attacks do
+    // not apply: a forged CA would need a second preimage of this one.
+    content.insert(
+        "CAFingerprint".into(),
+        Value::Data(<sha1::Sha1 as sha1::Digest>::digest(&scep.issuing_ca_der).to_vec()),
+    );
     content.insert("KeyIsExtractable".into(), false.into());
+    // No Retries/RetryDelay: they only apply to a PENDING answer, which the
+    // server never gives.
     d.insert("PayloadContent".into(), Value::Dictionary(content));
     d
 }
@@ -170,12 +158,33 @@ fn preferences_payload(payload: &Payload) -> Dictionary {
     d
 }
 
+/// Refuses a `macos_method` the profile cannot be built with.
+pub fn check(payload: &Payload) -> Result<()> {
+    match payload.macos_enrollment {
+        MacosEnrollment::Acme => Err(super::TargetError::Setting {
+            field: "enrollment.macos_method",
+            reason: "`acme` cannot be built: the fleetkit server does not offer ACME yet, so an ACME payload could not enroll".into(),
+            help: format!(
+                "set `macos_method: scep` under `enrollment:` in fleetkit.yaml (the server enrolls over SCEP at {}/scep), or `none` if Jamf enrolls machine certificates with your own PKI",
+                payload.server_url
+            ),
+        }),
+        MacosEnrollment::Scep | MacosEnrollment::None => Ok(()),
+    }
+}
+
+/// The SCEP enrollment the profile carries: with `scep` and a challenge only.
+fn scep_enrollment(payload: &Payload) -> Option<&ScepEnrollment> {
+    match payload.macos_enrollment {
+        MacosEnrollment::Scep => payload.scep.as_ref(),
+        MacosEnrollment::Acme | MacosEnrollment::None => None,
+    }
+}
+
 /// The profile as a plist value.
 pub fn profile(payload: &Payload) -> Result<Value> {
-    let certificate = match payload.macos_enrollment {
-        MacosEnrollment::Acme => acme_payload(payload),
-        MacosEnrollment::Scep => scep_payload(payload),
-    };
+    check(payload)?;
+    let certificate = scep_enrollment(payload).map(|scep| scep_payload(payload, scep));
     let identifier = format!("{}.fleetkit", payload.identifier_prefix);
     let mut top = Dictionary::new();
     top.insert("PayloadType".into(), "Configuration".into());
@@ -186,10 +195,15 @@ pub fn profile(payload: &Payload) -> Result<Value> {
         "PayloadDisplayName".into(),
         format!("{} fleetkit", payload.display_name).into(),
     );
+    let enrolls = if certificate.is_some() {
+        ", enrolls this Mac's machine certificate"
+    } else {
+        ""
+    };
     top.insert(
         "PayloadDescription".into(),
         format!(
-            "Trusts the {} root CA, enrolls this Mac's machine certificate and configures the fleetkit agent (policy bundle v{}).",
+            "Trusts the {} root CA{enrolls} and configures the fleetkit agent (policy bundle v{}).",
             payload.display_name, payload.bundle_version
         )
         .into(),
@@ -200,14 +214,16 @@ pub fn profile(payload: &Payload) -> Result<Value> {
     );
     top.insert("PayloadScope".into(), "System".into());
     top.insert("PayloadRemovalDisallowed".into(), true.into());
-    top.insert(
-        "PayloadContent".into(),
-        Value::Array(vec![
-            Value::Dictionary(root_payload(payload)?),
-            Value::Dictionary(certificate),
-            Value::Dictionary(preferences_payload(payload)),
-        ]),
-    );
+    let content = [
+        Some(root_payload(payload)?),
+        certificate,
+        Some(preferences_payload(payload)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(Value::Dictionary)
+    .collect();
+    top.insert("PayloadContent".into(), Value::Array(content));
     Ok(Value::Dictionary(top))
 }
 
@@ -222,7 +238,7 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
     xml.push(b'\n');
     let name = format!("{}.fleetkit.mobileconfig", payload.identifier_prefix);
     // Signed: CMS SignedData with the profile embedded, as MDMs upload it.
-    let (profile_file, notes) = match &payload.installer_identity {
+    let (mut profile_file, mut notes) = match &payload.installer_identity {
         Some(identity) => {
             let der = identity
                 .cms_embedded(&xml)
@@ -247,6 +263,17 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
             (text(&name, text_xml), vec![])
         }
     };
+    if scep_enrollment(payload).is_some() {
+        // Anyone holding the profile holds the challenge, and with it enrollments.
+        profile_file.mode = crate::fsutil::SECRET_MODE;
+        notes.push(
+            "the profile carries the SCEP challenge: it is written 0600; upload it to Jamf and keep it out of shared places".into(),
+        );
+    } else if payload.macos_enrollment == MacosEnrollment::Scep {
+        notes.push(
+            "the profile has no machine-certificate payload, as no SCEP challenge was given; to add one, run `fleetkit token create --scep --uses N` on the server (N: how many Macs will enroll), put the challenge it prints in a file, and run `fleetkit build --target mobileconfig --scep-challenge-file FILE`".into(),
+        );
+    }
     // The Jamf extension attribute travels with the profile: both go to Jamf Pro.
     let env = super::environment(EXTENSION_ATTRIBUTE, super::Syntax::Jinja)?;
     let ea = super::render(

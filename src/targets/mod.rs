@@ -85,6 +85,13 @@ pub enum TargetError {
     Template { name: String, reason: String },
     #[error(transparent)]
     Codesign(#[from] crate::pki::codesign::CodesignError),
+    /// A fleetkit.yaml setting this target cannot build with.
+    #[error("fleetkit.yaml: {field}: {reason}")]
+    Setting {
+        field: &'static str,
+        reason: String,
+        help: String,
+    },
 }
 
 impl TargetError {
@@ -109,11 +116,21 @@ impl TargetError {
             Self::Codesign(_) => {
                 "give darwin agents built for macOS (scripts/build-agents.sh darwin-arm64 darwin-x86_64)".into()
             }
+            Self::Setting { help, .. } => help.clone(),
         }
     }
 }
 
 pub type Result<T, E = TargetError> = std::result::Result<T, E>;
+
+/// Checks, before anything is built, that `target` can be built with the
+/// payload's settings.
+pub fn check(target: Target, payload: &Payload) -> Result<()> {
+    match target {
+        Target::Mobileconfig => mobileconfig::check(payload),
+        _ => Ok(()),
+    }
+}
 
 /// Builds one target.
 pub fn build(target: Target, payload: &Payload) -> Result<Artefact> {
@@ -355,7 +372,8 @@ mod tests {
             display_name: "Acme".into(),
             identifier_prefix: "com.acme".into(),
             server_url: "https://fleet.acme.example".into(),
-            macos_enrollment: crate::workspace::config::MacosEnrollment::Acme,
+            macos_enrollment: crate::workspace::config::MacosEnrollment::Scep,
+            scep: None,
             settings: AgentSettings {
                 org: "acme".into(),
                 server_url: "https://fleet.acme.example".into(),

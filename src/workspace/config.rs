@@ -67,11 +67,30 @@ pub struct Enrollment {
     pub macos_method: MacosEnrollment,
 }
 
+/// The profile's machine-certificate payload (`enrollment.macos_method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MacosEnrollment {
-    Acme,
+    /// `com.apple.security.scep` against the server's `/scep` (the default).
     Scep,
+    /// `com.apple.security.acme`. Still accepted here so that a workspace that
+    /// chose it keeps loading, but the server does not serve ACME yet: building
+    /// the profile with it is refused.
+    Acme,
+    /// No certificate payload: the org enrolls machine certificates with its own
+    /// PKI through Jamf.
+    None,
+}
+
+impl MacosEnrollment {
+    /// As fleetkit.yaml spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scep => "scep",
+            Self::Acme => "acme",
+            Self::None => "none",
+        }
+    }
 }
 
 /// What a device does when it cannot reach the server (DESIGN.md security rule 4).
@@ -392,7 +411,7 @@ impl Default for Enrollment {
         Self {
             certificate_lifetime_days: 90,
             renew_at_percent: 66,
-            macos_method: MacosEnrollment::Acme,
+            macos_method: MacosEnrollment::Scep,
         }
     }
 }
@@ -444,14 +463,15 @@ fn read_enrollment(r: &mut Reader<'_>, n: &Node) -> Option<Enrollment> {
     if let Some(v) = m.get("macos_method") {
         let field = join("enrollment", "macos_method");
         match r.str(v, &field) {
-            Some("acme") => e.macos_method = MacosEnrollment::Acme,
             Some("scep") => e.macos_method = MacosEnrollment::Scep,
+            Some("acme") => e.macos_method = MacosEnrollment::Acme,
+            Some("none") => e.macos_method = MacosEnrollment::None,
             Some(other) => {
                 r.error(
                     v,
                     &field,
                     format!("unknown macOS enrollment method `{other}`"),
-                    "use `acme` (hardware-bound keys, macOS 13+) or `scep`",
+                    "use `scep` (the server's /scep), or `none` (your own PKI through Jamf)",
                 );
                 ok = false;
             }
@@ -590,8 +610,13 @@ pub fn starter_config(org: &str, server_url: &str) -> String {
          \x20 certificate_lifetime_days: 90\n\
          \x20 # Devices renew their machine certificate after this share of its lifetime.\n\
          \x20 renew_at_percent: 66\n\
-         \x20 # macOS machine certificates through the profile: acme (hardware-bound) or scep.\n\
-         \x20 macos_method: acme\n\
+         \x20 # The profile's macOS machine-certificate payload:\n\
+         \x20 #   scep  enroll with the server's /scep (build the profile with\n\
+         \x20 #         --scep-challenge-file, from `fleetkit token create --scep`)\n\
+         \x20 #   none  no certificate payload (you enroll machine certificates with\n\
+         \x20 #         your own PKI through Jamf)\n\
+         \x20 #   acme  not served by fleetkit's server yet: the profile build refuses it\n\
+         \x20 macos_method: scep\n\
          \n\
          offline:\n\
          \x20 # fail-closed | cached-with-expiry | cached-indefinite | default-policy\n\
@@ -663,6 +688,26 @@ mod tests {
         assert_eq!(c.identifier_prefix, "com.ac-me-rm-rf-id");
         assert_eq!(c.targets, Target::ALL.to_vec());
         assert_eq!(c.offline.mode, OfflineMode::CachedWithExpiry);
+        assert_eq!(c.enrollment.macos_method, MacosEnrollment::Scep);
+    }
+
+    #[test]
+    fn macos_method_defaults_to_scep_and_takes_acme_and_none() {
+        let base = "org: acme\nserver: {url: https://fleet.example}\n";
+        let c = parse_text(base).unwrap();
+        assert_eq!(c.enrollment.macos_method, MacosEnrollment::Scep);
+        for (name, method) in [
+            ("scep", MacosEnrollment::Scep),
+            // Still parses; the profile build is what refuses it.
+            ("acme", MacosEnrollment::Acme),
+            ("none", MacosEnrollment::None),
+        ] {
+            let c = parse_text(&format!("{base}enrollment: {{macos_method: {name}}}\n")).unwrap();
+            assert_eq!(c.enrollment.macos_method, method, "{name}");
+        }
+        let d = parse_text(&format!("{base}enrollment: {{macos_method: est}}\n")).unwrap_err();
+        assert_eq!(d.0[0].field, "enrollment.macos_method");
+        assert!(d.0[0].message.contains("`est`"), "{}", d.0[0].message);
     }
 
     #[test]
