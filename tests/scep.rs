@@ -720,3 +720,89 @@ fn pem_of(der: &[u8]) -> String {
         lines.join("\n")
     )
 }
+
+/// The profile `fleetkit build` writes for a workspace: its SCEP payload's URL,
+/// Challenge, CAFingerprint, Keysize and Subject (with `$SERIALNUMBER` filled in, as
+/// Jamf does) enroll for real against the running server.
+#[test]
+fn the_profile_the_build_writes_enrolls_for_real() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let config = org.path().join("fleetkit.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let url_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("url: "))
+        .unwrap()
+        .to_string();
+    let indent = &url_line[..url_line.len() - url_line.trim_start().len()];
+    std::fs::write(
+        &config,
+        text.replace(&url_line, &format!("{indent}url: {}", server.url())),
+    )
+    .unwrap();
+    let challenge = create_scep_token(&server, &org, "mac", 5, 3600);
+    let dir = tempfile::tempdir().unwrap();
+    let challenge_file = dir.path().join("challenge.txt");
+    std::fs::write(&challenge_file, format!("{}\n", challenge.token)).unwrap();
+    let out = dir.path().join("dist");
+    org.build(
+        &out,
+        &[
+            "--target",
+            "mobileconfig",
+            "--scep-challenge-file",
+            challenge_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let profile = std::fs::read_dir(out.join("macos"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "mobileconfig"))
+        .unwrap();
+    let plist = plist::Value::from_file(&profile).unwrap();
+    let scep = plist.as_dictionary().unwrap()["PayloadContent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_dictionary().unwrap())
+        .find(|p| p["PayloadType"].as_string() == Some("com.apple.security.scep"))
+        .expect("a SCEP payload")["PayloadContent"]
+        .as_dictionary()
+        .unwrap()
+        .clone();
+    let url = scep["URL"].as_string().unwrap();
+    assert_eq!(url, format!("{}/scep", server.url()));
+    let fingerprint = hex::encode(scep["CAFingerprint"].as_data().unwrap());
+    assert_eq!(fingerprint.to_uppercase(), issuing_sha1(&org));
+    let keysize = scep["Keysize"].as_signed_integer().unwrap().to_string();
+    let mut subject = Vec::new();
+    for rdn in scep["Subject"].as_array().unwrap() {
+        let pair = rdn.as_array().unwrap()[0].as_array().unwrap();
+        let value = pair[1]
+            .as_string()
+            .unwrap()
+            .replace("$SERIALNUMBER", "C02PROFILE1");
+        subject.push(format!("{}={value}", pair[0].as_string().unwrap()));
+    }
+    let root = org.path().join("keys/root-ca.pem");
+    let cert = dir.path().join("cert.pem");
+    let output = Command::new(python())
+        .arg(client_script())
+        .args(["--url", url])
+        .args(["--ca-file", root.to_str().unwrap()])
+        .args(["--cafingerprint", &fingerprint])
+        .args(["--challenge", scep["Challenge"].as_string().unwrap()])
+        .args(["--key-size", &keysize])
+        .args(["--subject", &subject.join(",")])
+        .args(["--cert-out", cert.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(status(&v), ("SUCCESS", None), "{v}");
+    verify(&org, &cert);
+    assert_eq!(token_uses(&server, &org, &challenge.info.id), 1);
+}

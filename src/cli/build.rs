@@ -47,7 +47,7 @@ pub struct BuildArgs {
 
 impl BuildArgs {
     /// The demo's build: these targets into `out`, agents found in the workspace.
-    pub fn for_demo(targets: Vec<String>, out: PathBuf) -> Self {
+    pub fn for_demo(targets: Vec<String>, out: PathBuf, scep_challenge_file: PathBuf) -> Self {
         Self {
             targets,
             team: None,
@@ -55,7 +55,7 @@ impl BuildArgs {
             agents: Vec::new(),
             installer_identity: None,
             codesign_identity: None,
-            scep_challenge_file: None,
+            scep_challenge_file: Some(scep_challenge_file),
         }
     }
 }

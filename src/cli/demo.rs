@@ -96,14 +96,15 @@ pub fn run(_ctx: &Context, args: DemoArgs) -> Result<(), Failure> {
         &ctx,
         super::policy::PolicyCommand::verify(ws.bundle_path(2), ws.anchors_path()),
     )?;
-    fleet(&ctx, &ws)?;
-    build_artefacts(&ctx, &ws, &args.agents)?;
+    let scep_challenge = fleet(&ctx, &ws)?;
+    build_artefacts(&ctx, &ws, &args.agents, scep_challenge)?;
     say(format!("done: see {}", dir.display()));
     Ok(())
 }
 
-/// Steps 8-12: a server, two devices, a rollout, the inventory.
-fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
+/// Steps 8-12: a server, two devices, a rollout, the inventory. Returns the file
+/// holding the SCEP challenge the profile of step 13 carries.
+fn fleet(ctx: &Context, ws: &Workspace) -> Result<PathBuf, Failure> {
     say("8. serve: fleetkit serve on loopback (SQLite in server/fleet.db)");
     let server = DemoServer::start(&ws.root)?;
     let url = format!("https://localhost:{}", server.port);
@@ -128,6 +129,30 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
     say(format!(
         "   {} (the secret is shown once; the server keeps its hash)",
         token.info.id
+    ));
+    say("   token create --scep --team platform --uses 100: the profile's SCEP challenge");
+    let challenge = admin
+        .create_token(&TokenCreate {
+            team: "platform".into(),
+            max_uses: 100,
+            expires_in_secs: 30 * 24 * 3600,
+            note: Some("fleetkit demo: the profile's SCEP challenge".into()),
+            replace_existing: false,
+            kind: fleetkit::protocol::TokenKind::Scep,
+        })
+        .map_err(super::fleet::client_failure)?;
+    // A secret: 0600, beside the server's database, never printed.
+    let challenge_file = ws.root.join("server").join("scep-challenge.txt");
+    fleetkit::fsutil::write_atomic(
+        &challenge_file,
+        format!("{}\n", challenge.token).as_bytes(),
+        fleetkit::fsutil::SECRET_MODE,
+    )
+    .map_err(|e| fail(e, ""))?;
+    say(format!(
+        "   {} in {} (0600)",
+        challenge.info.id,
+        challenge_file.display()
     ));
 
     let shipped = ws.bundle_path(2);
@@ -213,14 +238,19 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<(), Failure> {
         super::fleet::DevicesCommand::list_all(super::fleet::ServerArgs::at(&url)),
     )?;
     drop(server);
-    Ok(())
+    Ok(challenge_file)
 }
 
 /// Step 13: every target this machine has agents for. The Linux ones always (the
 /// running binary is the host's agent unless the lean one was built); the pkg and
 /// the MSI when `agents_dir` holds the darwin or Windows agents. They are copied into
 /// the workspace's `agents/`, where `fleetkit build` finds them.
-fn build_artefacts(ctx: &Context, ws: &Workspace, agents_dir: &Path) -> Result<(), Failure> {
+fn build_artefacts(
+    ctx: &Context,
+    ws: &Workspace,
+    agents_dir: &Path,
+    scep_challenge: PathBuf,
+) -> Result<(), Failure> {
     use fleetkit::workspace::config::{AGENT_PLATFORMS, Target, agent_file_name};
     let host = fleetkit::build::payload::host_platform();
     let mut have: Vec<String> = vec![host.clone()];
@@ -253,6 +283,7 @@ fn build_artefacts(ctx: &Context, ws: &Workspace, agents_dir: &Path) -> Result<(
         super::build::BuildArgs::for_demo(
             buildable.iter().map(|t| t.as_str().to_string()).collect(),
             ws.root.join("dist"),
+            scep_challenge,
         ),
     )?;
     if !missing.is_empty() {
