@@ -20,18 +20,23 @@ fn client_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scep/macos_client.py")
 }
 
-/// The SHA-1 of the issuing CA certificate, as the profile's CAFingerprint.
-fn issuing_sha1(org: &Org) -> String {
+/// The hex fingerprint (`-sha1`, `-sha256`) of a PEM certificate, upper case.
+fn fingerprint(cert: &Path, digest: &str) -> String {
     let (ok, out) = openssl(&[
         "x509",
         "-in",
-        org.path().join("keys/issuing-ca.pem").to_str().unwrap(),
+        cert.to_str().unwrap(),
         "-noout",
         "-fingerprint",
-        "-sha1",
+        digest,
     ]);
     assert!(ok, "{out}");
     out.trim().split_once('=').unwrap().1.replace(':', "")
+}
+
+/// The SHA-1 of the issuing CA certificate, as the profile's CAFingerprint.
+fn issuing_sha1(org: &Org) -> String {
+    fingerprint(&org.path().join("keys/issuing-ca.pem"), "-sha1")
 }
 
 /// Runs the macOS-shaped client; its JSON report.
@@ -477,23 +482,7 @@ fn bad_input_is_a_failure_or_a_4xx_never_a_500() {
 /// Runs Debian's scepclient in `dir` (it keeps client.pem there and turns the next
 /// run into a renewal).
 fn scepclient(server: &Server, org: &Org, dir: &Path, challenge: &str) -> (bool, String) {
-    let ra_fp = {
-        let (ok, out) = openssl(&[
-            "x509",
-            "-in",
-            org.path().join("keys/scep-ra.pem").to_str().unwrap(),
-            "-noout",
-            "-fingerprint",
-            "-sha256",
-        ]);
-        assert!(ok, "{out}");
-        out.trim()
-            .split_once('=')
-            .unwrap()
-            .1
-            .replace(':', "")
-            .to_lowercase()
-    };
+    let ra_fp = fingerprint(&org.path().join("keys/scep-ra.pem"), "-sha256").to_lowercase();
     let out = Command::new("scepclient")
         .current_dir(dir)
         // Go reads its trust roots from SSL_CERT_FILE.

@@ -377,7 +377,7 @@ fn schema(backend: Backend) -> Vec<String> {
     ]
 }
 
-pub(crate) const TOKEN_COLUMNS: &str =
+const TOKEN_COLUMNS: &str =
     "id, team, max_uses, uses, created_at, expires_at, revoked_at, note, replace_existing, kind";
 
 const DEVICE_COLUMNS: &str = "device_id, machine_id, org, team, department, environment, \
@@ -1026,6 +1026,17 @@ impl Store {
     /// then decides everything again in its transaction (use count, races with a
     /// revocation).
     ///
+    /// The token whose secret hashes to `token_hash`.
+    pub async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
+        ))
+        .bind(token_hash.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_row).transpose()
+    }
+
     /// Unknown and revoked tokens are refused. An expired one is refused unless the
     /// machine id holds a still-valid certificate enrolled with this very token: that
     /// may be the repeat of an enrollment whose answer was lost, which gets the same
@@ -1036,13 +1047,7 @@ impl Store {
         machine_id: &str,
         now: i64,
     ) -> Result<Option<TokenRefusal>> {
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
-        ))
-        .bind(token_hash.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(token) = row.as_ref().map(token_row).transpose()? else {
+        let Some(token) = self.token_by_hash(token_hash).await? else {
             return Ok(Some(TokenRefusal::Unknown));
         };
         if token.kind != TokenKind::Agent {
@@ -1158,7 +1163,7 @@ async fn insert_certificate(
     Ok(())
 }
 
-pub(crate) fn token_row(row: &AnyRow) -> Result<TokenRow> {
+fn token_row(row: &AnyRow) -> Result<TokenRow> {
     Ok(TokenRow {
         id: row.try_get(0)?,
         team: row.try_get(1)?,

@@ -477,6 +477,17 @@ pub fn enroll(server: &Server, org: &Org, device: &mut Device, token: &str) -> A
 }
 
 pub fn create_token(server: &Server, org: &Org, team: &str, uses: u32, secs: u64) -> TokenCreated {
+    create_token_of_kind(server, org, team, uses, secs, TokenKind::Agent)
+}
+
+fn create_token_of_kind(
+    server: &Server,
+    org: &Org,
+    team: &str,
+    uses: u32,
+    secs: u64,
+    kind: TokenKind,
+) -> TokenCreated {
     server
         .admin(org)
         .create_token(&TokenCreate {
@@ -485,7 +496,7 @@ pub fn create_token(server: &Server, org: &Org, team: &str, uses: u32, secs: u64
             expires_in_secs: secs,
             note: None,
             replace_existing: false,
-            kind: fleetkit::protocol::TokenKind::Agent,
+            kind,
         })
         .unwrap()
 }
@@ -498,17 +509,7 @@ pub fn create_scep_token(
     uses: u32,
     secs: u64,
 ) -> TokenCreated {
-    server
-        .admin(org)
-        .create_token(&TokenCreate {
-            team: team.into(),
-            max_uses: uses,
-            expires_in_secs: secs,
-            note: None,
-            replace_existing: false,
-            kind: fleetkit::protocol::TokenKind::Scep,
-        })
-        .unwrap()
+    create_token_of_kind(server, org, team, uses, secs, TokenKind::Scep)
 }
 
 pub fn inventory(server: &Server, org: &Org) -> Vec<DeviceRecord> {

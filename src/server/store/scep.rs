@@ -3,9 +3,7 @@
 //! another use, a renewal finds the certificate it renews, and the inventory can
 //! show which device holds which profile certificate.
 
-use super::{
-    Backend, Result, Store, TOKEN_COLUMNS, TokenRefusal, TokenRow, token_refusal, token_row,
-};
+use super::{Backend, Result, Store, TokenRefusal, TokenRow, token_refusal};
 use crate::protocol::TokenKind;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -139,13 +137,7 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<std::result::Result<TokenRow, TokenRefusal>> {
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
-        ))
-        .bind(token_hash.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(token) = row.as_ref().map(token_row).transpose()? else {
+        let Some(token) = self.token_by_hash(token_hash).await? else {
             return Ok(Err(TokenRefusal::Unknown));
         };
         if token.kind != TokenKind::Scep {
