@@ -394,7 +394,7 @@ fn without_a_challenge_the_profile_has_no_certificate_payload_and_the_build_says
     );
     assert!(
         said.contains("note: the profile has no machine-certificate payload")
-            && said.contains("fleetkit token create --scep --uses N")
+            && said.contains("fleetkit token create --scep --team TEAM --uses N > FILE")
             && said.contains("fleetkit build --target mobileconfig --scep-challenge-file FILE"),
         "{said}"
     );

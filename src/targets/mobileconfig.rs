@@ -271,7 +271,7 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         );
     } else if payload.macos_enrollment == MacosEnrollment::Scep {
         notes.push(
-            "the profile has no machine-certificate payload, as no SCEP challenge was given; to add one, run `fleetkit token create --scep --uses N` on the server (N: how many Macs will enroll), put the challenge it prints in a file, and run `fleetkit build --target mobileconfig --scep-challenge-file FILE`".into(),
+            "the profile has no machine-certificate payload, as no SCEP challenge was given; to add one, run `fleetkit token create --scep --team TEAM --uses N > FILE` (N: how many Macs will enroll; the challenge enrolls only until the token expires, see --expires), then `fleetkit build --target mobileconfig --scep-challenge-file FILE`".into(),
         );
     }
     // The Jamf extension attribute travels with the profile: both go to Jamf Pro.
