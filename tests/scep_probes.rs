@@ -1,6 +1,7 @@
-//! Red-team probes of the SCEP service (`fleetkit serve`, /scep). Each `probe_…`
-//! test asserts the secure behaviour and FAILS while the defect it is named after
-//! exists; each `held_…` test checks an attack that the service withstood, so that it
+//! Red-team probes of the SCEP service (`fleetkit serve`, /scep), kept as regression
+//! tests. Each `probe_…` test asserts the secure behaviour and failed while the
+//! defect it describes existed (all nine are fixed; "Defect" below says what it
+//! was); each `held_…` test checks an attack that the service withstood, so that it
 //! stays withstood. They drive the macOS-shaped client (tests/scep/macos_client.py,
 //! with its red-team options: --padding-oracle, --concurrent, --email-san, --uri-san,
 //! --save-csr) and the admin and device APIs.
@@ -134,7 +135,7 @@ fn tmp(dir: &tempfile::TempDir, name: &str) -> String {
 
 // ----- probes: each fails while its defect exists --------------------------------------
 
-/// Defect: a certificate that was already renewed renews again, any number of times
+/// Was a defect: a certificate that was already renewed renews again, any number of times
 /// (the renewal path checks only "issued by us over SCEP, unexpired, unrevoked"; a
 /// renewal neither supersedes nor revokes the certificate it renews). A stolen SCEP
 /// key keeps minting fresh certificates long after the Mac moved on.
@@ -196,7 +197,7 @@ fn probe_a_superseded_scep_certificate_cannot_renew_again() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Defect: a renewal takes the subject (CN, serialNumber) and subjectAltNames from
+/// Was a defect: a renewal takes the subject (CN, serialNumber) and subjectAltNames from
 /// the renewal's CSR instead of the certificate it renews: with no challenge, a
 /// holder of any SCEP certificate gets one naming another Mac of its team.
 #[test]
@@ -249,7 +250,7 @@ fn probe_a_renewal_keeps_the_names_of_the_certificate_it_renews() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Defect: removing a device revokes the SCEP certificates whose subject names its
+/// Was a defect: removing a device revokes the SCEP certificates whose subject names its
 /// serial *now*; a certificate renewed from one of them under another name (see the
 /// probe above) is not revoked and keeps renewing.
 #[test]
@@ -324,7 +325,7 @@ fn probe_removing_a_device_stops_renewal_of_every_certificate_descended_from_its
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Defect: the inventory joins a device with the newest SCEP certificate of its team
+/// Was a defect: the inventory joins a device with the newest SCEP certificate of its team
 /// whose subject names its serial, and the subject is whatever the request says. Any
 /// Mac in the profile's scope (the challenge sits in the profile) puts its own
 /// certificate on another Mac's row.
@@ -382,7 +383,7 @@ fn probe_a_shared_challenge_cannot_put_its_certificate_on_another_macs_row() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Defect (DESIGN.md, PKI: "machine certificates are built from the server's own
+/// Was a defect (DESIGN.md, PKI: "machine certificates are built from the server's own
 /// template ... whatever the CSR asks for"): SCEP certificates, chained to the org root
 /// with clientAuth, carry the e-mail addresses, URIs and DNS names the requester
 /// chose (only their syntax is checked), including the server's own host name.
@@ -427,7 +428,7 @@ fn probe_scep_certificates_carry_no_names_the_request_chooses() {
     }
 }
 
-/// Defect: a CBC padding oracle. The EnvelopedData of someone else's request, re-sent
+/// Was a defect: a CBC padding oracle. The EnvelopedData of someone else's request, re-sent
 /// under the attacker's own signature with a chosen IV, is answered with failInfo
 /// badMessageCheck ("does not decrypt") when the padding is bad and badRequest ("not
 /// a PKCS#10 request") when it is good, so whoever captured a request (a TLS-
@@ -493,7 +494,7 @@ fn probe_a_captured_request_is_no_padding_oracle() {
     );
 }
 
-/// Defect (low): the unauthenticated /scep endpoint's X-Fleetkit-Reason tells an
+/// Was a defect (low): the unauthenticated /scep endpoint's X-Fleetkit-Reason tells an
 /// agent enrollment token from an unknown string, and a revoked, expired or used-up
 /// challenge from an unknown one: whoever holds a leaked string learns, without
 /// spending a use or leaving a device record, whether it is a live agent token.
@@ -530,7 +531,7 @@ fn probe_refusals_do_not_tell_what_a_guessed_token_is() {
     }
 }
 
-/// Defect (low): a PKCSReq that carries a valid challenge of team A but is signed by a
+/// Was a defect (low): a PKCSReq that carries a valid challenge of team A but is signed by a
 /// live SCEP certificate of team B is taken as a renewal of team B: the challenge is
 /// neither checked nor spent, and the Mac that IT moved to team A stays in team B.
 #[test]
@@ -590,7 +591,7 @@ fn probe_a_new_challenge_is_not_ignored_when_an_old_certificate_signs() {
     );
 }
 
-/// Defect: nothing an admin can do stops a SCEP certificate that names no registered
+/// Was a defect: nothing an admin can do stops a SCEP certificate that names no registered
 /// device. Revoking the challenge that granted it does not stop its renewals (each
 /// renewal carries the challenge's id, unused), removal revokes only certificates whose
 /// subject names a removed device's serial, and the admin API has no SCEP listing or
@@ -617,8 +618,13 @@ fn probe_revoking_a_challenge_stops_the_renewals_of_what_it_granted() {
         ],
     );
     assert_eq!(status(&rogue), ("SUCCESS", None), "{rogue}");
-    // IT learns the challenge leaked and revokes it.
-    server.admin(&org).revoke_token(&challenge.info.id).unwrap();
+    // IT learns the challenge leaked and revokes it with what it admitted
+    // (`fleetkit token revoke ID --certificates`); a plain revoke (a routine
+    // rotation) leaves issued certificates renewing.
+    server
+        .admin(&org)
+        .revoke_token_and(&challenge.info.id, true)
+        .unwrap();
     let renewed = mac(
         &server,
         &org,

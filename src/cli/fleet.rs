@@ -74,6 +74,11 @@ pub struct TokenListArgs {
 pub struct TokenRevokeArgs {
     /// The token's id (tok_…), as `token list` shows it.
     id: String,
+    /// Also revoke every SCEP certificate this challenge admitted, renewals
+    /// included (a leaked challenge). Without it, certificates already issued keep
+    /// renewing (a routine rotation of the challenge).
+    #[arg(long)]
+    certificates: bool,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -229,7 +234,9 @@ pub fn run_token(ctx: &Context, cmd: TokenCommand) -> Result<(), Failure> {
         }
         TokenCommand::Revoke(a) => {
             let client = admin_client(ctx, &a.server)?;
-            let info = client.revoke_token(&a.id).map_err(client_failure)?;
+            let info = client
+                .revoke_token_and(&a.id, a.certificates)
+                .map_err(client_failure)?;
             say(format!(
                 "revoked {} (team {:?}, used {} of {})",
                 info.id, info.team, info.uses, info.max_uses

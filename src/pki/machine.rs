@@ -228,13 +228,10 @@ pub struct MachineTemplate<'a> {
 /// What a SCEP certificate says: the request's names, checked by the server.
 #[derive(Debug, Clone)]
 pub struct ScepTemplate {
+    /// The device's serial number (the profile asks for `CN=$SERIALNUMBER`), checked
+    /// by the server; on renewal, the renewed certificate's.
     pub common_name: String,
-    /// The subject's serialNumber attribute (a device serial), if the request has one.
-    pub serial_number: Option<String>,
     pub org: String,
-    pub dns: Vec<String>,
-    pub email: Vec<String>,
-    pub uri: Vec<String>,
     pub lifetime: Duration,
     pub now: OffsetDateTime,
 }
@@ -242,17 +239,7 @@ pub struct ScepTemplate {
 impl ScepTemplate {
     /// The subject as text, for the inventory.
     pub fn subject_text(&self) -> String {
-        let mut s = format!("CN={}", self.common_name);
-        if let Some(sn) = &self.serial_number {
-            s.push_str(&format!(", serialNumber={sn}"));
-        }
-        s.push_str(&format!(", O={}", self.org));
-        s
-    }
-
-    /// The device serial the subject names: serialNumber, else CN.
-    pub fn device_serial(&self) -> &str {
-        self.serial_number.as_deref().unwrap_or(&self.common_name)
+        format!("CN={}, O={}", self.common_name, self.org)
     }
 }
 
@@ -324,33 +311,8 @@ impl IssuingCa {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, template.common_name.clone());
-        if let Some(sn) = &template.serial_number {
-            dn.push(
-                DnType::CustomDnType(vec![2, 5, 4, 5]),
-                rcgen::DnValue::PrintableString(sn.clone().try_into().map_err(|_| {
-                    PkiError::Certificate(rcgen::Error::InvalidAsn1String(
-                        rcgen::InvalidAsn1String::PrintableString(sn.clone()),
-                    ))
-                })?),
-            );
-        }
         dn.push(DnType::OrganizationName, template.org.clone());
         params.distinguished_name = dn;
-        for d in &template.dns {
-            params
-                .subject_alt_names
-                .push(SanType::DnsName(d.clone().try_into()?));
-        }
-        for m in &template.email {
-            params
-                .subject_alt_names
-                .push(SanType::Rfc822Name(m.clone().try_into()?));
-        }
-        for u in &template.uri {
-            params
-                .subject_alt_names
-                .push(SanType::URI(u.clone().try_into()?));
-        }
         params.not_before = template.now - BACKDATE;
         params.not_after = template.now + template.lifetime;
         params.serial_number = Some(random_serial()?);

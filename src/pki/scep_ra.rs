@@ -100,12 +100,18 @@ impl ScepRa {
     ) -> Result<(Self, RaOrigin)> {
         let cert_path = dir.join(SCEP_RA_CERT);
         let key_path = dir.join(SCEP_RA_KEY);
-        let origin = if cert_path.exists() || key_path.exists() {
-            let ra = Self::load(&cert_path, &key_path)?;
-            if ra.usable(ca, now) {
-                return Ok((ra, RaOrigin::Loaded));
+        // With one of the two missing (a crash between the writes of a first
+        // creation), a new pair is made.
+        let origin = if cert_path.exists() && key_path.exists() {
+            match Self::load(&cert_path, &key_path) {
+                Ok(ra) if ra.usable(ca, now) => return Ok((ra, RaOrigin::Loaded)),
+                Ok(_) => RaOrigin::Renewed,
+                // A crash between writing the new key and its certificate leaves a
+                // pair that does not match; the RA holds nothing worth keeping
+                // (clients fetch it with GetCACert), so a new pair replaces it.
+                Err(PkiError::KeyMismatch { .. }) => RaOrigin::Renewed,
+                Err(e) => return Err(e),
             }
-            RaOrigin::Renewed
         } else {
             RaOrigin::Created
         };

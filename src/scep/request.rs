@@ -321,6 +321,12 @@ fn implicit_octets(any: &Any) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The one reason given when an envelope addressed to the RA does not open, or
+/// opens to something that is not a signed certificate request: a different answer
+/// for each would be a CBC padding oracle on captured requests.
+pub const SEALED: &str =
+    "the envelope does not open with the RA key to a signed certificate request";
+
 /// The RA that decrypts: its key and certificate.
 pub struct Recipient<'a> {
     pub key: &'a rsa::PrivateKey,
@@ -417,17 +423,17 @@ impl PkiMessage {
         let cek = zeroize::Zeroizing::new(
             ra.key
                 .pkcs1v15_decrypt(ktri.enc_key.as_bytes())
-                .map_err(|_| bad("the content key cannot be decrypted"))?,
+                .map_err(|_| bad(SEALED))?,
         );
         let ciphertext = env
             .encrypted_content
             .encrypted_content
             .as_ref()
             .and_then(implicit_octets)
-            .ok_or_else(|| bad("the EnvelopedData has no encrypted content"))?;
+            .ok_or_else(|| bad(SEALED))?;
         let plain = cipher
             .decrypt(&cek, iv.as_bytes(), &ciphertext)
-            .ok_or_else(|| bad("the content does not decrypt with the RA key"))?;
+            .ok_or_else(|| bad(SEALED))?;
         Ok((plain, cipher))
     }
 }
@@ -460,11 +466,11 @@ pub fn read_csr(der: &[u8]) -> Result<ScepCsr, (FailInfo, String)> {
     use x509_parser::extensions::{GeneralName, ParsedExtension};
     use x509_parser::prelude::FromDer;
     let bad = |reason: &str| (FailInfo::BadRequest, reason.to_string());
-    let (rest, csr) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(der)
-            .map_err(|_| bad("the envelope does not hold a PKCS#10 certificate request"))?;
+    let sealed = || (FailInfo::BadMessageCheck, SEALED.to_string());
+    let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
+        .map_err(|_| sealed())?;
     if !rest.is_empty() {
-        return Err(bad("trailing bytes after the certificate request"));
+        return Err(sealed());
     }
     let info = &csr.certification_request_info;
     let spki = &info.subject_pki;
@@ -496,9 +502,7 @@ pub fn read_csr(der: &[u8]) -> Result<ScepCsr, (FailInfo, String)> {
         &digest.digest(info.raw),
         csr.signature_value.data.as_ref(),
     ) {
-        return Err(bad(
-            "the request's self-signature does not verify (the requester does not hold the key)",
-        ));
+        return Err(sealed());
     }
     let mut out = ScepCsr {
         spki_der: spki.raw.to_vec(),

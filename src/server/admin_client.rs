@@ -105,7 +105,15 @@ impl AdminClient {
     }
 
     pub fn revoke_token(&self, id: &str) -> Result<TokenInfo> {
-        let url = self.url(&format!("/v1/admin/tokens/{}/revoke", url_escape(id)));
+        self.revoke_token_and(id, false)
+    }
+
+    /// Revokes a token; with `certificates`, also the SCEP certificates it admitted.
+    pub fn revoke_token_and(&self, id: &str, certificates: bool) -> Result<TokenInfo> {
+        let mut url = self.url(&format!("/v1/admin/tokens/{}/revoke", url_escape(id)));
+        if certificates {
+            url.push_str("?certificates=true");
+        }
         let sent = self
             .agent
             .post(&url)

@@ -871,6 +871,16 @@ impl Store {
     /// certificate superseded by a renewal or a re-enrollment, or one of a removed
     /// device, finds nothing: asked on every device request, so that a removal or
     /// renewal takes effect at once, even on an open connection.
+    pub async fn device_by_id(&self, device_id: &str) -> Result<Option<DeviceRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1"
+        ))
+        .bind(device_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device_row).transpose()
+    }
+
     pub async fn device_by_certificate(&self, fingerprint: &str) -> Result<Option<DeviceRow>> {
         let row = sqlx::query(&format!(
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE cert_fingerprint = $1"

@@ -149,13 +149,39 @@ async fn list_tokens(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
 }
 
 /// `POST /v1/admin/tokens/{id}/revoke`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeQuery {
+    /// Also revoke the SCEP certificates the challenge admitted (a leaked challenge;
+    /// a routine rotation leaves them renewing).
+    #[serde(default)]
+    certificates: bool,
+}
+
 async fn revoke_token(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    query: Result<Query<RevokeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result: Answer<TokenInfo> = async {
         check_admin(&state, &headers)?;
+        let Ok(Query(query)) = query else {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "the only query parameter is `certificates` (true or false)",
+            ));
+        };
+        if query.certificates {
+            // First: a retry after a failure in between finds the token revoked
+            // and does this again (it is idempotent).
+            state
+                .store
+                .scep_revoke_token(&id, clock::now().unix_timestamp())
+                .await
+                .map_err(internal)?;
+        }
         let row = state
             .store
             .revoke_token(&id, clock::now().unix_timestamp())
@@ -243,6 +269,18 @@ async fn remove_device(
 ) -> Response {
     let result: Answer<DeviceRecord> = async {
         check_admin(&state, &headers)?;
+        // The device's profile certificates first: if the removal then fails, a
+        // retry finds the device and does both again (revoking is idempotent).
+        let listed = state.store.device_by_id(&id).await.map_err(internal)?;
+        if let Some(d) = &listed
+            && let Some(serial) = d.serial.as_deref().filter(|s| !s.is_empty())
+        {
+            state
+                .store
+                .scep_revoke_device(&d.team, serial, clock::now().unix_timestamp())
+                .await
+                .map_err(internal)?;
+        }
         let row = state
             .store
             .remove_device(&id)
@@ -257,14 +295,6 @@ async fn remove_device(
                     ),
                 )
             })?;
-        // Its profile certificates renew no more.
-        if let Some(serial) = row.serial.as_deref().filter(|s| !s.is_empty()) {
-            state
-                .store
-                .scep_revoke_device(&row.team, serial, clock::now().unix_timestamp())
-                .await
-                .map_err(internal)?;
-        }
         Ok(DeviceRecord::from(row))
     }
     .await;

@@ -36,7 +36,7 @@ use crate::scep::request::{Recipient, ScepCsr};
 use crate::scep::{self, CertRepStatus, FailInfo, Header, MessageType, RequestError, reply};
 use crate::server::secrets;
 use crate::server::store::scep::Prior;
-use crate::server::store::{NewScepCert, ScepRecorded, TokenRefusal, rfc3339_of, unix};
+use crate::server::store::{NewScepCert, ScepRecorded, TokenRefusal, TokenRow, rfc3339_of, unix};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -322,6 +322,8 @@ async fn enroll(
             return Err((FailInfo::BadMessageCheck, reason));
         }
     };
+    // What follows the decryption answers "does not open" and "opens to no signed
+    // request" alike (see `request::SEALED`): no padding oracle.
     let csr = scep::request::read_csr(&plain)?;
     if csr.asks_for_ca {
         return Err((
@@ -375,6 +377,16 @@ async fn enroll(
         ));
     }
 
+    // A valid challenge of another team moves the Mac: an enrollment in that team
+    // (the challenge checked and spent), not a renewal of the old team's lineage.
+    let renewal = match renewal {
+        Some(old) => match challenge_token(state, &csr, now_unix).await? {
+            Some(Ok(token)) if token.team != old.team => None,
+            _ => Some(old),
+        },
+        None => None,
+    };
+
     // A repeat of a request already answered.
     let renewed_from = renewal.as_ref().map(|r| r.fingerprint.clone());
     match state
@@ -398,35 +410,38 @@ async fn enroll(
         return Err(superseded());
     }
 
-    // Who allows it: the renewed certificate, or the challenge.
-    let (team, token_id, token_hash) = match &renewal {
-        Some(old) => (old.team.clone(), old.token_id.clone(), None),
-        None => {
-            let Some(challenge) = csr.challenge.as_deref() else {
+    // Who allows it: the renewed certificate, or the challenge. A renewal keeps the
+    // renewed certificate's name, whatever the request asks.
+    let (team, token_id, token_hash, template) = match &renewal {
+        Some(old) => (
+            old.team.clone(),
+            old.token_id.clone(),
+            None,
+            ScepTemplate {
+                common_name: old.device_serial.clone().unwrap_or_default(),
+                org: state.org.clone(),
+                lifetime: state.cert_lifetime,
+                now,
+            },
+        ),
+        None => match challenge_token(state, &csr, now_unix).await? {
+            None => {
                 return Err((
                     FailInfo::BadRequest,
                     "the request has no challengePassword; put the SCEP challenge in the profile"
                         .into(),
                 ));
-            };
-            let hash = if secrets::is_well_formed(challenge, secrets::TOKEN_PREFIX) {
-                secrets::hash_secret(challenge)
-            } else {
-                return Err(token_refused(TokenRefusal::Unknown));
-            };
-            match state
-                .store
-                .scep_challenge_refused(&hash, now_unix)
-                .await
-                .map_err(internal)?
-            {
-                Ok(token) => (token.team, Some(token.id), Some(hash)),
-                Err(reason) => return Err(token_refused(reason)),
             }
-        }
+            Some(Err(reason)) => return Err(token_refused(reason)),
+            Some(Ok(token)) => (
+                token.team,
+                Some(token.id),
+                csr.challenge.as_deref().map(secrets::hash_secret),
+                template(&csr, &state.org, state.cert_lifetime, now)?,
+            ),
+        },
     };
 
-    let template = template(&csr, &state.org, state.cert_lifetime, now)?;
     let issued = state
         .ca
         .issue_scep(&csr.spki_der, &template)
@@ -435,7 +450,7 @@ async fn enroll(
         serial: issued.serial.clone(),
         fingerprint: issued.fingerprint.clone(),
         subject: template.subject_text(),
-        device_serial: Some(template.device_serial().to_string()),
+        device_serial: Some(template.common_name.clone()),
         key_fingerprint: csr.key_fingerprint.clone(),
         transaction_id: header.transaction_id.clone(),
         team,
@@ -537,27 +552,59 @@ fn transaction_taken() -> Refused {
     )
 }
 
-fn token_refused(reason: TokenRefusal) -> Refused {
-    let why = match reason {
-        TokenRefusal::Unknown => "the challenge is not known to this server",
-        TokenRefusal::WrongKind => {
-            "the challenge is an agent enrollment token, not a SCEP challenge (`fleetkit token create --scep`)"
-        }
-        TokenRefusal::Revoked => "the challenge was revoked",
-        TokenRefusal::Expired => "the challenge has expired",
-        TokenRefusal::Exhausted => "the challenge has been used as many times as allowed",
+/// The request's challenge as a SCEP token: `None` without a challenge, else the
+/// token or why it cannot be used.
+async fn challenge_token(
+    state: &AppState,
+    csr: &ScepCsr,
+    now: i64,
+) -> Result<Option<Result<TokenRow, TokenRefusal>>, Refused> {
+    let Some(challenge) = csr.challenge.as_deref() else {
+        return Ok(None);
     };
-    (FailInfo::BadRequest, why.into())
+    if !secrets::is_well_formed(challenge, secrets::TOKEN_PREFIX) {
+        return Ok(Some(Err(TokenRefusal::Unknown)));
+    }
+    state
+        .store
+        .scep_challenge_refused(&secrets::hash_secret(challenge), now)
+        .await
+        .map(Some)
+        .map_err(internal)
 }
 
-fn internal(e: impl std::fmt::Display) -> Refused {
+/// One answer for every unusable challenge: the endpoint is unauthenticated, and a
+/// stranger holding a leaked string must not learn whether it is a live token of
+/// some kind without spending a use. `fleetkit token list` tells the admin which.
+fn token_refused(_reason: TokenRefusal) -> Refused {
+    (
+        FailInfo::BadRequest,
+        "the challenge is not a usable SCEP challenge (unknown, revoked, expired, used up, or not a SCEP challenge; `fleetkit token list` says which)".into(),
+    )
+}
+
+fn internal(_e: impl std::fmt::Display) -> Refused {
     // A store failure is not the client's fault, but SCEP has no "try later" status
-    // short of PENDING; badRequest with the reason in the header is the honest one.
-    (FailInfo::BadRequest, format!("the server failed: {e}"))
+    // short of PENDING; badRequest is the honest one. The detail stays inside.
+    (
+        FailInfo::BadRequest,
+        "the server could not complete the request; try again".into(),
+    )
 }
 
-const MAX_SANS: usize = 8;
+/// The CN of a SCEP certificate: 1 to 64 printable ASCII characters, none of which
+/// reads as structure in a subject (`, = + ; " \ < > #`): a serial number or a host
+/// name, never a look-alike of another field or a bidi trick.
+fn common_name_ok(cn: &str) -> bool {
+    (1..=64).contains(&cn.len())
+        && cn
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && !b",=+;\"\\<>#".contains(&b))
+}
 
+/// What the certificate will say. The request contributes its CN and nothing else:
+/// requested subjectAltNames, serialNumber and other attributes are not carried
+/// (a requester must not choose names that relying parties map to identities).
 fn template(
     csr: &ScepCsr,
     org: &str,
@@ -565,19 +612,12 @@ fn template(
     now: time::OffsetDateTime,
 ) -> Result<ScepTemplate, Refused> {
     let bad = |m: String| (FailInfo::BadRequest, m);
-    let text_ok =
-        |s: &str| (1..=64).contains(&s.chars().count()) && s.chars().all(|c| !c.is_control());
     let common_name = csr
         .subject
         .iter()
         .find(|(k, _)| k == "CN")
         .map(|(_, v)| v.clone())
         .ok_or_else(|| bad("the request's subject has no CN".into()))?;
-    if !text_ok(&common_name) {
-        return Err(bad(
-            "the subject CN must be 1 to 64 printable characters".into()
-        ));
-    }
     // Apple sends the variable itself when the profile was not installed through
     // an MDM that substitutes it.
     if common_name.starts_with('$') {
@@ -585,70 +625,32 @@ fn template(
             "the subject CN is the unsubstituted variable {common_name:?}; install the profile through Jamf (which fills it) or give a real name"
         )));
     }
-    let serial_number = csr
-        .subject
-        .iter()
-        .find(|(k, _)| k == "serialNumber" || k == "2.5.4.5")
-        .map(|(_, v)| v.clone());
-    if let Some(sn) = &serial_number
-        && !text_ok(sn)
-    {
+    if !common_name_ok(&common_name) {
         return Err(bad(
-            "the subject serialNumber must be 1 to 64 printable characters".into(),
+            "the subject CN must be 1 to 64 printable ASCII characters without , = + ; \" \\ < > #"
+                .into(),
         ));
-    }
-    if csr.san_dns.len() + csr.san_email.len() + csr.san_uri.len() > MAX_SANS {
-        return Err(bad(format!(
-            "the request names more than {MAX_SANS} subjectAltNames"
-        )));
-    }
-    for d in &csr.san_dns {
-        if !is_dns_name(d) {
-            return Err(bad(format!("the subjectAltName {d:?} is not a DNS name")));
-        }
-    }
-    for m in &csr.san_email {
-        if !(text_ok(m) && m.contains('@') && !m.contains(' ')) {
-            return Err(bad(format!(
-                "the subjectAltName {m:?} is not an e-mail address"
-            )));
-        }
-    }
-    for u in &csr.san_uri {
-        if url::Url::parse(u).is_err() || u.len() > 256 {
-            return Err(bad(format!("the subjectAltName {u:?} is not a URI")));
-        }
     }
     Ok(ScepTemplate {
         common_name,
-        serial_number,
         org: org.to_string(),
-        dns: csr.san_dns.clone(),
-        email: csr.san_email.clone(),
-        uri: csr.san_uri.clone(),
         lifetime,
         now,
     })
 }
 
-/// Letters, digits, hyphens and dots, labels of 1 to 63, at most 253 in all; a
-/// leading `*.` is refused (a machine certificate names a machine).
-fn is_dns_name(s: &str) -> bool {
-    s.len() <= 253
-        && !s.is_empty()
-        && s.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_names_are_plain() {
+        assert!(common_name_ok("C02XYZ123AB"));
+        assert!(common_name_ok("mac-01.corp.example"));
+        assert!(!common_name_ok("a, serialNumber=x"));
+        assert!(!common_name_ok("evil\u{202e}gpj"));
+        assert!(!common_name_ok(""));
+    }
 
     #[test]
     fn query_keeps_plus_and_slash_of_unescaped_base64() {
@@ -657,13 +659,5 @@ mod tests {
         assert_eq!(msg.as_deref(), Some("ab+c/d=="));
         let (_, msg) = query_params(Some("operation=PKIOperation&message=ab%2Bc%2Fd%3D%3D"));
         assert_eq!(msg.as_deref(), Some("ab+c/d=="));
-    }
-
-    #[test]
-    fn dns_names_are_checked() {
-        assert!(is_dns_name("mac-01.corp.example"));
-        assert!(!is_dns_name("*.corp.example"));
-        assert!(!is_dns_name("a..b"));
-        assert!(!is_dns_name("-a.b"));
     }
 }

@@ -282,4 +282,19 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
+
+    /// Revokes every SCEP certificate whose lineage the challenge `token_id`
+    /// admitted (a leaked challenge): they renew no more.
+    pub async fn scep_revoke_token(&self, token_id: &str, now: i64) -> Result<u64> {
+        let _guard = self.lock_writes().await;
+        let done = sqlx::query(
+            "UPDATE scep_certificates SET revoked_at = $1
+             WHERE token_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(token_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
