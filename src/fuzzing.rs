@@ -72,3 +72,116 @@ fn fixture() -> &'static Fixture {
         Fixture { key, anchors, now }
     })
 }
+
+/// The SCEP fixtures: a test-only RA certificate and key, and pkiMessages encrypted to
+/// it (`tests/fixtures/scep/`). Read from the source tree at first use, not embedded,
+/// so no key (even a test one) ends up in a binary.
+pub const SCEP_FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scep");
+/// File names of the test-only RA in [`SCEP_FIXTURE_DIR`].
+pub const SCEP_RA_CERT_FILE: &str = "test-only-ra.pem";
+pub const SCEP_RA_KEY_FILE: &str = "test-only-ra.key";
+
+/// How far [`scep_message`] got with an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ScepReach {
+    /// Not a pkiMessage that verifies.
+    Refused,
+    /// Parsed and its signature verified.
+    Parsed,
+    /// Its envelope opened with the fixture RA key.
+    Decrypted,
+    /// The plaintext is a PKCS#10 request whose self-signature verifies.
+    CsrRead,
+}
+
+/// Parses `data` as a SCEP pkiMessage, opens it with the fixture RA, reads the CSR
+/// inside, answers it with a FAILURE CertRep; and reads `data` itself as a CSR. Any
+/// outcome but a panic is fine.
+pub fn scep_message(data: &[u8]) {
+    let _ = scep_message_reach(data);
+}
+
+/// [`scep_message`], saying how far the input got (for the seed tests).
+pub fn scep_message_reach(data: &[u8]) -> ScepReach {
+    use crate::scep::request::{Recipient, read_csr};
+    use crate::scep::{CertRepStatus, FailInfo, RequestError, reply};
+    let ra = scep_ra();
+    let _ = read_csr(data);
+    let message = match crate::scep::parse(data) {
+        Ok(m) => m,
+        Err(RequestError::Failure { header, .. }) => {
+            let _ = reply::cert_rep(
+                &ra.signer(),
+                &header,
+                CertRepStatus::Failure(FailInfo::BadMessageCheck),
+            );
+            return ScepReach::Refused;
+        }
+        Err(RequestError::Unreadable { .. }) => return ScepReach::Refused,
+    };
+    let _ = reply::cert_rep(
+        &ra.signer(),
+        &message.header,
+        CertRepStatus::Failure(FailInfo::BadRequest),
+    );
+    let recipient = Recipient {
+        key: &ra.key,
+        cert: &ra.cert,
+    };
+    // Single DES allowed: it reaches one more cipher (refusing it is a plain branch).
+    let Ok((plain, _cipher)) = message.decrypt(&recipient, true) else {
+        return ScepReach::Parsed;
+    };
+    match read_csr(&plain) {
+        Ok(_) => ScepReach::CsrRead,
+        Err(_) => ScepReach::Decrypted,
+    }
+}
+
+struct ScepRaFixture {
+    key: rsa::PrivateKey,
+    cert: x509_cert::Certificate,
+    cert_der: Vec<u8>,
+}
+
+impl ScepRaFixture {
+    fn signer(&self) -> crate::scep::reply::Signer<'_> {
+        crate::scep::reply::Signer {
+            key: &self.key,
+            cert_der: &self.cert_der,
+        }
+    }
+}
+
+/// The test-only RA of `tests/fixtures/scep/`. A missing or broken fixture is a
+/// broken checkout, not an input: it panics with the path, so a campaign never runs
+/// blind past the signature.
+fn scep_ra() -> &'static ScepRaFixture {
+    use rsa::pkcs8::DecodePrivateKey;
+    static F: OnceLock<ScepRaFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let read = |name: &str| {
+            let path = format!("{SCEP_FIXTURE_DIR}/{name}");
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("fuzz fixture {path}: {e}"));
+            // The files open with a comment saying they are test-only; PEM starts at
+            // the first boundary.
+            let start = text.find("-----BEGIN").unwrap_or(0);
+            (path, text[start..].to_string())
+        };
+        let (key_path, key_pem) = read(SCEP_RA_KEY_FILE);
+        let key = rsa::PrivateKey::from_pkcs8_pem(&key_pem)
+            .unwrap_or_else(|e| panic!("fuzz fixture {key_path}: not a PKCS#8 RSA key ({e})"));
+        let (cert_path, cert_pem) = read(SCEP_RA_CERT_FILE);
+        let cert_der = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+            .map(|(_, block)| block.contents)
+            .unwrap_or_else(|e| panic!("fuzz fixture {cert_path}: not a PEM certificate ({e})"));
+        let cert = crate::scep::request::certificate(&cert_der)
+            .unwrap_or_else(|| panic!("fuzz fixture {cert_path}: not an X.509 certificate"));
+        ScepRaFixture {
+            key,
+            cert,
+            cert_der,
+        }
+    })
+}

@@ -67,3 +67,52 @@ fn bundle_verifier_never_panics_on_mutated_seeds() {
         }
     }
 }
+
+fn scep_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut seeds: Vec<(String, Vec<u8>)> = std::fs::read_dir(fleetkit::fuzzing::SCEP_FIXTURE_DIR)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "der"))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    seeds.sort();
+    seeds
+}
+
+/// The seeds are real pkiMessages encrypted to the test-only fixture RA: each must get
+/// all the way through (parse, signature, decrypt, CSR), or the fuzzer would only ever
+/// see the outer layer.
+#[test]
+fn scep_seeds_reach_the_csr() {
+    use fleetkit::fuzzing::{ScepReach, scep_message_reach};
+    let seeds = scep_seeds();
+    assert!(seeds.len() >= 8, "SCEP seeds missing: {seeds:?}");
+    for (name, seed) in &seeds {
+        assert_eq!(scep_message_reach(seed), ScepReach::CsrRead, "{name}");
+    }
+    // A byte flipped in the enveloped content (byte 200 is inside it in every seed)
+    // no longer matches the signed messageDigest.
+    for (name, seed) in &seeds {
+        let mut flipped = seed.clone();
+        flipped[200] ^= 1;
+        assert_eq!(scep_message_reach(&flipped), ScepReach::Refused, "{name}");
+    }
+}
+
+#[test]
+fn scep_message_never_panics_on_mutated_seeds() {
+    let mut seeds: Vec<Vec<u8>> = scep_seeds().into_iter().map(|(_, s)| s).collect();
+    seeds.push(Vec::new());
+    seeds.push(b"0".to_vec());
+    for seed in &seeds {
+        fleetkit::fuzzing::scep_message(seed);
+        for m in mutations(seed) {
+            fleetkit::fuzzing::scep_message(&m);
+        }
+    }
+}
