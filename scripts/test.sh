@@ -38,6 +38,10 @@ declare -A apt_for=(
   # Windows Installer as Wine implements it installs, upgrades and removes the MSI.
   [/usr/lib/wine/wine64]=wine64
   [osslsigncode]=osslsigncode
+  # micromdm's SCEP client (tests/scep.rs) and reference server (the SCEP scenario
+  # of benches/server_load.rs, which `cargo test --all-targets` runs as a smoke run).
+  [scepclient]=scep
+  [scepserver]=scep
 )
 # Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide
 # pip installs), which needs python3-venv.
