@@ -1315,6 +1315,7 @@ async fn profile_in_process(dir: &Path, ws: &str, keys: &[ClientKey], n: usize) 
     };
     let signer = fleetkit::scep::reply::Signer {
         key: service.ra.key(),
+        ring: service.ra.ring_key(),
         cert_der: service.ra.cert_der(),
     };
     let mut stages: [Vec<Duration>; 5] = Default::default();
