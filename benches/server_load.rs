@@ -1,7 +1,12 @@
 //! Load generator for `fleetkit serve` on loopback: enrollments per second (SQLite,
-//! and PostgreSQL when FLEETKIT_TEST_POSTGRES is set) and 304 bundle polls per second.
+//! and PostgreSQL when FLEETKIT_TEST_POSTGRES is set), 304 bundle polls per second,
+//! and SCEP enrollments per second side by side with Debian's `scepserver`
+//! (see `server_load/scep.rs`).
 //!
 //! `cargo bench --bench server_load [-- --enrollments N --polls-secs S --connections C]`
+//! `cargo bench --bench server_load -- --only scep [--scep-enrollments N
+//!  --scep-concurrency 1,8,32 --scep-keys K --scep-rounds R --scep-profile N
+//!  --scep-strict]`
 //!
 //! The server runs as its own process (the release binary); the generator is one
 //! async thread holding C keep-alive TLS connections, each sending requests back to
@@ -20,27 +25,73 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+#[path = "server_load/scep.rs"]
+mod scep;
+
 const BIN: &str = env!("CARGO_BIN_EXE_fleetkit");
 
 struct Options {
     enrollments: usize,
     polls_secs: u64,
     connections: usize,
+    /// Scenarios to run (`--only enroll,poll,scep`; all by default).
+    only: Vec<String>,
+    scep: scep::ScepOptions,
+}
+
+impl Options {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 fn options() -> Options {
     let args: Vec<String> = std::env::args().collect();
-    let get = |name: &str, default: u64| {
+    let value = |name: &str| {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
+    };
+    let get = |name: &str, default: u64| {
+        value(name)
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}"))
+            })
             .unwrap_or(default)
     };
+    let list = |name: &str| -> Vec<String> {
+        value(name)
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let only = list("--only");
+    for s in &only {
+        assert!(
+            ["enroll", "poll", "scep"].contains(&s.as_str()),
+            "--only takes enroll, poll and scep, not {s:?}"
+        );
+    }
+    let mut concurrency: Vec<usize> = list("--scep-concurrency")
+        .iter()
+        .map(|c| c.parse().expect("--scep-concurrency takes numbers: 8,32"))
+        .collect();
+    if concurrency.is_empty() {
+        concurrency = vec![1, 8, 32];
+    }
     Options {
         enrollments: get("--enrollments", 5000) as usize,
         polls_secs: get("--polls-secs", 5),
         connections: get("--connections", 32) as usize,
+        only,
+        scep: scep::ScepOptions {
+            enrollments: get("--scep-enrollments", 2000) as usize,
+            concurrency,
+            keys: get("--scep-keys", 32).max(1) as usize,
+            rounds: get("--scep-rounds", 1).max(1) as usize,
+            profile: get("--scep-profile", 200) as usize,
+            strict: args.iter().any(|a| a == "--scep-strict"),
+        },
     }
 }
 
@@ -251,6 +302,15 @@ fn main() {
             enrollments: 50,
             polls_secs: 1,
             connections: 4,
+            only: opts.only,
+            scep: scep::ScepOptions {
+                enrollments: 20,
+                concurrency: vec![4],
+                keys: 2,
+                rounds: 1,
+                profile: 5,
+                strict: opts.scep.strict,
+            },
         };
     }
     let dir = tempfile::tempdir().unwrap();
@@ -260,23 +320,9 @@ fn main() {
     fleetkit(&["--workspace", ws, "policy", "sign"]);
     let root_pem = std::fs::read_to_string(format!("{ws}/keys/root-ca.pem")).unwrap();
 
-    let mut databases = vec![(
-        "SQLite",
-        format!("sqlite://{}/fleet.db", dir.path().display()),
-    )];
-    if let Ok(base) = std::env::var("FLEETKIT_TEST_POSTGRES") {
-        let name = format!("fleetkit_bench_{}", std::process::id());
-        let status = Command::new("psql")
-            .args([&base, "-q", "-c", &format!("CREATE DATABASE {name}")])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let (prefix, _) = base.rsplit_once('/').unwrap();
-        databases.push(("PostgreSQL", format!("{prefix}/{name}")));
-    }
-
     // Keys and CSRs first, outside the measurement.
-    let keys: Vec<rcgen::KeyPair> = (0..opts.enrollments)
+    let device_keys = opts.runs("enroll") || opts.runs("poll");
+    let keys: Vec<rcgen::KeyPair> = (0..if device_keys { opts.enrollments } else { 0 })
         .map(|_| rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap())
         .collect();
     let csrs: Vec<String> = keys
@@ -289,7 +335,75 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    for (name, db) in databases {
+    if opts.runs("enroll") {
+        let mut databases = vec![(
+            "SQLite",
+            format!("sqlite://{}/fleet.db", dir.path().display()),
+        )];
+        if let Ok(base) = std::env::var("FLEETKIT_TEST_POSTGRES") {
+            let name = format!("fleetkit_bench_{}", std::process::id());
+            let status = Command::new("psql")
+                .args([&base, "-q", "-c", &format!("CREATE DATABASE {name}")])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            databases.push(("PostgreSQL", format!("{prefix}/{name}")));
+        }
+
+        for (name, db) in databases {
+            let server = start_server(ws, &db);
+            let credential =
+                std::fs::read_to_string(format!("{ws}/keys/admin-credential")).unwrap();
+            let admin = AdminClient::new(
+                &format!("https://localhost:{}", server.port),
+                std::slice::from_ref(&root_pem),
+                credential.trim(),
+            )
+            .unwrap();
+            let token = admin
+                .create_token(&TokenCreate {
+                    team: "platform".into(),
+                    max_uses: opts.enrollments as u32,
+                    expires_in_secs: 3600,
+                    note: Some("load test".into()),
+                    replace_existing: false,
+                    kind: fleetkit::protocol::TokenKind::Agent,
+                })
+                .unwrap()
+                .token;
+            let bodies: Vec<Vec<u8>> = csrs
+                .iter()
+                .enumerate()
+                .map(|(i, csr)| {
+                    serde_json::to_vec(&EnrollRequest {
+                        token: token.clone(),
+                        csr_pem: csr.clone(),
+                        facts: facts(i),
+                    })
+                    .unwrap()
+                })
+                .collect();
+            let tls = tls_connector(&root_pem, None);
+            let (elapsed, ok) =
+                runtime.block_on(enroll_all(server.port, tls, bodies, opts.connections));
+            assert_eq!(ok, opts.enrollments, "every enrollment must succeed");
+            println!(
+                "enroll ({name}): {ok} enrollments over {} connections in {:.2} s = {:.0}/s",
+                opts.connections,
+                elapsed.as_secs_f64(),
+                ok as f64 / elapsed.as_secs_f64()
+            );
+            drop(server);
+        }
+    }
+
+    if opts.runs("poll") {
+        // Polls: one enrolled device per connection, each with its own certificate.
+        let (_, db) = (
+            "SQLite",
+            format!("sqlite://{}/polls.db", dir.path().display()),
+        );
         let server = start_server(ws, &db);
         let credential = std::fs::read_to_string(format!("{ws}/keys/admin-credential")).unwrap();
         let admin = AdminClient::new(
@@ -298,111 +412,67 @@ fn main() {
             credential.trim(),
         )
         .unwrap();
+        let pollers = opts.connections.min(keys.len());
         let token = admin
             .create_token(&TokenCreate {
                 team: "platform".into(),
-                max_uses: opts.enrollments as u32,
+                max_uses: pollers as u32,
                 expires_in_secs: 3600,
-                note: Some("load test".into()),
+                note: None,
                 replace_existing: false,
                 kind: fleetkit::protocol::TokenKind::Agent,
             })
             .unwrap()
             .token;
-        let bodies: Vec<Vec<u8>> = csrs
-            .iter()
-            .enumerate()
-            .map(|(i, csr)| {
-                serde_json::to_vec(&EnrollRequest {
-                    token: token.clone(),
-                    csr_pem: csr.clone(),
-                    facts: facts(i),
-                })
-                .unwrap()
+        let anonymous = tls_connector(&root_pem, None);
+        let mut devices = Vec::with_capacity(pollers);
+        for (i, key) in keys.iter().enumerate().take(pollers) {
+            let body = serde_json::to_vec(&EnrollRequest {
+                token: token.clone(),
+                csr_pem: csrs[i].clone(),
+                facts: facts(i),
             })
-            .collect();
-        let tls = tls_connector(&root_pem, None);
-        let (elapsed, ok) =
-            runtime.block_on(enroll_all(server.port, tls, bodies, opts.connections));
-        assert_eq!(ok, opts.enrollments, "every enrollment must succeed");
+            .unwrap();
+            let answer: EnrollResponse = runtime.block_on(async {
+                let mut sender = connect(server.port, &anonymous).await;
+                let request = hyper::Request::post("/v1/enroll")
+                    .header("host", "localhost")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                serde_json::from_slice(&bytes).unwrap()
+            });
+            let chain: Vec<CertificateDer<'static>> =
+                x509_parser::pem::Pem::iter_from_buffer(answer.certificate_chain_pem.as_bytes())
+                    .map(|p| CertificateDer::from(p.unwrap().contents))
+                    .collect();
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+            devices.push(tls_connector(&root_pem, Some((chain, key))));
+        }
+        let etag = {
+            let tls = devices[0].clone();
+            runtime.block_on(async move {
+                let mut sender = connect(server.port, &tls).await;
+                let request = hyper::Request::get("/v1/bundle")
+                    .header("host", "localhost")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                response.headers()["etag"].to_str().unwrap().to_string()
+            })
+        };
+        let (elapsed, n) = runtime.block_on(poll_for(server.port, devices, etag, opts.polls_secs));
         println!(
-            "enroll ({name}): {ok} enrollments over {} connections in {:.2} s = {:.0}/s",
-            opts.connections,
+            "poll 304: {n} polls over {} connections (one device each) in {:.2} s = {:.0}/s",
+            pollers,
             elapsed.as_secs_f64(),
-            ok as f64 / elapsed.as_secs_f64()
+            n as f64 / elapsed.as_secs_f64()
         );
-        drop(server);
     }
 
-    // Polls: one enrolled device per connection, each with its own certificate.
-    let (_, db) = (
-        "SQLite",
-        format!("sqlite://{}/polls.db", dir.path().display()),
-    );
-    let server = start_server(ws, &db);
-    let credential = std::fs::read_to_string(format!("{ws}/keys/admin-credential")).unwrap();
-    let admin = AdminClient::new(
-        &format!("https://localhost:{}", server.port),
-        std::slice::from_ref(&root_pem),
-        credential.trim(),
-    )
-    .unwrap();
-    let pollers = opts.connections.min(keys.len());
-    let token = admin
-        .create_token(&TokenCreate {
-            team: "platform".into(),
-            max_uses: pollers as u32,
-            expires_in_secs: 3600,
-            note: None,
-            replace_existing: false,
-            kind: fleetkit::protocol::TokenKind::Agent,
-        })
-        .unwrap()
-        .token;
-    let anonymous = tls_connector(&root_pem, None);
-    let mut devices = Vec::with_capacity(pollers);
-    for (i, key) in keys.iter().enumerate().take(pollers) {
-        let body = serde_json::to_vec(&EnrollRequest {
-            token: token.clone(),
-            csr_pem: csrs[i].clone(),
-            facts: facts(i),
-        })
-        .unwrap();
-        let answer: EnrollResponse = runtime.block_on(async {
-            let mut sender = connect(server.port, &anonymous).await;
-            let request = hyper::Request::post("/v1/enroll")
-                .header("host", "localhost")
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(body)))
-                .unwrap();
-            let response = sender.send_request(request).await.unwrap();
-            let bytes = response.into_body().collect().await.unwrap().to_bytes();
-            serde_json::from_slice(&bytes).unwrap()
-        });
-        let chain: Vec<CertificateDer<'static>> =
-            x509_parser::pem::Pem::iter_from_buffer(answer.certificate_chain_pem.as_bytes())
-                .map(|p| CertificateDer::from(p.unwrap().contents))
-                .collect();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        devices.push(tls_connector(&root_pem, Some((chain, key))));
+    if opts.runs("scep") {
+        scep::run(&runtime, dir.path(), ws, &root_pem, &opts.scep);
     }
-    let etag = {
-        let tls = devices[0].clone();
-        runtime.block_on(async move {
-            let mut sender = connect(server.port, &tls).await;
-            let request = hyper::Request::get("/v1/bundle")
-                .header("host", "localhost")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let response = sender.send_request(request).await.unwrap();
-            response.headers()["etag"].to_str().unwrap().to_string()
-        })
-    };
-    let (elapsed, n) = runtime.block_on(poll_for(server.port, devices, etag, opts.polls_secs));
-    println!(
-        "poll 304: {n} polls over {} connections (one device each) in {:.2} s = {:.0}/s",
-        pollers,
-        elapsed.as_secs_f64(),
-        n as f64 / elapsed.as_secs_f64()
-    );
 }

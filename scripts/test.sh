@@ -38,8 +38,11 @@ declare -A apt_for=(
   # Windows Installer as Wine implements it installs, upgrades and removes the MSI.
   [/usr/lib/wine/wine64]=wine64
   [osslsigncode]=osslsigncode
-  # SCEP: micromdm's scepclient (an independent Go client) and curl (raw requests).
+  # SCEP: micromdm's client (tests/scep.rs) and reference server (the SCEP scenario
+  # of benches/server_load.rs, which `cargo test --all-targets` runs as a smoke run),
+  # and curl (raw requests).
   [scepclient]=scep
+  [scepserver]=scep
   [curl]=curl
 )
 # Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide

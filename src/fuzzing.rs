@@ -140,6 +140,8 @@ pub fn scep_message_reach(data: &[u8]) -> ScepReach {
 
 struct ScepRaFixture {
     key: rsa::PrivateKey,
+    /// The same key for ring, as the server holds it (SHA-256/512 replies sign with it).
+    ring: Option<ring::signature::RsaKeyPair>,
     cert: x509_cert::Certificate,
     cert_der: Vec<u8>,
 }
@@ -148,6 +150,7 @@ impl ScepRaFixture {
     fn signer(&self) -> crate::scep::reply::Signer<'_> {
         crate::scep::reply::Signer {
             key: &self.key,
+            ring: self.ring.as_ref(),
             cert_der: &self.cert_der,
         }
     }
@@ -178,8 +181,10 @@ fn scep_ra() -> &'static ScepRaFixture {
             .unwrap_or_else(|e| panic!("fuzz fixture {cert_path}: not a PEM certificate ({e})"));
         let cert = crate::scep::request::certificate(&cert_der)
             .unwrap_or_else(|| panic!("fuzz fixture {cert_path}: not an X.509 certificate"));
+        let ring = crate::pki::scep_ra::ring_key(&key);
         ScepRaFixture {
             key,
+            ring,
             cert,
             cert_der,
         }

@@ -35,6 +35,8 @@ const RA_KEY_BITS: usize = 2048;
 /// The RA key and certificate.
 pub struct ScepRa {
     key: rsa::PrivateKey,
+    /// The same key for ring (faster signatures; see `scep::reply::Signer`).
+    ring: Option<ring::signature::RsaKeyPair>,
     cert_der: Vec<u8>,
     cert_pem: String,
 }
@@ -83,6 +85,7 @@ impl ScepRa {
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&public, &ca.issuer()?)?;
         Ok(Self {
+            ring: ring_key(&key),
             key,
             cert_der: cert.der().to_vec(),
             cert_pem: cert.pem(),
@@ -140,6 +143,7 @@ impl ScepRa {
                 path: key_path.to_path_buf(),
             })?;
         let ra = Self {
+            ring: ring_key(&key),
             key,
             cert_der: block.contents,
             cert_pem: String::from_utf8_lossy(&cert_pem).into_owned(),
@@ -188,6 +192,11 @@ impl ScepRa {
         &self.key
     }
 
+    /// The key for ring, when ring takes it (it does any RSA-2048 key `rsa` makes).
+    pub fn ring_key(&self) -> Option<&ring::signature::RsaKeyPair> {
+        self.ring.as_ref()
+    }
+
     pub fn cert_der(&self) -> &[u8] {
         &self.cert_der
     }
@@ -195,6 +204,12 @@ impl ScepRa {
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
+}
+
+/// `key` as a ring key pair (through PKCS#8 DER, zeroized after).
+pub(crate) fn ring_key(key: &rsa::PrivateKey) -> Option<ring::signature::RsaKeyPair> {
+    let der = key.to_pkcs8_der().ok()?;
+    ring::signature::RsaKeyPair::from_pkcs8(der.as_bytes()).ok()
 }
 
 fn ca_not_after(der: &[u8]) -> Option<OffsetDateTime> {

@@ -18,7 +18,7 @@ pub mod algorithms;
 pub mod reply;
 pub mod request;
 
-pub use algorithms::{ContentCipher, DigestAlg};
+pub use algorithms::{ContentCipher, DigestAlg, Sealed};
 pub use reply::{CertRepStatus, ca_certs, cert_rep};
 pub use request::{Header, PkiMessage, RequestError, parse};
 

@@ -41,6 +41,8 @@ pub enum ReplyError {
     Random(#[from] getrandom::Error),
     #[error("the recipient certificate has no usable RSA key")]
     RecipientKey,
+    #[error("the RSA signature failed")]
+    RingSign,
 }
 
 /// The outcome a CertRep reports.
@@ -58,7 +60,33 @@ pub enum CertRepStatus<'a> {
 /// The RA as signer of replies.
 pub struct Signer<'a> {
     pub key: &'a rsa::PrivateKey,
+    /// The same key for ring, which signs SHA-256 and SHA-512 about four times
+    /// faster than `rsa`; SHA-1 (and `None`) signs with `key`.
+    pub ring: Option<&'a ring::signature::RsaKeyPair>,
     pub cert_der: &'a [u8],
+}
+
+impl Signer<'_> {
+    /// A PKCS#1 v1.5 signature over `message` with `digest`.
+    fn sign(&self, digest: DigestAlg, message: &[u8]) -> Result<Vec<u8>, ReplyError> {
+        let padding: Option<&'static dyn ring::signature::RsaEncoding> = match digest {
+            DigestAlg::Sha256 => Some(&ring::signature::RSA_PKCS1_SHA256),
+            DigestAlg::Sha512 => Some(&ring::signature::RSA_PKCS1_SHA512),
+            DigestAlg::Sha1 => None,
+        };
+        if let (Some(key), Some(padding)) = (self.ring, padding) {
+            let mut signature = vec![0u8; key.public().modulus_len()];
+            key.sign(
+                padding,
+                &ring::rand::SystemRandom::new(),
+                message,
+                &mut signature,
+            )
+            .map_err(|_| ReplyError::RingSign)?;
+            return Ok(signature);
+        }
+        Ok(digest.sign(self.key, &digest.digest(message))?)
+    }
 }
 
 /// A CertRep answering `to`.
@@ -107,7 +135,7 @@ pub fn cert_rep(
         attrs.push(attribute(oid::FAIL_INFO, printable(info.code())?)?);
     }
     let signed_attrs = SetOfVec::try_from(attrs)?;
-    let signature = digest.sign(ra.key, &digest.digest(&signed_attrs.to_der()?))?;
+    let signature = ra.sign(digest, &signed_attrs.to_der()?)?;
     let signer = SignerInfo {
         version: CmsVersion::V1,
         sid: SignerIdentifier::IssuerAndSerialNumber(issuer_and_serial(&ra_cert)),

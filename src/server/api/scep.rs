@@ -222,6 +222,7 @@ fn not_enabled() -> Response {
 fn cert_rep_response(service: &ScepService, to: &Header, status: CertRepStatus<'_>) -> Response {
     let signer = reply::Signer {
         key: service.ra.key(),
+        ring: service.ra.ring_key(),
         cert_der: service.ra.cert_der(),
     };
     match reply::cert_rep(&signer, to, status) {
