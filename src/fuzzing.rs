@@ -1,6 +1,7 @@
 //! Entry points of the cargo-fuzz targets in `fuzz/`. They live in the library so that
 //! the regular test suite runs them over seed inputs (`tests/fuzz_seeds.rs`) and they
-//! cannot rot between fuzzing campaigns.
+//! cannot rot between fuzzing campaigns: the policy parser, the bundle verifier and the
+//! SCEP message layer (with a test-only RA in `tests/fixtures/scep/`).
 
 use crate::anchors::{AnchorKey, TrustAnchors};
 use crate::bundle::{self, BundlePayload, VerifyOptions};
