@@ -8,91 +8,10 @@
 mod support;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use support::scep::*;
 use support::*;
-
-fn python() -> String {
-    std::env::var("FLEETKIT_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-fn client_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scep/macos_client.py")
-}
-
-/// The hex fingerprint (`-sha1`, `-sha256`) of a PEM certificate, upper case.
-fn fingerprint(cert: &Path, digest: &str) -> String {
-    let (ok, out) = openssl(&[
-        "x509",
-        "-in",
-        cert.to_str().unwrap(),
-        "-noout",
-        "-fingerprint",
-        digest,
-    ]);
-    assert!(ok, "{out}");
-    out.trim().split_once('=').unwrap().1.replace(':', "")
-}
-
-/// The SHA-1 of the issuing CA certificate, as the profile's CAFingerprint.
-fn issuing_sha1(org: &Org) -> String {
-    fingerprint(&org.path().join("keys/issuing-ca.pem"), "-sha1")
-}
-
-/// Runs the macOS-shaped client; its JSON report.
-fn mac(server: &Server, org: &Org, args: &[&str]) -> Value {
-    let root = org.path().join("keys/root-ca.pem");
-    let out = Command::new(python())
-        .arg(client_script())
-        .args(["--url", &format!("{}/scep", server.url())])
-        .args(["--ca-file", root.to_str().unwrap()])
-        .args(["--cafingerprint-sha1", &issuing_sha1(org)])
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("run the SCEP test client (python3 with cryptography and asn1crypto)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "client output is not JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn status(v: &Value) -> (&str, Option<&str>) {
-    (
-        v["status"].as_str().unwrap_or_default(),
-        v["fail_info_name"].as_str(),
-    )
-}
-
-/// `openssl verify` of a certificate up to the org root.
-fn verify(org: &Org, cert: &Path) {
-    let keys = org.path().join("keys");
-    let (ok, out) = openssl(&[
-        "verify",
-        "-CAfile",
-        keys.join("root-ca.pem").to_str().unwrap(),
-        "-untrusted",
-        keys.join("issuing-ca.pem").to_str().unwrap(),
-        "-purpose",
-        "sslclient",
-        cert.to_str().unwrap(),
-    ]);
-    assert!(ok && out.contains(": OK"), "{out}");
-}
-
-fn token_uses(server: &Server, org: &Org, id: &str) -> u32 {
-    server
-        .admin(org)
-        .list_tokens()
-        .unwrap()
-        .into_iter()
-        .find(|t| t.id == id)
-        .unwrap()
-        .uses
-}
 
 #[test]
 fn the_macos_shaped_client_enrolls_with_each_cipher_digest_and_method() {

@@ -12,102 +12,11 @@
 
 mod support;
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+use support::scep::*;
 use support::*;
-
-fn python() -> String {
-    std::env::var("FLEETKIT_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-fn client_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scep/macos_client.py")
-}
-
-fn issuing_sha1(org: &Org) -> String {
-    let (ok, out) = openssl(&[
-        "x509",
-        "-in",
-        org.path().join("keys/issuing-ca.pem").to_str().unwrap(),
-        "-noout",
-        "-fingerprint",
-        "-sha1",
-    ]);
-    assert!(ok, "{out}");
-    out.trim().split_once('=').unwrap().1.replace(':', "")
-}
-
-/// Runs the macOS-shaped client; its JSON report.
-fn mac(server: &Server, org: &Org, args: &[&str]) -> Value {
-    let root = org.path().join("keys/root-ca.pem");
-    let out = Command::new(python())
-        .arg(client_script())
-        .args(["--url", &format!("{}/scep", server.url())])
-        .args(["--ca-file", root.to_str().unwrap()])
-        .args(["--cafingerprint-sha1", &issuing_sha1(org)])
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("run the SCEP test client (python3 with cryptography and asn1crypto)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "client output is not JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn status(v: &Value) -> (&str, Option<&str>) {
-    (
-        v["status"].as_str().unwrap_or_default(),
-        v["fail_info_name"].as_str(),
-    )
-}
-
-fn succeeded(v: &Value) -> bool {
-    v["status"] == "SUCCESS"
-}
-
-fn token_uses(server: &Server, org: &Org, id: &str) -> u32 {
-    server
-        .admin(org)
-        .list_tokens()
-        .unwrap()
-        .into_iter()
-        .find(|t| t.id == id)
-        .unwrap()
-        .uses
-}
-
-/// A hex serial as the inventory and the client write it, compared loosely.
-fn same_serial(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        s.trim()
-            .trim_start_matches("serial=")
-            .to_lowercase()
-            .trim_start_matches('0')
-            .to_string()
-    };
-    norm(a) == norm(b)
-}
-
-/// The subjectAltName extension of a PEM certificate, as openssl prints it.
-fn san_text(cert: &Path) -> String {
-    let (ok, out) = openssl(&[
-        "x509",
-        "-in",
-        cert.to_str().unwrap(),
-        "-noout",
-        "-ext",
-        "subjectAltName",
-    ]);
-    assert!(ok, "{out}");
-    out
-}
 
 /// An agent-registered Mac in `team` with the hardware serial `serial`.
 fn agent_mac(server: &Server, org: &Org, team: &str, machine_id: &str, serial: &str) -> Device {
@@ -127,10 +36,6 @@ macro_rules! check {
             $failures.push(format!($($message)+));
         }
     };
-}
-
-fn tmp(dir: &tempfile::TempDir, name: &str) -> String {
-    dir.path().join(name).to_string_lossy().into_owned()
 }
 
 // ----- probes: each fails while its defect exists --------------------------------------

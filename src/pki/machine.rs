@@ -243,6 +243,32 @@ impl ScepTemplate {
     }
 }
 
+/// The parameters every leaf we issue shares: `CN=<common_name>, O=<org>`, valid from
+/// a little before `now` (clock skew) for `lifetime`, a random serial, CA:FALSE, the
+/// authority key identifier; the key usages and the one extended key usage as given.
+fn leaf_params(
+    common_name: &str,
+    org: &str,
+    now: OffsetDateTime,
+    lifetime: Duration,
+    key_usages: Vec<KeyUsagePurpose>,
+    extended_key_usage: ExtendedKeyUsagePurpose,
+) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, org);
+    params.distinguished_name = dn;
+    params.not_before = now - BACKDATE;
+    params.not_after = now + lifetime;
+    params.serial_number = Some(random_serial()?);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = key_usages;
+    params.extended_key_usages = vec![extended_key_usage];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
 impl IssuingCa {
     /// Signs a machine certificate for the key in `csr`, from our template only.
     pub fn issue_machine(
@@ -250,18 +276,14 @@ impl IssuingCa {
         csr: &CheckedCsr,
         template: &MachineTemplate<'_>,
     ) -> Result<IssuedCertificate> {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, template.machine_id.to_string());
-        dn.push(DnType::OrganizationName, template.org.to_string());
-        params.distinguished_name = dn;
-        params.not_before = template.now - BACKDATE;
-        params.not_after = template.now + template.lifetime;
-        params.serial_number = Some(random_serial()?);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
+        let params = leaf_params(
+            template.machine_id,
+            template.org,
+            template.now,
+            template.lifetime,
+            vec![KeyUsagePurpose::DigitalSignature],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
         self.sign(params, &csr.params.public_key)
     }
 
@@ -274,14 +296,14 @@ impl IssuingCa {
         lifetime: Duration,
         now: OffsetDateTime,
     ) -> Result<IssuedCertificate> {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_default(),
-        );
-        dn.push(DnType::OrganizationName, org.to_string());
-        params.distinguished_name = dn;
+        let mut params = leaf_params(
+            names.first().map(String::as_str).unwrap_or_default(),
+            org,
+            now,
+            lifetime,
+            vec![KeyUsagePurpose::DigitalSignature],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
         for name in names {
             let san = match name.parse::<IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
@@ -289,13 +311,6 @@ impl IssuingCa {
             };
             params.subject_alt_names.push(san);
         }
-        params.not_before = now - BACKDATE;
-        params.not_after = now + lifetime;
-        params.serial_number = Some(random_serial()?);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
         self.sign(params, key)
     }
 
@@ -308,21 +323,17 @@ impl IssuingCa {
         template: &ScepTemplate,
     ) -> Result<IssuedCertificate> {
         let public = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, template.common_name.clone());
-        dn.push(DnType::OrganizationName, template.org.clone());
-        params.distinguished_name = dn;
-        params.not_before = template.now - BACKDATE;
-        params.not_after = template.now + template.lifetime;
-        params.serial_number = Some(random_serial()?);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
+        let params = leaf_params(
+            &template.common_name,
+            &template.org,
+            template.now,
+            template.lifetime,
+            vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
         self.sign(params, &public)
     }
 

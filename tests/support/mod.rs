@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod executables;
+pub mod scep;
 pub mod wine;
 
 use fleetkit::protocol::*;
