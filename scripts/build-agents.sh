@@ -78,6 +78,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "build-agents.sh: installing ${missing[*]}" >&2
   apt_install "${missing[@]}"
 fi
+# rustc strips Apple binaries with the rust-objcopy of its own sysroot; since 1.96
+# Debian ships it in rust-web-llvm, which rustc-web only recommends.
+needs_apple=0
+for p in "${platforms[@]}"; do
+  case $p in darwin-*) needs_apple=1 ;; esac
+done
+if [ $needs_apple -eq 1 ] &&
+  [ ! -x "$(/usr/bin/rustc --print sysroot)/lib/rustlib/$(/usr/bin/rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy" ]; then
+  echo "build-agents.sh: installing rust-web-llvm (rust-objcopy)" >&2
+  apt_install rust-web-llvm
+fi
 
 # zig (PyPI's ziglang) in a virtualenv of its own, and cargo-zigbuild, made once, at
 # the versions the agents were measured with: another linker may give other bytes.
