@@ -717,3 +717,85 @@ fn the_profile_the_build_writes_enrolls_for_real() {
     verify(&org, &cert);
     assert_eq!(token_uses(&server, &org, &challenge.info.id), 1);
 }
+
+/// The RA rotates at a restart (its certificate had < 30 days left): a Mac that
+/// fetched GetCACert before still enrolls, answered by the RA it knows, across more
+/// restarts, until the old certificate expires; then the old pair is gone from the
+/// keys folder, and a fresh GetCACert gets the new RA.
+#[test]
+fn a_device_that_fetched_the_old_ra_still_enrolls_after_the_ra_rotated() {
+    use fleetkit::pki::scep_ra::{SCEP_RA_PREVIOUS_CERT, SCEP_RA_PREVIOUS_KEY, ScepRa};
+    let org = Org::new();
+    let keys = org.path().join("keys");
+    let ca = fleetkit::pki::IssuingCa::load(&keys).unwrap();
+    let now = fleetkit::clock::now();
+    let days = time::Duration::days;
+    // An RA made 701 days ago: 29 days left, so the next start rotates it.
+    let (old, _) = ScepRa::load_or_create(&keys, &ca, "acme-corp", now - days(701)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // What the Mac's GetCACert returned before the restart: [RA, issuing CA].
+    let saved = dir.path().join("getcacert-before.pem");
+    std::fs::write(
+        &saved,
+        format!("{}{}", old.current.cert_pem(), org.issuing_ca_pem()),
+    )
+    .unwrap();
+    let saved = saved.to_string_lossy().into_owned();
+    let current_ra = || std::fs::read_to_string(keys.join("scep-ra.pem")).unwrap();
+
+    let mut server = Server::start(&org, Db::Sqlite);
+    assert_ne!(
+        current_ra(),
+        old.current.cert_pem(),
+        "the start rotated the RA"
+    );
+    assert!(keys.join(SCEP_RA_PREVIOUS_KEY).exists());
+    let token = create_scep_token(&server, &org, "mac", 10, 3600);
+    let enroll = |server: &Server, cn: &str, extra: &[&str]| {
+        let subject = format!("CN={cn}");
+        let mut args = vec!["--challenge", &token.token, "--subject", &subject];
+        args.extend_from_slice(extra);
+        mac(server, &org, &args)
+    };
+    // The client checks that the CertRep is signed by the RA of its saved answer.
+    let stale = enroll(&server, "C02STALE1", &["--ca-certs", &saved]);
+    assert_eq!(status(&stale), ("SUCCESS", None), "{stale}");
+    let fresh = enroll(&server, "C02FRESH1", &[]);
+    assert_eq!(status(&fresh), ("SUCCESS", None), "{fresh}");
+
+    // Another restart: both RAs are loaded again, nothing rotates.
+    server.kill();
+    let rotated = current_ra();
+    let server = Server::start(&org, Db::Sqlite);
+    assert_eq!(current_ra(), rotated);
+    let stale = enroll(&server, "C02STALE2", &["--ca-certs", &saved]);
+    assert_eq!(status(&stale), ("SUCCESS", None), "{stale}");
+    drop(server);
+
+    // The old certificate expired (here: an expired pair put in its place): the next
+    // start deletes it, and a request encrypted to it is not opened.
+    let expired_dir = tempfile::tempdir().unwrap();
+    let (expired, _) =
+        ScepRa::load_or_create(expired_dir.path(), &ca, "acme-corp", now - days(800)).unwrap();
+    for name in [SCEP_RA_PREVIOUS_CERT, SCEP_RA_PREVIOUS_KEY] {
+        let from = name.replace(".previous", "");
+        std::fs::copy(expired_dir.path().join(from), keys.join(name)).unwrap();
+    }
+    let saved_expired = dir.path().join("getcacert-expired.pem");
+    std::fs::write(
+        &saved_expired,
+        format!("{}{}", expired.current.cert_pem(), org.issuing_ca_pem()),
+    )
+    .unwrap();
+    let server = Server::start(&org, Db::Sqlite);
+    assert!(!keys.join(SCEP_RA_PREVIOUS_KEY).exists());
+    assert!(!keys.join(SCEP_RA_PREVIOUS_CERT).exists());
+    let gone = enroll(
+        &server,
+        "C02GONE",
+        &["--ca-certs", saved_expired.to_str().unwrap()],
+    );
+    assert!(!succeeded(&gone), "{gone}");
+    let fresh = enroll(&server, "C02FRESH2", &[]);
+    assert_eq!(status(&fresh), ("SUCCESS", None), "{fresh}");
+}

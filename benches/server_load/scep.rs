@@ -1245,7 +1245,8 @@ async fn profile_in_process(dir: &Path, ws: &str, keys: &[ClientKey], n: usize) 
     let keys_dir = fleetkit::workspace::paths::keys(ws);
     let now = fleetkit::clock::now();
     let ca = fleetkit::pki::IssuingCa::load(&keys_dir).unwrap();
-    let (ra, _) = fleetkit::pki::scep_ra::ScepRa::load_or_create(&keys_dir, &ca, org, now).unwrap();
+    let (ras, _) =
+        fleetkit::pki::scep_ra::ScepRa::load_or_create(&keys_dir, &ca, org, now).unwrap();
     let store = store::Store::open(
         &format!("sqlite://{}/scep-in-process.db", dir.display()),
         org,
@@ -1281,11 +1282,12 @@ async fn profile_in_process(dir: &Path, ws: &str, keys: &[ClientKey], n: usize) 
         admin_credential_hash: [0; 32],
         bundle_cache: api::BundleCache::default(),
         anchors_cache: api::rotation::AnchorsCache::default(),
-        scep: Some(api::scep::ScepService::new(ra, false).unwrap()),
+        scep: Some(api::scep::ScepService::new(ras, false).unwrap()),
     });
     let router = api::router(state.clone());
     let service = state.scep.as_ref().unwrap();
-    let ra_cert = Certificate::from_der(service.ra.cert_der()).unwrap();
+    let ra = &service.current;
+    let ra_cert = ra.cert.clone();
     let requests = build_requests(
         keys,
         &challenge,
@@ -1313,15 +1315,8 @@ async fn profile_in_process(dir: &Path, ws: &str, keys: &[ClientKey], n: usize) 
 
     // Each stage alone, over the same messages (nothing stored): CPU time of this
     // thread.
-    let recipient = fleetkit::scep::request::Recipient {
-        key: service.ra.key(),
-        cert: &ra_cert,
-    };
-    let signer = fleetkit::scep::reply::Signer {
-        key: service.ra.key(),
-        ring: service.ra.ring_key(),
-        cert_der: service.ra.cert_der(),
-    };
+    let recipient = ra.recipient();
+    let signer = ra.signer();
     let mut stages: [Vec<Duration>; 5] = Default::default();
     for r in &requests {
         let t0 = thread_cpu();
@@ -1365,7 +1360,7 @@ async fn profile_in_process(dir: &Path, ws: &str, keys: &[ClientKey], n: usize) 
     let mut rsa_sign = Vec::with_capacity(ops);
     for _ in 0..ops {
         let t0 = thread_cpu();
-        DigestAlg::Sha256.sign(service.ra.key(), &hash).unwrap();
+        DigestAlg::Sha256.sign(ra.keys.key(), &hash).unwrap();
         rsa_sign.push(thread_cpu() - t0);
     }
     let key_pem = std::fs::read_to_string(keys_dir.join("scep-ra.key")).unwrap();

@@ -64,7 +64,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             "the server needs keys/issuing-ca.pem, keys/issuing-ca.key and keys/root-ca.pem (from `fleetkit init`)",
         )
     })?;
-    let (scep_ra, ra_origin) = fleetkit::pki::scep_ra::ScepRa::load_or_create(
+    let (scep_ras, ra_origin) = fleetkit::pki::scep_ra::ScepRa::load_or_create(
         &ws.keys_dir(),
         &ca,
         &config.org,
@@ -83,8 +83,13 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             ws.keys_dir().display()
         )),
         fleetkit::pki::scep_ra::RaOrigin::Renewed => note(format!(
-            "made a new SCEP RA certificate and key in {}: the old one expired or was about to",
-            ws.keys_dir().display()
+            "made a new SCEP RA certificate and key in {}: the old one expired or was about to{}",
+            ws.keys_dir().display(),
+            if scep_ras.previous.is_some() {
+                " (it still opens requests encrypted to it until it expires)"
+            } else {
+                ""
+            }
         )),
     }
     let credential_path = args
@@ -168,7 +173,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             publish_at_start,
             rotations_at_start,
             max_db_connections: args.db_connections,
-            scep_ra: Some(scep_ra),
+            scep_ra: Some(scep_ras),
             scep_allow_des: args.scep_allow_des,
             limits: http::Limits::new(
                 fd_fit.max_connections,

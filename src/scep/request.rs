@@ -11,7 +11,9 @@ use super::algorithms::{ContentCipher, DigestAlg};
 use super::{FailInfo, MessageType, oid};
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::ContentInfo;
-use cms::enveloped_data::{RecipientIdentifier, RecipientInfo, RecipientInfos};
+use cms::enveloped_data::{
+    KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo, RecipientInfos,
+};
 use cms::signed_data::{SignedData, SignerIdentifier};
 use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Any, Decode, Encode, Tag, Tagged};
@@ -301,6 +303,26 @@ struct LooseEncryptedContentInfo {
     encrypted_content: Option<Any>,
 }
 
+/// The key transport recipient of `env` that names `ra`, by issuer and serial or by
+/// subject key identifier.
+fn ours<'e>(env: &'e LooseEnvelopedData, ra: &Recipient<'_>) -> Option<&'e KeyTransRecipientInfo> {
+    let ra_isn = IssuerAndSerialNumber {
+        issuer: ra.cert.tbs_certificate().issuer().clone(),
+        serial_number: ra.cert.tbs_certificate().serial_number().clone(),
+    };
+    let ra_ski = subject_key_id(ra.cert);
+    env.recip_infos.0.iter().find_map(|r| match r {
+        RecipientInfo::Ktri(k) => {
+            let matches = match &k.rid {
+                RecipientIdentifier::IssuerAndSerialNumber(isn) => *isn == ra_isn,
+                RecipientIdentifier::SubjectKeyIdentifier(ski) => ra_ski.as_ref() == Some(ski),
+            };
+            matches.then_some(k)
+        }
+        _ => None,
+    })
+}
+
 /// The bytes of an `[0] IMPLICIT OCTET STRING`, primitive or constructed (one level
 /// of definite-length segments).
 fn implicit_octets(any: &Any) -> Option<Vec<u8>> {
@@ -347,6 +369,25 @@ impl PkiMessage {
         }
     }
 
+    /// Which of `recipients` the envelope is encrypted to (the first one it names),
+    /// without decrypting anything: the server answers with the RA the client knows.
+    pub fn addressed_to(&self, recipients: &[Recipient<'_>]) -> Option<usize> {
+        let env = self.envelope().ok()?;
+        recipients.iter().position(|ra| ours(&env, ra).is_some())
+    }
+
+    fn envelope(&self) -> Result<LooseEnvelopedData, RequestError> {
+        let bad = |reason: &str| self.fail(FailInfo::BadMessageCheck, reason);
+        let info = ContentInfo::from_der(&self.enveloped)
+            .map_err(|_| bad("the content is not a CMS ContentInfo"))?;
+        if info.content_type != oid::ENVELOPED_DATA {
+            return Err(bad("the content is not CMS EnvelopedData"));
+        }
+        info.content
+            .decode_as()
+            .map_err(|_| bad("the EnvelopedData cannot be read"))
+    }
+
     /// Opens the envelope with the RA key; returns the plaintext and the cipher the
     /// client used (the reply uses the same).
     pub fn decrypt(
@@ -355,31 +396,8 @@ impl PkiMessage {
         allow_single_des: bool,
     ) -> Result<(Vec<u8>, ContentCipher), RequestError> {
         let bad = |reason: &str| self.fail(FailInfo::BadMessageCheck, reason);
-        let info = ContentInfo::from_der(&self.enveloped)
-            .map_err(|_| bad("the content is not a CMS ContentInfo"))?;
-        if info.content_type != oid::ENVELOPED_DATA {
-            return Err(bad("the content is not CMS EnvelopedData"));
-        }
-        let env: LooseEnvelopedData = info
-            .content
-            .decode_as()
-            .map_err(|_| bad("the EnvelopedData cannot be read"))?;
-        let ra_isn = IssuerAndSerialNumber {
-            issuer: ra.cert.tbs_certificate().issuer().clone(),
-            serial_number: ra.cert.tbs_certificate().serial_number().clone(),
-        };
-        let ra_ski = subject_key_id(ra.cert);
-        let ours = env.recip_infos.0.iter().find_map(|r| match r {
-            RecipientInfo::Ktri(k) => {
-                let matches = match &k.rid {
-                    RecipientIdentifier::IssuerAndSerialNumber(isn) => *isn == ra_isn,
-                    RecipientIdentifier::SubjectKeyIdentifier(ski) => ra_ski.as_ref() == Some(ski),
-                };
-                matches.then_some(k)
-            }
-            _ => None,
-        });
-        let Some(ktri) = ours else {
+        let env = self.envelope()?;
+        let Some(ktri) = ours(&env, ra) else {
             return Err(bad(
                 "the request is encrypted to another certificate, not this server's RA (fetch GetCACert again)",
             ));

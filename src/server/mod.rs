@@ -58,7 +58,7 @@ pub struct ServeOptions {
     /// Connection cap, per-source limit and request deadline (DESIGN.md rule 11).
     pub limits: http::Limits,
     /// The SCEP registration authority (`None`: no SCEP service).
-    pub scep_ra: Option<crate::pki::scep_ra::ScepRa>,
+    pub scep_ra: Option<crate::pki::scep_ra::ScepRas>,
     /// Accept single-DES SCEP envelopes (`--scep-allow-des`; off by default).
     pub scep_allow_des: bool,
 }

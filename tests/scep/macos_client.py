@@ -919,7 +919,12 @@ def run(args, result):
     http = Http(args.url, args.ca_file, args.timeout)
 
     # 1. CA certificates and capabilities (Apple: GetCACert, then GetCACaps).
-    ctype, ca_certs = get_ca_certs(http, args.ca_name)
+    if args.ca_certs:
+        # What an earlier GetCACert returned (a device that fetched it before the
+        # server rotated its RA).
+        ctype, ca_certs = "saved", load_pem_or_der_certs(args.ca_certs)
+    else:
+        ctype, ca_certs = get_ca_certs(http, args.ca_name)
     caps = get_ca_caps(http) if not args.no_caps else []
     result["getcacert_content_type"] = ctype
     result["getcacert_count"] = len(ca_certs)
@@ -1392,6 +1397,10 @@ def parse_args(argv):
         "--renew-with-key for a saved renewal)",
     )
     p.add_argument("--encrypt-to", help="encrypt the request to this certificate instead")
+    p.add_argument(
+        "--ca-certs",
+        help="use these certificates (PEM) as the GetCACert answer instead of asking",
+    )
     p.add_argument("--poll-count", type=int, default=0, help="CertPoll retries while PENDING")
     p.add_argument("--poll-interval", type=float, default=2.0)
     p.add_argument("--no-caps", action="store_true", help="skip GetCACaps (as if unanswered)")

@@ -31,7 +31,7 @@
 use super::AppState;
 use super::respond::read_body;
 use crate::pki::ScepTemplate;
-use crate::pki::scep_ra::ScepRa;
+use crate::pki::scep_ra::{ScepRa, ScepRas};
 use crate::scep::request::{Recipient, ScepCsr};
 use crate::scep::{self, CertRepStatus, FailInfo, Header, MessageType, RequestError, reply};
 use crate::server::secrets;
@@ -46,23 +46,74 @@ use axum::routing::get;
 use base64::Engine;
 use std::sync::Arc;
 
-/// The SCEP service's own state: the RA and the single-DES switch.
+/// The SCEP service's own state: the RAs and the single-DES switch.
 pub struct ScepService {
-    pub ra: ScepRa,
+    /// The RA GetCACert hands out.
+    pub current: Ra,
+    /// The RA it replaced, while that one's certificate lives: requests encrypted to
+    /// it (a device that fetched GetCACert before the rotation) still open.
+    pub previous: Option<Ra>,
     /// Accept single DES envelopes (RFC 8894 forbids it; off unless the server was
     /// started with `--scep-allow-des` for an old client).
     pub allow_single_des: bool,
-    ra_cert: x509_cert::Certificate,
+}
+
+/// One RA: its keys and its certificate, parsed once.
+pub struct Ra {
+    pub keys: ScepRa,
+    pub cert: x509_cert::Certificate,
+}
+
+impl Ra {
+    fn new(keys: ScepRa) -> Option<Self> {
+        let cert = scep::request::certificate(keys.cert_der())?;
+        Some(Self { keys, cert })
+    }
+
+    /// The RA as the recipient that decrypts a request.
+    pub fn recipient(&self) -> Recipient<'_> {
+        Recipient {
+            key: self.keys.key(),
+            cert: &self.cert,
+        }
+    }
+
+    /// The RA as the signer of a reply.
+    pub fn signer(&self) -> reply::Signer<'_> {
+        reply::Signer {
+            key: self.keys.key(),
+            ring: self.keys.ring_key(),
+            cert_der: self.keys.cert_der(),
+        }
+    }
 }
 
 impl ScepService {
-    pub fn new(ra: ScepRa, allow_single_des: bool) -> Option<Self> {
-        let ra_cert = scep::request::certificate(ra.cert_der())?;
+    pub fn new(ras: ScepRas, allow_single_des: bool) -> Option<Self> {
+        let previous = match ras.previous {
+            Some(keys) => Some(Ra::new(keys)?),
+            None => None,
+        };
         Some(Self {
-            ra,
+            current: Ra::new(ras.current)?,
+            previous,
             allow_single_des,
-            ra_cert,
         })
+    }
+
+    /// The RA that answers `message`: the previous one when the request is encrypted
+    /// to it (the client verifies the answer with the RA it fetched), else the
+    /// current one.
+    fn answering(&self, message: &scep::PkiMessage) -> &Ra {
+        match &self.previous {
+            Some(previous)
+                if message.addressed_to(&[self.current.recipient(), previous.recipient()])
+                    == Some(1) =>
+            {
+                previous
+            }
+            _ => &self.current,
+        }
     }
 }
 
@@ -193,7 +244,7 @@ fn get_ca_cert(state: &AppState) -> Response {
     let Some(service) = state.scep.as_ref() else {
         return not_enabled();
     };
-    match reply::ca_certs(&[service.ra.cert_der(), state.ca.cert_der()]) {
+    match reply::ca_certs(&[service.current.keys.cert_der(), state.ca.cert_der()]) {
         Ok(der) => (
             [(
                 header::CONTENT_TYPE,
@@ -219,13 +270,8 @@ fn not_enabled() -> Response {
 }
 
 /// A CertRep as an HTTP answer.
-fn cert_rep_response(service: &ScepService, to: &Header, status: CertRepStatus<'_>) -> Response {
-    let signer = reply::Signer {
-        key: service.ra.key(),
-        ring: service.ra.ring_key(),
-        cert_der: service.ra.cert_der(),
-    };
-    match reply::cert_rep(&signer, to, status) {
+fn cert_rep_response(ra: &Ra, to: &Header, status: CertRepStatus<'_>) -> Response {
+    match reply::cert_rep(&ra.signer(), to, status) {
         Ok(der) => (
             [(
                 header::CONTENT_TYPE,
@@ -244,9 +290,9 @@ fn cert_rep_response(service: &ScepService, to: &Header, status: CertRepStatus<'
 
 /// A FAILURE CertRep; the reason goes in the `X-Fleetkit-Reason` header (the client
 /// reads only the failInfo; the library never prints).
-fn failure(service: &ScepService, to: &Header, info: FailInfo, reason: &str) -> Response {
+fn failure(ra: &Ra, to: &Header, info: FailInfo, reason: &str) -> Response {
     with_reason(
-        cert_rep_response(service, to, CertRepStatus::Failure(info)),
+        cert_rep_response(ra, to, CertRepStatus::Failure(info)),
         reason,
     )
 }
@@ -264,11 +310,12 @@ async fn pki_operation(state: &AppState, der: &[u8]) -> Response {
             header,
             fail_info,
             reason,
-        }) => return failure(service, &header, fail_info, &reason),
+        }) => return failure(&service.current, &header, fail_info, &reason),
     };
-    match enroll(state, service, &message).await {
+    let ra = service.answering(&message);
+    match enroll(state, service, ra, &message).await {
         Ok(response) => response,
-        Err((info, reason)) => failure(service, &message.header, info, &reason),
+        Err((info, reason)) => failure(ra, &message.header, info, &reason),
     }
 }
 
@@ -297,12 +344,13 @@ type Refused = (FailInfo, String);
 async fn enroll(
     state: &AppState,
     service: &ScepService,
+    ra: &Ra,
     message: &scep::PkiMessage,
 ) -> Result<Response, Refused> {
     let header = &message.header;
     match header.message_type {
         MessageType::PkcsReq | MessageType::RenewalReq => {}
-        MessageType::CertPoll => return poll(state, service, message).await,
+        MessageType::CertPoll => return poll(state, service, ra, message).await,
         other => {
             return Err((
                 FailInfo::BadRequest,
@@ -310,11 +358,7 @@ async fn enroll(
             ));
         }
     }
-    let recipient = Recipient {
-        key: service.ra.key(),
-        cert: &service.ra_cert,
-    };
-    let (plain, cipher) = match message.decrypt(&recipient, service.allow_single_des) {
+    let (plain, cipher) = match message.decrypt(&ra.recipient(), service.allow_single_des) {
         Ok(x) => x,
         Err(RequestError::Failure {
             fail_info, reason, ..
@@ -402,7 +446,7 @@ async fn enroll(
         .map_err(internal)?
     {
         Prior::Taken => return Err(transaction_taken()),
-        Prior::Repeat(row) => return success(service, message, &row.cert_pem, cipher),
+        Prior::Repeat(row) => return success(ra, message, &row.cert_pem, cipher),
         Prior::None => {}
     }
     if let Some(old) = &renewal
@@ -470,8 +514,8 @@ async fn enroll(
         .await
         .map_err(internal)?
     {
-        ScepRecorded::Issued => success(service, message, &issued.pem, cipher),
-        ScepRecorded::Repeat(row) => success(service, message, &row.cert_pem, cipher),
+        ScepRecorded::Issued => success(ra, message, &issued.pem, cipher),
+        ScepRecorded::Repeat(row) => success(ra, message, &row.cert_pem, cipher),
         ScepRecorded::TransactionTaken => Err(transaction_taken()),
         ScepRecorded::Superseded => Err(superseded()),
         ScepRecorded::Token(reason) => Err(token_refused(reason)),
@@ -483,15 +527,12 @@ async fn enroll(
 async fn poll(
     state: &AppState,
     service: &ScepService,
+    ra: &Ra,
     message: &scep::PkiMessage,
 ) -> Result<Response, Refused> {
     let now = crate::clock::now().unix_timestamp();
-    let recipient = Recipient {
-        key: service.ra.key(),
-        cert: &service.ra_cert,
-    };
     let (_, cipher) = message
-        .decrypt(&recipient, service.allow_single_des)
+        .decrypt(&ra.recipient(), service.allow_single_des)
         .map_err(|e| match e {
             RequestError::Failure {
                 fail_info, reason, ..
@@ -509,7 +550,7 @@ async fn poll(
         .await
         .map_err(internal)?
     {
-        Prior::Repeat(row) => success(service, message, &row.cert_pem, cipher),
+        Prior::Repeat(row) => success(ra, message, &row.cert_pem, cipher),
         _ => Err((
             FailInfo::BadCertId,
             "no certificate was issued for this transaction".into(),
@@ -518,7 +559,7 @@ async fn poll(
 }
 
 fn success(
-    service: &ScepService,
+    ra: &Ra,
     message: &scep::PkiMessage,
     cert_pem: &str,
     cipher: scep::ContentCipher,
@@ -528,7 +569,7 @@ fn success(
         .and_then(|mut v| (!v.is_empty()).then(|| v.remove(0)))
         .ok_or_else(|| internal("a recorded certificate is not PEM"))?;
     Ok(cert_rep_response(
-        service,
+        ra,
         &message.header,
         CertRepStatus::Success {
             issued_cert_der: &der,
