@@ -2,7 +2,8 @@
 # Builds the lean device agent (`cargo build --no-default-features`: `fleetkit agent …`
 # only) for every platform the artefacts ship, on one Linux machine:
 #
-#   scripts/build-agents.sh [PLATFORM…]     (default: all of them)
+#   scripts/build-agents.sh [PLATFORM…]            (default: all of them)
+#   scripts/build-agents.sh --prepare [PLATFORM…]  (install the tools only, build nothing)
 #
 #   linux-x86_64  linux-arm64  windows-x86_64  windows-arm64  darwin-arm64  darwin-x86_64
 #
@@ -25,6 +26,13 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 all_platforms=(linux-x86_64 linux-arm64 windows-x86_64 windows-arm64 darwin-arm64 darwin-x86_64)
+# --prepare: the test command installs first, then builds in the background beside
+# other work; two apt-gets at once would fight over dpkg's lock.
+prepare_only=0
+if [ "${1:-}" = --prepare ]; then
+  prepare_only=1
+  shift
+fi
 platforms=("$@")
 [ ${#platforms[@]} -gt 0 ] || platforms=("${all_platforms[@]}")
 
@@ -107,6 +115,8 @@ if [ $needs_zig -eq 1 ]; then
     cargo install -q --locked --version "$zigbuild_version" cargo-zigbuild
   fi
 fi
+
+[ $prepare_only -eq 0 ] || exit 0
 
 out="${FLEETKIT_AGENTS_OUT:-$root/target/agents}"
 mkdir -p "$out"

@@ -80,13 +80,13 @@ fi
 export PATH="$venv/bin:$PATH"
 export FLEETKIT_TEST_PYTHON="$venv/bin/python3"
 
-phase "building the agents the end-to-end tests run"
+phase "installing what the agent builds need"
 # The real agents, cross-built as a user would: the lean Linux one registers and syncs
 # (tests/agent_e2e.rs), the Windows one runs under Wine (tests/intune_e2e.rs), the
 # darwin ones are code signed and verified. The demo that CI runs next ships them
 # all. REQUIRED makes a missing agent a test failure rather than a skip.
-scripts/build-agents.sh linux-x86_64 windows-x86_64 darwin-arm64 darwin-x86_64
-export FLEETKIT_TEST_AGENTS="$PWD/target/agents" FLEETKIT_TEST_AGENTS_REQUIRED=1
+agent_platforms=(linux-x86_64 windows-x86_64 darwin-arm64 darwin-x86_64)
+scripts/build-agents.sh --prepare "${agent_platforms[@]}"
 
 phase "starting the test PostgreSQL"
 # The server suite runs against SQLite and against this local PostgreSQL; REQUIRED
@@ -94,11 +94,33 @@ phase "starting the test PostgreSQL"
 FLEETKIT_TEST_POSTGRES=$(scripts/postgres.sh)
 export FLEETKIT_TEST_POSTGRES FLEETKIT_TEST_POSTGRES_REQUIRED=1
 
-phase "cargo fmt --check"
+# The agents build in the background while lint and the test build run: an agent's
+# last step (one LTO codegen unit) keeps one core busy for minutes, and the other
+# core has the rest to do. Their own target folder, so no cargo lock is shared.
+phase "building the agents (in the background), cargo fmt --check"
+agents_log=$(mktemp)
+# setsid: the build is a process group of its own, stopped whole if this script fails.
+setsid scripts/build-agents.sh "${agent_platforms[@]}" >"$agents_log" 2>&1 &
+agents_pid=$!
+trap 'kill -- "-$agents_pid" 2>/dev/null || true' EXIT
 cargo fmt --all -- --check
 phase "cargo clippy (the admin build, then the lean agent)"
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --lib --bins --locked --no-default-features -- -D warnings
+phase "building the tests"
+cargo test --all-targets --locked --no-run "$@"
+phase "waiting for the agents"
+agents_status=0
+wait "$agents_pid" || agents_status=$?
+trap - EXIT
+cat "$agents_log" >&2
+rm -f "$agents_log"
+if [ "$agents_status" -ne 0 ]; then
+  echo "test.sh: scripts/build-agents.sh failed (exit $agents_status)" >&2
+  exit "$agents_status"
+fi
+export FLEETKIT_TEST_AGENTS="$PWD/target/agents" FLEETKIT_TEST_AGENTS_REQUIRED=1
+
 phase "cargo test"
 cargo test --all-targets --locked "$@"
 phase "done"
