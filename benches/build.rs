@@ -11,8 +11,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fleetkit::build::payload::{Payload, PayloadOptions};
+use fleetkit::platform::Platform;
+use fleetkit::targets::Target;
 use fleetkit::workspace::Workspace;
-use fleetkit::workspace::config::Target;
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -40,7 +41,7 @@ fn bench_build(c: &mut Criterion) {
     let options = PayloadOptions {
         team: Some("platform".into()),
         host_agent: None,
-        agents: BTreeMap::from([("linux-x86_64".to_string(), agent)]),
+        agents: BTreeMap::from([(Platform::LINUX_X86_64, agent)]),
         installer_identity: None,
         installer_identity_password: Default::default(),
         codesign_identity: None,
@@ -64,7 +65,7 @@ fn bench_build(c: &mut Criterion) {
     let pkg_options = PayloadOptions {
         team: Some("platform".into()),
         host_agent: None,
-        agents: BTreeMap::from([("darwin-arm64".to_string(), mac_agent)]),
+        agents: BTreeMap::from([(Platform::DARWIN_ARM64, mac_agent)]),
         installer_identity: None,
         installer_identity_password: Default::default(),
         codesign_identity: None,
@@ -84,7 +85,7 @@ fn bench_build(c: &mut Criterion) {
     let win_agent = executables::write_executable(dir.path(), "windows-x86_64", 10 * 1024 * 1024);
     let msi_options = PayloadOptions {
         team: Some("platform".into()),
-        agents: BTreeMap::from([("windows-x86_64".to_string(), win_agent)]),
+        agents: BTreeMap::from([(Platform::WINDOWS_X86_64, win_agent)]),
         ..Default::default()
     };
     let msi_out = dir.path().join("dist-msi");

@@ -44,6 +44,8 @@ declare -A apt_for=(
   [scepclient]=scep
   [scepserver]=scep
   [curl]=curl
+  # The .deb (tests/targets_deb.rs): Debian's own judge of a package.
+  [lintian]=lintian
 )
 # Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide
 # pip installs), which needs python3-venv.

@@ -34,13 +34,13 @@ pub mod fsutil;
 #[cfg(feature = "admin")]
 pub mod fuzzing;
 pub mod pki;
+pub mod platform;
 pub mod policy;
 pub mod protocol;
 #[cfg(feature = "admin")]
 pub mod scep;
 #[cfg(feature = "admin")]
 pub mod server;
-#[cfg(feature = "admin")]
 pub mod targets;
 pub mod workspace;
 pub mod yaml;

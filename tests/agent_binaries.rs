@@ -67,15 +67,16 @@ fn recorded_agent(out: &Path, platform: &str) -> serde_json::Value {
 /// A universal Mach-O made the way the pkg target makes one.
 fn fat_mach_o() -> Vec<u8> {
     let slice = |p: &str| {
-        AgentBinary::new(p.into(), executable(p, 0), p.into(), AgentOrigin::Flag).unwrap()
+        let platform = fleetkit::platform::Platform::parse(p).unwrap();
+        AgentBinary::new(platform, executable(p, 0), p.into(), AgentOrigin::Flag).unwrap()
     };
     fleetkit::targets::pkg::fat_binary(&[&slice("darwin-arm64"), &slice("darwin-x86_64")])
 }
 
 #[test]
 fn every_stand_in_is_the_agent_of_its_own_platform_only() {
-    for platform in fleetkit::workspace::config::AGENT_PLATFORMS {
-        let found = identify(&executable(platform, 1000));
+    for platform in fleetkit::platform::Platform::ALL {
+        let found = identify(&executable(platform.name(), 1000));
         assert_eq!(found.platform(), Some(platform), "{found}");
     }
     assert_eq!(

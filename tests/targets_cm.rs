@@ -51,14 +51,31 @@ fn python() -> String {
     })
 }
 
-/// Stand-ins for the macOS and Windows agents (so that `--target all` includes the
-/// pkg, the MSI and the intunewin), as `--agent` arguments.
-fn mac_agents(dir: &Path) -> Vec<String> {
+/// `--target all` with stand-ins for the macOS and Windows agents (so that it
+/// includes the pkg, the MSI and the intunewin) and the real lean Linux agent (the
+/// .deb ships nothing else; the Ansible and Puppet runs execute it). Without a built
+/// Linux agent: every target but those that need the lean one, by name.
+fn all_targets(dir: &Path) -> Vec<String> {
     let mut args = Vec::new();
     for platform in ["darwin-arm64", "darwin-x86_64", "windows-x86_64"] {
         let file = executables::write_executable(dir, platform, 4096);
         args.push("--agent".to_string());
         args.push(format!("{platform}={}", file.display()));
+    }
+    match real_agent("linux-x86_64") {
+        Some(agent) => {
+            args.push("--agent".to_string());
+            args.push(format!("linux-x86_64={}", agent.display()));
+            args.extend(["--target".to_string(), "all".to_string()]);
+        }
+        None => {
+            for spec in fleetkit::targets::TARGETS
+                .iter()
+                .filter(|s| !s.lean_agent_only)
+            {
+                args.extend(["--target".to_string(), spec.name.to_string()]);
+            }
+        }
     }
     args
 }
@@ -332,8 +349,8 @@ fn hostile_org_team_and_token_values_render_safely_into_every_target() {
     let mut cmd = Command::new(BIN);
     cmd.args(["--workspace", ws.to_str().unwrap(), "build", "--out"])
         .arg(&dist)
-        .args(["--target", "all", "--team", team])
-        .args(mac_agents(dir.path()));
+        .args(["--team", team])
+        .args(all_targets(dir.path()));
     let b = run(&mut cmd);
     assert_eq!(b.code, 0, "{}", b.out);
 
@@ -448,9 +465,8 @@ fn two_builds_from_the_same_inputs_are_byte_identical() {
     let org = Org::new();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    let agents = mac_agents(dir.path());
-    let mut args: Vec<&str> = vec!["--target", "all"];
-    args.extend(agents.iter().map(String::as_str));
+    let agents = all_targets(dir.path());
+    let args: Vec<&str> = agents.iter().map(String::as_str).collect();
     let built = build(&org, &a, &args);
     assert_eq!(built.code, 0, "{}", built.out);
     assert_eq!(build(&org, &b, &args).code, 0);
@@ -546,17 +562,10 @@ fn the_committed_example_outputs_are_current() {
     fleetkit(&["demo", "--out", demo.to_str().unwrap()]);
     let dist = dir.path().join("dist");
     let mut cmd = Command::new(BIN);
-    cmd.args([
-        "--workspace",
-        demo.to_str().unwrap(),
-        "build",
-        "--target",
-        "all",
-        "--out",
-    ])
-    .arg(&dist)
-    .args(mac_agents(dir.path()))
-    .env("SOURCE_DATE_EPOCH", "1764547200");
+    cmd.args(["--workspace", demo.to_str().unwrap(), "build", "--out"])
+        .arg(&dist)
+        .args(all_targets(dir.path()))
+        .env("SOURCE_DATE_EPOCH", "1764547200");
     must(&mut cmd);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let update = std::env::var("FLEETKIT_UPDATE_SNAPSHOTS").is_ok();

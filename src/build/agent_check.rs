@@ -13,7 +13,7 @@
 //!            IMAGE_FILE_EXECUTABLE_IMAGE and not IMAGE_FILE_DLL; machine AMD64 | ARM64
 //! ```
 
-use crate::workspace::config::{AGENT_PLATFORMS, agent_file_name};
+use crate::platform::{Os, Platform};
 use object::read::elf::{Dyn, FileHeader, ProgramHeader};
 use object::read::macho::{FatArch, MachHeader, MachOFatFile32, MachOFatFile64};
 use object::read::pe::ImageNtHeaders;
@@ -47,18 +47,26 @@ pub struct Expected {
 }
 
 impl Expected {
-    /// The expectation for an `agents:` platform (`darwin-arm64`, …).
-    pub fn of(platform: &str) -> Option<Self> {
-        let (format, arch) = match platform {
-            "linux-x86_64" => (Format::Elf, "x86_64"),
-            "linux-arm64" => (Format::Elf, "aarch64"),
-            "darwin-x86_64" => (Format::MachO, "x86_64"),
-            "darwin-arm64" => (Format::MachO, "arm64"),
-            "windows-x86_64" => (Format::Pe, "AMD64"),
-            "windows-arm64" => (Format::Pe, "ARM64"),
-            _ => return None,
-        };
-        Some(Self { format, arch })
+    /// The expectation for a platform's agent.
+    pub fn of(platform: Platform) -> Self {
+        match platform.os {
+            // ELF and RPM name the processors alike (x86_64, aarch64).
+            Os::Linux => Self {
+                format: Format::Elf,
+                arch: platform.rpm_arch(),
+            },
+            Os::Darwin => Self {
+                format: Format::MachO,
+                arch: platform.apple_arch(),
+            },
+            Os::Windows => Self {
+                format: Format::Pe,
+                arch: match platform.arch {
+                    crate::platform::Arch::X86_64 => "AMD64",
+                    crate::platform::Arch::Arm64 => "ARM64",
+                },
+            },
+        }
     }
 }
 
@@ -149,24 +157,22 @@ impl fmt::Display for Found {
 
 impl Found {
     /// The platform this file is the agent of, if it is one.
-    pub fn platform(&self) -> Option<&'static str> {
+    pub fn platform(&self) -> Option<Platform> {
         let Self::Binary(binary) = self else {
             return None;
         };
-        AGENT_PLATFORMS
+        Platform::ALL
             .into_iter()
-            .find(|p| Expected::of(p).is_some_and(|e| binary.satisfies(e)))
+            .find(|p| binary.satisfies(Expected::of(*p)))
     }
 }
 
 /// Why a file cannot be a platform's agent.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Refused {
-    #[error("`{0}` is not an agent platform fleetkit knows")]
-    UnknownPlatform(String),
     #[error("given as the {platform} agent, but it is {found} (expected: {expected})")]
     Mismatch {
-        platform: String,
+        platform: Platform,
         found: Found,
         expected: Expected,
     },
@@ -175,29 +181,25 @@ pub enum Refused {
 impl Refused {
     /// What to do about it.
     pub fn help(&self) -> String {
-        let (platform, found) = match self {
-            Self::UnknownPlatform(_) => {
-                return format!("platforms are: {}", AGENT_PLATFORMS.join(", "));
-            }
-            Self::Mismatch {
-                platform, found, ..
-            } => (platform.as_str(), found),
-        };
+        let Self::Mismatch {
+            platform, found, ..
+        } = self;
+        let platform = *platform;
         if let Found::Fat(_) = found {
             return "give each architecture as its own agent, darwin-arm64 and darwin-x86_64 (`lipo FILE -thin arm64 -output fleetkit-darwin-arm64` takes one out): the pkg target makes the universal binary from them".into();
         }
-        let build = if platform == "windows-arm64" {
+        let build = if platform == Platform::WINDOWS_ARM64 {
             "build the lean agent (`cargo build --no-default-features --profile agent`) for aarch64-pc-windows-msvc on a machine that can link it (scripts/build-agents.sh cannot)".to_string()
         } else {
             format!(
                 "build it with `scripts/build-agents.sh {platform}` and put target/agents/{} in the workspace's agents/ folder",
-                agent_file_name(platform)
+                platform.agent_file_name()
             )
         };
         match found.platform() {
             Some(other) => format!(
                 "this is the {other} agent: give it as {other} (agents/{}); for {platform}, {build}",
-                agent_file_name(other)
+                other.agent_file_name()
             ),
             None => build,
         }
@@ -205,13 +207,12 @@ impl Refused {
 }
 
 /// Checks that `bytes` are an executable for `platform`.
-pub fn check(platform: &str, bytes: &[u8]) -> Result<(), Refused> {
-    let expected =
-        Expected::of(platform).ok_or_else(|| Refused::UnknownPlatform(platform.to_string()))?;
+pub fn check(platform: Platform, bytes: &[u8]) -> Result<(), Refused> {
+    let expected = Expected::of(platform);
     match identify(bytes) {
         Found::Binary(b) if b.satisfies(expected) => Ok(()),
         found => Err(Refused::Mismatch {
-            platform: platform.to_string(),
+            platform,
             found,
             expected,
         }),
@@ -378,20 +379,17 @@ mod tests {
             "not an executable: starts with bytes 23 21 2f 62"
         );
         assert_eq!(
-            Expected::of("darwin-arm64").unwrap().to_string(),
+            Expected::of(Platform::DARWIN_ARM64).to_string(),
             "a Mach-O executable for arm64"
         );
     }
 
     #[test]
-    fn every_agent_platform_has_an_expectation() {
-        for p in AGENT_PLATFORMS {
-            assert!(Expected::of(p).is_some(), "{p}");
+    fn every_agent_platform_expects_an_executable_of_its_own() {
+        let all: Vec<Expected> = Platform::ALL.into_iter().map(Expected::of).collect();
+        for (i, e) in all.iter().enumerate() {
+            assert!(!all[..i].contains(e), "{e} is expected of two platforms");
         }
-        assert!(matches!(
-            check("plan9-mips", b"x"),
-            Err(Refused::UnknownPlatform(_))
-        ));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::agent_check;
 use super::payload::{AgentOrigin, Payload, sha256};
 use crate::bundle::{self, MAX_BUNDLE_BYTES, Verified, VerifyOptions};
 use crate::fsutil;
+use crate::platform::{Os, Platform};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -41,9 +42,8 @@ pub struct DescribedAgent {
     pub origin: Option<AgentOrigin>,
 }
 
-/// `fleetkit.json` for an artefact carrying the payload's agents of `os`
-/// (`linux`, `darwin`, `windows`).
-pub fn describe(payload: &Payload, os: &str) -> String {
+/// `fleetkit.json` for an artefact carrying the payload's agents of `os`.
+pub fn describe(payload: &Payload, os: Os) -> String {
     let d = Description {
         org: payload.org.clone(),
         server_url: payload.server_url.clone(),
@@ -58,7 +58,7 @@ pub fn describe(payload: &Payload, os: &str) -> String {
             .agents_for(os)
             .into_iter()
             .map(|a| DescribedAgent {
-                platform: a.platform.clone(),
+                platform: a.platform.name().to_string(),
                 sha256: a.sha256().to_string(),
                 size: a.bytes.len() as u64,
                 origin: Some(a.origin),
@@ -182,16 +182,18 @@ fn inspect_one(file: &Path) -> Result<Inspection, InspectError> {
 
     let mut agents_verified = Vec::new();
     for agent in &description.agents {
-        if !crate::workspace::config::AGENT_PLATFORMS.contains(&agent.platform.as_str()) {
+        // Read as text: an artefact of another version may name a platform this
+        // one does not know.
+        let Some(platform) = Platform::parse(&agent.platform) else {
             problems.push(format!("unknown agent platform {:?}", agent.platform));
             continue;
-        }
-        let path = dir.join(format!("fleetkit-{}", agent.platform));
+        };
+        let path = dir.join(platform.agent_file_name());
         match fsutil::read_capped(&path, 1024 * 1024 * 1024) {
             Ok(b) if sha256(&b) != agent.sha256 => {
                 problems.push(format!("{} does not match its hash", path.display()))
             }
-            Ok(b) => match agent_check::check(&agent.platform, &b) {
+            Ok(b) => match agent_check::check(platform, &b) {
                 Ok(()) => agents_verified.push(agent.platform.clone()),
                 Err(refused) => problems.push(format!("{}: {refused}", path.display())),
             },

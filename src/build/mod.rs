@@ -14,8 +14,8 @@ pub mod payload;
 pub mod scep;
 
 use crate::fsutil::{self, FsError};
+use crate::targets::Target;
 use crate::targets::{self, Artefact, Contents, TargetError};
-use crate::workspace::config::Target;
 use payload::Payload;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -211,7 +211,7 @@ fn write_output(payload: &Payload, artefacts: &[Artefact], out: &Path) -> Result
     let mut files: BTreeMap<String, (&Contents, u32)> = BTreeMap::new();
     for a in artefacts {
         for f in &a.files {
-            files.insert(format!("{}/{}", a.dir, f.path), (&f.contents, f.mode));
+            files.insert(format!("{}/{}", a.dir(), f.path), (&f.contents, f.mode));
         }
     }
     // Files not hashed yet are hashed on a second thread while this one writes:
@@ -265,7 +265,7 @@ fn write_output(payload: &Payload, artefacts: &[Artefact], out: &Path) -> Result
             .agents
             .values()
             .map(|a| AgentRecord {
-                platform: &a.platform,
+                platform: a.platform.name(),
                 sha256: a.sha256(),
                 size: a.bytes.len(),
                 from: Path::new(&a.source)
@@ -279,7 +279,7 @@ fn write_output(payload: &Payload, artefacts: &[Artefact], out: &Path) -> Result
             .iter()
             .map(|a| BuiltTarget {
                 target: a.target.as_str(),
-                path: a.dir.clone(),
+                path: a.dir().to_string(),
                 files: a.files.len(),
                 bytes: a.size(),
             })

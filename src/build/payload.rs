@@ -23,8 +23,9 @@ use crate::agent::settings::{AgentSettings, Assignment, check_label};
 use crate::bundle::{self, MAX_BUNDLE_BYTES, Verified, VerifyOptions};
 use crate::fsutil;
 use crate::pki::fingerprint_pem;
+use crate::platform::{Os, Platform};
 use crate::workspace::Workspace;
-use crate::workspace::config::{AGENT_PLATFORMS, MacosEnrollment, agent_file_name};
+use crate::workspace::config::MacosEnrollment;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,7 +64,7 @@ impl AgentOrigin {
 /// One agent binary, checked to be an executable of its platform.
 #[derive(Debug, Clone)]
 pub struct AgentBinary {
-    pub platform: String,
+    pub platform: Platform,
     /// Shared by every target that ships it: read and hashed once.
     pub bytes: Arc<Vec<u8>>,
     /// The path it was read from.
@@ -77,12 +78,12 @@ impl AgentBinary {
     /// background thread from here on, so that hashing a 20 MB binary overlaps the
     /// targets' work instead of preceding it.
     pub fn new(
-        platform: String,
+        platform: Platform,
         bytes: Vec<u8>,
         source: String,
         origin: AgentOrigin,
     ) -> Result<Self, Refused> {
-        agent_check::check(&platform, &bytes)?;
+        agent_check::check(platform, &bytes)?;
         let bytes = Arc::new(bytes);
         Ok(Self {
             digest: Arc::new(BackgroundDigest::start(Arc::clone(&bytes))),
@@ -139,6 +140,8 @@ pub struct Payload {
     pub display_name: String,
     pub identifier_prefix: String,
     pub server_url: String,
+    /// `Name <address>` of whoever maintains the Linux packages.
+    pub maintainer: String,
     /// How macOS devices get their machine certificate through the profile.
     pub macos_enrollment: MacosEnrollment,
     /// The profile's SCEP enrollment, when `macos_enrollment` is SCEP and a
@@ -156,7 +159,7 @@ pub struct Payload {
     pub anchor_keyids: Vec<String>,
     pub root_ca_pem: String,
     pub root_ca_fingerprint: String,
-    pub agents: BTreeMap<String, AgentBinary>,
+    pub agents: BTreeMap<Platform, AgentBinary>,
     pub agent_version: String,
     /// `SOURCE_DATE_EPOCH`, or now.
     pub build_time: OffsetDateTime,
@@ -179,7 +182,7 @@ pub struct PayloadOptions {
     pub host_agent: Option<PathBuf>,
     /// `--agent PLATFORM=PATH`, over fleetkit.yaml's `agents:`, over the
     /// workspace's `agents/` folder.
-    pub agents: BTreeMap<String, PathBuf>,
+    pub agents: BTreeMap<Platform, PathBuf>,
     /// The installer signing identity (PEM: PKCS#8 RSA key + certificate chain; or
     /// PKCS#12).
     pub installer_identity: Option<PathBuf>,
@@ -194,24 +197,7 @@ pub struct PayloadOptions {
     pub scep_challenge_file: Option<PathBuf>,
     /// Read only the agents of these OSes (those the requested targets ship); `None`
     /// reads every configured agent. A 20 MB binary no target ships is not read.
-    pub agent_oses: Option<Vec<&'static str>>,
-}
-
-/// The platform this binary was built for, in the `agents:` spelling.
-pub fn host_platform() -> String {
-    let os = if cfg!(target_os = "macos") {
-        "darwin"
-    } else if cfg!(windows) {
-        "windows"
-    } else {
-        "linux"
-    };
-    let arch = if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "x86_64"
-    };
-    format!("{os}-{arch}")
+    pub agent_oses: Option<Vec<Os>>,
 }
 
 /// `sha256:<hex>` of bytes (the fingerprint format used everywhere).
@@ -330,6 +316,11 @@ impl Payload {
             display_name: config.display_name.clone(),
             identifier_prefix: config.identifier_prefix.clone(),
             server_url: config.server.url.clone(),
+            maintainer: config
+                .packages
+                .maintainer
+                .clone()
+                .unwrap_or_else(|| default_maintainer(&config.server.url)),
             macos_enrollment: config.enrollment.macos_method,
             scep,
             settings,
@@ -348,13 +339,28 @@ impl Payload {
         })
     }
 
-    /// The agents of one OS (`linux`, `darwin`, `windows`), by platform.
-    pub fn agents_for(&self, os: &str) -> Vec<&AgentBinary> {
+    /// The agents of one OS, by platform.
+    pub fn agents_for(&self, os: Os) -> Vec<&AgentBinary> {
         self.agents
             .values()
-            .filter(|a| a.platform.starts_with(&format!("{os}-")))
+            .filter(|a| a.platform.os == os)
             .collect()
     }
+}
+
+/// `fleetkit <fleetkit@SERVER-HOST>`: an address of the org's own domain (lintian
+/// refuses a maintainer on localhost).
+fn default_maintainer(server_url: &str) -> String {
+    let host = url::Url::parse(server_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .filter(|h| {
+            h.contains('.')
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+        })
+        .unwrap_or_else(|| "fleetkit.invalid".into());
+    format!("fleetkit <fleetkit@{host}>")
 }
 
 /// Where each platform's agent comes from, later sources overriding earlier ones
@@ -363,15 +369,15 @@ fn agent_sources(
     ws: &Workspace,
     opts: &PayloadOptions,
     notes: &mut Vec<String>,
-) -> Result<BTreeMap<String, (PathBuf, AgentOrigin)>> {
+) -> Result<BTreeMap<Platform, (PathBuf, AgentOrigin)>> {
     let mut sources = BTreeMap::new();
     if let Some(host) = &opts.host_agent {
-        sources.insert(host_platform(), (host.clone(), AgentOrigin::HostBinary));
+        sources.insert(Platform::host(), (host.clone(), AgentOrigin::HostBinary));
     }
     let folder = ws.agents_dir();
-    let names: BTreeMap<String, &str> = AGENT_PLATFORMS
-        .iter()
-        .map(|p| (agent_file_name(p), *p))
+    let names: BTreeMap<String, Platform> = Platform::ALL
+        .into_iter()
+        .map(|p| (p.agent_file_name(), p))
         .collect();
     let mut listing: Vec<_> = std::fs::read_dir(&folder)
         .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
@@ -382,28 +388,21 @@ fn agent_sources(
         match names.get(name.as_ref()) {
             Some(platform) => {
                 let path = folder.join(name.as_ref());
-                sources.insert(platform.to_string(), (path, AgentOrigin::WorkspaceAgents));
+                sources.insert(*platform, (path, AgentOrigin::WorkspaceAgents));
             }
             None if name.starts_with("fleetkit-") => notes.push(format!(
                 "{} is not read: agents are named fleetkit-<platform>, with .exe for Windows ({})",
                 folder.join(name.as_ref()).display(),
-                AGENT_PLATFORMS.join(", ")
+                Platform::names()
             )),
             None => {}
         }
     }
     for (platform, path) in &ws.config.agents {
-        sources.insert(platform.clone(), (ws.root.join(path), AgentOrigin::Config));
+        sources.insert(*platform, (ws.root.join(path), AgentOrigin::Config));
     }
     for (platform, path) in &opts.agents {
-        if !AGENT_PLATFORMS.contains(&platform.as_str()) {
-            return Err(BuildError::Input {
-                what: format!("--agent {platform}=…"),
-                reason: format!("`{platform}` is not a platform fleetkit knows"),
-                help: format!("platforms are: {}", AGENT_PLATFORMS.join(", ")),
-            });
-        }
-        sources.insert(platform.clone(), (path.clone(), AgentOrigin::Flag));
+        sources.insert(*platform, (path.clone(), AgentOrigin::Flag));
     }
     Ok(sources)
 }
@@ -412,24 +411,24 @@ fn agent_sources(
 fn read_agents(
     ws: &Workspace,
     opts: &PayloadOptions,
-) -> Result<(BTreeMap<String, AgentBinary>, Vec<String>)> {
+) -> Result<(BTreeMap<Platform, AgentBinary>, Vec<String>)> {
     let mut notes = Vec::new();
     let sources = agent_sources(ws, opts, &mut notes)?;
-    let needed = |platform: &str| {
-        opts.agent_oses.as_ref().is_none_or(|oses| {
-            oses.iter()
-                .any(|os| platform.starts_with(&format!("{os}-")))
-        })
+    let needed = |platform: &Platform| {
+        opts.agent_oses
+            .as_ref()
+            .is_none_or(|oses| oses.contains(&platform.os))
     };
     let mut agents = BTreeMap::new();
     for (platform, (path, origin)) in sources.into_iter().filter(|(p, _)| needed(p)) {
         let bytes = read(&path, MAX_AGENT_BYTES)?;
-        let agent = AgentBinary::new(platform.clone(), bytes, path.display().to_string(), origin)
-            .map_err(|refused| BuildError::Input {
-            what: path.display().to_string(),
-            reason: refused.to_string(),
-            help: refused.help(),
-        })?;
+        let agent = AgentBinary::new(platform, bytes, path.display().to_string(), origin).map_err(
+            |refused| BuildError::Input {
+                what: path.display().to_string(),
+                reason: refused.to_string(),
+                help: refused.help(),
+            },
+        )?;
         if origin == AgentOrigin::HostBinary {
             notes.push(format!(
                 "the {platform} agent is this fleetkit ({}), the full admin build; for the lean device agent run `scripts/build-agents.sh {platform}` and copy target/agents/ into the workspace as agents/",

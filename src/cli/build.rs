@@ -5,15 +5,15 @@ use super::output::{Failure, fail, note, say};
 use clap::Args;
 use fleetkit::build::payload::{Payload, PayloadOptions};
 use fleetkit::build::{self, Progress};
-use fleetkit::targets;
-use fleetkit::workspace::config::Target;
+use fleetkit::platform::Platform;
+use fleetkit::targets::Target;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Targets to build (repeatable, or `all`); default: `targets:` in fleetkit.yaml.
-    #[arg(long = "target", value_name = "NAME")]
+    // The help lists every target from the table (`targets::spec::help`).
+    #[arg(long = "target", value_name = "NAME", help = fleetkit::targets::spec::help())]
     targets: Vec<String>,
     /// Bake this team into the artefacts (devices can still be given another).
     #[arg(long, value_name = "TEAM")]
@@ -74,12 +74,18 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
     let requested = resolve_targets(&args.targets, &ws.config.targets)?;
     let mut agents = BTreeMap::new();
     for spec in &args.agents {
-        let Some((platform, path)) = spec.split_once('=') else {
+        let Some((name, path)) = spec.split_once('=') else {
             return Err(Failure::Usage(format!(
                 "--agent {spec}: give PLATFORM=PATH, e.g. linux-arm64=agents/fleetkit-linux-arm64"
             )));
         };
-        agents.insert(platform.to_string(), PathBuf::from(path));
+        let Some(platform) = Platform::parse(name) else {
+            return Err(Failure::Usage(format!(
+                "--agent {spec}: `{name}` is not a platform fleetkit knows; platforms are: {}",
+                Platform::names()
+            )));
+        };
+        agents.insert(platform, PathBuf::from(path));
     }
     let options = PayloadOptions {
         team: args.team,
@@ -145,9 +151,9 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
     // the .intunewin windows/).
     let mut printed: Vec<&str> = Vec::new();
     for a in &artefacts {
-        if !printed.contains(&a.dir.as_str()) {
-            printed.push(&a.dir);
-            say(format!("{}/{}", out.display(), a.dir));
+        if !printed.contains(&a.dir()) {
+            printed.push(a.dir());
+            say(format!("{}/{}", out.display(), a.dir()));
         }
     }
     say(format!("{}/SHA256SUMS", out.display()));
@@ -155,49 +161,35 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `--target` values (or the config's) → targets this version builds.
+/// `--target` values (or the config's) → the targets to build, each once.
 fn resolve_targets(given: &[String], configured: &[Target]) -> Result<Vec<Target>, Failure> {
-    let mut out = Vec::new();
-    if given.is_empty() || given.iter().any(|t| t == "all") {
-        let from: Vec<Target> = if given.is_empty() {
-            configured.to_vec()
+    if given.is_empty() {
+        return if configured.is_empty() {
+            Err(Failure::invalid(
+                "no target to build",
+                format!(
+                    "list targets under targets: in fleetkit.yaml ({}), or pass --target",
+                    Target::names().join(", ")
+                ),
+            ))
         } else {
-            Target::ALL.to_vec()
+            Ok(configured.to_vec())
         };
-        for t in from {
-            if targets::is_available(t) {
-                out.push(t);
-            } else {
-                note(format!(
-                    "note: skipping {}: not available in this version yet",
-                    t.as_str()
-                ));
-            }
-        }
-    } else {
-        for name in given {
-            let Some(t) = Target::parse(name) else {
-                return Err(Failure::Usage(format!(
-                    "--target {name}: targets are {}, or all",
-                    Target::NAMES.join(", ")
-                )));
-            };
-            if !targets::is_available(t) {
-                return Err(Failure::invalid(
-                    format!("the {name} target is not available in this version yet"),
-                    "build ansible, chef or puppet",
-                ));
-            }
-            if !out.contains(&t) {
-                out.push(t);
-            }
-        }
     }
-    if out.is_empty() {
-        return Err(Failure::invalid(
-            "no target to build",
-            "list ansible, chef or puppet under targets: in fleetkit.yaml, or pass --target",
-        ));
+    if given.iter().any(|t| t == "all") {
+        return Ok(Target::all());
+    }
+    let mut out = Vec::new();
+    for name in given {
+        let Some(t) = Target::parse(name) else {
+            return Err(Failure::Usage(format!(
+                "--target {name}: targets are {}, or all",
+                Target::names().join(", ")
+            )));
+        };
+        if !out.contains(&t) {
+            out.push(t);
+        }
     }
     Ok(out)
 }

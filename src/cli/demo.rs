@@ -241,9 +241,9 @@ fn fleet(ctx: &Context, ws: &Workspace) -> Result<PathBuf, Failure> {
     Ok(challenge_file)
 }
 
-/// Step 13: every target this machine has agents for. The Linux ones always (the
-/// running binary is the host's agent unless the lean one was built); the pkg and
-/// the MSI when `agents_dir` holds the darwin or Windows agents. They are copied into
+/// Step 13: every target this machine has agents for. The Ansible, Chef and Puppet
+/// ones always (the running binary is the host's agent unless the lean one was
+/// built); the packages (pkg, MSI, deb) when `agents_dir` holds the lean agents. They are copied into
 /// the workspace's `agents/`, where `fleetkit build` finds them.
 fn build_artefacts(
     ctx: &Context,
@@ -251,32 +251,41 @@ fn build_artefacts(
     agents_dir: &Path,
     scep_challenge: PathBuf,
 ) -> Result<(), Failure> {
-    use fleetkit::workspace::config::{AGENT_PLATFORMS, Target, agent_file_name};
-    let host = fleetkit::build::payload::host_platform();
-    let mut have: Vec<String> = vec![host.clone()];
-    for platform in AGENT_PLATFORMS {
-        let file = agent_file_name(platform);
+    use fleetkit::platform::{Os, Platform};
+    use fleetkit::targets::Target;
+    let host = Platform::host();
+    let mut have: Vec<Platform> = vec![host];
+    // The lean agents found (the host's own platform is otherwise the admin build).
+    let mut lean: Vec<Platform> = Vec::new();
+    for platform in Platform::ALL {
+        let file = platform.agent_file_name();
         let found = agents_dir.join(&file);
         if found.is_file() {
             let copy = ws.agents_dir().join(&file);
             std::fs::create_dir_all(ws.agents_dir())
                 .and_then(|()| std::fs::copy(&found, &copy))
                 .map_err(|e| fail(format!("cannot copy {}: {e}", found.display()), ""))?;
+            lean.push(platform);
             if platform != host {
-                have.push(platform.to_string());
+                have.push(platform);
             }
         }
     }
-    let has_os = |os: &str| have.iter().any(|p| p.starts_with(&format!("{os}-")));
-    let (buildable, missing): (Vec<Target>, Vec<Target>) = Target::ALL
-        .into_iter()
-        .filter(|t| fleetkit::targets::is_available(*t))
-        .partition(|t| t.agent_os().is_none_or(has_os));
+    let has_os = |os: Os, from: &[Platform]| from.iter().any(|p| p.os == os);
+    let (buildable, missing): (Vec<Target>, Vec<Target>) =
+        Target::all().into_iter().partition(|t| {
+            let from = if t.spec().lean_agent_only {
+                &lean
+            } else {
+                &have
+            };
+            t.agent_os().is_none_or(|os| has_os(os, from))
+        });
     let names = |ts: &[Target]| ts.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
     say(format!(
         "13. build: {} (agents: {})",
         names(&buildable),
-        have.join(", ")
+        have.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
     ));
     super::build::run(
         ctx,

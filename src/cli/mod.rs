@@ -57,7 +57,7 @@ enum Command {
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     #[cfg(feature = "admin")]
-    /// Build the artefacts: one payload, handed to each target (ansible, chef, puppet).
+    /// Build the artefacts: one payload, handed to each target (`build --help` lists them).
     Build(build::BuildArgs),
     #[cfg(feature = "admin")]
     /// Show what an artefact carries: bundle version and expiry, anchors, enrollment URL, agents.

@@ -21,6 +21,7 @@
 //!
 //! Output is deterministic: entries in insertion order, fixed ids, one mtime.
 
+use crate::targets::escape::xml as xml_escape;
 use base64::Engine;
 use flate2::Compression;
 use flate2::write::ZlibEncoder;
@@ -320,20 +321,4 @@ fn zlib(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut e = ZlibEncoder::new(Vec::new(), Compression::default());
     e.write_all(data)?;
     e.finish()
-}
-
-/// Text for XML element content.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

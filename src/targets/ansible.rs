@@ -9,9 +9,10 @@
 //! agent through its environment with `no_log`. Built-in values are `!unsafe`
 //! YAML: Ansible never templates them.
 
+use super::Target;
 use super::{Artefact, Result, Syntax, environment, payload_files, render, text};
 use crate::build::payload::Payload;
-use crate::workspace::config::Target;
+use crate::platform::Os;
 
 /// Rendered by fleetkit (bracket syntax; the role's own `{{ }}` passes through).
 const RENDERED: &[(&str, &str)] = &[
@@ -55,10 +56,6 @@ const VERBATIM: &[(&str, &str)] = &[
         "roles/fleetkit/templates/agent.yaml.j2",
         include_str!("../../templates/ansible/roles/fleetkit/templates/agent.yaml.j2"),
     ),
-    (
-        "roles/fleetkit/templates/fleetkit-sync.timer.j2",
-        include_str!("../../templates/ansible/roles/fleetkit/templates/fleetkit-sync.timer.j2"),
-    ),
 ];
 
 /// The values the templates see.
@@ -74,7 +71,7 @@ pub fn context(payload: &Payload) -> minijinja::Value {
         renew_at_percent => payload.settings.renew_at_percent,
         bundle_version => payload.bundle_version,
         agent_version => payload.agent_version.clone(),
-        agent_platforms => payload.agents_for("linux").iter().map(|a| a.platform.clone()).collect::<Vec<_>>(),
+        agent_platforms => payload.agents_for(Os::Linux).iter().map(|a| a.platform.name()).collect::<Vec<_>>(),
     }
 }
 
@@ -92,10 +89,13 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         "roles/fleetkit/templates/fleetkit-sync.service.j2",
         super::systemd::sync_service(super::systemd::Flavor::Ansible)?,
     ));
+    files.push(text(
+        "roles/fleetkit/templates/fleetkit-sync.timer.j2",
+        super::systemd::sync_timer(super::systemd::Flavor::Ansible)?,
+    ));
     files.extend(payload_files(payload, "roles/fleetkit/files/")?);
     Ok(Artefact {
         target: Target::Ansible,
-        dir: "ansible".into(),
         files,
         notes: vec![],
     })

@@ -7,9 +7,9 @@
 //! escaped so nothing is interpolated); attribute values reach `agent.yaml` through
 //! `to_json`. `execute` takes its command as an array (no shell) and is `sensitive`.
 
+use super::Target;
 use super::{Artefact, Result, Syntax, environment, payload_files, render, text};
 use crate::build::payload::Payload;
-use crate::workspace::config::Target;
 
 const RENDERED: &[(&str, &str)] = &[
     ("README.md", include_str!("../../templates/chef/README.md")),
@@ -36,10 +36,6 @@ const VERBATIM: &[(&str, &str)] = &[
         "templates/agent.yaml.erb",
         include_str!("../../templates/chef/templates/agent.yaml.erb"),
     ),
-    (
-        "templates/fleetkit-sync.timer.erb",
-        include_str!("../../templates/chef/templates/fleetkit-sync.timer.erb"),
-    ),
 ];
 
 pub fn build(payload: &Payload) -> Result<Artefact> {
@@ -56,10 +52,13 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         "templates/fleetkit-sync.service.erb",
         super::systemd::sync_service(super::systemd::Flavor::Chef)?,
     ));
+    files.push(text(
+        "templates/fleetkit-sync.timer.erb",
+        super::systemd::sync_timer(super::systemd::Flavor::Chef)?,
+    ));
     files.extend(payload_files(payload, "files/default/")?);
     Ok(Artefact {
         target: Target::Chef,
-        dir: "chef/fleetkit".into(),
         files,
         notes: vec![],
     })

@@ -91,6 +91,27 @@ pub fn shell(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// Text for XML content or a double- or single-quoted attribute: the five markup
+/// characters as entities, and the characters XML 1.0 cannot carry at all (controls
+/// other than tab, newline and carriage return, U+FFFE, U+FFFF) as U+FFFD, so any
+/// value leaves a well-formed document.
+pub fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || matches!(c, '\u{fffe}' | '\u{ffff}') => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Text for a comment line (`#` comments in YAML, Ruby, Puppet, shell): control
 /// characters and the Unicode line breaks YAML also ends a line at (U+2028,
 /// U+2029, U+0085) and U+FEFF become spaces, so the comment cannot end early.
@@ -119,6 +140,10 @@ mod tests {
         assert_eq!(ansible("{{ x }}"), r#"!unsafe "{{ x }}""#);
         assert_eq!(shell("it's"), r"'it'\''s'");
         assert_eq!(comment("a\nb"), "a b");
+        assert_eq!(
+            xml("<a href='x'>&\u{1}</a>"),
+            "&lt;a href=&apos;x&apos;&gt;&amp;\u{fffd}&lt;/a&gt;"
+        );
         assert_eq!(comment("a\u{2028}- x\u{2029}y"), "a - x y");
     }
 }

@@ -14,10 +14,10 @@
 //! protects the upload and the keys travel beside the content in Detection.xml
 //! anyway, and derived keys keep the artefact reproducible.
 
+use super::Target;
+use super::escape::xml as xml_escape;
 use super::{Artefact, Contents, OutFile, Result, TargetError};
 use crate::build::payload::Payload;
-use crate::formats::xar::xml_escape;
-use crate::workspace::config::Target;
 use aes::cipher::{BlockModeEncrypt, KeyIvInit, block_padding::Pkcs7};
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -84,7 +84,6 @@ pub fn build(payload: &Payload, msi_name: &str, msi: &[u8], codes: &MsiCodes) ->
     let name = format!("{}.intunewin", msi_name.trim_end_matches(".msi"));
     Ok(Artefact {
         target: Target::Intunewin,
-        dir: "windows".into(),
         files: vec![OutFile {
             path: name,
             contents: Contents::Built(std::sync::Arc::new(outer)),

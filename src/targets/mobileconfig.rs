@@ -18,10 +18,11 @@
 //! Beside it: the Jamf Pro extension attribute script, which reports the Mac's
 //! enrollment state, machine id, policy version and last sync from the manifest.
 
+use super::Target;
 use super::{Artefact, Result, text};
 use crate::build::payload::Payload;
 use crate::build::scep::ScepEnrollment;
-use crate::workspace::config::{MacosEnrollment, Target};
+use crate::workspace::config::MacosEnrollment;
 use plist::{Dictionary, Value};
 use sha2::{Digest, Sha256};
 
@@ -285,7 +286,6 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
     ea_file.mode = super::EXEC_MODE;
     Ok(Artefact {
         target: Target::Mobileconfig,
-        dir: "macos".into(),
         files: vec![profile_file, ea_file],
         notes,
     })

@@ -21,6 +21,7 @@
 
 use super::{Contents, OutFile, Result, TargetError};
 use crate::build::payload::Payload;
+use crate::platform::{Os, Platform};
 use msi::{Column, Insert, Package, PackageType, Value};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -264,20 +265,17 @@ pub enum Arch {
 impl Arch {
     pub const ALL: [Arch; 2] = [Arch::X64, Arch::Arm64];
 
-    /// The `agents:` platform whose binary it ships.
-    pub fn agent_platform(self) -> &'static str {
+    /// The platform whose agent it ships.
+    pub fn agent_platform(self) -> Platform {
         match self {
-            Arch::X64 => "windows-x86_64",
-            Arch::Arm64 => "windows-arm64",
+            Arch::X64 => Platform::WINDOWS_X86_64,
+            Arch::Arm64 => Platform::WINDOWS_ARM64,
         }
     }
 
     /// The platform in the summary's Template (`x64;1033`, `Arm64;1033`).
     fn template(self) -> &'static str {
-        match self {
-            Arch::X64 => "x64",
-            Arch::Arm64 => "Arm64",
-        }
+        self.agent_platform().msi_arch()
     }
 
     /// In the file name.
@@ -321,13 +319,13 @@ impl BuiltMsi {
 pub fn build_all(payload: &Payload) -> Result<Vec<BuiltMsi>> {
     let built: Vec<BuiltMsi> = Arch::ALL
         .into_iter()
-        .filter_map(|a| Some((a, payload.agents.get(a.agent_platform())?)))
+        .filter_map(|a| Some((a, payload.agents.get(&a.agent_platform())?)))
         .map(|(a, agent)| build_msi(payload, a, agent))
         .collect::<Result<_>>()?;
     if built.is_empty() {
         return Err(TargetError::MissingAgent {
-            os: "windows",
-            host: crate::build::payload::host_platform(),
+            os: Os::Windows,
+            host: crate::platform::Platform::host(),
         });
     }
     Ok(built)

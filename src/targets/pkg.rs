@@ -23,22 +23,35 @@
 //! signature (`pki::codesign`: ad hoc, or Developer ID with `--codesign-identity`)
 //! is as deterministic.
 
+use super::Target;
 use super::{Artefact, Result, TargetError, text};
 use crate::build::payload::{AgentBinary, Payload};
 use crate::formats::bom::BomWriter;
-use crate::formats::xar::{Encoding, XarWriter, xml_escape};
+use crate::formats::xar::{Encoding, XarWriter};
 use crate::pki::codesign;
-use crate::workspace::config::Target;
+use crate::platform::{Os, Platform};
 use object::macho::{CPU_TYPE_ARM64, CPU_TYPE_X86_64};
 use std::io::Write;
 
-const POSTINSTALL: &[(&str, &str)] = &[(
-    "postinstall",
-    include_str!("../../templates/pkg/postinstall"),
-)];
+/// The installer's own files (packaging/macos/): the XML is escaped with the `xml`
+/// filter, the script's values with `shell`.
+const INSTALLER: &[(&str, &str)] = &[
+    (
+        "postinstall",
+        include_str!("../../packaging/macos/postinstall"),
+    ),
+    (
+        "PackageInfo",
+        include_str!("../../packaging/macos/PackageInfo"),
+    ),
+    (
+        "Distribution",
+        include_str!("../../packaging/macos/Distribution"),
+    ),
+];
 const JAMF_SCRIPT: &[(&str, &str)] = &[(
     "jamf-register.sh",
-    include_str!("../../templates/pkg/jamf-register.sh"),
+    include_str!("../../packaging/macos/jamf-register.sh"),
 )];
 
 fn err(what: &str, e: impl std::fmt::Display) -> TargetError {
@@ -53,10 +66,10 @@ fn agent_identifier(payload: &Payload) -> String {
     format!("{}.fleetkit.agent", payload.identifier_prefix)
 }
 
-/// The darwin platforms: (platform, cputype, cpusubtype ALL, architecture name).
-const DARWIN: [(&str, u32, u32, &str); 2] = [
-    ("darwin-arm64", CPU_TYPE_ARM64, 0, "arm64"),
-    ("darwin-x86_64", CPU_TYPE_X86_64, 3, "x86_64"),
+/// The darwin platforms: (platform, cputype, cpusubtype ALL).
+const DARWIN: [(Platform, u32, u32); 2] = [
+    (Platform::DARWIN_ARM64, CPU_TYPE_ARM64, 0),
+    (Platform::DARWIN_X86_64, CPU_TYPE_X86_64, 3),
 ];
 
 /// The darwin agents, each code-signed (ad hoc, or with the codesign identity), as a
@@ -67,18 +80,18 @@ fn mac_agent(payload: &Payload) -> Result<(Vec<u8>, Vec<&'static str>)> {
     let identity = payload.codesign_identity.as_deref();
     let mut signed = Vec::new();
     let mut archs = Vec::new();
-    for (platform, cpu, sub, arch) in DARWIN {
-        if let Some(agent) = payload.agents.get(platform) {
+    for (platform, cpu, sub) in DARWIN {
+        if let Some(agent) = payload.agents.get(&platform) {
             let what = format!("{platform} agent {}", agent.source);
             let bytes = codesign::sign_macho(&what, &agent.bytes, &identifier, identity)?;
             signed.push((cpu, sub, bytes));
-            archs.push(arch);
+            archs.push(platform.apple_arch());
         }
     }
     match signed.len() {
         0 => Err(TargetError::MissingAgent {
-            os: "darwin",
-            host: crate::build::payload::host_platform(),
+            os: Os::Darwin,
+            host: crate::platform::Platform::host(),
         }),
         1 => Ok((signed.remove(0).2, archs)),
         _ => {
@@ -99,7 +112,7 @@ pub fn fat_binary(agents: &[&AgentBinary]) -> Vec<u8> {
     let slices: Vec<(u32, u32, &[u8])> = agents
         .iter()
         .filter_map(|a| {
-            let (_, cpu, sub, _) = DARWIN.iter().find(|d| d.0 == a.platform)?;
+            let (_, cpu, sub) = DARWIN.iter().find(|d| d.0 == a.platform)?;
             Some((*cpu, *sub, a.bytes.as_slice()))
         })
         .collect();
@@ -289,7 +302,7 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         domain => super::mobileconfig::preference_domain(payload),
         daemon_label => label.clone(),
     };
-    let env = super::environment(POSTINSTALL, super::Syntax::Jinja)?;
+    let env = super::environment(INSTALLER, super::Syntax::Jinja)?;
     let postinstall = super::render(&env, "postinstall", &ctx)?;
     let scripts_gz = cpio_gz(
         &[
@@ -300,19 +313,17 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
     )?;
 
     let kbytes = install_bytes.div_ceil(1024);
-    let number_of_files = entries.len();
-    let package_info = format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<pkg-info format-version=\"2\" identifier=\"{id}\" version=\"{version}\" install-location=\"/\" auth=\"root\" generator-version=\"fleetkit-{gen}\">\n    <payload numberOfFiles=\"{number_of_files}\" installKBytes=\"{kbytes}\"/>\n    <bundle-version/>\n    <upgrade-bundle/>\n    <update-bundle/>\n    <atomic-update-bundle/>\n    <strict-identifier/>\n    <relocate/>\n    <scripts>\n        <postinstall file=\"./postinstall\"/>\n    </scripts>\n</pkg-info>\n",
-        id = xml_escape(&identifier),
-        gen = xml_escape(&payload.agent_version),
-    );
-    let title = format!("{} fleetkit", payload.display_name);
-    let distribution = format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<installer-gui-script minSpecVersion=\"2\">\n    <title>{title}</title>\n    <options customize=\"never\" require-scripts=\"false\" hostArchitectures=\"{archs}\"/>\n    <domains enable_anywhere=\"false\" enable_currentUserHome=\"false\" enable_localSystem=\"true\"/>\n    <choices-outline>\n        <line choice=\"default\">\n            <line choice=\"{id}\"/>\n        </line>\n    </choices-outline>\n    <choice id=\"default\"/>\n    <choice id=\"{id}\" visible=\"false\">\n        <pkg-ref id=\"{id}\"/>\n    </choice>\n    <pkg-ref id=\"{id}\" version=\"{version}\" onConclusion=\"none\" installKBytes=\"{kbytes}\">#fleetkit.pkg</pkg-ref>\n</installer-gui-script>\n",
-        title = xml_escape(&title),
-        archs = archs.join(","),
-        id = xml_escape(&identifier),
-    );
+    let xml_ctx = minijinja::context! {
+        identifier => identifier.clone(),
+        version => version.clone(),
+        agent_version => payload.agent_version.clone(),
+        number_of_files => entries.len(),
+        kbytes,
+        title => format!("{} fleetkit", payload.display_name),
+        archs => archs.clone(),
+    };
+    let package_info = super::render(&env, "PackageInfo", &xml_ctx)?;
+    let distribution = super::render(&env, "Distribution", &xml_ctx)?;
 
     let mut xar = XarWriter::new(payload.build_time);
     let add = |x: &mut XarWriter, path: &str, data: Vec<u8>, enc| {
@@ -374,7 +385,6 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
     jamf.mode = super::EXEC_MODE;
     Ok(Artefact {
         target: Target::Pkg,
-        dir: "macos".into(),
         files: vec![
             super::OutFile {
                 path: file_name(payload),

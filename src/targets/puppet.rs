@@ -8,9 +8,9 @@
 //! `fleetkit::yaml_string`, and the labels' type refuses control characters. The
 //! register `exec` takes its command as an array: no shell ever sees a value.
 
+use super::Target;
 use super::{Artefact, Result, Syntax, environment, payload_files, render, text};
 use crate::build::payload::Payload;
-use crate::workspace::config::Target;
 
 const RENDERED: &[(&str, &str)] = &[
     (
@@ -35,10 +35,6 @@ const VERBATIM: &[(&str, &str)] = &[
     (
         "functions/yaml_string.pp",
         include_str!("../../templates/puppet/functions/yaml_string.pp"),
-    ),
-    (
-        "templates/fleetkit-sync.timer.epp",
-        include_str!("../../templates/puppet/templates/fleetkit-sync.timer.epp"),
     ),
     (
         "examples/init.pp",
@@ -82,10 +78,13 @@ pub fn build(payload: &Payload) -> Result<Artefact> {
         "templates/fleetkit-sync.service.epp",
         super::systemd::sync_service(super::systemd::Flavor::Puppet)?,
     ));
+    files.push(text(
+        "templates/fleetkit-sync.timer.epp",
+        super::systemd::sync_timer(super::systemd::Flavor::Puppet)?,
+    ));
     files.extend(payload_files(payload, "files/")?);
     Ok(Artefact {
         target: Target::Puppet,
-        dir: "puppet/fleetkit".into(),
         files,
         notes: vec![],
     })

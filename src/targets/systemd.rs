@@ -1,11 +1,12 @@
-//! The systemd unit that runs `fleetkit agent sync` on Linux, one source for the
-//! Ansible role, the Chef cookbook and the Puppet module
-//! (`templates/systemd/fleetkit-sync.service`).
+//! The systemd units that run `fleetkit agent sync` on Linux, one source each for
+//! the Ansible role, the Chef cookbook, the Puppet module and the .deb/.rpm
+//! (`packaging/systemd/fleetkit-sync.service` and `.timer`).
 //!
-//! Each tool renders the unit again on the device (to fill in the agent's path and
-//! root prefix), so fleetkit renders the shared template once per tool with that
-//! tool's own expressions in place of the values: `{{ fleetkit_bin }}` for Ansible,
-//! `<%= @bin %>` for Chef, `<%= $bin %>` for Puppet.
+//! Each tool renders the units again on the device (to fill in the agent's path,
+//! root prefix and sync interval), so fleetkit renders the shared templates once per
+//! tool with that tool's own expressions in place of the values: `{{ fleetkit_bin
+//! }}` for Ansible, `<%= @bin %>` for Chef, `<%= $bin %>` for Puppet. The packages
+//! get the values themselves: `/usr/bin/fleetkit`, root `/`, every 15 minutes.
 //!
 //! The unit is sandboxed with `ProtectSystem=strict`, so it may write only where it
 //! lists `ReadWritePaths=`. Those paths come from the agent's own path table
@@ -21,46 +22,81 @@ use super::{Result, Syntax, environment, render};
 use crate::agent::paths::{AgentPaths, Platform};
 use std::path::Path;
 
-const NAME: &str = "fleetkit-sync.service";
-const TEMPLATE: &[(&str, &str)] = &[(
-    NAME,
-    include_str!("../../templates/systemd/fleetkit-sync.service"),
-)];
+pub const SERVICE: &str = "fleetkit-sync.service";
+pub const TIMER: &str = "fleetkit-sync.timer";
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        SERVICE,
+        include_str!("../../packaging/systemd/fleetkit-sync.service"),
+    ),
+    (
+        TIMER,
+        include_str!("../../packaging/systemd/fleetkit-sync.timer"),
+    ),
+];
 
-/// The tool that renders the unit on the device.
+/// Who renders the units on the device: a tool, or nobody (a package installs
+/// them as they are).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
     Ansible,
     Chef,
     Puppet,
+    Package,
+}
+
+/// A flavor's text for each value of the templates.
+struct Expressions {
+    service_header: &'static str,
+    timer_header: &'static str,
+    bin: &'static str,
+    /// The root prefix as given.
+    root: &'static str,
+    /// The root prefix without a trailing slash.
+    prefix: &'static str,
+    interval: &'static str,
 }
 
 impl Flavor {
-    /// The header, and the tool's expressions for the agent binary, the root
-    /// prefix as given and the root prefix without a trailing slash.
-    fn expressions(self) -> (&'static str, &'static str, &'static str, &'static str) {
+    fn expressions(self) -> Expressions {
         match self {
-            Self::Ansible => (
-                "# {{ ansible_managed | comment(decoration='') | trim }}",
-                "{{ fleetkit_bin }}",
-                "{{ fleetkit_root }}",
-                "{{ fleetkit_prefix }}",
-            ),
-            Self::Chef => (
-                "# Managed by Chef.",
-                "<%= @bin %>",
-                "<%= @root %>",
-                "<%= @prefix %>",
-            ),
-            Self::Puppet => (
-                "<%- | String $bin, String $root, String $prefix | -%>\n# Managed by Puppet.",
-                "<%= $bin %>",
-                "<%= $root %>",
-                "<%= $prefix %>",
-            ),
+            Self::Ansible => Expressions {
+                service_header: "# {{ ansible_managed | comment(decoration='') | trim }}",
+                timer_header: "# {{ ansible_managed | comment(decoration='') | trim }}",
+                bin: "{{ fleetkit_bin }}",
+                root: "{{ fleetkit_root }}",
+                prefix: "{{ fleetkit_prefix }}",
+                interval: "{{ fleetkit_sync_interval }}",
+            },
+            Self::Chef => Expressions {
+                service_header: "# Managed by Chef.",
+                timer_header: "# Managed by Chef.",
+                bin: "<%= @bin %>",
+                root: "<%= @root %>",
+                prefix: "<%= @prefix %>",
+                interval: "<%= @interval %>",
+            },
+            Self::Puppet => Expressions {
+                service_header: "<%- | String $bin, String $root, String $prefix | -%>\n# Managed by Puppet.",
+                timer_header: "<%- | String $interval | -%>\n# Managed by Puppet.",
+                bin: "<%= $bin %>",
+                root: "<%= $root %>",
+                prefix: "<%= $prefix %>",
+                interval: "<%= $interval %>",
+            },
+            Self::Package => Expressions {
+                service_header: PACKAGE_HEADER,
+                timer_header: PACKAGE_HEADER,
+                bin: "/usr/bin/fleetkit",
+                root: "/",
+                prefix: "",
+                interval: "15min",
+            },
         }
     }
 }
+
+const PACKAGE_HEADER: &str = "# Installed by the fleetkit package; an upgrade replaces it: change it with a\n# drop-in (systemctl edit).";
 
 /// Where `agent sync` writes on Linux, as absolute paths on the device (root `/`),
 /// each with whether it may be missing.
@@ -81,16 +117,29 @@ pub fn writable_paths() -> Vec<(String, bool)> {
     paths
 }
 
-/// The unit's text for `flavor`, itself a template of that tool.
+/// The sync service's text for `flavor`, itself a template of that tool.
 pub fn sync_service(flavor: Flavor) -> Result<String> {
-    let env = environment(TEMPLATE, Syntax::Brackets)?;
-    let (header, bin, root, prefix) = flavor.expressions();
+    let env = environment(TEMPLATES, Syntax::Brackets)?;
+    let e = flavor.expressions();
     let writable: Vec<String> = writable_paths()
         .into_iter()
-        .map(|(path, optional)| format!("{}{prefix}{path}", if optional { "-" } else { "" }))
+        .map(|(path, optional)| format!("{}{}{path}", if optional { "-" } else { "" }, e.prefix))
         .collect();
-    let ctx = minijinja::context! { header, bin, root, writable };
-    render(&env, NAME, &ctx)
+    let ctx = minijinja::context! {
+        header => e.service_header,
+        bin => e.bin,
+        root => e.root,
+        writable,
+    };
+    render(&env, SERVICE, &ctx)
+}
+
+/// The sync timer's text for `flavor`.
+pub fn sync_timer(flavor: Flavor) -> Result<String> {
+    let env = environment(TEMPLATES, Syntax::Brackets)?;
+    let e = flavor.expressions();
+    let ctx = minijinja::context! { header => e.timer_header, interval => e.interval };
+    render(&env, TIMER, &ctx)
 }
 
 #[cfg(test)]
@@ -125,27 +174,39 @@ mod tests {
     }
 
     #[test]
-    fn the_three_flavors_differ_only_in_their_expressions() {
+    fn the_flavors_differ_only_in_their_expressions() {
         let strip = |text: String, flavor: Flavor| {
-            let (header, bin, root, prefix) = flavor.expressions();
-            text.replacen(header, "HEADER", 1)
-                .replace(bin, "BIN")
-                .replace(root, "ROOT")
-                .replace(prefix, "PREFIX")
+            let e = flavor.expressions();
+            let mut text = text
+                .replacen(e.service_header, "HEADER", 1)
+                .replacen(e.timer_header, "HEADER", 1)
+                .replace(e.bin, "BIN")
+                .replace(e.interval, "INTERVAL");
+            // The package's root and prefix are `/` and empty: nothing to replace.
+            if flavor != Flavor::Package {
+                text = text.replace(e.root, "ROOT").replace(e.prefix, "PREFIX");
+            }
+            text
         };
-        let ansible = strip(sync_service(Flavor::Ansible).unwrap(), Flavor::Ansible);
-        assert_eq!(
-            ansible,
-            strip(sync_service(Flavor::Chef).unwrap(), Flavor::Chef)
-        );
-        assert_eq!(
-            ansible,
-            strip(sync_service(Flavor::Puppet).unwrap(), Flavor::Puppet)
-        );
+        let units = |flavor: Flavor| {
+            strip(sync_service(flavor).unwrap(), flavor)
+                + &strip(sync_timer(flavor).unwrap(), flavor)
+        };
+        let ansible = units(Flavor::Ansible);
+        assert_eq!(ansible, units(Flavor::Chef));
+        assert_eq!(ansible, units(Flavor::Puppet));
         assert!(
             ansible.contains("ReadWritePaths=-PREFIX/etc/ansible/facts.d\n"),
             "{ansible}"
         );
         assert!(ansible.contains("ProtectSystem=strict\n"), "{ansible}");
+        assert!(ansible.contains("OnUnitActiveSec=INTERVAL\n"), "{ansible}");
+        let package = units(Flavor::Package);
+        assert!(
+            package.contains("ExecStart=BIN agent sync --root /\n")
+                && package.contains("ReadWritePaths=-/etc/ansible/facts.d\n")
+                && package.contains("OnUnitActiveSec=INTERVAL\n"),
+            "{package}"
+        );
     }
 }

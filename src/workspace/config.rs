@@ -3,6 +3,8 @@
 //! [`Config`]. Unknown keys are errors with a suggestion, like the policy.
 
 use crate::diag::{Diagnostics, SourceFile};
+use crate::platform::Platform;
+use crate::targets::Target;
 use crate::yaml::{self, Limits, Node, Reader, join};
 use serde::Serialize;
 use std::path::Path;
@@ -27,29 +29,16 @@ pub struct Config {
     /// Agent binaries for platforms other than the build host's, by platform
     /// (`linux-x86_64`, `linux-arm64`, `darwin-arm64`, `darwin-x86_64`,
     /// `windows-x86_64`, `windows-arm64`), as paths relative to the workspace.
-    pub agents: std::collections::BTreeMap<String, String>,
+    pub agents: std::collections::BTreeMap<Platform, String>,
+    pub packages: Packages,
 }
 
-/// The platforms an agent binary can be given for.
-pub const AGENT_PLATFORMS: [&str; 6] = [
-    "linux-x86_64",
-    "linux-arm64",
-    "darwin-arm64",
-    "darwin-x86_64",
-    "windows-x86_64",
-    "windows-arm64",
-];
-
-/// The file name of a platform's agent, as `scripts/build-agents.sh` writes it and
-/// `fleetkit build` looks for it in the workspace's `agents/` folder:
-/// `fleetkit-<platform>`, with `.exe` for Windows.
-pub fn agent_file_name(platform: &str) -> String {
-    let exe = if platform.starts_with("windows-") {
-        ".exe"
-    } else {
-        ""
-    };
-    format!("fleetkit-{platform}{exe}")
+/// Settings of the Linux packages (`packages:`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Packages {
+    /// `Name <address>` for the .deb's Maintainer and the .rpm's Packager; `None`:
+    /// `fleetkit <fleetkit@SERVER-HOST>`.
+    pub maintainer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -139,58 +128,6 @@ pub struct PolicySettings {
     pub lifetime_days: u64,
 }
 
-/// The artefacts fleetkit builds: a closed set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    Pkg,
-    Mobileconfig,
-    Msi,
-    Intunewin,
-    Ansible,
-    Chef,
-    Puppet,
-}
-
-impl Target {
-    pub const ALL: [Target; 7] = [
-        Target::Pkg,
-        Target::Mobileconfig,
-        Target::Msi,
-        Target::Intunewin,
-        Target::Ansible,
-        Target::Chef,
-        Target::Puppet,
-    ];
-    pub const NAMES: [&'static str; 7] = [
-        "pkg",
-        "mobileconfig",
-        "msi",
-        "intunewin",
-        "ansible",
-        "chef",
-        "puppet",
-    ];
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::NAMES
-            .iter()
-            .position(|n| *n == s)
-            .map(|i| Self::ALL[i])
-    }
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-    /// The OS whose agent binaries this target ships (`None`: it ships none).
-    pub fn agent_os(self) -> Option<&'static str> {
-        match self {
-            Target::Pkg => Some("darwin"),
-            Target::Mobileconfig => None,
-            Target::Msi | Target::Intunewin => Some("windows"),
-            Target::Ansible | Target::Chef | Target::Puppet => Some("linux"),
-        }
-    }
-}
-
 const TOP_KEYS: &[&str] = &[
     "org",
     "display_name",
@@ -201,6 +138,7 @@ const TOP_KEYS: &[&str] = &[
     "policy",
     "targets",
     "agents",
+    "packages",
 ];
 
 /// Reads and validates a `fleetkit.yaml`.
@@ -261,11 +199,15 @@ fn read_config(r: &mut Reader<'_>, node: &Node) -> Option<Config> {
     };
     let targets = match top.get("targets") {
         Some(n) => read_targets(r, n),
-        None => Some(Target::ALL.to_vec()),
+        None => Some(Target::all()),
     };
     let agents = match top.get("agents") {
         Some(n) => read_agents(r, n),
         None => Some(Default::default()),
+    };
+    let packages = match top.get("packages") {
+        Some(n) => read_packages(r, n),
+        None => Some(Packages::default()),
     };
     Some(Config {
         org: org?,
@@ -277,23 +219,75 @@ fn read_config(r: &mut Reader<'_>, node: &Node) -> Option<Config> {
         policy: policy?,
         targets: targets?,
         agents: agents?,
+        packages: packages?,
     })
 }
 
-fn read_agents(r: &mut Reader<'_>, n: &Node) -> Option<std::collections::BTreeMap<String, String>> {
-    let m = r.map(n, "agents", &AGENT_PLATFORMS)?;
+fn read_agents(
+    r: &mut Reader<'_>,
+    n: &Node,
+) -> Option<std::collections::BTreeMap<Platform, String>> {
+    let m = r.map(n, "agents", &Platform::ALL.map(Platform::name))?;
     let mut out = std::collections::BTreeMap::new();
     let mut ok = true;
     for (key, _, value) in m.entries() {
         let field = format!("agents.{key}");
+        // `map` reported every key that is not a platform.
+        let Some(platform) = Platform::parse(key) else {
+            ok = false;
+            continue;
+        };
         match r.non_empty_str(value, &field) {
             Some(path) => {
-                out.insert(key.to_string(), path.to_string());
+                out.insert(platform, path.to_string());
             }
             None => ok = false,
         }
     }
     ok.then_some(out)
+}
+
+fn read_packages(r: &mut Reader<'_>, n: &Node) -> Option<Packages> {
+    let m = r.map(n, "packages", &["maintainer"])?;
+    let maintainer = match m.get("maintainer") {
+        None => None,
+        Some(node) => {
+            let s = r.non_empty_str(node, "packages.maintainer")?;
+            if !is_mailbox(s) {
+                r.error(
+                    node,
+                    "packages.maintainer",
+                    format!("`{}` is not `Name <address>`", s.escape_debug()),
+                    "write e.g. `maintainer: Acme IT <it@acme.example>` (one line, no <, >, \" or , in the name)",
+                );
+                return None;
+            }
+            Some(s.to_string())
+        }
+    };
+    Some(Packages { maintainer })
+}
+
+/// `Name <local@domain>` as Debian's Maintainer field and RPM's Packager take it:
+/// printable, one line, the name without the characters that end it.
+pub fn is_mailbox(s: &str) -> bool {
+    let Some((name, rest)) = s.split_once(" <") else {
+        return false;
+    };
+    let Some(address) = rest.strip_suffix('>') else {
+        return false;
+    };
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    let clean = |t: &str, extra: &[char]| {
+        !t.is_empty() && t.chars().all(|c| !c.is_control() && !extra.contains(&c))
+    };
+    s.len() <= 200
+        && clean(name.trim(), &['<', '>', ',', '"'])
+        && clean(local, &['<', '>', '@', ' ', ','])
+        && clean(domain, &['<', '>', '@', ' ', ','])
+        && domain.contains('.')
 }
 
 /// An org name may hold any printable text (it is escaped wherever it is rendered),
@@ -575,9 +569,9 @@ fn read_targets(r: &mut Reader<'_>, n: &Node) -> Option<Vec<Target>> {
             }
             Some(t) => out.push(t),
             None => {
-                let help = match crate::diag::did_you_mean(name, &Target::NAMES) {
+                let help = match crate::diag::did_you_mean(name, &Target::names()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("targets are: {}", Target::NAMES.join(", ")),
+                    None => format!("targets are: {}", Target::names().join(", ")),
                 };
                 r.error(node, &field, format!("unknown target `{name}`"), help);
                 ok = false;
@@ -629,7 +623,7 @@ pub fn starter_config(org: &str, server_url: &str) -> String {
          \x20 lifetime_days: 30\n\
          \n\
          # What `fleetkit build` produces.\n\
-         targets: [pkg, mobileconfig, msi, intunewin, ansible, chef, puppet]\n\
+         targets: [{targets}]\n\
          \n\
          # Agent binaries: `fleetkit build` reads agents/fleetkit-<platform>[.exe] beside\n\
          # this file (scripts/build-agents.sh builds them into target/agents/); entries\n\
@@ -637,10 +631,15 @@ pub fn starter_config(org: &str, server_url: &str) -> String {
          # agents:\n\
          #   linux-arm64: agents/fleetkit-linux-arm64\n\
          #   darwin-arm64: agents/fleetkit-darwin-arm64\n\
-         #   windows-x86_64: agents/fleetkit-windows-x86_64.exe\n",
+         #   windows-x86_64: agents/fleetkit-windows-x86_64.exe\n\
+         \n\
+         # The Linux packages (deb): who maintains them (default: fleetkit <fleetkit@SERVER-HOST>).\n\
+         # packages:\n\
+         #   maintainer: Acme IT <it@acme.example>\n",
         org = q(org),
         prefix = q(&default_identifier_prefix(org)),
         url = q(server_url),
+        targets = Target::names().join(", "),
     )
 }
 
@@ -686,7 +685,7 @@ mod tests {
         let c = parse_text(&starter_config(org, "https://fleet.example.com:8443")).unwrap();
         assert_eq!(c.org, org);
         assert_eq!(c.identifier_prefix, "com.ac-me-rm-rf-id");
-        assert_eq!(c.targets, Target::ALL.to_vec());
+        assert_eq!(c.targets, Target::all());
         assert_eq!(c.offline.mode, OfflineMode::CachedWithExpiry);
         assert_eq!(c.enrollment.macos_method, MacosEnrollment::Scep);
     }

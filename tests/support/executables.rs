@@ -59,7 +59,11 @@ pub fn executable(platform: &str, size: usize) -> Vec<u8> {
 /// scripts/build-agents.sh gives it); its path.
 pub fn write_executable(dir: &Path, platform: &str, size: usize) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join(fleetkit::workspace::config::agent_file_name(platform));
+    let path = dir.join(
+        fleetkit::platform::Platform::parse(platform)
+            .expect("a platform name")
+            .agent_file_name(),
+    );
     std::fs::write(&path, executable(platform, size)).unwrap();
     path
 }

@@ -99,7 +99,9 @@ pub fn fleetkit(args: &[&str]) -> String {
 /// with FLEETKIT_TEST_AGENTS_REQUIRED=1 a missing agent fails the test instead.
 pub fn real_agent(platform: &str) -> Option<PathBuf> {
     let required = std::env::var("FLEETKIT_TEST_AGENTS_REQUIRED").is_ok_and(|v| v == "1");
-    let file = fleetkit::workspace::config::agent_file_name(platform);
+    let file = fleetkit::platform::Platform::parse(platform)
+        .expect("a platform name")
+        .agent_file_name();
     let found = std::env::var_os("FLEETKIT_TEST_AGENTS")
         .map(|dir| PathBuf::from(dir).join(&file))
         .filter(|path| path.is_file());
