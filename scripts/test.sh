@@ -46,6 +46,9 @@ declare -A apt_for=(
   [curl]=curl
   # The .deb (tests/targets_deb.rs): Debian's own judge of a package.
   [lintian]=lintian
+  # The .deb installed for real in a Debian root (tests/deb_install.rs).
+  [/usr/sbin/debootstrap]=debootstrap
+  [chroot]=coreutils
 )
 # Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide
 # pip installs), which needs python3-venv.
@@ -104,13 +107,29 @@ agents_log=$(mktemp)
 # setsid: the build is a process group of its own, stopped whole if this script fails.
 setsid scripts/build-agents.sh "${agent_platforms[@]}" >"$agents_log" 2>&1 &
 agents_pid=$!
-trap 'kill -- "-$agents_pid" 2>/dev/null || true' EXIT
+# The minimal Debian root the .deb is installed in (debootstrap once, then cached),
+# also in the background: it mostly waits for the mirror.
+root_log=$(mktemp)
+setsid scripts/debian-root.sh >"$root_log" 2>&1 &
+root_pid=$!
+trap 'kill -- "-$agents_pid" "-$root_pid" 2>/dev/null || true' EXIT
 cargo fmt --all -- --check
 phase "cargo clippy (the admin build, then the lean agent)"
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --lib --bins --locked --no-default-features -- -D warnings
 phase "building the tests"
 cargo test --all-targets --locked --no-run "$@"
+phase "waiting for the Debian root"
+root_status=0
+wait "$root_pid" || root_status=$?
+if [ "$root_status" -ne 0 ]; then
+  cat "$root_log" >&2
+  echo "test.sh: scripts/debian-root.sh failed (exit $root_status)" >&2
+  exit "$root_status"
+fi
+FLEETKIT_TEST_DEBIAN_ROOT=$(tail -n 1 "$root_log")
+rm -f "$root_log"
+export FLEETKIT_TEST_DEBIAN_ROOT FLEETKIT_TEST_DEBIAN_ROOT_REQUIRED=1
 phase "waiting for the agents"
 agents_status=0
 wait "$agents_pid" || agents_status=$?
