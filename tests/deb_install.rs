@@ -128,6 +128,12 @@ fn install_upgrade_remove_reinstall_and_purge_in_a_debian_root() {
         "0123456789abcdef0123456789abcdef\n",
     )
     .unwrap();
+    // debootstrap leaves no /etc/hosts; a machine has one (the server is localhost).
+    std::fs::write(
+        root.join("etc/hosts"),
+        "127.0.0.1 localhost\n::1 localhost\n",
+    )
+    .unwrap();
     // What cloud-init's write_files leaves before the package is installed.
     let etc = root.join("etc/fleetkit");
     std::fs::create_dir_all(&etc).unwrap();
