@@ -48,6 +48,7 @@ fn bench_build(c: &mut Criterion) {
         codesign_identity_password: Default::default(),
         scep_challenge_file: None,
         agent_oses: None,
+        ..Default::default()
     };
     let out = dir.path().join("dist");
     let targets = [Target::Ansible, Target::Chef, Target::Puppet];
@@ -72,6 +73,7 @@ fn bench_build(c: &mut Criterion) {
         codesign_identity_password: Default::default(),
         scep_challenge_file: None,
         agent_oses: None,
+        ..Default::default()
     };
     let pkg_out = dir.path().join("dist-pkg");
     group.bench_function("pkg, example org, 10 MB agent", |b| {

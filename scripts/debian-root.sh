@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A minimal Debian bookworm root, made once with debootstrap and kept as a tarball
-# for the package install tests (tests/deb_install.rs extracts a fresh copy per
+# for the package install tests (tests/linux_install.rs extracts a fresh copy per
 # test): prints the tarball's path.
 #
 #   scripts/debian-root.sh          (~2 min the first time, then instant)
@@ -10,7 +10,7 @@
 set -euo pipefail
 
 cache="${FLEETKIT_DEBIAN_ROOT_CACHE:-$HOME/.cache/fleetkit}"
-tarball="$cache/bookworm-minbase.tar"
+tarball="$cache/bookworm-minbase-systemd.tar"
 if [ -s "$tarball" ]; then
   echo "$tarball"
   exit 0
@@ -33,8 +33,9 @@ mkdir -p "$cache"
 work=$(mktemp -d "$cache/bookworm.XXXXXX")
 trap 'as_root rm -rf --one-file-system "$work"' EXIT
 echo "debian-root.sh: debootstrap --variant=minbase bookworm (once; cached in $tarball)" >&2
-# ca-certificates: the packages put the org root CA in the trust store.
-as_root /usr/sbin/debootstrap --variant=minbase --include=ca-certificates bookworm "$work/root" \
+# ca-certificates: the packages put the org root CA in the trust store. systemd:
+# systemctl enables the timer offline (the rpm scriptlets use it; nothing runs).
+as_root /usr/sbin/debootstrap --variant=minbase --include=ca-certificates,systemd bookworm "$work/root" \
   http://deb.debian.org/debian >&2
 # The downloaded .debs are not needed to install more packages from files.
 as_root rm -f "$work/root/var/cache/apt/archives/"*.deb

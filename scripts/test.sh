@@ -46,7 +46,14 @@ declare -A apt_for=(
   [curl]=curl
   # The .deb (tests/targets_deb.rs): Debian's own judge of a package.
   [lintian]=lintian
-  # The .deb installed for real in a Debian root (tests/deb_install.rs).
+  # The .rpm (tests/targets_rpm.rs): rpm reads, verifies and installs it, rpmlint
+  # judges it, gpg makes the signing keys an admin would.
+  [rpm]=rpm
+  [rpmkeys]=rpm
+  [rpm2cpio]=rpm2cpio
+  [rpmlint]=rpmlint
+  [gpg]=gnupg
+  # The .deb and .rpm installed for real in a Debian root (tests/linux_install.rs).
   [/usr/sbin/debootstrap]=debootstrap
   [chroot]=coreutils
 )

@@ -614,27 +614,6 @@ fn the_committed_example_outputs_are_current() {
     }
 }
 
-/// Every file under `dir`, sorted.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// The `ReadWritePaths=` entries of a unit file: each path and whether systemd may
 /// skip it when it is missing (a leading `-`).
 fn read_write_paths(unit: &str) -> Vec<(PathBuf, bool)> {

@@ -184,7 +184,7 @@ fn hostile_org_and_team_values_stay_data() {
     let description = field(&deb, "Description");
     let synopsis = description.lines().next().unwrap();
     assert!(
-        synopsis.starts_with("fleetkit device agent and policy for Ac'me")
+        synopsis.starts_with("Fleetkit device agent and policy for Ac'me")
             && synopsis.chars().count() < 80,
         "{synopsis}"
     );
@@ -254,17 +254,4 @@ fn the_package_carries_no_token_and_no_private_key() {
         assert!(!text.contains("fkt_secret"), "{}", file.display());
         assert!(!file.ends_with("enroll-token"), "{}", file.display());
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

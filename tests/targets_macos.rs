@@ -242,19 +242,6 @@ fn data(v: &Value) -> Vec<u8> {
         .unwrap()
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn the_scep_profile_validates_against_apples_schema_and_pins_the_issuing_ca() {
     let org = Org::new();

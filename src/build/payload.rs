@@ -171,6 +171,10 @@ pub struct Payload {
     /// Code-signs the darwin agent when given (Developer ID Application); ad hoc
     /// otherwise.
     pub codesign_identity: Option<Arc<crate::pki::installer::InstallerIdentity>>,
+    /// Signs the .rpm and the apt repository when given.
+    pub package_signing_key: Option<Arc<crate::pki::package_key::PackageSigningKey>>,
+    /// The deb target also writes a signed flat apt repository of its packages.
+    pub apt_repo: bool,
 }
 
 /// What the caller decides about the payload.
@@ -193,6 +197,12 @@ pub struct PayloadOptions {
     pub codesign_identity: Option<PathBuf>,
     /// Its PKCS#12's password.
     pub codesign_identity_password: zeroize::Zeroizing<String>,
+    /// The OpenPGP package-signing key (`--package-signing-key`, ASCII-armored).
+    pub package_signing_key: Option<PathBuf>,
+    /// Its passphrase (empty: none).
+    pub package_signing_key_passphrase: zeroize::Zeroizing<String>,
+    /// `--apt-repo`: the debs as a signed apt repository.
+    pub apt_repo: bool,
     /// The file holding the SCEP challenge for the profile (`--scep-challenge-file`).
     pub scep_challenge_file: Option<PathBuf>,
     /// Read only the agents of these OSes (those the requested targets ship); `None`
@@ -309,9 +319,28 @@ impl Payload {
             "FLEETKIT_CODESIGN_IDENTITY_PASSWORD",
             build_time,
         )?;
+        let package_signing_key = match &opts.package_signing_key {
+            None => None,
+            Some(path) => {
+                let now = u32::try_from(build_time.unix_timestamp().max(0)).unwrap_or(u32::MAX);
+                let key = crate::pki::package_key::PackageSigningKey::load(
+                    path,
+                    opts.package_signing_key_passphrase.clone(),
+                    now,
+                )
+                .map_err(|e| BuildError::Input {
+                    what: "--package-signing-key".into(),
+                    help: e.help(),
+                    reason: e.to_string(),
+                })?;
+                Some(Arc::new(key))
+            }
+        };
         Ok(Self {
             installer_identity,
             codesign_identity,
+            package_signing_key,
+            apt_repo: opts.apt_repo,
             org: config.org.clone(),
             display_name: config.display_name.clone(),
             identifier_prefix: config.identifier_prefix.clone(),

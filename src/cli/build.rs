@@ -43,6 +43,23 @@ pub struct BuildArgs {
     /// Without it the profile has no certificate payload.
     #[arg(long, value_name = "FILE", env = "FLEETKIT_SCEP_CHALLENGE_FILE")]
     scep_challenge_file: Option<PathBuf>,
+    /// Sign the .rpm packages (and the apt repository) with this OpenPGP key: an
+    /// ASCII-armored secret key (`gpg --armor --export-secret-keys KEYID`), v4, RSA
+    /// of 2048 bits or more or Ed25519; its passphrase, if any, in
+    /// FLEETKIT_PACKAGE_SIGNING_KEY_PASSPHRASE. The public key is written beside the
+    /// packages as RPM-GPG-KEY-<package>.
+    #[arg(
+        long,
+        visible_alias = "rpm-signing-key",
+        value_name = "FILE",
+        env = "FLEETKIT_PACKAGE_SIGNING_KEY"
+    )]
+    package_signing_key: Option<PathBuf>,
+    /// With the deb target: make its output folder a signed flat apt repository
+    /// (Packages, Release, InRelease, Release.gpg and the keyring devices pin with
+    /// `signed-by`). Needs --package-signing-key.
+    #[arg(long)]
+    apt_repo: bool,
 }
 
 impl BuildArgs {
@@ -56,6 +73,8 @@ impl BuildArgs {
             installer_identity: None,
             codesign_identity: None,
             scep_challenge_file: Some(scep_challenge_file),
+            package_signing_key: None,
+            apt_repo: false,
         }
     }
 }
@@ -72,6 +91,11 @@ pub struct InspectArgs {
 pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
     let ws = ctx.open_workspace()?;
     let requested = resolve_targets(&args.targets, &ws.config.targets)?;
+    if args.apt_repo && !requested.contains(&Target::Deb) {
+        return Err(Failure::Usage(
+            "--apt-repo makes the deb target's output an apt repository; add --target deb".into(),
+        ));
+    }
     let mut agents = BTreeMap::new();
     for spec in &args.agents {
         let Some((name, path)) = spec.split_once('=') else {
@@ -100,6 +124,9 @@ pub fn run(ctx: &Context, args: BuildArgs) -> Result<(), Failure> {
             std::env::var("FLEETKIT_CODESIGN_IDENTITY_PASSWORD").unwrap_or_default(),
         ),
         scep_challenge_file: args.scep_challenge_file,
+        package_signing_key: args.package_signing_key,
+        package_signing_key_passphrase: fleetkit::pki::package_key::passphrase_from_env(),
+        apt_repo: args.apt_repo,
         // Only the agents the requested targets ship are read and hashed.
         agent_oses: Some(requested.iter().filter_map(|t| t.agent_os()).collect()),
     };

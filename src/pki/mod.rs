@@ -21,6 +21,8 @@ pub mod installer;
 mod key;
 mod machine;
 #[cfg(feature = "admin")]
+pub mod package_key;
+#[cfg(feature = "admin")]
 pub mod scep_ra;
 
 pub(crate) use ca::parse_ca_cert_pem;

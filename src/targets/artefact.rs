@@ -84,6 +84,13 @@ pub enum TargetError {
     Template { name: String, reason: String },
     #[error(transparent)]
     Codesign(#[from] crate::pki::codesign::CodesignError),
+    /// A `fleetkit build` option this target cannot build with.
+    #[error("{flag}: {reason}")]
+    Option {
+        flag: &'static str,
+        reason: String,
+        help: String,
+    },
     /// A fleetkit.yaml setting this target cannot build with.
     #[error("fleetkit.yaml: {field}: {reason}")]
     Setting {
@@ -112,7 +119,7 @@ impl TargetError {
             Self::Codesign(_) => {
                 "give darwin agents built for macOS (scripts/build-agents.sh darwin-arm64 darwin-x86_64)".into()
             }
-            Self::Setting { help, .. } => help.clone(),
+            Self::Setting { help, .. } | Self::Option { help, .. } => help.clone(),
         }
     }
 }
@@ -373,6 +380,8 @@ mod tests {
             installer_identity: None,
             notes: vec![],
             codesign_identity: None,
+            package_signing_key: None,
+            apt_repo: false,
         }
     }
 

@@ -5,15 +5,19 @@
 //! policy asks of every package: `copyright` and a compressed `changelog` in
 //! /usr/share/doc/<package>/, and lintian overrides with their reasons.
 //!
-//! The package is not signed: apt trusts repositories, not files.
+//! The package is not signed: apt trusts repositories, not files. With `--apt-repo`
+//! the output folder is also a flat apt repository of the packages
+//! ([`crate::formats::apt_repo`]), its Release signed with the org's package key
+//! (`InRelease`, `Release.gpg`), and the key as the binary keyring devices name in
+//! `signed-by` (`<package>-archive-keyring.gpg`).
 
 use super::linux_package::{self, Family, Package, PackageFile};
 use super::{
     Artefact, Contents, OutFile, Result, Syntax, Target, TargetError, environment, render,
 };
-use crate::build::payload::{AgentOrigin, Payload};
+use crate::build::payload::Payload;
+use crate::formats::apt_repo;
 use crate::formats::deb::{self, Member};
-use crate::platform::Os;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -29,29 +33,36 @@ const SCRIPTS: &[(&str, &str)] = &[
     ),
 ];
 
-pub fn build(payload: &Payload) -> Result<Artefact> {
-    let agents = payload.agents_for(Os::Linux);
-    if agents.is_empty() {
-        return Err(TargetError::MissingAgent {
-            os: Os::Linux,
-            host: crate::platform::Platform::host(),
+/// An apt repository must be signed: apt refuses an unsigned one unless each device
+/// is told `trusted=yes`, which would trust anyone who can answer for the URL.
+pub fn check(payload: &Payload) -> Result<()> {
+    if payload.apt_repo && payload.package_signing_key.is_none() {
+        return Err(TargetError::Option {
+            flag: "--apt-repo",
+            reason: "an apt repository must be signed, and no package-signing key was given".into(),
+            help: "give --package-signing-key FILE (an ASCII-armored OpenPGP secret key: `gpg --armor --export-secret-keys KEYID`)".into(),
         });
     }
+    Ok(())
+}
+
+pub fn build(payload: &Payload) -> Result<Artefact> {
     let mut files = Vec::new();
-    for agent in agents {
-        if agent.origin == AgentOrigin::HostBinary {
-            return Err(TargetError::AdminBuildAsAgent {
-                platform: agent.platform,
-                target: Target::Deb.as_str(),
-            });
-        }
+    let mut built = Vec::new();
+    for agent in linux_package::lean_agents(payload, Target::Deb)? {
         let package = linux_package::package(payload, agent, Family::Debian)?;
-        let bytes = write(payload, &package)?;
+        let (bytes, control) = write(payload, &package)?;
+        let bytes = Arc::new(bytes);
         files.push(OutFile {
             path: file_name(&package),
-            contents: Contents::Built(Arc::new(bytes)),
+            contents: Contents::Built(Arc::clone(&bytes)),
             mode: super::FILE_MODE,
         });
+        built.push((package, bytes, control));
+    }
+    if payload.apt_repo {
+        check(payload)?;
+        files.extend(apt_repository(payload, &built)?);
     }
     Ok(Artefact {
         target: Target::Deb,
@@ -65,7 +76,68 @@ pub fn file_name(p: &Package) -> String {
     format!("{}_{}_{}.deb", p.name, p.version, p.platform.deb_arch())
 }
 
-fn write(payload: &Payload, p: &Package) -> Result<Vec<u8>> {
+/// The flat apt repository of `built` (package, bytes, control file): its indexes,
+/// the signed Release, and the keyring that verifies it.
+fn apt_repository(
+    payload: &Payload,
+    built: &[(Package, Arc<Vec<u8>>, String)],
+) -> Result<Vec<OutFile>> {
+    let Some(key) = &payload.package_signing_key else {
+        return Ok(vec![]);
+    };
+    let names: Vec<String> = built.iter().map(|(p, ..)| file_name(p)).collect();
+    let packages: Vec<apt_repo::RepoPackage<'_>> = built
+        .iter()
+        .zip(&names)
+        .map(|((_, bytes, control), name)| apt_repo::RepoPackage {
+            file_name: name,
+            bytes,
+            control,
+        })
+        .collect();
+    let mut architectures: Vec<&str> = built.iter().map(|(p, ..)| p.platform.deb_arch()).collect();
+    architectures.dedup();
+    let origin = linux_package::one_line(&payload.display_name);
+    let indexes = apt_repo::indexes(
+        &packages,
+        &apt_repo::ReleaseInfo {
+            origin: &origin,
+            architectures: &architectures,
+            date: &apt_repo::release_date(payload.build_time),
+        },
+    );
+    let time = u32::try_from(payload.build_time.unix_timestamp().max(0)).unwrap_or(u32::MAX);
+    let signing = |e: crate::pki::package_key::PackageKeyError| TargetError::Template {
+        name: "apt repository signature".into(),
+        reason: e.to_string(),
+    };
+    let in_release = key.clearsign(&indexes.release, time).map_err(signing)?;
+    let release_gpg = key
+        .detached(indexes.release.as_bytes(), time)
+        .map_err(signing)?;
+    let keyring = key.public_key_binary().map_err(signing)?;
+    let file = |path: String, bytes: Vec<u8>| OutFile {
+        path,
+        contents: Contents::Built(Arc::new(bytes)),
+        mode: super::FILE_MODE,
+    };
+    Ok(vec![
+        file("Packages".into(), indexes.packages),
+        file("Packages.gz".into(), indexes.packages_gz),
+        file("Release".into(), indexes.release.into_bytes()),
+        file("InRelease".into(), in_release.into_bytes()),
+        file("Release.gpg".into(), release_gpg.into_bytes()),
+        file(keyring_file_name(&payload.org), keyring),
+    ])
+}
+
+/// `<package>-archive-keyring.gpg`, Debian's name for a repository's keyring.
+pub fn keyring_file_name(org: &str) -> String {
+    format!("{}-archive-keyring.gpg", linux_package::package_name(org))
+}
+
+/// The package's bytes and its `control` file.
+fn write(payload: &Payload, p: &Package) -> Result<(Vec<u8>, String)> {
     let env = environment(SCRIPTS, Syntax::Jinja)?;
     let ctx = minijinja::context! {
         package => p.name.clone(),
@@ -165,10 +237,11 @@ fn write(payload: &Payload, p: &Package) -> Result<Vec<u8>> {
         });
     }
     let mtime = payload.build_time.unix_timestamp().max(0) as u64;
-    deb::write(&members, &data, mtime).map_err(|e| TargetError::Template {
+    let bytes = deb::write(&members, &data, mtime).map_err(|e| TargetError::Template {
         name: "deb".into(),
         reason: e.to_string(),
-    })
+    })?;
+    Ok((bytes, control))
 }
 
 /// The `control` file. Every value is one line ([`linux_package::one_line`]); the
@@ -223,17 +296,11 @@ fn control(p: &Package, installed: &[PackageFile]) -> String {
 /// A paragraph as description continuation lines (` word word…`) of at most
 /// `width` characters, where words allow.
 fn wrap(text: &str, width: usize) -> String {
-    let mut lines: Vec<String> = Vec::new();
-    let mut line = String::new();
-    for word in text.split(' ') {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        line.push(' ');
-        line.push_str(word);
-    }
-    lines.push(line);
-    lines.join("\n")
+    linux_package::wrap(text, width.saturating_sub(1))
+        .iter()
+        .map(|l| format!(" {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `gzip -9n`: best compression, no name, no time (lintian checks both).

@@ -19,9 +19,9 @@
 //! own at registration).
 
 use super::systemd::{self, Flavor};
-use super::{Result, org_slug};
-use crate::build::payload::{AgentBinary, Payload};
-use crate::platform::Platform;
+use super::{Result, Target, TargetError, org_slug};
+use crate::build::payload::{AgentBinary, AgentOrigin, Payload};
+use crate::platform::{Os, Platform};
 use std::sync::Arc;
 
 /// The two package families.
@@ -112,6 +112,43 @@ pub fn shorten(s: &str, max: usize) -> String {
     cut
 }
 
+/// `text` (one line) as lines of at most `width` characters, broken between words
+/// (a longer word is a line of its own).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    lines
+}
+
+/// The Linux agents `target` packages: at least one, each the lean agent (the
+/// running fleetkit, the admin build, is never installed as a device's agent).
+pub fn lean_agents(payload: &Payload, target: Target) -> Result<Vec<&AgentBinary>> {
+    let agents = payload.agents_for(Os::Linux);
+    if agents.is_empty() {
+        return Err(TargetError::MissingAgent {
+            os: Os::Linux,
+            host: Platform::host(),
+        });
+    }
+    if let Some(admin) = agents.iter().find(|a| a.origin == AgentOrigin::HostBinary) {
+        return Err(TargetError::AdminBuildAsAgent {
+            platform: admin.platform,
+            target: target.as_str(),
+        });
+    }
+    Ok(agents)
+}
+
 /// The package of `agent` for `family`.
 pub fn package(payload: &Payload, agent: &AgentBinary, family: Family) -> Result<Package> {
     let name = package_name(&payload.org);
@@ -166,7 +203,7 @@ pub fn package(payload: &Payload, agent: &AgentBinary, family: Family) -> Result
     ];
     let org = one_line(&payload.display_name);
     Ok(Package {
-        summary: shorten(&format!("fleetkit device agent and policy for {org}"), 79),
+        summary: shorten(&format!("Fleetkit device agent and policy for {org}"), 79),
         description: vec![
             format!(
                 "Registers this machine with the fleetkit server of {org} ({}), keeps its signed policy (bundle v{}) current and enforces it, and keeps an audit trail.",

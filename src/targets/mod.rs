@@ -37,6 +37,8 @@ pub mod pkg;
 #[cfg(feature = "admin")]
 pub mod puppet;
 #[cfg(feature = "admin")]
+pub mod rpm;
+#[cfg(feature = "admin")]
 pub mod systemd;
 
 #[cfg(feature = "admin")]

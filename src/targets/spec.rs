@@ -27,6 +27,7 @@ pub enum Target {
     Chef,
     Puppet,
     Deb,
+    Rpm,
 }
 
 /// What one target is.
@@ -58,7 +59,7 @@ fn no_check(_: &Payload) -> Result<()> {
 }
 
 /// Every target, in the order `all` builds them and help texts list them.
-pub const TARGETS: [TargetSpec; 8] = [
+pub const TARGETS: [TargetSpec; 9] = [
     TargetSpec {
         target: Target::Pkg,
         name: "pkg",
@@ -149,11 +150,23 @@ pub const TARGETS: [TargetSpec; 8] = [
         dir: "linux",
         ships: Some(Os::Linux),
         lean_agent_only: true,
-        about: "Debian/Ubuntu package, one per processor (cloud-init, autoinstall, apt)",
+        about: "Debian/Ubuntu package, one per processor; with --apt-repo a signed apt repository",
+        #[cfg(feature = "admin")]
+        check: super::deb::check,
+        #[cfg(feature = "admin")]
+        build: |_, p| super::deb::build(p),
+    },
+    TargetSpec {
+        target: Target::Rpm,
+        name: "rpm",
+        dir: "linux",
+        ships: Some(Os::Linux),
+        lean_agent_only: true,
+        about: "RHEL/Fedora (dnf) package, one per processor, signed with --package-signing-key",
         #[cfg(feature = "admin")]
         check: no_check,
         #[cfg(feature = "admin")]
-        build: |_, p| super::deb::build(p),
+        build: |_, p| super::rpm::build(p),
     },
 ];
 

@@ -117,6 +117,85 @@ pub fn real_agent(platform: &str) -> Option<PathBuf> {
     found
 }
 
+/// Every file under `dir`, recursively, sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A gpg keyring of its own, driven as an admin would (batch mode, the passphrase
+/// given on the command line).
+pub struct Gpg {
+    pub home: PathBuf,
+    passphrase: String,
+}
+
+impl Gpg {
+    pub fn new(dir: &Path, name: &str, passphrase: &str) -> Self {
+        let home = dir.join(format!("gnupg-{name}"));
+        std::fs::create_dir_all(&home).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Self {
+            home,
+            passphrase: passphrase.into(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        tool(
+            Command::new("gpg")
+                .arg("--homedir")
+                .arg(&self.home)
+                .args([
+                    "--batch",
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase",
+                    &self.passphrase,
+                ])
+                .args(args),
+        )
+    }
+
+    /// The primary key's fingerprint.
+    pub fn fingerprint(&self) -> String {
+        self.run(&["--with-colons", "--list-secret-keys"])
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .unwrap()
+            .to_string()
+    }
+
+    /// Exports (secret key file, public key file) into `dir`.
+    pub fn export(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let secret = dir.join(format!("{name}.secret.asc"));
+        let public = dir.join(format!("{name}.public.asc"));
+        std::fs::write(&secret, self.run(&["--armor", "--export-secret-keys"])).unwrap();
+        std::fs::write(&public, self.run(&["--armor", "--export"])).unwrap();
+        (secret, public)
+    }
+}
+
+/// A signing key made by gpg in a keyring of its own: (secret key file, public key
+/// file). `algo` as `gpg --quick-gen-key` takes it.
+pub fn gpg_key(dir: &Path, algo: &str, passphrase: &str) -> (PathBuf, PathBuf) {
+    let gpg = Gpg::new(dir, algo, passphrase);
+    let uid = format!("Acme packages {algo} <it@acme.example>");
+    gpg.run(&["--quick-gen-key", &uid, algo, "sign", "2y"]);
+    gpg.export(dir, algo)
+}
+
 /// A fresh org workspace with a signed policy (bundle v1).
 pub struct Org {
     pub dir: tempfile::TempDir,
