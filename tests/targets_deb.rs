@@ -255,3 +255,67 @@ fn the_package_carries_no_token_and_no_private_key() {
         assert!(!file.ends_with("enroll-token"), "{}", file.display());
     }
 }
+
+#[test]
+fn the_apt_repository_is_signed_reproducible_and_asked_for_properly() {
+    let org = Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = linux_agent(dir.path());
+    let (key, _) = gpg_key(dir.path(), "ed25519", "");
+    let repo = ["--apt-repo", "--package-signing-key", key.to_str().unwrap()];
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    build_deb(&org, &a, &agent, &repo);
+    build_deb(&org, &b, &agent, &repo);
+    for file in [
+        "Packages",
+        "Packages.gz",
+        "Release",
+        "InRelease",
+        "Release.gpg",
+        "acme-corp-fleetkit-archive-keyring.gpg",
+    ] {
+        let bytes = std::fs::read(a.join("linux").join(file)).unwrap();
+        assert_eq!(
+            bytes,
+            std::fs::read(b.join("linux").join(file)).unwrap(),
+            "{file} differs between two builds"
+        );
+    }
+    // The index's stanza is the package's own control file, plus where and what.
+    let deb = the_deb(&a);
+    let packages = std::fs::read_to_string(a.join("linux/Packages")).unwrap();
+    let control = tool(Command::new("dpkg-deb").arg("-f").arg(&deb));
+    assert!(packages.starts_with(&control), "{packages}\n---\n{control}");
+    let size = std::fs::metadata(&deb).unwrap().len();
+    assert!(
+        packages.contains(&format!(
+            "Filename: ./{}\nSize: {size}\n",
+            deb.file_name().unwrap().to_str().unwrap()
+        )),
+        "{packages}"
+    );
+
+    // Refused: a repository without a key (apt would need trusted=yes), and
+    // --apt-repo without the deb target. Nothing is written.
+    for (args, expected) in [
+        (
+            &["--target", "deb", "--apt-repo"][..],
+            "--apt-repo: an apt repository must be signed",
+        ),
+        (
+            &["--target", "rpm", "--apt-repo"][..],
+            "--apt-repo makes the deb target's output an apt repository",
+        ),
+    ] {
+        let out = dir.path().join("refused");
+        let r = org
+            .build_command(&out, args, &[("linux-x86_64", &agent)])
+            .env_remove("FLEETKIT_PACKAGE_SIGNING_KEY")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?} was accepted");
+        assert!(said.contains(expected), "{expected} not in:\n{said}");
+        assert!(!out.exists(), "nothing is written");
+    }
+}
