@@ -25,11 +25,9 @@ agent="${FLEETKIT_AGENT:-$PWD/target/agents/fleetkit-linux-x86_64}"
 [ -f "$agent" ] || scripts/build-agents.sh linux-x86_64
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-export SOURCE_DATE_EPOCH=1764547200
-
 "$bin" demo --out "$work/ws" --agents "$work/no-agents" >/dev/null 2>&1
 build() {
-  "$bin" --workspace "$work/ws" build --target deb --target rpm \
+  SOURCE_DATE_EPOCH=$(date +%s) "$bin" --workspace "$work/ws" build --target deb --target rpm \
     --agent "linux-x86_64=$agent" --out "$work/fk-out" >/dev/null 2>&1
 }
 build

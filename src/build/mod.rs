@@ -169,15 +169,39 @@ pub fn build(
             source,
         })?;
     }
-    let mut artefacts = Vec::new();
+    // Targets share nothing but the payload, except the MSI and the .intunewin
+    // wrapping it (the Builder keeps the MSIs for both): every other target is
+    // built on a thread of its own while those two are built here, in order. On
+    // two cores the .deb's xz and the .rpm's gzip, for example, run side by side.
     let mut builder = targets::Builder::default();
-    for &target in targets {
-        let artefact = builder
-            .build(target, payload)
-            .map_err(|source| BuildError::Target {
-                target: target.as_str(),
-                source,
-            })?;
+    let built: Vec<targets::Result<Artefact>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = targets
+            .iter()
+            .map(|&target| {
+                (!target.spec().shares_builder)
+                    .then(|| scope.spawn(move || targets::build(target, payload)))
+            })
+            .collect();
+        targets
+            .iter()
+            .zip(threads)
+            .map(|(&target, thread)| match thread {
+                Some(thread) => thread.join().unwrap_or_else(|_| {
+                    Err(targets::TargetError::Template {
+                        name: target.as_str().into(),
+                        reason: "its build thread panicked".into(),
+                    })
+                }),
+                None => builder.build(target, payload),
+            })
+            .collect()
+    });
+    let mut artefacts = Vec::new();
+    for (&target, artefact) in targets.iter().zip(built) {
+        let artefact = artefact.map_err(|source| BuildError::Target {
+            target: target.as_str(),
+            source,
+        })?;
         progress(Progress::Built {
             target,
             files: artefact.files.len(),

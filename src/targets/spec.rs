@@ -43,6 +43,9 @@ pub struct TargetSpec {
     /// It ships only the lean agent: the running fleetkit (the full admin build, with
     /// the server and builders in it) cannot stand in for a missing one.
     pub lean_agent_only: bool,
+    /// It uses what another target built (the [`Builder`]'s MSIs), so it is built
+    /// in order on the build's own thread; the others each get a thread.
+    pub shares_builder: bool,
     /// Whether it can be built with the payload's settings, checked before anything
     /// is built.
     #[cfg(feature = "admin")]
@@ -66,6 +69,7 @@ pub const TARGETS: [TargetSpec; 9] = [
         dir: "macos",
         ships: Some(Os::Darwin),
         lean_agent_only: false,
+        shares_builder: false,
         about: "signed macOS installer package (Jamf, any MDM)",
         #[cfg(feature = "admin")]
         check: no_check,
@@ -78,6 +82,7 @@ pub const TARGETS: [TargetSpec; 9] = [
         dir: "macos",
         ships: None,
         lean_agent_only: false,
+        shares_builder: false,
         about: "signed configuration profile: root CA, SCEP machine certificate, managed preferences",
         #[cfg(feature = "admin")]
         check: super::mobileconfig::check,
@@ -90,6 +95,7 @@ pub const TARGETS: [TargetSpec; 9] = [
         dir: "windows",
         ships: Some(Os::Windows),
         lean_agent_only: false,
+        shares_builder: true,
         about: "Windows Installer package, one per processor (Intune, GPO, SCCM)",
         #[cfg(feature = "admin")]
         check: no_check,
@@ -102,6 +108,7 @@ pub const TARGETS: [TargetSpec; 9] = [
         dir: "windows",
         ships: Some(Os::Windows),
         lean_agent_only: false,
+        shares_builder: true,
         about: "the MSI wrapped for Intune's Win32 app upload",
         #[cfg(feature = "admin")]
         check: no_check,
@@ -114,6 +121,7 @@ pub const TARGETS: [TargetSpec; 9] = [
         dir: "ansible",
         ships: Some(Os::Linux),
         lean_agent_only: false,
+        shares_builder: false,
         about: "Ansible role and example playbook",
         #[cfg(feature = "admin")]
         check: no_check,
@@ -126,6 +134,7 @@ pub const TARGETS: [TargetSpec; 9] = [
         dir: "chef/fleetkit",
         ships: Some(Os::Linux),
         lean_agent_only: false,
+        shares_builder: false,
         about: "Chef cookbook",
         #[cfg(feature = "admin")]
         check: no_check,
@@ -138,6 +147,7 @@ pub const TARGETS: [TargetSpec; 9] = [
         dir: "puppet/fleetkit",
         ships: Some(Os::Linux),
         lean_agent_only: false,
+        shares_builder: false,
         about: "Puppet module",
         #[cfg(feature = "admin")]
         check: no_check,
@@ -150,6 +160,7 @@ pub const TARGETS: [TargetSpec; 9] = [
         dir: "linux",
         ships: Some(Os::Linux),
         lean_agent_only: true,
+        shares_builder: false,
         about: "Debian/Ubuntu package, one per processor; with --apt-repo a signed apt repository",
         #[cfg(feature = "admin")]
         check: super::deb::check,
@@ -162,6 +173,7 @@ pub const TARGETS: [TargetSpec; 9] = [
         dir: "linux",
         ships: Some(Os::Linux),
         lean_agent_only: true,
+        shares_builder: false,
         about: "RHEL/Fedora (dnf) package, one per processor, signed with --package-signing-key",
         #[cfg(feature = "admin")]
         check: no_check,
