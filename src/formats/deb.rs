@@ -8,8 +8,8 @@
 //! - entries sorted, the root `./` and each parent directory as its own entry
 //!   ending in `/` (the tar crate writes the other paths without dpkg-deb's `./`;
 //!   dpkg and lintian read both);
-//! - xz at level 6, single-threaded (the multi-threaded encoder splits by core
-//!   count); lintian refuses zstd members.
+//! - xz at level 6 in fixed 1 MiB blocks, on two threads (the bytes depend on the
+//!   block size, not on the threads or cores); lintian refuses zstd members.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -88,7 +88,28 @@ fn tar(members: &[Member<'_>], mtime: u64) -> io::Result<Vec<u8>> {
 }
 
 fn xz(bytes: &[u8]) -> io::Result<Vec<u8>> {
-    let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 6);
+    xz_on(bytes, XZ_THREADS)
+}
+
+/// Threads of the xz encoder: a constant, not the machine's core count (the bytes
+/// do not depend on it — `xz_writes_the_same_bytes_on_any_number_of_threads` — but
+/// a constant keeps memory and timing the same everywhere).
+const XZ_THREADS: u32 = 2;
+
+/// xz -6 (CRC64, as xz writes) in blocks of 1 MiB, on `threads` threads. liblzma's
+/// multi-threaded encoder cuts the input at fixed block sizes, so its output
+/// depends on the block size, never on the thread count; 1 MiB blocks (instead of
+/// the default 24 MiB, one block for a whole agent) let both cores compress the
+/// agent, for a file a few KB larger.
+fn xz_on(bytes: &[u8], threads: u32) -> io::Result<Vec<u8>> {
+    let stream = xz2::stream::MtStreamBuilder::new()
+        .preset(6)
+        .threads(threads)
+        .block_size(1 << 20)
+        .check(xz2::stream::Check::Crc64)
+        .encoder()
+        .map_err(io::Error::other)?;
+    let mut encoder = xz2::write::XzEncoder::new_stream(Vec::new(), stream);
     encoder.write_all(bytes)?;
     encoder.finish()
 }
@@ -180,6 +201,21 @@ mod tests {
             ]
         );
         assert_eq!(listed[3].1, 0o755);
+    }
+
+    #[test]
+    fn xz_writes_the_same_bytes_on_any_number_of_threads() {
+        // 3 MiB of compressible but varied data: three blocks.
+        let data: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8)
+            .collect();
+        let one = xz_on(&data, 1).unwrap();
+        for threads in [2, 3, 4] {
+            assert_eq!(xz_on(&data, threads).unwrap(), one, "{threads} threads");
+        }
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut xz2::read::XzDecoder::new(&one[..]), &mut back).unwrap();
+        assert_eq!(back, data);
     }
 
     #[test]
