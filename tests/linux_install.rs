@@ -107,11 +107,7 @@ fn serve_from(org: &Org, server: &Server) {
 /// Builds `target` (deb or rpm) and returns the package file.
 fn build_package(org: &Org, out: &Path, agent: &Path, target: &str) -> PathBuf {
     org.build(out, &["--target", target], &[("linux-x86_64", agent)]);
-    std::fs::read_dir(out.join("linux"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == target))
-        .unwrap()
+    built_package(out, target)
 }
 
 fn build_deb(org: &Org, out: &Path, agent: &Path) -> PathBuf {
@@ -341,11 +337,7 @@ fn rpm_install_upgrade_erase_and_reinstall_in_a_root() {
         &["--target", "rpm", "--team", "servers"],
         &[("linux-x86_64", &agent)],
     );
-    let v2 = std::fs::read_dir(v2_out.join("linux"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "rpm"))
-        .unwrap();
+    let v2 = built_package(&v2_out, "rpm");
     let said = must_rpm(
         &root,
         &[&["-U"][..], &install, &[v2.to_str().unwrap()]].concat(),

@@ -30,13 +30,7 @@ fn build_deb(org: &Org, out: &Path, agent: &Path, extra: &[&str]) {
 }
 
 fn the_deb(out: &Path) -> PathBuf {
-    let debs: Vec<PathBuf> = std::fs::read_dir(out.join("linux"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-        .collect();
-    assert_eq!(debs.len(), 1, "{debs:?}");
-    debs[0].clone()
+    built_package(out, "deb")
 }
 
 fn field(deb: &Path, name: &str) -> String {

@@ -41,13 +41,7 @@ fn must_build(org: &Org, out: &Path, agent: &Path, extra: &[&str], env: &[(&str,
 }
 
 fn the_rpm(out: &Path) -> PathBuf {
-    let rpms: Vec<PathBuf> = std::fs::read_dir(out.join("linux"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rpm"))
-        .collect();
-    assert_eq!(rpms.len(), 1, "{rpms:?}");
-    rpms[0].clone()
+    built_package(out, "rpm")
 }
 
 fn rpm_q(rpm: &Path, args: &[&str]) -> String {

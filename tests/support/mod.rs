@@ -117,6 +117,17 @@ pub fn real_agent(platform: &str) -> Option<PathBuf> {
     found
 }
 
+/// The one package with extension `ext` (`deb`, `rpm`) a build wrote into `out/linux`.
+pub fn built_package(out: &Path, ext: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(out.join("linux"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
 /// Every file under `dir`, recursively, sorted.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
