@@ -28,6 +28,7 @@ pub mod bundle;
 pub mod client;
 pub mod clock;
 pub mod diag;
+pub mod enforce;
 #[cfg(feature = "admin")]
 pub mod formats;
 pub mod fsutil;

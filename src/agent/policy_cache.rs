@@ -52,6 +52,11 @@ impl Agent {
     /// The policy in force, re-verified; `None` when there is none or it does not
     /// verify any more.
     pub fn held_policy(&self, now: OffsetDateTime) -> Option<HeldPolicy> {
+        self.held_payload(now).map(|p| HeldPolicy::from(&p))
+    }
+
+    /// The payload of the policy file, re-verified at the time it was installed.
+    fn held_payload(&self, now: OffsetDateTime) -> Option<BundlePayload> {
         let bytes = read_bundle(&self.paths.policy)?;
         let at = self
             .state
@@ -59,14 +64,28 @@ impl Agent {
             .as_ref()
             .filter(|r| r.sha256 == fingerprint_der(&bytes))
             .map_or(now, |r| r.installed_at);
-        self.verify_at(&bytes, at)
-            .ok()
-            .map(|p| HeldPolicy::from(&p))
+        self.verify_at(&bytes, at).ok()
+    }
+
+    /// The policy in force, re-verified, with its bundle version; else the shipped
+    /// bundle's (the installer's default). `None` when neither verifies.
+    pub fn policy_in_force(&self, now: OffsetDateTime) -> Option<(u64, crate::policy::OrgPolicy)> {
+        let payload = match self.held_payload(now) {
+            Some(p) => p,
+            None => self.shipped_payload(now)?.0,
+        };
+        let policy = serde_json::from_str(payload.policy.get()).ok()?;
+        Some((payload.version, policy))
     }
 
     /// The bundle shipped with the artefact, when it verifies. Its expiry is not held
     /// against it: it is the installer's own default, used only as a fallback.
     pub fn shipped_policy(&self, now: OffsetDateTime) -> Option<(HeldPolicy, Vec<u8>)> {
+        let (payload, bytes) = self.shipped_payload(now)?;
+        Some((HeldPolicy::from(&payload), bytes))
+    }
+
+    fn shipped_payload(&self, now: OffsetDateTime) -> Option<(BundlePayload, Vec<u8>)> {
         let bytes = read_bundle(&self.paths.shipped_bundle)?;
         let payload = match self.verify_at(&bytes, now) {
             Ok(p) => p,
@@ -75,7 +94,7 @@ impl Agent {
                 .ok()?,
             Err(_) => return None,
         };
-        Some((HeldPolicy::from(&payload), bytes))
+        Some((payload, bytes))
     }
 
     /// Verifies a bundle offered to the device (DESIGN.md rule 2, with the version

@@ -29,6 +29,9 @@ pub enum AgentCommand {
     Status(CommonArgs),
     /// Renew the machine certificate now (sync does it at the configured share of its lifetime).
     Renew(CommonArgs),
+    /// Decide a command (or an inference request) under the policy in force: allow,
+    /// ask or deny, with the rule that decided. Exit: 0 allow, 3 ask, 4 deny.
+    Decide(super::decide::DecideArgs),
 }
 
 #[derive(Debug, Args)]
@@ -40,10 +43,10 @@ pub struct CommonArgs {
         env = "FLEETKIT_AGENT_ROOT",
         default_value = "/"
     )]
-    root: PathBuf,
+    pub(super) root: PathBuf,
     /// Machine-readable output.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +85,7 @@ pub fn run(cmd: AgentCommand) -> Result<(), Failure> {
         AgentCommand::Sync(args) => sync(args),
         AgentCommand::Status(args) => status(args),
         AgentCommand::Renew(args) => renew(args),
+        AgentCommand::Decide(args) => super::decide::run(args),
     }
 }
 

@@ -7,6 +7,7 @@
 mod agent;
 #[cfg(feature = "admin")]
 mod build;
+mod decide;
 #[cfg(feature = "admin")]
 mod demo;
 #[cfg(feature = "admin")]

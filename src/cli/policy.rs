@@ -1,4 +1,4 @@
-//! `fleetkit policy check | sign | verify`.
+//! `fleetkit policy check | test | sign | verify | publish`.
 
 use super::Context;
 use super::output::{Failure, fail, note, say};
@@ -14,6 +14,11 @@ pub enum PolicyCommand {
     ///
     /// Exit status: 0 valid, 1 invalid, 2 usage error.
     Check(CheckArgs),
+    /// Run test cases (commands and the decision each must get) against a policy
+    /// with the device's decision engine, before signing it. For CI.
+    ///
+    /// Exit status: 0 every case passed, 1 a case failed or a file is invalid.
+    Test(TestArgs),
     /// Sign the workspace policy into a bundle (a DSSE envelope).
     Sign(SignArgs),
     /// Verify a signed bundle against trust anchors, saying exactly why it fails.
@@ -30,6 +35,21 @@ pub struct PublishArgs {
     bundle: Option<PathBuf>,
     #[command(flatten)]
     server: super::fleet::ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The policy file.
+    policy: PathBuf,
+    /// The cases file (YAML: `cases: [{command, expect, rule?, context?}]`; see the
+    /// README's "Decision engine" section).
+    cases: PathBuf,
+    /// Print every case, not only the failures.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Machine-readable results.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +122,7 @@ pub fn parse_duration(s: &str) -> Result<time::Duration, String> {
 pub fn run(ctx: &Context, cmd: PolicyCommand) -> Result<(), Failure> {
     match cmd {
         PolicyCommand::Check(a) => check(ctx, a),
+        PolicyCommand::Test(a) => test(a),
         PolicyCommand::Sign(a) => sign(ctx, a),
         PolicyCommand::Verify(a) => verify(ctx, a),
         PolicyCommand::Publish(a) => publish(ctx, a),
@@ -178,6 +199,83 @@ fn check(ctx: &Context, args: CheckArgs) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::Diagnostics(errors))
+    }
+}
+
+fn test(args: TestArgs) -> Result<(), Failure> {
+    use fleetkit::enforce::{Engine, cases};
+    let policy = fleetkit::policy::load(&args.policy)
+        .map_err(Failure::Diagnostics)?
+        .policy;
+    let engine = Engine::compile(&policy).map_err(|e| fail(e, "fix the policy"))?;
+    let bytes = fleetkit::fsutil::read_capped(&args.cases, cases::MAX_CASES_BYTES as u64)
+        .map_err(|e| fail(e, "give the cases file"))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Failure::invalid(
+            format!("{}: not UTF-8 text", args.cases.display()),
+            "save the cases file as UTF-8",
+        )
+    })?;
+    let file = cases::parse(&text).map_err(|e| {
+        Failure::invalid(
+            format!("{}: {e}", args.cases.display()),
+            "each case is {command: LINE, expect: allow|ask|deny} or {inference: {backend, model}, expect: …}",
+        )
+    })?;
+    let outcomes = cases::run(&engine, &file);
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    let file_name = args.cases.display().to_string();
+    if args.json {
+        let results: Vec<_> = outcomes
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "line": o.line,
+                    "case": o.label,
+                    "expected": o.expected.as_str(),
+                    "expected_rule": o.expected_rule,
+                    "passed": o.passed(),
+                    "decision": o.decision,
+                })
+            })
+            .collect();
+        say(serde_json::to_string_pretty(&serde_json::json!({
+            "policy": args.policy.display().to_string(),
+            "cases": file_name,
+            "total": outcomes.len(),
+            "failed": failed,
+            "results": results,
+        }))
+        .unwrap_or_default());
+    } else {
+        for o in &outcomes {
+            if o.passed() && !args.verbose {
+                continue;
+            }
+            let want = match &o.expected_rule {
+                Some(r) => format!("{} by {r}", o.expected.as_str()),
+                None => o.expected.as_str().to_string(),
+            };
+            say(format!(
+                "{} {file_name}:{}: {}: expected {want}, got {} by {} ({})",
+                if o.passed() { "ok  " } else { "FAIL" },
+                o.line,
+                o.label,
+                o.decision.verdict.as_str(),
+                o.decision.rule,
+                o.decision.reason
+            ));
+        }
+        say(format!(
+            "{} cases: {} passed, {failed} failed",
+            outcomes.len(),
+            outcomes.len() - failed
+        ));
+    }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Reported)
     }
 }
 

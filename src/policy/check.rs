@@ -26,6 +26,7 @@ const TOP_KEYS: &[&str] = &[
     "approvals",
     "audit",
     "compliance",
+    "enforcement",
 ];
 
 /// Walks a parsed policy, collecting errors in the reader and warnings aside.
@@ -78,6 +79,7 @@ impl<'s> Checker<'s> {
         let approvals = self.section(&top, "approvals", Self::approvals);
         let audit = self.section(&top, "audit", Self::audit);
         let compliance = self.section(&top, "compliance", Self::compliance);
+        let enforcement = self.section(&top, "enforcement", Self::enforcement);
         let policy = OrgPolicy {
             version: version?,
             organization: organization?,
@@ -89,6 +91,7 @@ impl<'s> Checker<'s> {
             approvals: approvals?,
             audit: audit?,
             compliance: compliance?,
+            enforcement: enforcement?,
         };
         self.cross_section(&top, &policy);
         Some(policy)
@@ -733,6 +736,23 @@ impl<'s> Checker<'s> {
             }
         }
         ok.then_some(c)
+    }
+
+    fn enforcement(&mut self, n: &Node) -> Option<Enforcement> {
+        let m = self.r.map(n, "enforcement", &["mode"])?;
+        let mode = match m.get("mode") {
+            None => EnforcementMode::default(),
+            Some(v) => match self
+                .one_of(v, "enforcement.mode", ENFORCEMENT_MODES)
+                .as_deref()
+            {
+                Some("enforce") => EnforcementMode::Enforce,
+                Some("audit-only") => EnforcementMode::AuditOnly,
+                Some("permissive") => EnforcementMode::Permissive,
+                _ => return None,
+            },
+        };
+        Some(Enforcement { mode })
     }
 
     /// Rules that span sections; run only when every section was valid on its own.

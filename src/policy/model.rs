@@ -26,6 +26,45 @@ pub struct OrgPolicy {
     pub audit: Audit,
     #[serde(default)]
     pub compliance: Compliance,
+    /// Left out of the bundle when it is the default, so that agents older than the
+    /// field (which refuse unknown fields) still read the policies that do not use it.
+    #[serde(default, skip_serializing_if = "Enforcement::is_default")]
+    pub enforcement: Enforcement,
+}
+
+/// How devices apply the decisions of the engine (src/enforce/).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnforcementMode {
+    /// Deny and ask as decided.
+    #[default]
+    Enforce,
+    /// Decide and record, never block: a dry run in the field.
+    AuditOnly,
+    /// Block what the deny rules deny; what would ask goes ahead (and is recorded).
+    Permissive,
+}
+
+impl EnforcementMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::AuditOnly => "audit-only",
+            Self::Permissive => "permissive",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enforcement {
+    pub mode: EnforcementMode,
+}
+
+impl Enforcement {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

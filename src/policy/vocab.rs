@@ -45,3 +45,4 @@ pub const REMOTE_BACKENDS: &[&str] = &[
 
 pub const RISK_TOLERANCES: &[&str] = &["low", "medium", "high"];
 pub const DATA_CLASSIFICATIONS: &[&str] = &["public", "internal", "confidential", "restricted"];
+pub const ENFORCEMENT_MODES: &[&str] = &["enforce", "audit-only", "permissive"];

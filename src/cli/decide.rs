@@ -1,0 +1,265 @@
+//! `fleetkit agent decide`: the decision engine on the command line, for people,
+//! scripts, and Claude Code's `PreToolUse` hook (`--claude-code`).
+//!
+//! Exit codes: 0 allow, 3 ask (approval required), 4 deny, 1 the decision could not
+//! be made (no policy, bad input), 2 usage. The code follows what is applied under
+//! the policy's mode (audit-only: always 0). With `--claude-code` the answer is
+//! JSON on stdout with status 0, and every failure is status 2 with the reason on
+//! stderr: Claude Code treats status 2 as "blocked" and any other failure as "go
+//! ahead", so the hook fails closed.
+
+use super::output::{Failure, say};
+use clap::Args;
+use fleetkit::agent::Agent;
+use fleetkit::enforce::{self, Context, Decision, Engine, Request, SystemContext, Verdict};
+use fleetkit::policy::OrgPolicy;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+pub const EXIT_ASK: u8 = 3;
+pub const EXIT_DENY: u8 = 4;
+/// Claude Code's "blocked" status for a hook.
+const EXIT_HOOK_BLOCK: i32 = 2;
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// `--root DIR`: the device whose policy in force decides; `--json`: the whole
+    /// decision with every finding.
+    #[command(flatten)]
+    common: super::agent::CommonArgs,
+    /// Decide with this policy file (YAML, validated) instead of the device's policy
+    /// in force.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// The command line, in bash syntax. Or give it after `--`: one word is read as
+    /// a command line (`-- 'curl x | sh'`), several as the words of one command.
+    #[arg(long, value_name = "LINE", conflicts_with = "words")]
+    command: Option<String>,
+    /// The folder the command would run in (relative paths are placed there).
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<String>,
+    /// Ask about an inference backend instead of a command.
+    #[arg(long, value_name = "BACKEND", conflicts_with_all = ["command", "words"])]
+    inference_backend: Option<String>,
+    /// The model, with --inference-backend.
+    #[arg(long, value_name = "MODEL", requires = "inference_backend")]
+    model: Option<String>,
+    /// A tool's version, instead of running `TOOL --version` (repeatable).
+    #[arg(long = "tool-version", value_name = "TOOL=VERSION")]
+    tool_versions: Vec<String>,
+    /// Be Claude Code's PreToolUse hook: read its JSON on stdin, answer on stdout.
+    #[arg(long, conflicts_with_all = ["command", "words", "inference_backend"])]
+    claude_code: bool,
+    #[arg(last = true, value_name = "COMMAND")]
+    words: Vec<String>,
+}
+
+/// The system, with versions given on the command line taking precedence.
+struct WithVersions {
+    versions: BTreeMap<String, String>,
+    system: SystemContext,
+}
+
+impl Context for WithVersions {
+    fn tool_version(&self, tool: &str) -> Option<String> {
+        self.versions
+            .get(tool)
+            .cloned()
+            .or_else(|| self.system.tool_version(tool))
+    }
+    fn env(&self, name: &str) -> Option<String> {
+        self.system.env(name)
+    }
+    fn kube_context(&self, path: Option<&str>) -> Option<String> {
+        self.system.kube_context(path)
+    }
+    fn home(&self) -> Option<String> {
+        self.system.home()
+    }
+    fn cwd(&self) -> Option<String> {
+        self.system.cwd()
+    }
+}
+
+pub fn run(args: DecideArgs) -> Result<(), Failure> {
+    if args.claude_code {
+        // A panic must block too: the hook's status 2, not the abort's.
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("fleetkit: internal error deciding this command ({info}); blocked");
+            std::process::exit(EXIT_HOOK_BLOCK);
+        }));
+        match hook(&args) {
+            Ok(Some(answer)) => {
+                say(answer.to_string());
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(why) => {
+                eprintln!("fleetkit: {why}; blocked (fail closed)");
+                std::process::exit(EXIT_HOOK_BLOCK);
+            }
+        }
+    } else {
+        let decision = decide(&args)?;
+        if args.common.json {
+            say(serde_json::to_string_pretty(&decision).unwrap_or_default());
+        } else {
+            say(format!(
+                "{}: {} [{}]",
+                decision.verdict.as_str(),
+                decision.reason,
+                decision.rule
+            ));
+            if decision.applied != decision.verdict {
+                say(format!(
+                    "applied: {} (enforcement mode {})",
+                    decision.applied.as_str(),
+                    decision.mode
+                ));
+            }
+        }
+        match decision.applied {
+            Verdict::Allow => Ok(()),
+            Verdict::Ask => Err(code(EXIT_ASK)),
+            Verdict::Deny => Err(code(EXIT_DENY)),
+        }
+    }
+}
+
+fn code(code: u8) -> Failure {
+    Failure::WithCode {
+        message: String::new(),
+        help: String::new(),
+        code,
+    }
+}
+
+fn context(args: &DecideArgs) -> Result<WithVersions, Failure> {
+    let mut versions = BTreeMap::new();
+    for tv in &args.tool_versions {
+        match tv.split_once('=') {
+            Some((t, v))
+                if !t.is_empty() && enforce::context::version_in(&format!(" {v}")).is_some() =>
+            {
+                versions.insert(t.to_ascii_lowercase(), v.to_string());
+            }
+            _ => {
+                return Err(Failure::Usage(format!(
+                    "--tool-version `{tv}` is not TOOL=VERSION (e.g. kubectl=1.28.2)"
+                )));
+            }
+        }
+    }
+    Ok(WithVersions {
+        versions,
+        system: SystemContext::new(SystemContext::default_cache_file()),
+    })
+}
+
+fn policy(args: &DecideArgs) -> Result<OrgPolicy, Failure> {
+    match &args.policy {
+        Some(path) => fleetkit::policy::load(path)
+            .map(|c| c.policy)
+            .map_err(Failure::Diagnostics),
+        None => {
+            let agent = Agent::open(&args.common.root).map_err(|e| {
+                let help = e.help();
+                Failure::invalid(e.to_string(), help)
+            })?;
+            agent
+                .policy_in_force(fleetkit::clock::now())
+                .map(|(_, p)| p)
+                .ok_or_else(|| {
+                    Failure::invalid(
+                        "this device holds no policy that verifies",
+                        "run `fleetkit agent sync`, or give --policy FILE",
+                    )
+                })
+        }
+    }
+}
+
+fn engine(args: &DecideArgs) -> Result<Engine, Failure> {
+    let policy = policy(args)?;
+    Engine::compile(&policy)
+        .map_err(|e| Failure::invalid(e.to_string(), "fix the policy and sign it again"))
+}
+
+fn decide(args: &DecideArgs) -> Result<Decision, Failure> {
+    let request = if let Some(backend) = &args.inference_backend {
+        Request::Inference {
+            backend: backend.clone(),
+            model: args.model.clone(),
+        }
+    } else {
+        let command = match (&args.command, args.words.as_slice()) {
+            (Some(c), _) => c.clone(),
+            (None, [one]) => one.clone(),
+            (None, []) => {
+                return Err(Failure::Usage(
+                    "give the command to decide: --command LINE, or after `--`".into(),
+                ));
+            }
+            (None, words) => words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" "),
+        };
+        Request::Command {
+            command,
+            cwd: args.cwd.clone(),
+        }
+    };
+    let ctx = context(args)?;
+    Ok(engine(args)?.decide(&request, &ctx))
+}
+
+/// A word quoted for bash when it needs it.
+fn quote(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+/// The hook: `Ok(None)` says nothing (Claude Code's own rules apply).
+fn hook(args: &DecideArgs) -> Result<Option<serde_json::Value>, String> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(enforce::claude_code::MAX_INPUT_BYTES as u64 + 1)
+        .read_to_end(&mut input)
+        .map_err(|e| format!("cannot read the hook input: {e}"))?;
+    let Some((request, hook_input)) =
+        enforce::claude_code::request(&input).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let failure_text = |f: Failure| match f {
+        Failure::Invalid { message, help } => format!("{message} ({help})"),
+        Failure::Diagnostics(d) => d.to_string(),
+        Failure::Usage(m) => m,
+        other => format!("{other:?}"),
+    };
+    let engine = engine(args).map_err(failure_text)?;
+    let ctx = context(args).map_err(failure_text)?;
+    let decision = match (&request, hook_input.tool_name.as_str()) {
+        (Request::Command { command, .. }, "PowerShell")
+            if !enforce::claude_code::powershell_is_plain(command) =>
+        {
+            if engine.policy().enforcement.mode != fleetkit::policy::EnforcementMode::Enforce {
+                return Ok(None);
+            }
+            return Ok(Some(serde_json::json!({
+                "hookSpecificOutput": {
+                    "hookEventName": "PreToolUse",
+                    "permissionDecision": "ask",
+                    "permissionDecisionReason": "fleetkit policy (engine.unresolved): this PowerShell command uses syntax the policy engine does not analyse; approval required",
+                }
+            })));
+        }
+        _ => engine.decide(&request, &ctx),
+    };
+    Ok(enforce::claude_code::answer(&decision))
+}

@@ -1,0 +1,865 @@
+//! The built-in classifier: which of the policy's command classes
+//! (`safety.require_approval_for`, `approvals.*`; the names are
+//! [`crate::policy::vocab::APPROVAL_CLASSES`]) one command belongs to.
+//!
+//! A command may be in several classes (`sudo rm -rf x`: privilege_escalation,
+//! destructive_commands, file_deletion). The tables are the spec: the README's
+//! "Decision engine" section lists them, and tests/enforce_corpus.rs holds examples.
+
+use super::shell::{Invocation, Word};
+use super::wrappers::command_name;
+
+pub const DESTRUCTIVE: &str = "destructive_commands";
+pub const PRIVILEGE: &str = "privilege_escalation";
+pub const NETWORK: &str = "network_operations";
+pub const HIGH_RISK: &str = "high_risk_commands";
+pub const PROD_DB: &str = "production_database_operations";
+pub const SAFE: &str = "safe_commands";
+pub const READ_ONLY: &str = "read_only_operations";
+pub const PACKAGES: &str = "package_installation";
+pub const CREDENTIALS: &str = "credential_access";
+pub const EXFILTRATION: &str = "data_exfiltration";
+pub const DELETION: &str = "file_deletion";
+pub const SYSTEM: &str = "system_configuration";
+
+/// Commands with no effect outside the shell's own output.
+const SAFE_COMMANDS: &[&str] = &[
+    "true", "false", ":", "echo", "printf", "pwd", "date", "whoami", "id", "uname", "hostname",
+    "cd", "test", "[", "type", "which", "basename", "dirname", "seq", "sleep", "expr", "yes",
+    "tty", "groups", "arch", "nproc", "realpath", "readlink", "export", "unset", "declare",
+    "local", "readonly", "exit", "return", "wait", "shift", "set",
+];
+
+/// Commands that read and report, never write (with the options below excluded).
+const READ_ONLY_COMMANDS: &[&str] = &[
+    "ls",
+    "cat",
+    "head",
+    "tail",
+    "less",
+    "more",
+    "grep",
+    "egrep",
+    "fgrep",
+    "rg",
+    "ag",
+    "wc",
+    "stat",
+    "file",
+    "du",
+    "df",
+    "ps",
+    "tree",
+    "sort",
+    "uniq",
+    "cut",
+    "tr",
+    "diff",
+    "cmp",
+    "comm",
+    "md5sum",
+    "sha1sum",
+    "sha256sum",
+    "sha512sum",
+    "shasum",
+    "jq",
+    "yq",
+    "column",
+    "nl",
+    "od",
+    "hexdump",
+    "xxd",
+    "strings",
+    "lsof",
+    "free",
+    "uptime",
+    "w",
+    "who",
+    "last",
+    "env",
+    "printenv",
+    "locale",
+    "find",
+    "fd",
+    "locate",
+    "man",
+    "help",
+    "history",
+    "lsblk",
+    "mount",
+    "ip",
+    "ifconfig",
+    "netstat",
+    "ss",
+    "top",
+    "htop",
+    "vmstat",
+    "iostat",
+];
+
+/// Commands that delete files whatever their options.
+const DELETERS: &[&str] = &["rm", "rmdir", "unlink", "shred", "srm", "wipe"];
+
+/// Commands that destroy data on disks or file systems.
+const DISK_DESTROYERS: &[&str] = &[
+    "dd",
+    "mkfs",
+    "mkfs.ext4",
+    "mkfs.ext3",
+    "mkfs.xfs",
+    "mkfs.vfat",
+    "mkfs.btrfs",
+    "mke2fs",
+    "wipefs",
+    "fdisk",
+    "sfdisk",
+    "gdisk",
+    "sgdisk",
+    "parted",
+    "diskutil",
+    "format",
+    "truncate",
+    "blkdiscard",
+    "cryptsetup",
+];
+
+const NETWORK_COMMANDS: &[&str] = &[
+    "curl",
+    "wget",
+    "ssh",
+    "scp",
+    "sftp",
+    "rsync",
+    "nc",
+    "ncat",
+    "netcat",
+    "socat",
+    "telnet",
+    "ftp",
+    "nmap",
+    "http",
+    "https",
+    "aria2c",
+    "ping",
+    "dig",
+    "nslookup",
+    "host",
+    "traceroute",
+    "mosh",
+    "aws",
+    "gcloud",
+    "gsutil",
+    "az",
+    "kubectl",
+    "helm",
+    "gh",
+    "glab",
+    "invoke-webrequest",
+    "iwr",
+    "irm",
+    "invoke-restmethod",
+];
+
+const PRIVILEGED_COMMANDS: &[&str] = &[
+    "sudo", "doas", "su", "pkexec", "runas", "sudoedit", "setcap", "chroot", "nsenter", "unshare",
+    "visudo",
+];
+
+/// Package managers and the subcommands that install or remove packages.
+const PACKAGE_MANAGERS: &[(&str, &[&str])] = &[
+    (
+        "apt",
+        &[
+            "install",
+            "remove",
+            "purge",
+            "upgrade",
+            "full-upgrade",
+            "dist-upgrade",
+            "reinstall",
+            "autoremove",
+        ],
+    ),
+    (
+        "apt-get",
+        &[
+            "install",
+            "remove",
+            "purge",
+            "upgrade",
+            "dist-upgrade",
+            "reinstall",
+            "autoremove",
+            "build-dep",
+        ],
+    ),
+    (
+        "dpkg",
+        &[
+            "-i",
+            "--install",
+            "-r",
+            "--remove",
+            "-P",
+            "--purge",
+            "--unpack",
+        ],
+    ),
+    (
+        "yum",
+        &[
+            "install",
+            "remove",
+            "erase",
+            "update",
+            "upgrade",
+            "reinstall",
+            "localinstall",
+            "groupinstall",
+        ],
+    ),
+    (
+        "dnf",
+        &[
+            "install",
+            "remove",
+            "erase",
+            "update",
+            "upgrade",
+            "reinstall",
+            "swap",
+            "group",
+        ],
+    ),
+    (
+        "zypper",
+        &["install", "in", "remove", "rm", "update", "up", "dup"],
+    ),
+    (
+        "rpm",
+        &[
+            "-i",
+            "-U",
+            "-F",
+            "-e",
+            "--install",
+            "--upgrade",
+            "--freshen",
+            "--erase",
+            "-ivh",
+            "-Uvh",
+            "-Fvh",
+        ],
+    ),
+    ("apk", &["add", "del", "upgrade"]),
+    ("pacman", &["-S", "-R", "-U", "-Syu", "-Sy", "-Rs"]),
+    (
+        "brew",
+        &[
+            "install",
+            "uninstall",
+            "remove",
+            "upgrade",
+            "reinstall",
+            "tap",
+        ],
+    ),
+    ("port", &["install", "uninstall", "upgrade"]),
+    ("snap", &["install", "remove", "refresh"]),
+    ("flatpak", &["install", "uninstall", "update"]),
+    ("pip", &["install", "uninstall", "download"]),
+    ("pip3", &["install", "uninstall", "download"]),
+    (
+        "pipx",
+        &["install", "uninstall", "upgrade", "inject", "run"],
+    ),
+    ("uv", &["add", "remove", "pip", "tool"]),
+    ("poetry", &["add", "remove", "install", "update"]),
+    (
+        "npm",
+        &[
+            "install",
+            "i",
+            "add",
+            "uninstall",
+            "remove",
+            "rm",
+            "update",
+            "ci",
+            "exec",
+            "x",
+        ],
+    ),
+    ("npx", &[]),
+    ("pnpm", &["add", "install", "i", "remove", "update", "dlx"]),
+    ("yarn", &["add", "install", "remove", "upgrade", "dlx"]),
+    ("bun", &["add", "install", "remove", "x"]),
+    ("gem", &["install", "uninstall", "update"]),
+    ("bundle", &["install", "update", "add"]),
+    ("cargo", &["install", "uninstall", "add", "remove"]),
+    ("go", &["install", "get"]),
+    ("composer", &["require", "install", "update", "remove"]),
+    ("choco", &["install", "uninstall", "upgrade"]),
+    ("winget", &["install", "uninstall", "upgrade"]),
+    ("scoop", &["install", "uninstall", "update"]),
+    ("conda", &["install", "remove", "update", "create"]),
+    ("mamba", &["install", "remove", "update", "create"]),
+    ("helm", &["install", "uninstall", "upgrade"]),
+];
+
+/// Commands and subcommands that change the system's configuration.
+const SYSTEM_COMMANDS: &[&str] = &[
+    "systemctl",
+    "service",
+    "launchctl",
+    "sysctl",
+    "crontab",
+    "iptables",
+    "ip6tables",
+    "nft",
+    "ufw",
+    "firewall-cmd",
+    "pfctl",
+    "defaults",
+    "reg",
+    "update-alternatives",
+    "modprobe",
+    "insmod",
+    "rmmod",
+    "umount",
+    "useradd",
+    "userdel",
+    "usermod",
+    "groupadd",
+    "groupdel",
+    "passwd",
+    "chpasswd",
+    "chsh",
+    "dscl",
+    "scutil",
+    "networksetup",
+    "csrutil",
+    "spctl",
+    "nvram",
+    "bcdedit",
+    "set-executionpolicy",
+    "hostnamectl",
+    "timedatectl",
+    "localectl",
+    "update-grub",
+    "grub-install",
+    "kextload",
+    "kmutil",
+    "profiles",
+    "tccutil",
+    "sc",
+    "schtasks",
+    "netsh",
+    "shutdown",
+    "reboot",
+    "halt",
+    "poweroff",
+    "init",
+    "telinit",
+];
+
+/// Subcommands of the system commands above that only read.
+const SYSTEM_READS: &[(&str, &[&str])] = &[
+    (
+        "systemctl",
+        &[
+            "status",
+            "show",
+            "list-units",
+            "list-unit-files",
+            "is-active",
+            "is-enabled",
+            "is-failed",
+            "cat",
+            "list-timers",
+        ],
+    ),
+    ("launchctl", &["list", "print", "blame"]),
+    ("sysctl", &["-a", "-n"]),
+    ("crontab", &["-l"]),
+    ("defaults", &["read", "read-type", "domains"]),
+    ("reg", &["query"]),
+    ("service", &["--status-all"]),
+    ("profiles", &["list", "show", "status"]),
+    ("netsh", &["show"]),
+];
+
+/// Credential stores and the commands that print secrets.
+const CREDENTIAL_COMMANDS: &[(&str, &[&str])] = &[
+    (
+        "security",
+        &[
+            "find-generic-password",
+            "find-internet-password",
+            "dump-keychain",
+            "export",
+        ],
+    ),
+    ("aws", &["configure", "sts"]),
+    ("gh", &["auth"]),
+    ("gcloud", &["auth"]),
+    ("az", &["account"]),
+    ("vault", &["read", "kv", "token"]),
+    ("op", &["read", "item", "signin"]),
+    ("pass", &[]),
+    ("gpg", &["--export-secret-keys", "--export-secret-subkeys"]),
+    (
+        "kubectl",
+        &[
+            "get secret",
+            "get secrets",
+            "describe secret",
+            "describe secrets",
+            "config view --raw",
+        ],
+    ),
+    ("docker", &["login"]),
+    ("npm", &["token"]),
+    ("cmdkey", &["/list"]),
+    ("mimikatz", &[]),
+    ("secret-tool", &["lookup", "search"]),
+];
+
+/// Files and folders whose reading is credential access (lower case, `~` for home).
+pub const SECRET_PATHS: &[&str] = &[
+    "~/.ssh/**",
+    "~/.aws/credentials",
+    "~/.aws/config",
+    "~/.kube/config",
+    "~/.gnupg/**",
+    "~/.netrc",
+    "~/.docker/config.json",
+    "~/.config/gcloud/**",
+    "~/.azure/**",
+    "~/.git-credentials",
+    "~/.npmrc",
+    "~/.pypirc",
+    "~/.vault-token",
+    "~/.config/gh/hosts.yml",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/sudoers",
+    "/etc/sudoers.d/**",
+    "/etc/ssh/ssh_host_*_key",
+    "~/library/keychains/**",
+    "/library/keychains/**",
+    "**/.env",
+    "**/id_rsa",
+    "**/id_ed25519",
+    "**/*.pem",
+    "**/*.key",
+    "**/*.p12",
+    "**/*.pfx",
+];
+
+/// Database clients: their use against a production host or database.
+const DATABASE_CLIENTS: &[&str] = &[
+    "psql",
+    "pg_dump",
+    "pg_restore",
+    "mysql",
+    "mysqldump",
+    "mongo",
+    "mongosh",
+    "mongodump",
+    "mongorestore",
+    "redis-cli",
+    "sqlcmd",
+    "cqlsh",
+    "clickhouse-client",
+    "cockroach",
+];
+
+/// Interpreters whose inline code (`-c`, `-e`) does anything.
+const INTERPRETERS: &[(&str, &str)] = &[
+    ("python", "-c"),
+    ("python3", "-c"),
+    ("perl", "-e"),
+    ("ruby", "-e"),
+    ("node", "-e"),
+    ("php", "-r"),
+    ("osascript", "-e"),
+    ("powershell", "-command"),
+    ("pwsh", "-command"),
+];
+
+/// Classes of one command. `allowed_tool`: the policy lists the command in
+/// `allowed_tools`, which covers what the tool does by its nature (kubectl and aws
+/// talk to the network); what a given use does (delete, print secrets) still counts.
+pub fn classes(inv: &Invocation, allowed_tool: bool) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    let mut add = |c: &'static str| {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    };
+    let Some(name) = inv.argv.first().and_then(command_name) else {
+        return out;
+    };
+    if inv.wraps && super::wrappers::NEUTRAL_WRAPPERS.contains(&name.as_str()) {
+        return vec![SAFE];
+    }
+    let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
+    let has = |flag: &str| args.contains(&flag);
+    let sub = first_operand(&args);
+    let joined = args.join(" ");
+
+    if inv
+        .wrappers
+        .iter()
+        .any(|w| PRIVILEGED_COMMANDS.contains(&w.as_str()))
+        || PRIVILEGED_COMMANDS.contains(&name.as_str())
+    {
+        add(PRIVILEGE);
+    }
+    if (name == "chmod" && args.iter().any(|a| is_setuid_mode(a)))
+        || (name == "chown" && args.iter().any(|a| a.starts_with("root")))
+    {
+        add(PRIVILEGE);
+    }
+    if DELETERS.contains(&name.as_str()) {
+        add(DELETION);
+        add(DESTRUCTIVE);
+    }
+    if DISK_DESTROYERS.contains(&name.as_str()) || name.starts_with("mkfs.") {
+        add(DESTRUCTIVE);
+        add(HIGH_RISK);
+    }
+    match name.as_str() {
+        "find" if has("-delete") => {
+            add(DELETION);
+            add(DESTRUCTIVE);
+        }
+        "git" => match sub {
+            Some("reset") if has("--hard") => add(DESTRUCTIVE),
+            Some("clean")
+                if args
+                    .iter()
+                    .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('f'))
+                    || has("--force") =>
+            {
+                add(DESTRUCTIVE);
+                add(DELETION);
+            }
+            Some("push")
+                if args
+                    .iter()
+                    .any(|a| *a == "-f" || a.starts_with("--force") || a.starts_with('+')) =>
+            {
+                add(DESTRUCTIVE);
+                add(NETWORK);
+            }
+            Some("push" | "pull" | "fetch" | "clone" | "ls-remote" | "submodule") => add(NETWORK),
+            Some("branch") if has("-D") => add(DESTRUCTIVE),
+            Some("checkout" | "restore") if has("--") || has(".") => add(DESTRUCTIVE),
+            Some(
+                "status" | "log" | "diff" | "show" | "blame" | "rev-parse" | "describe"
+                | "shortlog" | "grep" | "ls-files",
+            ) => add(READ_ONLY),
+            Some("branch" | "tag" | "remote" | "stash") if args.len() == 1 => add(READ_ONLY),
+            _ => {}
+        },
+        "kubectl" => match sub {
+            Some("delete" | "drain" | "replace" | "scale" | "cordon" | "taint") => add(DESTRUCTIVE),
+            Some(
+                "get" | "describe" | "logs" | "top" | "explain" | "api-resources" | "version"
+                | "cluster-info",
+            ) => add(READ_ONLY),
+            _ => {}
+        },
+        "terraform" | "tofu" => match sub {
+            Some("destroy") => add(DESTRUCTIVE),
+            Some("apply") if has("-destroy") || has("--destroy") => add(DESTRUCTIVE),
+            Some(
+                "plan" | "show" | "validate" | "fmt" | "version" | "output" | "providers" | "graph",
+            ) => add(READ_ONLY),
+            _ => {}
+        },
+        "docker" | "podman" => match sub {
+            Some("rm" | "rmi" | "prune" | "kill") => add(DESTRUCTIVE),
+            Some("system" | "volume" | "image" | "container" | "network")
+                if joined.contains("prune") || joined.contains(" rm") =>
+            {
+                add(DESTRUCTIVE)
+            }
+            Some("run")
+                if has("--privileged")
+                    || args.iter().any(|a| {
+                        a.starts_with("--pid=host")
+                            || a.starts_with("--net=host")
+                            || a.starts_with("-v=/:")
+                            || *a == "/:/host"
+                    }) =>
+            {
+                add(PRIVILEGE);
+                add(HIGH_RISK);
+            }
+            Some("pull" | "push" | "login") => add(NETWORK),
+            Some("ps" | "images" | "inspect" | "logs" | "version" | "info") => add(READ_ONLY),
+            _ => {}
+        },
+        "aws" => {
+            if joined.contains(" rm ")
+                || joined.ends_with(" rm")
+                || args
+                    .iter()
+                    .any(|a| a.starts_with("delete-") || a.starts_with("terminate-"))
+                || joined.contains("s3 rb")
+            {
+                add(DESTRUCTIVE);
+            }
+            if args.iter().any(|a| {
+                a.starts_with("describe-") || a.starts_with("list-") || a.starts_with("get-")
+            }) || joined.starts_with("s3 ls")
+            {
+                add(READ_ONLY);
+            }
+        }
+        "chmod" | "chown" | "chgrp" if has("-R") || has("--recursive") => add(DESTRUCTIVE),
+        "chmod" if args.iter().any(|a| a.ends_with("777")) => add(HIGH_RISK),
+        "mv" | "cp" if has("-f") || has("--force") => {}
+        "kill" | "pkill" | "killall"
+            if has("-9") || has("-KILL") || args.iter().any(|a| *a == "1" || *a == "-1") =>
+        {
+            add(DESTRUCTIVE)
+        }
+        "eval" | "source" | "." => add(HIGH_RISK),
+        "history" if has("-c") => add(DESTRUCTIVE),
+        "crontab" if has("-r") => add(DESTRUCTIVE),
+        "sed" | "perl" if args.iter().any(|a| a.starts_with("-i")) => {}
+        _ => {}
+    }
+    if NETWORK_COMMANDS.contains(&name.as_str()) && !allowed_tool {
+        add(NETWORK);
+    }
+    if inv.wrappers.iter().any(|w| w == "ssh") {
+        add(NETWORK);
+    }
+    // Sending local data somewhere.
+    let sends = match name.as_str() {
+        "curl" => {
+            args.iter().any(|a| {
+                [
+                    "-d",
+                    "--data",
+                    "--data-binary",
+                    "--data-raw",
+                    "--data-urlencode",
+                    "-F",
+                    "--form",
+                    "-T",
+                    "--upload-file",
+                    "--json",
+                ]
+                .iter()
+                .any(|f| a == f || a.starts_with(&format!("{f}=")))
+                    || (a.starts_with("-d") && a.len() > 2)
+            }) || args.windows(2).any(|w| {
+                matches!(w[0], "-X" | "--request") && matches!(w[1], "POST" | "PUT" | "PATCH")
+            })
+        }
+        "wget" => args.iter().any(|a| {
+            a.starts_with("--post-file")
+                || a.starts_with("--post-data")
+                || a.starts_with("--body-file")
+        }),
+        "scp" | "rsync" => args.last().is_some_and(|a| is_remote(a)),
+        "nc" | "ncat" | "netcat" | "socat" | "telnet" => {
+            inv.redirects.iter().any(|r| !r.write) || inv.piped_input
+        }
+        _ => false,
+    };
+    if sends {
+        add(EXFILTRATION);
+    }
+    if name == "aws"
+        && (joined.starts_with("s3 cp") || joined.starts_with("s3 sync"))
+        && args
+            .iter()
+            .skip(2)
+            .last()
+            .is_some_and(|a| a.starts_with("s3://"))
+    {
+        add(EXFILTRATION);
+    }
+    for (pm, subs) in PACKAGE_MANAGERS {
+        if name == *pm && (subs.is_empty() || args.iter().any(|a| subs.contains(a))) {
+            add(PACKAGES);
+            add(NETWORK);
+        }
+    }
+    if SYSTEM_COMMANDS.contains(&name.as_str()) {
+        let reads = SYSTEM_READS
+            .iter()
+            .any(|(c, subs)| *c == name && args.iter().any(|a| subs.contains(a)));
+        let mount_listing = name == "mount" && args.is_empty();
+        if !reads && !mount_listing {
+            add(SYSTEM);
+        } else {
+            add(READ_ONLY);
+        }
+        if matches!(name.as_str(), "shutdown" | "reboot" | "halt" | "poweroff") {
+            add(HIGH_RISK);
+        }
+    }
+    for (c, subs) in CREDENTIAL_COMMANDS {
+        if name == *c
+            && (subs.is_empty()
+                || subs
+                    .iter()
+                    .any(|s| joined.starts_with(s) || args.contains(s)))
+        {
+            add(CREDENTIALS);
+        }
+    }
+    if matches!(name.as_str(), "env" | "printenv" | "set" | "export") && inv.argv.len() == 1 {
+        // The environment holds tokens (AWS_SECRET_ACCESS_KEY, GITHUB_TOKEN…).
+        add(CREDENTIALS);
+    }
+    if DATABASE_CLIENTS.contains(&name.as_str())
+        && args.iter().any(|a| a.to_ascii_lowercase().contains("prod"))
+    {
+        add(PROD_DB);
+        add(HIGH_RISK);
+    }
+    for (interp, flag) in INTERPRETERS {
+        if name == *interp && args.iter().any(|a| a.eq_ignore_ascii_case(flag)) {
+            add(HIGH_RISK);
+        }
+    }
+    if inv.wrappers.iter().any(|w| w == "eval") {
+        add(HIGH_RISK);
+    }
+    if out.is_empty() {
+        let mut add = |c| out.push(c);
+        let writes = inv
+            .redirects
+            .iter()
+            .any(|r| r.write && !super::paths::is_harmless(&r.target.text));
+        if SAFE_COMMANDS.contains(&name.as_str()) && !writes {
+            // Safe commands are read-only too; `approvals.auto_approve` of either
+            // class covers them.
+            add(SAFE);
+        } else if READ_ONLY_COMMANDS.contains(&name.as_str())
+            && !writes
+            && !writes_despite_name(&name, &args)
+        {
+            add(READ_ONLY);
+        }
+    }
+    out
+}
+
+/// Read-only commands with an option that writes or runs something.
+fn writes_despite_name(name: &str, args: &[&str]) -> bool {
+    match name {
+        "find" => args.iter().any(|a| {
+            matches!(
+                *a,
+                "-exec"
+                    | "-execdir"
+                    | "-ok"
+                    | "-okdir"
+                    | "-delete"
+                    | "-fprint"
+                    | "-fprintf"
+                    | "-fls"
+            )
+        }),
+        "sort" => args.iter().any(|a| *a == "-o" || a.starts_with("--output")),
+        "env" | "printenv" => false,
+        "mount" => !args.is_empty(),
+        "ip" => args.iter().any(|a| {
+            matches!(
+                *a,
+                "add" | "del" | "delete" | "set" | "flush" | "change" | "replace"
+            )
+        }),
+        "ifconfig" => args.len() > 1,
+        "tree" => args.contains(&"-o"),
+        "yq" => args
+            .iter()
+            .any(|a| a.starts_with("-i") || *a == "--inplace"),
+        _ => false,
+    }
+}
+
+/// The first word that is not an option (a subcommand), skipping `-x value` pairs
+/// only for the options that are known to take one.
+pub fn first_operand<'a>(args: &[&'a str]) -> Option<&'a str> {
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        if !a.starts_with('-') {
+            return Some(a);
+        }
+        // Global options that take a value: kubectl/helm (--context, -n, --namespace,
+        // --kubeconfig), aws (--profile, --region), git (-C, -c), terraform (-chdir=).
+        let takes_value = matches!(
+            a,
+            "--context"
+                | "-n"
+                | "--namespace"
+                | "--kubeconfig"
+                | "--cluster"
+                | "--user"
+                | "-s"
+                | "--server"
+                | "--profile"
+                | "--region"
+                | "--output"
+                | "--endpoint-url"
+                | "-C"
+                | "-c"
+                | "--git-dir"
+                | "--work-tree"
+        );
+        i += if takes_value { 2 } else { 1 };
+    }
+    None
+}
+
+fn is_setuid_mode(a: &str) -> bool {
+    a.contains("+s")
+        || (a.len() == 4 && a.starts_with(['4', '2', '6']) && a.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn is_remote(a: &str) -> bool {
+    // `host:path` or `user@host:path`, not a Windows drive (`C:\`) or a local `./a:b`.
+    match a.split_once(':') {
+        Some((host, _)) => host.len() > 1 && !host.contains('/') && !host.starts_with('.'),
+        None => false,
+    }
+}
+
+/// Whether the command writes to the paths it is given (the dangerous-path rules
+/// treat every path argument of these as a write).
+pub fn writes_its_paths(inv: &Invocation) -> bool {
+    let Some(name) = inv.argv.first().and_then(command_name) else {
+        return false;
+    };
+    const WRITERS: &[&str] = &[
+        "rm", "rmdir", "unlink", "shred", "srm", "mv", "cp", "touch", "mkdir", "chmod", "chown",
+        "chgrp", "ln", "truncate", "tee", "install", "rsync", "dd", "sudoedit", "vi", "vim",
+        "nvim", "nano", "emacs", "ed", "patch", "tar", "unzip", "setfacl", "chattr", "xattr",
+        "mkfs", "wipefs", "shred", "git",
+    ];
+    let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
+    WRITERS.contains(&name.as_str())
+        || (name == "sed" && args.iter().any(|a| a.starts_with("-i")))
+        || (name == "find" && args.contains(&"-delete"))
+        || classes(inv, false).contains(&DESTRUCTIVE)
+}
+
+/// The words of a command that could name files (not options, not `k=v`).
+pub fn path_arguments(inv: &Invocation) -> impl Iterator<Item = &Word> {
+    inv.argv.iter().skip(1).filter(|w| {
+        let t = w.text.as_str();
+        !t.starts_with('-') || t.contains('/')
+    })
+}

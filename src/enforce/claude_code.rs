@@ -1,0 +1,116 @@
+//! Claude Code's `PreToolUse` hook protocol: the JSON Claude Code writes on the
+//! hook's standard input, and the JSON answer it reads back.
+//!
+//! Input (fields Claude Code may add later are ignored):
+//! `{"session_id", "cwd", "permission_mode", "hook_event_name": "PreToolUse",
+//!   "tool_name": "Bash", "tool_input": {"command": "…", "description": "…"}, …}`.
+//! Answer: `{"hookSpecificOutput": {"hookEventName": "PreToolUse",
+//! "permissionDecision": "allow" | "ask" | "deny", "permissionDecisionReason": "…"}}`
+//! on standard output with exit status 0, or no answer at all (Claude Code's own
+//! permission rules and mode then apply).
+//!
+//! The hook only says `allow` when every command of the line is allowed by an
+//! explicit rule (`allowed_tools`, `approvals.auto_approve`): an "allow" from the
+//! hook skips Claude Code's own prompt, so a command the policy merely tolerates
+//! (an unlisted tool at medium risk tolerance) is left to Claude Code. Errors are
+//! the caller's to turn into exit status 2, the one status Claude Code treats as
+//! "blocked" (any other failure lets the tool run).
+
+use super::{Decision, Request, Verdict};
+use serde::Deserialize;
+
+/// Largest hook input read (Claude Code sends the command and a few ids).
+pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HookInput {
+    pub hook_event_name: Option<String>,
+    pub tool_name: String,
+    #[serde(default)]
+    pub tool_input: serde_json::Map<String, serde_json::Value>,
+    pub cwd: Option<String>,
+    pub permission_mode: Option<String>,
+    pub session_id: Option<String>,
+}
+
+/// Why a hook input cannot be decided (the hook then blocks the tool).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    #[error("the hook input is not the JSON Claude Code sends: {0}")]
+    Json(String),
+    #[error("the hook input is {0} bytes; more than {MAX_INPUT_BYTES} is not read")]
+    TooLarge(usize),
+    #[error("the hook was called for `{0}`, not PreToolUse")]
+    Event(String),
+    #[error("`tool_input.command` is missing or not a string")]
+    NoCommand,
+}
+
+/// The request a hook input asks about. `None`: a tool this hook does not judge
+/// (the managed settings match only Bash and PowerShell; anything else is left to
+/// Claude Code).
+pub fn request(bytes: &[u8]) -> Result<Option<(Request, HookInput)>, HookError> {
+    if bytes.len() > MAX_INPUT_BYTES {
+        return Err(HookError::TooLarge(bytes.len()));
+    }
+    let input: HookInput =
+        serde_json::from_slice(bytes).map_err(|e| HookError::Json(e.to_string()))?;
+    if let Some(event) = &input.hook_event_name
+        && event != "PreToolUse"
+    {
+        return Err(HookError::Event(event.clone()));
+    }
+    if input.tool_name != "Bash" && input.tool_name != "PowerShell" {
+        return Ok(None);
+    }
+    let command = input
+        .tool_input
+        .get("command")
+        .and_then(|c| c.as_str())
+        .ok_or(HookError::NoCommand)?
+        .to_string();
+    let request = Request::Command {
+        command,
+        cwd: input.cwd.clone(),
+    };
+    Ok(Some((request, input)))
+}
+
+/// Whether a PowerShell command is plain enough to be read with shell word rules:
+/// one command of bare or quoted words, with none of PowerShell's own syntax
+/// (variables, script blocks, subexpressions, pipelines, the backtick escape).
+pub fn powershell_is_plain(command: &str) -> bool {
+    !command.contains([
+        '$', '`', '(', ')', '{', '}', '|', ';', '&', '@', '<', '>', '\n', '\r',
+    ])
+}
+
+/// The answer for a decision; `None` when the hook should say nothing.
+pub fn answer(decision: &Decision) -> Option<serde_json::Value> {
+    if decision.mode == crate::policy::EnforcementMode::AuditOnly.as_str() {
+        return None;
+    }
+    let explicit = |rule: &str| {
+        rule.starts_with("allowed_tools[") || rule.starts_with("approvals.auto_approve[")
+    };
+    let word = match decision.applied {
+        Verdict::Deny => "deny",
+        Verdict::Ask => "ask",
+        Verdict::Allow
+            if decision.verdict == Verdict::Allow
+                && !decision.findings.is_empty()
+                && decision.findings.iter().all(|f| explicit(&f.rule)) =>
+        {
+            "allow"
+        }
+        Verdict::Allow => return None,
+    };
+    let reason = format!("fleetkit policy ({}): {}", decision.rule, decision.reason);
+    Some(serde_json::json!({
+        "hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": word,
+            "permissionDecisionReason": reason,
+        }
+    }))
+}

@@ -1,0 +1,549 @@
+//! The decision engine: for one request (a shell command, or a question about an
+//! inference backend and model), allow, ask for approval, or deny, naming the rule
+//! that decided. ADR-002's question, answered on the device.
+//!
+//! [`Engine::compile`] turns a validated policy into a ready form once (one
+//! `RegexSet` for the blocked patterns, one `GlobSet` for the dangerous paths,
+//! parsed version requirements); [`Engine::decide`] is then a pure function of the
+//! engine, the request and a [`Context`]. The README's "Decision engine" section is
+//! the spec: precedence deny > ask > allow, fail closed on what cannot be analysed,
+//! the three enforcement modes.
+
+pub mod cases;
+pub mod classify;
+pub mod claude_code;
+pub mod context;
+pub mod paths;
+pub mod shell;
+mod tools;
+pub mod wrappers;
+
+pub use context::{Context, FixedContext, SystemContext};
+
+use crate::policy::{EnforcementMode, OrgPolicy, RiskTolerance};
+use paths::{PathList, PathRules};
+use regex::RegexSet;
+use serde::{Deserialize, Serialize};
+use shell::Invocation;
+
+/// Allow < ask < deny: the strongest finding decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allow,
+    Ask,
+    Deny,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Ask => "ask",
+            Self::Deny => "deny",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "allow" => Some(Self::Allow),
+            "ask" => Some(Self::Ask),
+            "deny" => Some(Self::Deny),
+            _ => None,
+        }
+    }
+}
+
+/// What is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// A shell command line (bash syntax).
+    Command {
+        command: String,
+        /// The folder it runs in (relative paths are placed there).
+        cwd: Option<String>,
+    },
+    /// Using an inference backend and model.
+    Inference {
+        backend: String,
+        model: Option<String>,
+    },
+}
+
+/// One rule's opinion on a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub verdict: Verdict,
+    /// The rule, as a path into the policy (`safety.blocked_patterns[0]`) or a
+    /// built-in rule (`builtin.secret_paths`).
+    pub rule: String,
+    pub reason: String,
+    /// The simple command it is about, rendered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+/// The engine's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// What the rules decide.
+    pub verdict: Verdict,
+    /// What is done about it under the policy's mode (audit-only never blocks;
+    /// permissive blocks only denials).
+    pub applied: Verdict,
+    pub mode: &'static str,
+    /// The rule that decided, and why.
+    pub rule: String,
+    pub reason: String,
+    /// The command classes found (`destructive_commands`, …).
+    pub classes: Vec<&'static str>,
+    /// Every finding, strongest first.
+    pub findings: Vec<Finding>,
+}
+
+/// A policy ready to decide.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    policy: OrgPolicy,
+    patterns: RegexSet,
+    paths: PathRules,
+    tools: tools::Tools,
+}
+
+/// A policy that cannot be compiled (a pattern over the device's size limit).
+#[derive(Debug, thiserror::Error)]
+#[error("the policy cannot be compiled: {0}")]
+pub struct CompileError(String);
+
+/// Largest compiled size of the blocked patterns together.
+const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
+
+impl Engine {
+    /// Compiles a validated policy.
+    pub fn compile(policy: &OrgPolicy) -> Result<Self, CompileError> {
+        let patterns = regex::RegexSetBuilder::new(
+            policy
+                .safety
+                .blocked_patterns
+                .iter()
+                .map(|p| p.pattern.as_str()),
+        )
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| CompileError(e.to_string()))?;
+        let paths =
+            PathRules::compile(&policy.safety.additional_dangerous_paths).map_err(CompileError)?;
+        let tools = tools::Tools::compile(policy).map_err(CompileError)?;
+        Ok(Self {
+            policy: policy.clone(),
+            patterns,
+            paths,
+            tools,
+        })
+    }
+
+    pub fn policy(&self) -> &OrgPolicy {
+        &self.policy
+    }
+
+    /// Decides `request` under this policy.
+    pub fn decide(&self, request: &Request, ctx: &dyn Context) -> Decision {
+        let mut findings = Vec::new();
+        let mut classes = Vec::new();
+        match request {
+            Request::Command { command, cwd } => {
+                let cwd = cwd.clone().or_else(|| ctx.cwd());
+                self.command(command, cwd.as_deref(), ctx, &mut findings, &mut classes);
+            }
+            Request::Inference { backend, model } => {
+                self.inference(backend, model.as_deref(), &mut findings);
+            }
+        }
+        self.conclude(findings, classes)
+    }
+
+    fn conclude(&self, mut findings: Vec<Finding>, classes: Vec<&'static str>) -> Decision {
+        // Stable: among equals the first found (patterns, then command by command)
+        // decides.
+        findings.sort_by_key(|f| std::cmp::Reverse(f.verdict));
+        let (verdict, rule, reason) = match findings.first() {
+            Some(f) => (f.verdict, f.rule.clone(), f.reason.clone()),
+            None => (
+                Verdict::Allow,
+                "engine.empty".into(),
+                "nothing to run".into(),
+            ),
+        };
+        let mode = self.policy.enforcement.mode;
+        let applied = match mode {
+            EnforcementMode::Enforce => verdict,
+            EnforcementMode::AuditOnly => Verdict::Allow,
+            EnforcementMode::Permissive if verdict == Verdict::Deny => Verdict::Deny,
+            EnforcementMode::Permissive => Verdict::Allow,
+        };
+        Decision {
+            verdict,
+            applied,
+            mode: mode.as_str(),
+            rule,
+            reason,
+            classes,
+            findings,
+        }
+    }
+
+    fn inference(&self, backend: &str, model: Option<&str>, out: &mut Vec<Finding>) {
+        let inf = &self.policy.inference;
+        let finding = |verdict, rule: String, reason: String| Finding {
+            verdict,
+            rule,
+            reason,
+            command: None,
+        };
+        if let Some(i) = inf.blocked_backends.iter().position(|b| b == backend) {
+            out.push(finding(
+                Verdict::Deny,
+                format!("inference.blocked_backends[{i}]"),
+                format!("the inference backend `{backend}` is blocked"),
+            ));
+        }
+        if !inf.allowed_backends.is_empty() && !inf.allowed_backends.iter().any(|b| b == backend) {
+            out.push(finding(
+                Verdict::Deny,
+                "inference.allowed_backends".into(),
+                format!(
+                    "the inference backend `{backend}` is not one of the allowed backends ({})",
+                    inf.allowed_backends.join(", ")
+                ),
+            ));
+        }
+        if inf.require_local && crate::policy::vocab::REMOTE_BACKENDS.contains(&backend) {
+            out.push(finding(
+                Verdict::Deny,
+                "inference.require_local".into(),
+                format!(
+                    "the policy requires local inference; `{backend}` sends prompts off the machine"
+                ),
+            ));
+        }
+        match model {
+            Some(m)
+                if !inf.model_allowlist.is_empty()
+                    && !inf.model_allowlist.iter().any(|a| a == m) =>
+            {
+                out.push(finding(
+                    Verdict::Deny,
+                    "inference.model_allowlist".into(),
+                    format!("the model `{m}` is not in the model allowlist"),
+                ));
+            }
+            None if !inf.model_allowlist.is_empty() => out.push(finding(
+                Verdict::Ask,
+                "inference.model_allowlist".into(),
+                "no model was named, and the policy allows only listed models".into(),
+            )),
+            _ => {}
+        }
+        if out.is_empty() {
+            let rule = inf
+                .allowed_backends
+                .iter()
+                .position(|b| b == backend)
+                .map_or_else(
+                    || "inference".to_string(),
+                    |i| format!("inference.allowed_backends[{i}]"),
+                );
+            out.push(finding(
+                Verdict::Allow,
+                rule,
+                format!("`{backend}` is an allowed inference backend"),
+            ));
+        }
+    }
+
+    fn command(
+        &self,
+        command: &str,
+        cwd: Option<&str>,
+        ctx: &dyn Context,
+        out: &mut Vec<Finding>,
+        classes: &mut Vec<&'static str>,
+    ) {
+        let expanded = wrappers::expand(command);
+        for why in &expanded.unresolved {
+            out.push(Finding {
+                verdict: Verdict::Ask,
+                rule: "engine.unresolved".into(),
+                reason: format!("{why}: not allowed without approval"),
+                command: None,
+            });
+        }
+        // Blocked patterns: the line as typed (spaces collapsed), every pipeline and
+        // list re-rendered without quotes, and every simple command.
+        let mut haystacks: Vec<String> = expanded.renderings.clone();
+        haystacks.extend(expanded.invocations.iter().map(Invocation::render));
+        if !self.patterns.is_empty() {
+            for h in &haystacks {
+                if let Some(i) = self.patterns.matches(h).iter().next() {
+                    let p = &self.policy.safety.blocked_patterns[i];
+                    out.push(Finding {
+                        verdict: Verdict::Deny,
+                        rule: format!("safety.blocked_patterns[{i}]"),
+                        reason: p.reason.clone(),
+                        command: Some(h.clone()),
+                    });
+                    break;
+                }
+            }
+        }
+        let home = ctx.home();
+        // `cd` moves the folder later relative paths are placed in (`cd / && rm -rf *`);
+        // a `cd` to a folder only known at run time leaves it unknown.
+        let mut cwd = cwd.map(str::to_string);
+        for inv in &expanded.invocations {
+            self.invocation(inv, cwd.as_deref(), home.as_deref(), ctx, out, classes);
+            let name = inv.argv.first().and_then(wrappers::command_name);
+            if matches!(
+                name.as_deref(),
+                Some("cd" | "pushd" | "chdir" | "set-location")
+            ) {
+                cwd = match inv.argv.get(1).filter(|w| w.text != "--") {
+                    None => home.clone(),
+                    Some(w) if w.text == "-" => None,
+                    Some(w) => w
+                        .value()
+                        .and_then(|v| paths::normalise(v, cwd.as_deref(), home.as_deref())),
+                };
+            }
+        }
+    }
+
+    fn invocation(
+        &self,
+        inv: &Invocation,
+        cwd: Option<&str>,
+        home: Option<&str>,
+        ctx: &dyn Context,
+        out: &mut Vec<Finding>,
+        all_classes: &mut Vec<&'static str>,
+    ) {
+        let rendered = inv.render();
+        let mut push = |verdict, rule: String, reason: String| {
+            out.push(Finding {
+                verdict,
+                rule,
+                reason,
+                command: Some(rendered.clone()),
+            });
+        };
+        let name = inv.argv.first().and_then(wrappers::command_name);
+        let allowed = name.as_deref().and_then(|n| self.tools.index(n));
+        let mut classes = classify::classes(inv, allowed.is_some());
+        // Paths: arguments and redirections.
+        let writes = classify::writes_its_paths(inv);
+        let mut path_words: Vec<(&shell::Word, bool)> =
+            classify::path_arguments(inv).map(|w| (w, writes)).collect();
+        path_words.extend(inv.redirects.iter().map(|r| (&r.target, r.write)));
+        let low = self.policy.safety.risk_tolerance == RiskTolerance::Low;
+        for (word, write) in path_words {
+            if word.dynamic.is_some() {
+                if write {
+                    push(
+                        Verdict::Ask,
+                        "engine.unresolved".into(),
+                        format!(
+                            "writes to `{}`, a path only known when the shell runs: not allowed without approval",
+                            word.text
+                        ),
+                    );
+                }
+                continue;
+            }
+            for candidate in path_candidates(&word.text) {
+                let Some(norm) = paths::normalise(candidate, cwd, home) else {
+                    if write && candidate == word.text {
+                        push(
+                            Verdict::Ask,
+                            "engine.unresolved".into(),
+                            format!(
+                                "writes to `{}`, which cannot be placed (the working folder or user is not known): not allowed without approval",
+                                word.text
+                            ),
+                        );
+                    }
+                    continue;
+                };
+                for hit in self.paths.hits(&norm, write, word.glob) {
+                    let (verdict, rule, why) = match hit.list {
+                        PathList::Enforcement if write => (
+                            Verdict::Deny,
+                            "builtin.enforcement_paths".to_string(),
+                            format!(
+                                "writes `{}`, which is or holds `{}`, the policy enforcement's own files; commands may not change them",
+                                hit.path, hit.glob
+                            ),
+                        ),
+                        PathList::Enforcement => continue,
+                        PathList::Policy(i) => (
+                            if write && low {
+                                Verdict::Deny
+                            } else {
+                                Verdict::Ask
+                            },
+                            format!("safety.additional_dangerous_paths[{i}]"),
+                            format!(
+                                "{} `{}`, under the dangerous path `{}`",
+                                if write { "writes" } else { "reads" },
+                                hit.path,
+                                self.policy.safety.additional_dangerous_paths[i]
+                            ),
+                        ),
+                        PathList::System if write => (
+                            if low { Verdict::Deny } else { Verdict::Ask },
+                            "builtin.system_paths".to_string(),
+                            format!("writes `{}`, a system location", hit.path),
+                        ),
+                        PathList::System => continue,
+                        PathList::Secret => {
+                            if !classes.contains(&classify::CREDENTIALS) {
+                                classes.push(classify::CREDENTIALS);
+                            }
+                            (
+                                Verdict::Ask,
+                                "builtin.secret_paths".to_string(),
+                                format!("touches `{}`, where credentials are kept", hit.path),
+                            )
+                        }
+                    };
+                    push(verdict, rule, why);
+                }
+            }
+        }
+        for c in &classes {
+            if !all_classes.contains(c) {
+                all_classes.push(c);
+            }
+        }
+        let Some(first) = inv.argv.first() else {
+            return;
+        };
+        let Some(name) = name else {
+            push(
+                Verdict::Ask,
+                "engine.unresolved".into(),
+                format!(
+                    "the command name `{}` is only known when the shell runs: not allowed without approval",
+                    first.text
+                ),
+            );
+            return;
+        };
+        let safety = &self.policy.safety;
+        for (i, t) in self.policy.blocked_tools.iter().enumerate() {
+            if t.name.eq_ignore_ascii_case(&name) {
+                push(
+                    Verdict::Deny,
+                    format!("blocked_tools[{i}]"),
+                    format!("`{name}` is blocked: {}", t.reason),
+                );
+            }
+        }
+        let mut asked = false;
+        for c in &classes {
+            if let Some(i) = safety.require_approval_for.iter().position(|r| r == c) {
+                push(
+                    Verdict::Ask,
+                    format!("safety.require_approval_for[{i}]"),
+                    format!("`{name}` is in {c}, which requires approval"),
+                );
+                asked = true;
+            }
+            if let Some(i) = self
+                .policy
+                .approvals
+                .require_manager_approval
+                .iter()
+                .position(|r| r == c)
+            {
+                push(
+                    Verdict::Ask,
+                    format!("approvals.require_manager_approval[{i}]"),
+                    format!("`{name}` is in {c}, which requires a manager's approval"),
+                );
+                asked = true;
+            }
+        }
+        if let Some(i) = allowed {
+            let findings = self.tools.check(i, &name, inv, ctx);
+            let denied = !findings.is_empty();
+            for (verdict, rule, reason) in findings {
+                push(verdict, rule, reason);
+            }
+            if !denied {
+                let why = self.policy.allowed_tools[i]
+                    .reason
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(" ({r})"));
+                push(
+                    Verdict::Allow,
+                    format!("allowed_tools[{i}]"),
+                    format!("`{name}` is an allowed tool and meets its conditions{why}"),
+                );
+            }
+            return;
+        }
+        // A tool the policy does not list: the risk tolerance decides, unless every
+        // class it is in is auto-approved.
+        let auto = &self.policy.approvals.auto_approve;
+        let auto_rule = (!classes.is_empty())
+            .then(|| {
+                classes
+                    .iter()
+                    .map(|c| {
+                        auto.iter().position(|a| {
+                            a == c || (*c == classify::SAFE && a == classify::READ_ONLY)
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .flatten()
+            .and_then(|v| v.first().copied());
+        match (auto_rule, safety.risk_tolerance) {
+            (Some(i), _) if !asked => push(
+                Verdict::Allow,
+                format!("approvals.auto_approve[{i}]"),
+                format!("`{name}` is {}, which is auto-approved", auto[i]),
+            ),
+            (_, RiskTolerance::Low) => push(
+                Verdict::Ask,
+                "safety.risk_tolerance".into(),
+                format!(
+                    "`{name}` is not an allowed tool, and risk tolerance is low: approval required"
+                ),
+            ),
+            (_, RiskTolerance::Medium) => push(
+                Verdict::Allow,
+                "safety.risk_tolerance".into(),
+                format!("`{name}` is not listed; allowed and recorded at medium risk tolerance"),
+            ),
+            (_, RiskTolerance::High) => push(
+                Verdict::Allow,
+                "safety.risk_tolerance".into(),
+                format!("`{name}` is not listed; allowed at high risk tolerance"),
+            ),
+        }
+    }
+}
+
+/// The parts of a word that may be paths: the word, and the value of `opt=value`
+/// (`of=/dev/sda`, `--output=/etc/x`).
+fn path_candidates(text: &str) -> Vec<&str> {
+    let mut out = vec![text];
+    if let Some((_, v)) = text.split_once('=')
+        && !v.is_empty()
+    {
+        out.push(v);
+    }
+    out
+}

@@ -1,0 +1,752 @@
+//! A command line, as bash would read it: brush-parser builds the syntax tree, and
+//! this module walks it into the simple commands that would run (pipelines, lists,
+//! subshells, bodies of compound commands, command and process substitutions,
+//! heredocs), each with its words after quote removal and its redirections.
+//!
+//! What only the running shell could know (a parameter, a command substitution's
+//! output, a glob in a command name) is kept as written and marked dynamic, so the
+//! engine can refuse to allow what it cannot see. Nothing here expands or runs
+//! anything.
+
+use brush_parser::ast;
+use brush_parser::word::{self, WordPiece, WordPieceWithSource};
+use brush_parser::{Parser, ParserOptions};
+
+/// Longest command analysed; anything longer is not allowed without approval.
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// Deepest nesting of brackets, quotes-in-substitutions and `bash -c` strings
+/// analysed. brush-parser recurses on nesting, and the agent's panic strategy is
+/// abort: a deep input must be refused before it reaches the parser.
+pub const MAX_NESTING: usize = 48;
+/// Most simple commands gathered from one line (a `for` over a huge list, or a
+/// generated script, is not analysed past this).
+pub const MAX_INVOCATIONS: usize = 512;
+
+/// One word of a command after quote removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Word {
+    /// The text as the command would receive it when `dynamic` is `None`; otherwise
+    /// the static parts with the dynamic parts as written (`$HOME/x`).
+    pub text: String,
+    /// Why the shell alone knows the value (`$HOME`, `$(…)`, a glob in a name).
+    pub dynamic: Option<String>,
+    /// An unquoted `*`, `?` or `[` (a pathname pattern the shell expands).
+    pub glob: bool,
+}
+
+impl Word {
+    pub fn literal(text: &str) -> Self {
+        Self {
+            text: text.to_string(),
+            dynamic: None,
+            glob: false,
+        }
+    }
+
+    /// The word's value when it is fully known.
+    pub fn value(&self) -> Option<&str> {
+        self.dynamic.is_none().then_some(self.text.as_str())
+    }
+}
+
+/// A redirection of a simple command to or from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub target: Word,
+    /// `>`, `>>`, `<>`, `>|`, `&>`: the file is written.
+    pub write: bool,
+}
+
+/// One simple command that would run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Invocation {
+    /// `NAME=value` words before the command (and those `env` adds).
+    pub assignments: Vec<(String, Word)>,
+    /// The command name and its arguments.
+    pub argv: Vec<Word>,
+    pub redirects: Vec<Redirect>,
+    /// Its standard input comes from the previous command of a pipeline.
+    pub piped_input: bool,
+    /// A here-document or here-string given as its standard input (a script when the
+    /// command is a shell).
+    pub stdin_text: Option<String>,
+    /// The wrappers it was found inside (`sudo`, `env`, `bash -c`, `find -exec`…).
+    pub wrappers: Vec<String>,
+    /// This is the own part of a wrapper that runs the words after it
+    /// (`sudo -u root` of `sudo -u root rm x`); that command is judged apart.
+    pub wraps: bool,
+    /// Which pipeline of the line it belongs to (commands of one pipeline share it).
+    pub pipeline: usize,
+}
+
+impl Invocation {
+    /// The command and its arguments as one line (quotes removed).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in &self.assignments {
+            push_sep(&mut out);
+            out.push_str(name);
+            out.push('=');
+            out.push_str(&value.text);
+        }
+        for w in &self.argv {
+            push_sep(&mut out);
+            out.push_str(&w.text);
+        }
+        for r in &self.redirects {
+            push_sep(&mut out);
+            out.push_str(if r.write { "> " } else { "< " });
+            out.push_str(&r.target.text);
+        }
+        out
+    }
+}
+
+fn push_sep(out: &mut String) {
+    if !out.is_empty() {
+        out.push(' ');
+    }
+}
+
+/// What a command line is made of.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    /// Every simple command, in the order the text gives them.
+    pub invocations: Vec<Invocation>,
+    /// Each pipeline and and-or list re-rendered with quotes removed and single
+    /// spaces (`curl x | bash`), for the blocked patterns.
+    pub renderings: Vec<String>,
+    /// Why parts of the line could not be analysed. Never empty when the line was
+    /// not fully understood: the engine does not allow such a line silently.
+    pub unresolved: Vec<String>,
+}
+
+/// Parses `command` as bash would.
+pub fn parse(command: &str) -> Parsed {
+    let mut walker = Walker::default();
+    walker.script(command, 0);
+    walker.out
+}
+
+fn options() -> ParserOptions {
+    ParserOptions {
+        enable_extended_globbing: true,
+        posix_mode: false,
+        sh_mode: false,
+        // Tilde words are kept as written (`~`, `~/x`) and resolved by the engine;
+        // brush-parser's own tilde parsing panics on `~99999999999999999999`.
+        tilde_expansion_at_word_start: false,
+        tilde_expansion_after_colon: false,
+        ..ParserOptions::default()
+    }
+}
+
+/// Refuses inputs known to make brush-parser 0.4 panic or recurse without bound:
+/// an I/O number too large for an `i32` (`echo 99999999999>f`) and deep nesting.
+fn screen(command: &str, depth: usize) -> Option<String> {
+    if command.len() > MAX_COMMAND_BYTES {
+        return Some(format!(
+            "the command is {} bytes long; commands over {MAX_COMMAND_BYTES} bytes are not analysed",
+            command.len()
+        ));
+    }
+    if depth > 8 {
+        return Some("shells nested more than 8 deep (`bash -c` in `bash -c` …)".into());
+    }
+    if command.contains('\0') {
+        // bash would cut the line there; what follows is hidden from a reader.
+        return Some("the command contains a NUL byte".into());
+    }
+    let bytes = command.as_bytes();
+    let (mut nesting, mut deepest, mut digits) = (0usize, 0usize, 0usize);
+    for &b in bytes {
+        match b {
+            b'(' | b'{' | b'[' | b'`' => {
+                nesting += 1;
+                deepest = deepest.max(nesting);
+            }
+            b')' | b'}' | b']' => nesting = nesting.saturating_sub(1),
+            _ => {}
+        }
+        if (b == b'<' || b == b'>') && digits >= 10 {
+            return Some("a redirection's file descriptor number is too large".into());
+        }
+        digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
+    }
+    (deepest > MAX_NESTING).then(|| {
+        format!("the command nests brackets more than {MAX_NESTING} deep, too deep to analyse")
+    })
+}
+
+#[derive(Default)]
+struct Walker {
+    out: Parsed,
+    /// The pipeline being rendered, one entry per command.
+    stage: Vec<String>,
+    /// The pipeline being walked, and how many were started.
+    pipeline: usize,
+    pipelines: usize,
+}
+
+impl Walker {
+    fn unresolved(&mut self, why: String) {
+        if !self.out.unresolved.contains(&why) {
+            self.out.unresolved.push(why);
+        }
+    }
+
+    /// A whole script (a command line, a `bash -c` string, a substitution).
+    fn script(&mut self, text: &str, depth: usize) {
+        if let Some(why) = screen(text, depth) {
+            self.unresolved(why);
+            return;
+        }
+        let mut parser = Parser::new(text.as_bytes(), &options());
+        match parser.parse_program() {
+            Ok(program) => {
+                for list in &program.complete_commands {
+                    self.compound_list(list, depth);
+                }
+            }
+            Err(e) => self.unresolved(format!("the shell syntax could not be parsed ({e})")),
+        }
+    }
+
+    fn compound_list(&mut self, list: &ast::CompoundList, depth: usize) {
+        for ast::CompoundListItem(and_or, _) in &list.0 {
+            let mut text = self.pipeline(&and_or.first, depth);
+            for next in &and_or.additional {
+                let (op, p) = match next {
+                    ast::AndOr::And(p) => ("&&", p),
+                    ast::AndOr::Or(p) => ("||", p),
+                };
+                let rendered = self.pipeline(p, depth);
+                text = format!("{text} {op} {rendered}");
+            }
+            if !and_or.additional.is_empty() {
+                self.out.renderings.push(text);
+            }
+        }
+    }
+
+    /// Walks a pipeline and returns its rendering.
+    fn pipeline(&mut self, p: &ast::Pipeline, depth: usize) -> String {
+        let saved = std::mem::take(&mut self.stage);
+        let saved_id = self.pipeline;
+        self.pipelines += 1;
+        self.pipeline = self.pipelines;
+        for (i, cmd) in p.seq.iter().enumerate() {
+            let rendered = self.command(cmd, i > 0, depth);
+            self.stage.push(rendered);
+        }
+        let text = self.stage.join(" | ");
+        self.stage = saved;
+        self.pipeline = saved_id;
+        if p.seq.len() > 1 {
+            self.out.renderings.push(text.clone());
+        }
+        text
+    }
+
+    fn command(&mut self, cmd: &ast::Command, piped: bool, depth: usize) -> String {
+        match cmd {
+            ast::Command::Simple(simple) => self.simple(simple, piped, depth),
+            ast::Command::Compound(compound, redirects) => {
+                if let Some(list) = redirects {
+                    let mut ignored = Vec::new();
+                    for r in &list.0 {
+                        self.redirect(r, &mut ignored, &mut None, depth);
+                    }
+                    // A compound command's redirections apply to every command
+                    // inside; they are checked as redirections of an empty command.
+                    if !ignored.is_empty() {
+                        self.push(Invocation {
+                            redirects: ignored,
+                            ..Invocation::default()
+                        });
+                    }
+                }
+                self.compound(compound, depth)
+            }
+            ast::Command::Function(f) => {
+                // The body runs when the function is called; it is judged now.
+                self.compound(&f.body.0, depth)
+            }
+            ast::Command::ExtendedTest(test, _) => {
+                self.extended_test(&test.expr, depth);
+                "[[ … ]]".into()
+            }
+        }
+    }
+
+    fn compound(&mut self, c: &ast::CompoundCommand, depth: usize) -> String {
+        use ast::CompoundCommand as C;
+        match c {
+            C::Arithmetic(a) => self.arithmetic(&a.expr.value, depth),
+            C::ArithmeticForClause(f) => {
+                for e in [&f.initializer, &f.condition, &f.updater]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.arithmetic(&e.value, depth);
+                }
+                self.compound_list(&f.body.list, depth);
+            }
+            C::BraceGroup(b) => self.compound_list(&b.list, depth),
+            C::Subshell(s) => self.compound_list(&s.list, depth),
+            C::ForClause(f) => {
+                for w in f.values.iter().flatten() {
+                    self.word(w, depth);
+                }
+                self.compound_list(&f.body.list, depth);
+            }
+            C::CaseClause(c) => {
+                self.word(&c.value, depth);
+                for item in &c.cases {
+                    for w in &item.patterns {
+                        self.word(w, depth);
+                    }
+                    if let Some(list) = &item.cmd {
+                        self.compound_list(list, depth);
+                    }
+                }
+            }
+            C::IfClause(i) => {
+                self.compound_list(&i.condition, depth);
+                self.compound_list(&i.then, depth);
+                for e in i.elses.iter().flatten() {
+                    if let Some(cond) = &e.condition {
+                        self.compound_list(cond, depth);
+                    }
+                    self.compound_list(&e.body, depth);
+                }
+            }
+            C::WhileClause(w) | C::UntilClause(w) => {
+                self.compound_list(&w.0, depth);
+                self.compound_list(&w.1.list, depth);
+            }
+            C::Coprocess(c) => {
+                self.command(&c.body, false, depth);
+            }
+        }
+        "{ … }".into()
+    }
+
+    fn arithmetic(&mut self, expr: &str, depth: usize) {
+        // Arithmetic text may hold command substitutions; bash runs them.
+        if expr.contains("$(") || expr.contains('`') {
+            let pieces = word::parse(&format!("\"{expr}\""), &options());
+            match pieces {
+                Ok(p) => {
+                    let mut unused = false;
+                    self.pieces(&p, &mut String::new(), &mut None, &mut unused, depth);
+                }
+                Err(_) => self.unresolved(
+                    "an arithmetic expression holds a command substitution that could not be parsed"
+                        .into(),
+                ),
+            }
+        }
+    }
+
+    fn extended_test(&mut self, e: &ast::ExtendedTestExpr, depth: usize) {
+        use ast::ExtendedTestExpr as E;
+        match e {
+            E::And(a, b) | E::Or(a, b) => {
+                self.extended_test(a, depth);
+                self.extended_test(b, depth);
+            }
+            E::Not(a) | E::Parenthesized(a) => self.extended_test(a, depth),
+            E::UnaryTest(_, w) => {
+                self.word(w, depth);
+            }
+            E::BinaryTest(_, a, b) => {
+                self.word(a, depth);
+                self.word(b, depth);
+            }
+        }
+    }
+
+    fn simple(&mut self, s: &ast::SimpleCommand, piped: bool, depth: usize) -> String {
+        let mut inv = Invocation {
+            piped_input: piped,
+            ..Invocation::default()
+        };
+        let mut stdin_text = None;
+        for item in s.prefix.iter().flat_map(|p| p.0.iter()) {
+            self.item(item, &mut inv, &mut stdin_text, true, depth);
+        }
+        if let Some(name) = &s.word_or_name {
+            let w = self.word(name, depth);
+            inv.argv.push(w);
+        }
+        for item in s.suffix.iter().flat_map(|p| p.0.iter()) {
+            self.item(item, &mut inv, &mut stdin_text, false, depth);
+        }
+        inv.stdin_text = stdin_text;
+        let rendered = inv.render();
+        self.push(inv);
+        rendered
+    }
+
+    fn item(
+        &mut self,
+        item: &ast::CommandPrefixOrSuffixItem,
+        inv: &mut Invocation,
+        stdin_text: &mut Option<String>,
+        prefix: bool,
+        depth: usize,
+    ) {
+        use ast::CommandPrefixOrSuffixItem as I;
+        match item {
+            I::IoRedirect(r) => self.redirect(r, &mut inv.redirects, stdin_text, depth),
+            I::Word(w) => {
+                let w = self.word(w, depth);
+                inv.argv.push(w);
+            }
+            I::AssignmentWord(a, raw) => {
+                let name = match &a.name {
+                    ast::AssignmentName::VariableName(n) => n.clone(),
+                    ast::AssignmentName::ArrayElementName(n, _) => n.clone(),
+                };
+                let value = match &a.value {
+                    ast::AssignmentValue::Scalar(w) => self.word(w, depth),
+                    ast::AssignmentValue::Array(items) => {
+                        for (k, v) in items {
+                            if let Some(k) = k {
+                                self.word(k, depth);
+                            }
+                            self.word(v, depth);
+                        }
+                        Word {
+                            text: raw.value.clone(),
+                            dynamic: Some("an array".into()),
+                            glob: false,
+                        }
+                    }
+                };
+                if prefix || inv.argv.is_empty() {
+                    inv.assignments.push((name, value));
+                } else {
+                    // `env A=1 kubectl …`, `export A=1`: an argument to the command.
+                    let text = raw.value.clone();
+                    inv.argv.push(Word {
+                        text: format!("{name}={}", value.text),
+                        dynamic: value.dynamic.map(|_| text),
+                        glob: false,
+                    });
+                }
+            }
+            I::ProcessSubstitution(_, sub) => {
+                self.compound_list(&sub.list, depth);
+                inv.argv.push(Word {
+                    text: "<(…)".into(),
+                    dynamic: Some("a process substitution".into()),
+                    glob: false,
+                });
+            }
+        }
+    }
+
+    fn redirect(
+        &mut self,
+        r: &ast::IoRedirect,
+        out: &mut Vec<Redirect>,
+        stdin_text: &mut Option<String>,
+        depth: usize,
+    ) {
+        use ast::IoFileRedirectKind as K;
+        use ast::IoFileRedirectTarget as T;
+        match r {
+            ast::IoRedirect::File(_, kind, target) => match target {
+                T::Filename(w) => {
+                    let target = self.word(w, depth);
+                    let write = matches!(kind, K::Write | K::Append | K::ReadAndWrite | K::Clobber);
+                    out.push(Redirect { target, write });
+                }
+                T::ProcessSubstitution(_, sub) => self.compound_list(&sub.list, depth),
+                T::Duplicate(w) => {
+                    self.word(w, depth);
+                }
+                T::Fd(_) => {}
+            },
+            ast::IoRedirect::HereDocument(_, doc) => {
+                if doc.requires_expansion {
+                    match word::parse_heredoc(&doc.doc.value, &options()) {
+                        Ok(pieces) => {
+                            let mut unused = false;
+                            self.pieces(&pieces, &mut String::new(), &mut None, &mut unused, depth);
+                        }
+                        Err(_) => self.unresolved("a here-document could not be parsed".into()),
+                    }
+                }
+                *stdin_text = Some(doc.doc.value.clone());
+            }
+            ast::IoRedirect::HereString(_, w) => {
+                let w = self.word(w, depth);
+                *stdin_text = Some(w.text);
+            }
+            ast::IoRedirect::OutputAndError(w, _) => {
+                let target = self.word(w, depth);
+                out.push(Redirect {
+                    target,
+                    write: true,
+                });
+            }
+        }
+    }
+
+    fn push(&mut self, mut inv: Invocation) {
+        inv.pipeline = self.pipeline;
+        if self.out.invocations.len() >= MAX_INVOCATIONS {
+            self.unresolved(format!(
+                "the command line holds more than {MAX_INVOCATIONS} commands"
+            ));
+            return;
+        }
+        self.out.invocations.push(inv);
+    }
+
+    /// Quote removal of one word; command substitutions inside it are walked.
+    fn word(&mut self, w: &ast::Word, depth: usize) -> Word {
+        match word::parse(&w.value, &options()) {
+            Ok(pieces) => {
+                let mut text = String::new();
+                let mut dynamic = None;
+                let mut glob = false;
+                self.pieces(&pieces, &mut text, &mut dynamic, &mut glob, depth);
+                Word {
+                    text,
+                    dynamic,
+                    glob,
+                }
+            }
+            Err(_) => {
+                self.unresolved(format!("the word `{}` could not be parsed", w.value));
+                Word {
+                    text: w.value.clone(),
+                    dynamic: Some("a word that could not be parsed".into()),
+                    glob: false,
+                }
+            }
+        }
+    }
+
+    fn pieces(
+        &mut self,
+        pieces: &[WordPieceWithSource],
+        text: &mut String,
+        dynamic: &mut Option<String>,
+        glob: &mut bool,
+        depth: usize,
+    ) {
+        for p in pieces {
+            self.piece(&p.piece, text, dynamic, glob, depth);
+        }
+    }
+
+    fn piece(
+        &mut self,
+        piece: &WordPiece,
+        text: &mut String,
+        dynamic: &mut Option<String>,
+        glob: &mut bool,
+        depth: usize,
+    ) {
+        let mut mark = |text: &mut String, raw: String, why: &str| {
+            text.push_str(&raw);
+            dynamic.get_or_insert_with(|| format!("{why} `{raw}`"));
+        };
+        match piece {
+            WordPiece::Text(s) => {
+                if is_pattern(s) {
+                    *glob = true;
+                }
+                text.push_str(s);
+            }
+            WordPiece::SingleQuotedText(s) => text.push_str(s),
+            WordPiece::AnsiCQuotedText(s) => match ansi_c(s) {
+                Some(decoded) => text.push_str(&decoded),
+                None => mark(text, format!("$'{s}'"), "an escape sequence"),
+            },
+            WordPiece::DoubleQuotedSequence(inner)
+            | WordPiece::GettextDoubleQuotedSequence(inner) => {
+                let mut inner_glob = false;
+                for p in inner {
+                    match &p.piece {
+                        // Inside double quotes, text is literal: no globbing.
+                        WordPiece::Text(s) => text.push_str(s),
+                        other => self.piece(other, text, dynamic, &mut inner_glob, depth),
+                    }
+                }
+            }
+            WordPiece::TildeExpansion(t) => {
+                use brush_parser::word::TildeExpr;
+                match t {
+                    TildeExpr::Home => text.push('~'),
+                    TildeExpr::UserHome(u) => {
+                        text.push('~');
+                        text.push_str(u);
+                    }
+                    _ => mark(text, "~…".into(), "a directory-stack tilde"),
+                }
+            }
+            WordPiece::ParameterExpansion(p) => mark(text, format!("${{{p:?}}}"), "a parameter"),
+            WordPiece::CommandSubstitution(s) | WordPiece::BackquotedCommandSubstitution(s) => {
+                self.script(s, depth + 1);
+                mark(text, format!("$({s})"), "the output of");
+            }
+            WordPiece::EscapeSequence(s) => {
+                // `\x` is `x`; a backslash-newline is a line continuation.
+                let c = s.strip_prefix('\\').unwrap_or(s);
+                if c != "\n" {
+                    text.push_str(c);
+                }
+            }
+            WordPiece::ArithmeticExpression(e) => {
+                self.arithmetic(&e.value, depth);
+                mark(text, format!("$(({}))", e.value), "arithmetic");
+            }
+        }
+    }
+}
+
+/// Whether unquoted text is a pattern the shell expands: `*`, `?`, a `[…]` class,
+/// or a brace expansion `{a,b}` / `{1..3}` (a lone `[` is the test command).
+fn is_pattern(s: &str) -> bool {
+    if s.contains(['*', '?']) {
+        return true;
+    }
+    let class = s.find('[').is_some_and(|i| s[i + 1..].contains(']'));
+    let brace = s.find('{').is_some_and(|i| {
+        s[i + 1..].find('}').is_some_and(|j| {
+            let inner = &s[i + 1..i + 1 + j];
+            inner.contains(',') || inner.contains("..")
+        })
+    });
+    class || brace
+}
+
+/// Decodes the body of a `$'…'` word; `None` for an escape that is not decoded here.
+pub fn ansi_c(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let e = chars.next()?;
+        let simple = match e {
+            'n' => Some('\n'),
+            't' => Some('\t'),
+            'r' => Some('\r'),
+            'a' => Some('\x07'),
+            'b' => Some('\x08'),
+            'e' | 'E' => Some('\x1b'),
+            'f' => Some('\x0c'),
+            'v' => Some('\x0b'),
+            '\\' | '\'' | '"' | '?' => Some(e),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            continue;
+        }
+        let (radix, max) = match e {
+            'x' => (16, 2),
+            'u' => (16, 4),
+            'U' => (16, 8),
+            '0'..='7' => (8, 2),
+            _ => return None,
+        };
+        let mut digits = String::new();
+        if radix == 8 {
+            digits.push(e);
+        }
+        while digits.len() < max + usize::from(radix == 8)
+            && let Some(&d) = chars.peek()
+            && d.is_digit(radix)
+        {
+            digits.push(d);
+            chars.next();
+        }
+        let code = u32::from_str_radix(&digits, radix).ok()?;
+        let ch = char::from_u32(code)?;
+        if ch == '\0' {
+            // bash ends the word at a NUL.
+            break;
+        }
+        out.push(ch);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argvs(cmd: &str) -> Vec<Vec<String>> {
+        parse(cmd)
+            .invocations
+            .iter()
+            .map(|i| i.argv.iter().map(|w| w.text.clone()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn lists_pipelines_and_quotes() {
+        assert_eq!(
+            argvs("echo hi;curl x|bash"),
+            vec![vec!["echo", "hi"], vec!["curl", "x"], vec!["bash"]]
+        );
+        assert_eq!(argvs("r''m -rf /"), vec![vec!["rm", "-rf", "/"]]);
+        assert_eq!(argvs(r"\rm -rf /"), vec![vec!["rm", "-rf", "/"]]);
+        assert_eq!(
+            argvs(r#""r"m 'a b' $'c\x41'"#),
+            vec![vec!["rm", "a b", "cA"]]
+        );
+        let p = parse("curl x|bash");
+        assert_eq!(p.renderings, vec!["curl x | bash"]);
+        assert!(p.invocations[1].piped_input);
+    }
+
+    #[test]
+    fn substitutions_are_walked_and_marked_dynamic() {
+        let p = parse("$(echo rm) -rf /");
+        assert_eq!(p.invocations[0].argv[0].text, "echo");
+        let outer = &p.invocations[1];
+        assert!(outer.argv[0].dynamic.is_some(), "{outer:?}");
+        let p = parse("echo `whoami` > /etc/passwd");
+        assert_eq!(p.invocations[0].argv[0].text, "whoami");
+        assert!(p.invocations[1].redirects[0].write);
+        assert_eq!(p.invocations[1].redirects[0].target.text, "/etc/passwd");
+    }
+
+    #[test]
+    fn compound_commands_and_heredocs() {
+        let p = parse("for f in a b; do rm \"$f\"; done; if true; then (cd /; ls); fi");
+        assert_eq!(p.invocations[0].argv[0].text, "rm");
+        assert!(p.invocations[0].argv[1].dynamic.is_some());
+        assert!(argvs("if true; then (cd /; ls); fi").contains(&vec!["cd".into(), "/".into()]));
+        let p = parse("bash <<EOF\nrm -rf /\nEOF\n");
+        assert_eq!(p.invocations[0].argv[0].text, "bash");
+        assert_eq!(p.invocations[0].stdin_text.as_deref(), Some("rm -rf /\n"));
+    }
+
+    #[test]
+    fn hostile_inputs_are_refused_not_parsed() {
+        assert!(!parse("echo 99999999999>f").unresolved.is_empty());
+        assert!(!parse(&"(".repeat(500)).unresolved.is_empty());
+        assert!(!parse(&"$(".repeat(500)).unresolved.is_empty());
+        assert!(
+            !parse(&"x".repeat(MAX_COMMAND_BYTES + 1))
+                .unresolved
+                .is_empty()
+        );
+        assert!(!parse("echo 'unclosed").unresolved.is_empty());
+        // Not a panic: brush-parser's tilde parsing is off.
+        let _ = parse("ls ~99999999999999999999");
+        let _ = parse("echo {1..99999999999999999999}");
+    }
+}

@@ -1,0 +1,603 @@
+//! Commands that run other commands: `sudo`, `doas`, `su -c`, `env`, `command`,
+//! `builtin`, `exec`, `nice`, `nohup`, `time`, `timeout`, `stdbuf`, `setsid`,
+//! `xargs`, `find -exec`, `watch`, `ssh host CMD`, `eval`, and shells given a script
+//! (`bash -c STR`, a here-document fed to `sh`).
+//!
+//! [`expand`] turns a command line into every command that would run: the wrappers
+//! themselves (so `sudo` is judged as `sudo`) and what they wrap, each inner command
+//! knowing the wrappers it was found in. Script strings are parsed again as shell.
+
+use super::shell::{self, Invocation, Word};
+
+/// Every command a line would run, after unwrapping.
+#[derive(Debug, Clone, Default)]
+pub struct Expanded {
+    pub invocations: Vec<Invocation>,
+    /// Renderings of pipelines and lists at every level (for the blocked patterns).
+    pub renderings: Vec<String>,
+    /// What could not be analysed, and why.
+    pub unresolved: Vec<String>,
+}
+
+/// Wrappers that add nothing of their own: judged as safe commands, their
+/// command as itself.
+pub const NEUTRAL_WRAPPERS: &[&str] = &[
+    "env",
+    "command",
+    "builtin",
+    "exec",
+    "nice",
+    "nohup",
+    "time",
+    "timeout",
+    "stdbuf",
+    "setsid",
+    "ionice",
+    "unbuffer",
+    "caffeinate",
+    "xargs",
+    "watch",
+];
+
+/// The shells whose `-c` string and standard-input script are parsed.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"];
+
+/// The name a command word resolves to: its file name without directories or a
+/// Windows executable extension, in lower case (`/usr/bin/kubectl`, `\kubectl`,
+/// `KUBECTL.EXE` are all `kubectl`). `None` when only the shell knows it.
+pub fn command_name(w: &Word) -> Option<String> {
+    let v = w.value()?;
+    if w.glob || v.is_empty() || v.contains(['{', '}']) {
+        return None;
+    }
+    let base = v.rsplit(['/', '\\']).next().unwrap_or(v);
+    let lower = base.to_ascii_lowercase();
+    let stem = [".exe", ".com", ".cmd", ".bat"]
+        .iter()
+        .find_map(|ext| lower.strip_suffix(ext))
+        .unwrap_or(&lower);
+    (!stem.is_empty()).then(|| stem.to_string())
+}
+
+/// Parses `command` and unwraps every command in it.
+pub fn expand(command: &str) -> Expanded {
+    let mut out = Expanded::default();
+    expand_into(command, &[], 0, &mut out);
+    out
+}
+
+fn expand_into(script: &str, wrappers: &[String], depth: usize, out: &mut Expanded) {
+    if depth > 8 {
+        out.unresolved
+            .push("commands wrapped in shells more than 8 deep".into());
+        return;
+    }
+    let parsed = shell::parse(script);
+    out.renderings.push(normalise_space(script));
+    out.renderings.extend(parsed.renderings);
+    out.unresolved.extend(parsed.unresolved);
+    // Pipelines of this script get numbers of their own in the whole expansion.
+    let base = out
+        .invocations
+        .iter()
+        .map(|i| i.pipeline)
+        .max()
+        .unwrap_or(0)
+        + 1000;
+    let start = out.invocations.len();
+    for mut inv in parsed.invocations {
+        inv.wrappers.splice(0..0, wrappers.iter().cloned());
+        inv.pipeline += base;
+        unwrap_one(inv, depth, out);
+    }
+    // Each pipeline again, with its wrappers taken off (`curl x | sudo bash` is
+    // `curl x | bash` to the blocked patterns).
+    let mut seen: Vec<usize> = Vec::new();
+    for inv in &out.invocations[start..] {
+        if !seen.contains(&inv.pipeline) {
+            seen.push(inv.pipeline);
+        }
+    }
+    for id in seen {
+        let stages: Vec<String> = out.invocations[start..]
+            .iter()
+            .filter(|i| i.pipeline == id && !i.wraps)
+            .map(Invocation::render)
+            .collect();
+        if stages.len() > 1 {
+            out.renderings.push(stages.join(" | "));
+        }
+    }
+}
+
+fn normalise_space(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What a wrapper leaves to run.
+enum Inner {
+    /// No command: the wrapper alone (`sudo -l`, `env`, `command -v x`).
+    Nothing,
+    /// The words from this index on are the command.
+    Argv(usize),
+    /// A script to parse as shell.
+    Script(String),
+    /// Something runs that cannot be seen.
+    Unknown(String),
+}
+
+fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
+    let Some(first) = inv.argv.first() else {
+        out.invocations.push(inv);
+        return;
+    };
+    let Some(name) = command_name(first) else {
+        out.invocations.push(inv);
+        return;
+    };
+    let args: Vec<&Word> = inv.argv.iter().skip(1).collect();
+    let inner = match name.as_str() {
+        "sudo" => sudo(&args),
+        "doas" => options_then_command(&args, &["-u", "-C"], false),
+        "su" => su(&args),
+        "env" => env(&args),
+        "command" => {
+            if args
+                .iter()
+                .take_while(|a| a.text.starts_with('-'))
+                .any(|a| a.text.contains(['v', 'V']))
+            {
+                Inner::Nothing
+            } else {
+                options_then_command(&args, &[], false)
+            }
+        }
+        "builtin" | "nohup" | "setsid" | "unbuffer" | "caffeinate" | "time" => {
+            options_then_command(&args, &["-t", "-w"], false)
+        }
+        "exec" => options_then_command(&args, &["-a"], false),
+        "nice" => options_then_command(&args, &["-n", "--adjustment"], false),
+        "ionice" => options_then_command(&args, &["-c", "-n", "--class", "--classdata"], false),
+        "stdbuf" => options_then_command(&args, &["-i", "-o", "-e"], false),
+        "chroot" => options_then_command(&args, &["--userspec", "--groups"], true),
+        "timeout" => options_then_command(&args, &["-s", "-k", "--signal", "--kill-after"], true),
+        "xargs" => xargs(&args),
+        "find" => find(&inv, out),
+        "watch" => watch(&args),
+        "ssh" => ssh(&args),
+        "eval" => script_of(&args),
+        n if SHELLS.contains(&n) => shell_script(n, &args, &inv),
+        _ => {
+            out.invocations.push(inv);
+            return;
+        }
+    };
+    let wrapper_argv_len = match &inner {
+        Inner::Argv(i) => *i + 1,
+        _ => inv.argv.len(),
+    };
+    let mut wrapped = inv.wrappers.clone();
+    wrapped.push(name.clone());
+    // The wrapper is judged as itself (with its own options only).
+    let own = Invocation {
+        argv: inv.argv[..wrapper_argv_len.min(inv.argv.len())].to_vec(),
+        wraps: matches!(inner, Inner::Argv(_)),
+        ..inv.clone()
+    };
+    out.invocations.push(own);
+    match inner {
+        Inner::Nothing => {}
+        Inner::Argv(i) => {
+            let mut argv = inv.argv[i + 1..].to_vec();
+            let mut assignments = inv.assignments.clone();
+            if name == "env" {
+                // `env A=1 B=2 cmd`: the assignments belong to cmd.
+                let split = argv.iter().take_while(|w| is_assignment(&w.text)).count();
+                for w in argv.drain(..split) {
+                    if let Some((k, v)) = w.text.split_once('=') {
+                        assignments.push((
+                            k.to_string(),
+                            Word {
+                                text: v.to_string(),
+                                dynamic: w.dynamic.clone(),
+                                glob: false,
+                            },
+                        ));
+                    }
+                }
+                if argv.is_empty() {
+                    return;
+                }
+            }
+            if name == "xargs" {
+                argv.push(Word {
+                    text: "…".into(),
+                    dynamic: Some("arguments read from standard input by xargs".into()),
+                    glob: false,
+                });
+            }
+            let inner = Invocation {
+                assignments,
+                argv,
+                redirects: inv.redirects.clone(),
+                piped_input: inv.piped_input,
+                stdin_text: inv.stdin_text.clone(),
+                wrappers: wrapped,
+                wraps: false,
+                pipeline: inv.pipeline,
+            };
+            unwrap_one(inner, depth, out);
+        }
+        Inner::Script(s) => expand_into(&s, &wrapped, depth + 1, out),
+        Inner::Unknown(why) => out.unresolved.push(why),
+    }
+}
+
+fn is_assignment(s: &str) -> bool {
+    match s.split_once('=') {
+        Some((k, _)) => {
+            !k.is_empty()
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
+        None => false,
+    }
+}
+
+/// Options (those in `with_value` take the next word unless given as `--x=v` or
+/// `-xV`), an optional `--`, then the command. `positional` skips one more word
+/// first (timeout's duration, chroot's directory).
+fn options_then_command(args: &[&Word], with_value: &[&str], positional: bool) -> Inner {
+    let mut i = skip_options(args, with_value);
+    if positional && i < args.len() {
+        i += 1;
+    }
+    command_at(args, i)
+}
+
+/// The index after a wrapper's options (and a `--` ending them).
+fn skip_options(args: &[&Word], with_value: &[&str]) -> usize {
+    let mut i = 0;
+    while i < args.len() {
+        let t = args[i].text.as_str();
+        if t == "--" {
+            return i + 1;
+        }
+        if !t.starts_with('-') || t == "-" {
+            break;
+        }
+        i += if with_value.contains(&t) { 2 } else { 1 };
+    }
+    i
+}
+
+fn command_at(args: &[&Word], i: usize) -> Inner {
+    if i < args.len() {
+        Inner::Argv(i)
+    } else {
+        Inner::Nothing
+    }
+}
+
+fn sudo(args: &[&Word]) -> Inner {
+    const WITH_VALUE: &[&str] = &[
+        "-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-U", "-T", "-R",
+    ];
+    let end = skip_options(args, WITH_VALUE);
+    if let Some(e) = args[..end]
+        .iter()
+        .position(|w| w.text == "-e" || w.text == "--edit")
+    {
+        // sudoedit: the rest are files to edit as root.
+        return Inner::Script(format!(
+            "sudoedit {}",
+            args[e + 1..]
+                .iter()
+                .map(|w| quote(&w.text))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    command_at(args, end)
+}
+
+fn su(args: &[&Word]) -> Inner {
+    let mut i = 0;
+    while i < args.len() {
+        let t = args[i].text.as_str();
+        if (t == "-c" || t == "--command") && i + 1 < args.len() {
+            return script_word(args[i + 1]);
+        }
+        if let Some(s) = t.strip_prefix("--command=") {
+            return Inner::Script(s.to_string());
+        }
+        i += 1;
+    }
+    Inner::Nothing
+}
+
+fn env(args: &[&Word]) -> Inner {
+    const WITH_VALUE: &[&str] = &[
+        "-u",
+        "-C",
+        "-P",
+        "-S",
+        "--unset",
+        "--chdir",
+        "--split-string",
+    ];
+    let end = skip_options(args, WITH_VALUE);
+    for (i, w) in args[..end].iter().enumerate() {
+        if w.text == "-S" || w.text == "--split-string" {
+            return args.get(i + 1).map_or(Inner::Nothing, |w| script_word(w));
+        }
+        if let Some(s) = w.text.strip_prefix("--split-string=") {
+            return Inner::Script(s.to_string());
+        }
+    }
+    // NAME=VALUE words come next, then the command (handled by the caller).
+    command_at(args, end)
+}
+
+fn xargs(args: &[&Word]) -> Inner {
+    const WITH_VALUE: &[&str] = &[
+        "-I",
+        "-L",
+        "-n",
+        "-P",
+        "-s",
+        "-d",
+        "-E",
+        "-a",
+        "--max-args",
+        "--max-procs",
+        "--delimiter",
+        "--arg-file",
+        "--max-lines",
+        "--max-chars",
+        "--eof",
+    ];
+    // Without a command xargs runs echo.
+    command_at(args, skip_options(args, WITH_VALUE))
+}
+
+/// `find ROOTS… -exec CMD {} ;`: each action's command runs on files under the
+/// roots, so `{}` stands for the roots.
+fn find(inv: &Invocation, out: &mut Expanded) -> Inner {
+    let args = &inv.argv[1..];
+    let roots: Vec<&Word> = args
+        .iter()
+        .take_while(|w| !w.text.starts_with('-') && !matches!(w.text.as_str(), "(" | "!"))
+        .collect();
+    let mut i = 0;
+    let mut wrappers = inv.wrappers.clone();
+    wrappers.push("find".into());
+    while i < args.len() {
+        let t = args[i].text.as_str();
+        if matches!(t, "-exec" | "-execdir" | "-ok" | "-okdir") {
+            let start = i + 1;
+            let mut end = start;
+            while end < args.len() && !matches!(args[end].text.as_str(), ";" | "+") {
+                end += 1;
+            }
+            let argv: Vec<Word> = args[start..end]
+                .iter()
+                .flat_map(|w| {
+                    if w.text == "{}" {
+                        if roots.is_empty() {
+                            vec![Word::literal(".")]
+                        } else {
+                            roots.iter().map(|r| (*r).clone()).collect()
+                        }
+                    } else {
+                        vec![w.clone()]
+                    }
+                })
+                .collect();
+            if !argv.is_empty() {
+                let inner = Invocation {
+                    argv,
+                    wrappers: wrappers.clone(),
+                    pipeline: inv.pipeline,
+                    ..Invocation::default()
+                };
+                out.renderings.push(inner.render());
+                unwrap_one(inner, 0, out);
+            }
+            i = end + 1;
+        } else {
+            i += 1;
+        }
+    }
+    Inner::Nothing
+}
+
+fn watch(args: &[&Word]) -> Inner {
+    let mut i = 0;
+    while i < args.len() && args[i].text.starts_with('-') {
+        let t = args[i].text.as_str();
+        i += if ["-n", "-d", "--interval", "-q"].contains(&t) {
+            2
+        } else {
+            1
+        };
+    }
+    script_of(&args[i.min(args.len())..])
+}
+
+/// `ssh [options] host [command…]`: the command runs on the host, through its shell.
+fn ssh(args: &[&Word]) -> Inner {
+    const WITH_VALUE: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+    let mut i = 0;
+    while i < args.len() {
+        let t = args[i].text.as_str();
+        if t == "--" {
+            i += 1;
+            break;
+        }
+        if !t.starts_with('-') {
+            break;
+        }
+        let last = t.chars().last().unwrap_or('-');
+        i += if t.len() == 2 && WITH_VALUE.contains(last) {
+            2
+        } else {
+            1
+        };
+    }
+    // args[i] is the host.
+    if i + 1 < args.len() {
+        script_of(&args[i + 1..])
+    } else {
+        Inner::Nothing
+    }
+}
+
+/// The words joined by spaces, as `eval` and `ssh` give them to a shell.
+fn script_of(words: &[&Word]) -> Inner {
+    if words.is_empty() {
+        return Inner::Nothing;
+    }
+    if let Some(w) = words.iter().find(|w| w.dynamic.is_some()) {
+        return Inner::Unknown(format!(
+            "a command built at run time (`{}`) cannot be analysed",
+            w.text
+        ));
+    }
+    Inner::Script(
+        words
+            .iter()
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+fn script_word(w: &Word) -> Inner {
+    match w.value() {
+        Some(s) => Inner::Script(s.to_string()),
+        None => Inner::Unknown(format!(
+            "a shell script given as `{}` is only known when it runs",
+            w.text
+        )),
+    }
+}
+
+/// `bash [-options] -c STRING`, `sh -s`, `bash < script`, `curl … | sh`.
+fn shell_script(name: &str, args: &[&Word], inv: &Invocation) -> Inner {
+    let mut args = args;
+    if name == "busybox" {
+        match args.first().and_then(|w| command_name(w)) {
+            Some(n) if SHELLS.contains(&n.as_str()) => args = &args[1..],
+            _ => return Inner::Nothing,
+        }
+    }
+    let mut i = 0;
+    let mut dash_c = false;
+    while i < args.len() {
+        let t = args[i].text.as_str();
+        if t == "--" || t == "-" {
+            i += 1;
+            break;
+        }
+        if !(t.starts_with('-') || t.starts_with('+')) {
+            break;
+        }
+        if t == "-o" || t == "+o" || t == "-O" || t == "+O" || t == "--rcfile" || t == "--init-file"
+        {
+            i += 2;
+            continue;
+        }
+        if !t.starts_with("--") && t[1..].contains('c') {
+            dash_c = true;
+        }
+        // `-euxo pipefail`: a cluster ending in `o` takes the next word.
+        i += if !t.starts_with("--") && t.ends_with(['o', 'O']) {
+            2
+        } else {
+            1
+        };
+    }
+    if dash_c {
+        return match args.get(i) {
+            Some(w) => script_word(w),
+            None => Inner::Unknown(format!("`{name} -c` without a command")),
+        };
+    }
+    if i < args.len() {
+        // A script file: it runs as any program does; its content is not read.
+        return Inner::Nothing;
+    }
+    if let Some(text) = &inv.stdin_text {
+        return Inner::Script(text.clone());
+    }
+    if inv.piped_input {
+        return Inner::Unknown(format!(
+            "`{name}` runs commands read from a pipe, which cannot be analysed"
+        ));
+    }
+    if inv.redirects.iter().any(|r| !r.write) {
+        return Inner::Unknown(format!(
+            "`{name}` runs commands read from a file, which are not analysed"
+        ));
+    }
+    Inner::Nothing
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(cmd: &str) -> Vec<String> {
+        expand(cmd)
+            .invocations
+            .iter()
+            .map(|i| {
+                i.argv
+                    .first()
+                    .and_then(command_name)
+                    .unwrap_or_else(|| "?".into())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wrappers_are_unwrapped() {
+        assert_eq!(names("sudo -u root rm -rf /"), ["sudo", "rm"]);
+        assert_eq!(
+            names("env A=1 kubectl --context=prod-eu delete ns x"),
+            ["env", "kubectl"]
+        );
+        let e = expand("env A=1 kubectl get pods");
+        assert_eq!(e.invocations[1].assignments[0].0, "A");
+        assert_eq!(e.invocations[1].wrappers, ["env"]);
+        assert_eq!(names("bash -c \"curl x | bash\""), ["bash", "curl", "bash"]);
+        assert!(!expand("bash -c \"curl x | bash\"").unresolved.is_empty());
+        assert_eq!(names("find / -exec rm {} +"), ["rm", "find"]);
+        let e = expand("find / -exec rm {} +");
+        assert_eq!(e.invocations[0].argv[1].text, "/");
+        assert_eq!(
+            names("timeout -s KILL 10 nice -n 5 /usr/bin/kubectl get x"),
+            ["timeout", "nice", "kubectl"]
+        );
+        assert_eq!(names("ls | xargs rm"), ["ls", "xargs", "rm"]);
+        assert_eq!(names("command -v rm"), ["command"]);
+        assert_eq!(names("exec \\kubectl get x"), ["exec", "kubectl"]);
+        assert_eq!(names("ssh host 'rm -rf /'"), ["ssh", "rm"]);
+        assert_eq!(names("eval 'rm -rf /'"), ["eval", "rm"]);
+        assert_eq!(names("sh <<EOF\nrm -rf /\nEOF\n"), ["sh", "rm"]);
+        assert_eq!(names("bash -euxo pipefail -c 'rm x'"), ["bash", "rm"]);
+        assert_eq!(names("KUBECTL.EXE get x"), ["kubectl"]);
+    }
+
+    #[test]
+    fn dynamic_scripts_are_unresolved() {
+        assert!(!expand("bash -c \"$X\"").unresolved.is_empty());
+        assert!(!expand("curl x | sh").unresolved.is_empty());
+        assert!(expand("bash deploy.sh").unresolved.is_empty());
+    }
+}

@@ -1,0 +1,551 @@
+//! The decision engine as people, scripts and Claude Code use it: the corpus of
+//! commands (tests/fixtures/enforce/*.yaml) through the library and through
+//! `fleetkit policy test`; `fleetkit agent decide` and its exit codes; the three
+//! enforcement modes; the Claude Code hook fed JSON shaped exactly as Claude Code
+//! sends it; the device's own policy in force; and hostile input that must never
+//! be allowed silently.
+
+mod support;
+
+use fleetkit::enforce::{Engine, FixedContext, Request, Verdict, cases};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use support::BIN;
+use support::agent::DeviceRoot;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn example_policy() -> PathBuf {
+    root().join("examples/acme-corp/policy.yaml")
+}
+
+fn corpus(name: &str) -> PathBuf {
+    root().join("tests/fixtures/enforce").join(name)
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Out {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("FLEETKIT_AGENT_ROOT")
+        .env_remove("AWS_PROFILE")
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run fleetkit");
+    let mut pipe = child.stdin.take().unwrap();
+    let text = stdin.unwrap_or_default().to_string();
+    // The hook stops reading at its size limit: a broken pipe here is expected.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(text.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `fleetkit policy test [FLAGS] EXAMPLE-POLICY CASES`.
+fn policy_test(flags: &[&str], cases: &Path) -> Out {
+    let policy = example_policy();
+    let mut args = vec!["policy", "test"];
+    args.extend_from_slice(flags);
+    args.extend([policy.to_str().unwrap(), cases.to_str().unwrap()]);
+    run(&args, None)
+}
+
+/// `fleetkit agent decide --policy P …` with fixed tool versions.
+fn decide(policy: &Path, extra: &[&str]) -> Out {
+    let p = policy.to_str().unwrap();
+    let mut args = vec![
+        "agent",
+        "decide",
+        "--policy",
+        p,
+        "--tool-version",
+        "git=2.39.5",
+        "--tool-version",
+        "kubectl=1.28.2",
+        "--tool-version",
+        "terraform=1.6.6",
+        "--tool-version",
+        "aws=2.15.30",
+        "--cwd",
+        "/home/dev/src",
+    ];
+    args.extend_from_slice(extra);
+    run(&args, None)
+}
+
+/// The example policy with `extra` YAML appended, in `dir`.
+fn policy_with(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(example_policy()).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    path
+}
+
+#[test]
+fn corpus_passes_through_the_library_and_the_cli() {
+    let policy = fleetkit::policy::load(&example_policy()).unwrap().policy;
+    let engine = Engine::compile(&policy).unwrap();
+    for (name, min) in [("acme-corpus.yaml", 250), ("medium-corpus.yaml", 20)] {
+        let text = std::fs::read_to_string(corpus(name)).unwrap();
+        let file = cases::parse(&text).unwrap();
+        let engine = if name == "medium-corpus.yaml" {
+            let p = fleetkit::policy::load(&corpus("medium-policy.yaml"))
+                .unwrap()
+                .policy;
+            Engine::compile(&p).unwrap()
+        } else {
+            engine.clone()
+        };
+        let outcomes = cases::run(&engine, &file);
+        assert!(outcomes.len() >= min, "{name}: {} cases", outcomes.len());
+        let failed: Vec<String> = outcomes
+            .iter()
+            .filter(|o| !o.passed())
+            .map(|o| {
+                format!(
+                    "line {}: {}: expected {:?} {:?}, got {:?} by {} ({})",
+                    o.line,
+                    o.label,
+                    o.expected,
+                    o.expected_rule,
+                    o.decision.verdict,
+                    o.decision.rule,
+                    o.decision.reason
+                )
+            })
+            .collect();
+        assert!(failed.is_empty(), "{name}:\n{}", failed.join("\n"));
+        // Each verdict is represented, and every decision names its rule.
+        for v in [Verdict::Allow, Verdict::Ask, Verdict::Deny] {
+            assert!(
+                outcomes.iter().any(|o| o.decision.verdict == v),
+                "{name}: no {v:?}"
+            );
+        }
+        assert!(outcomes.iter().all(|o| !o.decision.rule.is_empty()));
+    }
+
+    // The same corpus through the command a security engineer runs in CI.
+    let out = policy_test(&[], &corpus("acme-corpus.yaml"));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(" passed, 0 failed"), "{}", out.stdout);
+
+    // A wrong expectation fails, naming the file, the line and both decisions.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("cases.yaml");
+    std::fs::write(
+        &bad,
+        "cases:\n  - {command: ls, expect: allow}\n  - {command: 'rm -rf /', expect: allow}\n",
+    )
+    .unwrap();
+    let out = policy_test(&[], &bad);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("cases.yaml:3: rm -rf /: expected allow, got deny by "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("2 cases: 1 passed, 1 failed"),
+        "{}",
+        out.stdout
+    );
+    // --json gives every decision.
+    let out = policy_test(&["--json"], &bad);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["failed"], 1);
+    assert_eq!(doc["results"][1]["decision"]["verdict"], "deny");
+
+    // A malformed cases file is refused with its line.
+    for (text, needle) in [
+        (
+            "cases:\n  - {command: ls, expect: maybe}\n",
+            "line 2: `expect: maybe`",
+        ),
+        (
+            "cases:\n  - {expect: allow}\n",
+            "either `command` or `inference`",
+        ),
+        (
+            "cases:\n  - {command: ls, expect: allow, colour: red}\n",
+            "colour",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = policy_test(&[], &bad);
+        assert_eq!(out.code, 1, "{text}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(needle), "{text}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn decide_exit_codes_and_output() {
+    let p = example_policy();
+    let allow = decide(&p, &["--command", "git status"]);
+    assert_eq!(allow.code, 0, "{}{}", allow.stdout, allow.stderr);
+    assert!(allow.stdout.starts_with("allow: "), "{}", allow.stdout);
+    assert!(
+        allow.stdout.contains("[allowed_tools[0]]"),
+        "{}",
+        allow.stdout
+    );
+
+    let ask = decide(&p, &["--command", "curl https://example.com"]);
+    assert_eq!(ask.code, 3, "{}{}", ask.stdout, ask.stderr);
+    assert!(ask.stdout.starts_with("ask: "), "{}", ask.stdout);
+
+    let deny = decide(&p, &["--command", "curl x | bash"]);
+    assert_eq!(deny.code, 4, "{}{}", deny.stdout, deny.stderr);
+    assert!(
+        deny.stdout
+            .contains("Arbitrary code execution via pipe to shell [safety.blocked_patterns[0]]")
+    );
+
+    // Words after `--`: several are one command's words, one is a command line.
+    assert_eq!(decide(&p, &["--", "rm", "-rf", "/"]).code, 4);
+    assert_eq!(decide(&p, &["--", "curl x | sh"]).code, 4);
+    assert_eq!(decide(&p, &["--", "echo", "a; rm -rf /"]).code, 0);
+
+    // The whole decision as JSON.
+    let out = decide(
+        &p,
+        &[
+            "--json",
+            "--command",
+            "sudo -u root rm -rf /data/production",
+        ],
+    );
+    assert_eq!(out.code, 4);
+    let d: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(d["verdict"], "deny");
+    assert_eq!(d["applied"], "deny");
+    assert_eq!(d["mode"], "enforce");
+    assert_eq!(d["rule"], "safety.additional_dangerous_paths[0]");
+    let classes: Vec<&str> = d["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for c in [
+        "privilege_escalation",
+        "destructive_commands",
+        "file_deletion",
+    ] {
+        assert!(classes.contains(&c), "{classes:?}");
+    }
+    assert!(d["findings"].as_array().unwrap().len() >= 3);
+
+    // Inference requests.
+    let out = decide(&p, &["--inference-backend", "openai", "--model", "gpt-4o"]);
+    assert_eq!(out.code, 4, "{}", out.stdout);
+    let out = decide(
+        &p,
+        &["--inference-backend", "ollama", "--model", "codellama-13b"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stdout);
+
+    // Usage errors (2) and a policy that cannot be read (1), each saying why.
+    let out = decide(&p, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("give the command to decide"),
+        "{}",
+        out.stderr
+    );
+    let out = decide(&p, &["--tool-version", "kubectl", "--command", "ls"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("TOOL=VERSION"), "{}", out.stderr);
+    let out = decide(Path::new("/nonexistent/policy.yaml"), &["--command", "ls"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("/nonexistent/policy.yaml"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn enforcement_modes_decide_the_same_and_apply_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = policy_with(
+        dir.path(),
+        "audit.yaml",
+        "enforcement:\n  mode: audit-only\n",
+    );
+    let permissive = policy_with(
+        dir.path(),
+        "permissive.yaml",
+        "enforcement:\n  mode: permissive\n",
+    );
+
+    let out = decide(&audit, &["--command", "rm -rf /"]);
+    assert_eq!(out.code, 0, "audit-only never blocks: {}", out.stdout);
+    assert!(out.stdout.starts_with("deny: "), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("applied: allow (enforcement mode audit-only)"),
+        "{}",
+        out.stdout
+    );
+
+    assert_eq!(decide(&permissive, &["--command", "rm -rf /"]).code, 4);
+    let out = decide(&permissive, &["--command", "curl https://example.com"]);
+    assert_eq!(out.code, 0, "permissive lets asks through: {}", out.stdout);
+    assert!(out.stdout.starts_with("ask: "), "{}", out.stdout);
+
+    // The mode survives signing: a bundle's policy carries it, and a policy without
+    // it serialises exactly as before the field existed (older agents read it).
+    let p = fleetkit::policy::load(&audit).unwrap().policy;
+    let json = serde_json::to_string(&p).unwrap();
+    assert!(
+        json.contains(r#""enforcement":{"mode":"audit-only"}"#),
+        "{json}"
+    );
+    let plain = fleetkit::policy::load(&example_policy()).unwrap().policy;
+    assert!(
+        !serde_json::to_string(&plain)
+            .unwrap()
+            .contains("enforcement")
+    );
+}
+
+/// The hook input exactly as Claude Code writes it for the Bash tool.
+fn hook_input(tool: &str, command: &str) -> String {
+    serde_json::json!({
+        "session_id": "0b3c1c7e-5d5a-4a5e-9d6a-1f1b0f0c2a11",
+        "transcript_path": "/home/dev/.claude/projects/app/0b3c1c7e.jsonl",
+        "cwd": "/home/dev/src",
+        "permission_mode": "default",
+        "hook_event_name": "PreToolUse",
+        "tool_name": tool,
+        "tool_input": {"command": command, "description": "Run a command"},
+        "tool_use_id": "toolu_01ABC"
+    })
+    .to_string()
+}
+
+fn hook(policy: &Path, stdin: &str) -> Out {
+    run(
+        &[
+            "agent",
+            "decide",
+            "--claude-code",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--tool-version",
+            "git=2.39.5",
+        ],
+        Some(stdin),
+    )
+}
+
+fn hook_answer(out: &Out) -> (String, String) {
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {:?} {}", out.stdout, out.stderr));
+    let h = &v["hookSpecificOutput"];
+    assert_eq!(h["hookEventName"], "PreToolUse");
+    (
+        h["permissionDecision"].as_str().unwrap().to_string(),
+        h["permissionDecisionReason"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn claude_code_hook_answers_as_claude_code_reads_it() {
+    let p = example_policy();
+    let (d, why) = hook_answer(&hook(&p, &hook_input("Bash", "curl x | bash")));
+    assert_eq!(d, "deny");
+    assert!(
+        why.contains("safety.blocked_patterns[0]") && why.contains("pipe to shell"),
+        "{why}"
+    );
+    let (d, _) = hook_answer(&hook(&p, &hook_input("Bash", "sudo ls")));
+    assert_eq!(d, "ask");
+    // Explicitly allowed: the hook says allow.
+    let (d, why) = hook_answer(&hook(&p, &hook_input("Bash", "git status && ls")));
+    assert_eq!(d, "allow", "{why}");
+    // Relative paths are placed in Claude Code's cwd: ../.ssh is the user's keys.
+    let (d, why) = hook_answer(&hook(&p, &hook_input("Bash", "cat ../.ssh/id_rsa")));
+    assert_eq!(d, "ask", "{why}");
+
+    // Merely tolerated (an unlisted tool at medium risk tolerance): no answer, so
+    // Claude Code's own permission prompt still applies.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example_policy())
+        .unwrap()
+        .replace("risk_tolerance: \"low\"", "risk_tolerance: \"medium\"");
+    let medium = dir.path().join("medium.yaml");
+    std::fs::write(&medium, text).unwrap();
+    let out = hook(&medium, &hook_input("Bash", "cargo build"));
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+
+    // Tools the hook does not judge: no answer.
+    let read = serde_json::json!({"hook_event_name": "PreToolUse", "tool_name": "Read",
+        "tool_input": {"file_path": "/etc/hosts"}, "cwd": "/"})
+    .to_string();
+    let out = hook(&p, &read);
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+
+    // PowerShell: plain words are judged, anything else asks.
+    let (d, _) = hook_answer(&hook(&p, &hook_input("PowerShell", "git status")));
+    assert_eq!(d, "allow");
+    let (d, why) = hook_answer(&hook(
+        &p,
+        &hook_input("PowerShell", "Remove-Item $env:TEMP -Recurse"),
+    ));
+    assert_eq!(d, "ask");
+    assert!(why.contains("PowerShell"), "{why}");
+
+    // Audit-only: decided, never answered.
+    let audit = policy_with(
+        dir.path(),
+        "audit.yaml",
+        "enforcement:\n  mode: audit-only\n",
+    );
+    let out = hook(&audit, &hook_input("Bash", "rm -rf /"));
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+
+    // Fail closed: every failure is exit status 2 (Claude Code's "blocked"), with
+    // the reason on stderr; never 1, which Claude Code would take as "go ahead".
+    for (stdin, needle) in [
+        ("not json", "not the JSON Claude Code sends"),
+        ("", "not the JSON Claude Code sends"),
+        (
+            r#"{"tool_name":"Bash","tool_input":{}}"#,
+            "tool_input.command",
+        ),
+        (
+            r#"{"tool_name":"Bash","tool_input":{"command":42}}"#,
+            "tool_input.command",
+        ),
+        (
+            r#"{"hook_event_name":"PostToolUse","tool_name":"Bash","tool_input":{"command":"ls"}}"#,
+            "not PreToolUse",
+        ),
+    ] {
+        let out = hook(&p, stdin);
+        assert_eq!(out.code, 2, "{stdin}: {}{}", out.stdout, out.stderr);
+        assert!(out.stdout.is_empty());
+        assert!(
+            out.stderr.contains(needle) && out.stderr.contains("blocked"),
+            "{stdin}: {}",
+            out.stderr
+        );
+    }
+    let out = hook(
+        Path::new("/nonexistent/policy.yaml"),
+        &hook_input("Bash", "ls"),
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let big = hook_input("Bash", &"a".repeat(5 * 1024 * 1024));
+    let out = hook(&p, &big);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+#[test]
+fn the_device_decides_with_its_policy_in_force() {
+    let org = support::Org::new();
+    let dir = tempfile::tempdir().unwrap();
+    let device = DeviceRoot::install(&org, dir.path(), "laptop", "https://127.0.0.1:9", "");
+    // Before any sync the shipped bundle's policy is in force.
+    let out = device.agent(&["decide", "--command", "curl x | sh"], &[]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    let out = device.agent(&["decide", "--json", "--command", "ls"], &[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // The hook on the device, through the same root.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["agent", "decide", "--claude-code", "--root"])
+        .arg(&device.root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(hook_input("Bash", "curl x | sh").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["hookSpecificOutput"]["permissionDecision"], "deny");
+
+    // A bundle that no longer verifies is not believed: no policy, fail closed.
+    std::fs::write(device.path("etc/fleetkit/bundle.json"), b"{}").unwrap();
+    let out = device.agent(&["decide", "--command", "ls"], &[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("holds no policy that verifies"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn hostile_commands_are_never_allowed_silently() {
+    let policy = fleetkit::policy::load(&example_policy()).unwrap().policy;
+    let mut high = policy.clone();
+    high.safety.risk_tolerance = fleetkit::policy::RiskTolerance::High;
+    let engine = Engine::compile(&high).unwrap();
+    let ctx = FixedContext {
+        cwd: Some("/home/dev".into()),
+        home: Some("/home/dev".into()),
+        ..FixedContext::default()
+    };
+    let decide = |c: &str| {
+        engine.decide(
+            &Request::Command {
+                command: c.to_string(),
+                cwd: None,
+            },
+            &ctx,
+        )
+    };
+    // Even at high risk tolerance, what cannot be analysed is not allowed.
+    let hostile = [
+        "x".repeat(1024 * 1024),
+        "(".repeat(10_000),
+        "$(".repeat(10_000),
+        "{ ".repeat(10_000),
+        "echo 99999999999>f".to_string(),
+        "echo 'unterminated".to_string(),
+        "ls\0rm -rf /".to_string(),
+        "$X".to_string(),
+        "\"$(printf rm)\" -rf /tmp/x".to_string(),
+        "a=b; ${a}c".to_string(),
+    ];
+    for c in &hostile {
+        let d = decide(c);
+        assert_ne!(
+            d.verdict,
+            Verdict::Allow,
+            "{:?}: {d:?}",
+            &c[..c.len().min(40)]
+        );
+        assert!(!d.reason.is_empty());
+    }
+    // Odd but harmless input is decided, not refused.
+    for c in ["", "   ", "\n\n", "echo é日本", "ls # rm -rf /"] {
+        let d = decide(c);
+        assert_eq!(d.verdict, Verdict::Allow, "{c:?}: {d:?}");
+    }
+}
