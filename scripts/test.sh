@@ -89,6 +89,12 @@ if ! "$venv/bin/python3" -c 'import cryptography, asn1crypto' >/dev/null 2>&1; t
   echo "test.sh: installing cryptography and asn1crypto into $venv" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check cryptography asn1crypto
 fi
+# Claude Code's managed settings are validated against SchemaStore's schema
+# (tests/claude_settings.rs).
+if [ ! -x "$venv/bin/check-jsonschema" ]; then
+  echo "test.sh: installing check-jsonschema into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check check-jsonschema
+fi
 export PATH="$venv/bin:$PATH"
 export FLEETKIT_TEST_PYTHON="$venv/bin/python3"
 

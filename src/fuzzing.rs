@@ -1,7 +1,8 @@
 //! Entry points of the cargo-fuzz targets in `fuzz/`. They live in the library so that
 //! the regular test suite runs them over seed inputs (`tests/fuzz_seeds.rs`) and they
 //! cannot rot between fuzzing campaigns: the policy parser, the bundle verifier and the
-//! SCEP message layer (with a test-only RA in `tests/fixtures/scep/`).
+//! SCEP message layer (with a test-only RA in `tests/fixtures/scep/`), and the
+//! decision engine.
 
 use crate::anchors::{AnchorKey, TrustAnchors};
 use crate::bundle::{self, BundlePayload, VerifyOptions};
@@ -19,6 +20,43 @@ pub fn policy_parse(data: &[u8]) {
         return;
     };
     let _ = crate::policy::parse(&SourceFile::new("fuzz.yaml", text));
+}
+
+/// Decides `data` as a command line under the example org's policy (compiled once).
+/// Any decision but a panic, a hang or an empty rule is fine; a line that does not
+/// parse must never be allowed.
+pub fn decide(data: &[u8]) {
+    use crate::enforce::{Engine, FixedContext, Request, Verdict};
+    static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| {
+        let text = include_str!("../examples/acme-corp/policy.yaml");
+        let checked = crate::policy::parse(&SourceFile::new("policy.yaml", text)).ok()?;
+        Engine::compile(&checked.policy).ok()
+    });
+    let Some(engine) = engine else {
+        return;
+    };
+    let command = String::from_utf8_lossy(data).into_owned();
+    let ctx = FixedContext {
+        home: Some("/home/fuzz".into()),
+        cwd: Some("/home/fuzz/src".into()),
+        ..FixedContext::default()
+    };
+    let d = engine.decide(
+        &Request::Command {
+            command: command.clone(),
+            cwd: None,
+        },
+        &ctx,
+    );
+    assert!(!d.rule.is_empty(), "a decision without a rule: {command:?}");
+    if d.verdict == Verdict::Allow {
+        let parsed = crate::enforce::wrappers::expand(&command);
+        assert!(
+            parsed.unresolved.is_empty(),
+            "allowed although not analysed: {command:?}"
+        );
+    }
 }
 
 /// Verifies `data` as a bundle against the fixture anchors. Any outcome but a panic

@@ -116,3 +116,26 @@ fn scep_message_never_panics_on_mutated_seeds() {
         }
     }
 }
+
+#[test]
+fn decision_engine_never_panics_on_mutated_corpus_commands() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seeds: Vec<Vec<u8>> = Vec::new();
+    for name in ["acme-corpus.yaml", "medium-corpus.yaml"] {
+        let text = std::fs::read_to_string(root.join("tests/fixtures/enforce").join(name)).unwrap();
+        let file = fleetkit::enforce::cases::parse(&text).unwrap();
+        seeds.extend(
+            file.cases
+                .iter()
+                .filter_map(|c| c.value.command.clone())
+                .map(String::into_bytes),
+        );
+    }
+    assert!(seeds.len() > 300);
+    for seed in &seeds {
+        fleetkit::fuzzing::decide(seed);
+        for m in mutations(seed) {
+            fleetkit::fuzzing::decide(&m);
+        }
+    }
+}

@@ -20,6 +20,7 @@
 //! certificate it returns and every policy bundle are checked against them, never
 //! against what the server says.
 
+pub mod claude_code;
 pub mod client;
 pub mod facts;
 pub mod identity;

@@ -77,6 +77,8 @@ pub struct AgentPaths {
     pub local_machine_id: PathBuf,
     /// The device manifest (ADR-002 "Machine manifest").
     pub manifest: PathBuf,
+    /// Claude Code's managed settings, which the agent keeps in step with the policy.
+    pub claude_settings: PathBuf,
     /// `None` on Windows, where Ansible does not read local facts.
     pub ansible_fact: Option<PathBuf>,
     pub puppet_fact: PathBuf,
@@ -92,24 +94,27 @@ impl AgentPaths {
     /// The paths of `platform` under `root`.
     pub fn new(root: &Path, platform: Platform) -> Self {
         let at = |p: &str| under(root, p);
-        let (config, data, puppet, chef) = match platform {
+        let (config, data, puppet, chef, claude) = match platform {
             Platform::Linux => (
                 at("/etc/fleetkit"),
                 at("/var/lib/fleetkit"),
                 at("/etc/puppetlabs/facter/facts.d/fleetkit.json"),
                 at("/etc/chef/ohai/hints/fleetkit.json"),
+                at("/etc/claude-code/managed-settings.json"),
             ),
             Platform::Macos => (
                 at("/Library/Application Support/fleetkit"),
                 at("/Library/Application Support/fleetkit/data"),
                 at("/etc/puppetlabs/facter/facts.d/fleetkit.json"),
                 at("/etc/chef/ohai/hints/fleetkit.json"),
+                at("/Library/Application Support/ClaudeCode/managed-settings.json"),
             ),
             Platform::Windows => (
                 at("ProgramData/fleetkit"),
                 at("ProgramData/fleetkit/data"),
                 at("ProgramData/PuppetLabs/facter/facts.d/fleetkit.json"),
                 at("chef/ohai/hints/fleetkit.json"),
+                at("Program Files/ClaudeCode/managed-settings.json"),
             ),
         };
         Self {
@@ -129,6 +134,7 @@ impl AgentPaths {
             policy: data.join("policy.json"),
             local_machine_id: data.join("machine-id"),
             manifest: data.join("manifest.yaml"),
+            claude_settings: claude,
             data_dir: data,
             ansible_fact: (platform != Platform::Windows)
                 .then(|| at("/etc/ansible/facts.d/fleetkit.fact")),

@@ -45,6 +45,8 @@ struct RawSettings {
     renew_at_percent: Option<u64>,
     #[serde(default)]
     managed_preferences_domain: Option<String>,
+    #[serde(default)]
+    claude_code_settings: Option<String>,
 }
 
 /// Where the device belongs in the org: reported in facts, manifest and inventory.
@@ -81,6 +83,9 @@ pub struct AgentSettings {
     /// macOS: the managed-preferences domain (`<prefix>.fleetkit`) whose values an
     /// MDM profile sets; they take precedence over this file.
     pub managed_preferences_domain: Option<String>,
+    /// Whether the agent writes Claude Code's managed settings (`manage`, the
+    /// default; `force`; `off`).
+    pub claude_code_settings: super::claude_code::ClaudeSettingsMode,
 }
 
 /// Why the settings cannot be used.
@@ -158,6 +163,15 @@ impl AgentSettings {
                 }
                 None => None,
             },
+            claude_code_settings: match raw.claude_code_settings.as_deref() {
+                None => super::claude_code::ClaudeSettingsMode::default(),
+                Some(s) => super::claude_code::ClaudeSettingsMode::parse(s).ok_or_else(|| {
+                    format!(
+                        "`claude_code_settings` is `{s}`; use one of {}",
+                        super::claude_code::ClaudeSettingsMode::NAMES.join(", ")
+                    )
+                })?,
+            },
         })
     }
 
@@ -188,6 +202,12 @@ impl AgentSettings {
             out.push_str(&format!(
                 "managed_preferences_domain: {}\n",
                 yaml_quote(domain)
+            ));
+        }
+        if self.claude_code_settings != super::claude_code::ClaudeSettingsMode::default() {
+            out.push_str(&format!(
+                "claude_code_settings: {}\n",
+                self.claude_code_settings.as_str()
             ));
         }
         out
@@ -279,6 +299,7 @@ mod tests {
             offline_max_age_hours: 3,
             renew_at_percent: 50,
             managed_preferences_domain: Some("com.acme.fleetkit".into()),
+            claude_code_settings: Default::default(),
         };
         assert_eq!(AgentSettings::parse(&s.to_yaml()).unwrap(), s);
     }

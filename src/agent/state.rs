@@ -100,6 +100,9 @@ pub struct AgentState {
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub last_confirmed: Option<OffsetDateTime>,
     pub last_sync: Option<SyncRecord>,
+    /// What the agent last did with Claude Code's managed settings.
+    #[serde(default)]
+    pub claude_settings: Option<super::claude_code::ClaudeSettingsRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]

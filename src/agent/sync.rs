@@ -71,9 +71,14 @@ impl Agent {
             },
         };
         self.state.last_sync = Some(record);
+        // The policy in force (new, or the same one) reaches Claude Code's settings.
+        let settings_warning = self.apply_claude_settings(now);
         self.save_state()?;
         self.write_manifest(&facts, now)?;
-        result
+        result.map(|mut report| {
+            report.warnings.extend(settings_warning);
+            report
+        })
     }
 
     fn sync_registered(&mut self, facts: &DeviceFacts, now: OffsetDateTime) -> Result<SyncReport> {

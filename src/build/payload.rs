@@ -154,6 +154,8 @@ pub struct Payload {
     pub bundle_version: u64,
     pub bundle_expires_at: OffsetDateTime,
     pub bundle_sha256: String,
+    /// The signed bundle's policy (what devices will enforce).
+    pub policy: Arc<crate::policy::OrgPolicy>,
     pub anchors_json: Arc<Vec<u8>>,
     /// Key ids of the policy keys in the anchors.
     pub anchor_keyids: Vec<String>,
@@ -279,6 +281,12 @@ impl Payload {
             });
         };
 
+        let policy: crate::policy::OrgPolicy =
+            serde_json::from_str(payload.policy.get()).map_err(|e| BuildError::Input {
+                what: bundle_path.display().to_string(),
+                reason: format!("the bundle's policy cannot be read: {e}"),
+                help: "sign the policy again with `fleetkit policy sign`".into(),
+            })?;
         let root_ca_pem = anchors
             .root_ca
             .first()
@@ -304,6 +312,7 @@ impl Payload {
             offline_max_age_hours: config.offline.max_age_hours,
             renew_at_percent: config.enrollment.renew_at_percent,
             managed_preferences_domain: None,
+            claude_code_settings: Default::default(),
         };
         let installer_identity = load_identity(
             "--installer-identity",
@@ -357,6 +366,7 @@ impl Payload {
             bundle: Arc::new(bundle_bytes),
             bundle_version: payload.version,
             bundle_expires_at: payload.expires_at,
+            policy: Arc::new(policy),
             anchors_json: Arc::new(anchors_json),
             anchor_keyids: anchors.keys.iter().map(|k| k.keyid.clone()).collect(),
             root_ca_pem,

@@ -82,7 +82,28 @@ impl Context for WithVersions {
     }
 }
 
+/// The stack the decision runs on: the shell parser recurses on nesting, and the
+/// input screens keep it far below this (a stack overflow aborts the process,
+/// which Claude Code would read as "go ahead").
+const DECIDE_STACK_BYTES: usize = 256 * 1024 * 1024;
+
 pub fn run(args: DecideArgs) -> Result<(), Failure> {
+    let worker = std::thread::Builder::new()
+        .name("decide".into())
+        .stack_size(DECIDE_STACK_BYTES)
+        .spawn(move || run_here(args));
+    match worker {
+        Ok(handle) => handle
+            .join()
+            .unwrap_or_else(|_| Err(Failure::invalid("the decision failed", ""))),
+        Err(e) => Err(Failure::invalid(
+            format!("cannot start the decision: {e}"),
+            "",
+        )),
+    }
+}
+
+fn run_here(args: DecideArgs) -> Result<(), Failure> {
     if args.claude_code {
         // A panic must block too: the hook's status 2, not the abort's.
         std::panic::set_hook(Box::new(|info| {

@@ -331,6 +331,7 @@ fn install_device(
         offline_max_age_hours: 24,
         renew_at_percent: 66,
         managed_preferences_domain: None,
+        claude_code_settings: Default::default(),
     };
     let io = |e: fleetkit::fsutil::FsError| fail(e, "");
     let public = fleetkit::fsutil::PUBLIC_MODE;

@@ -425,8 +425,17 @@ const CREDENTIAL_COMMANDS: &[(&str, &[&str])] = &[
     ("secret-tool", &["lookup", "search"]),
 ];
 
-/// Files and folders whose reading is credential access (lower case, `~` for home).
+/// Files and folders whose reading is credential access (`~` for home; matched
+/// without regard to case).
 pub const SECRET_PATHS: &[&str] = &[
+    "**/.ssh/**",
+    "**/.aws/credentials",
+    "**/.gnupg/**",
+    "**/.kube/config",
+    "**/.netrc",
+    "**/.docker/config.json",
+    "**/.git-credentials",
+    "**/.vault-token",
     "~/.ssh/**",
     "~/.aws/credentials",
     "~/.aws/config",
@@ -446,13 +455,11 @@ pub const SECRET_PATHS: &[&str] = &[
     "/etc/sudoers",
     "/etc/sudoers.d/**",
     "/etc/ssh/ssh_host_*_key",
-    "~/library/keychains/**",
-    "/library/keychains/**",
+    "~/Library/Keychains/**",
+    "/Library/Keychains/**",
     "**/.env",
     "**/id_rsa",
     "**/id_ed25519",
-    "**/*.pem",
-    "**/*.key",
     "**/*.p12",
     "**/*.pfx",
 ];
@@ -554,7 +561,10 @@ pub fn classes(inv: &Invocation, allowed_tool: bool) -> Vec<&'static str> {
                 add(DESTRUCTIVE);
                 add(NETWORK);
             }
-            Some("push" | "pull" | "fetch" | "clone" | "ls-remote" | "submodule") => add(NETWORK),
+            Some(
+                "push" | "pull" | "fetch" | "clone" | "ls-remote" | "submodule" | "send-pack"
+                | "http-push" | "fetch-pack" | "archive" | "request-pull" | "svn" | "p4",
+            ) => add(NETWORK),
             Some("branch") if has("-D") => add(DESTRUCTIVE),
             Some("checkout" | "restore") if has("--") || has(".") => add(DESTRUCTIVE),
             Some(
@@ -574,7 +584,14 @@ pub fn classes(inv: &Invocation, allowed_tool: bool) -> Vec<&'static str> {
         },
         "terraform" | "tofu" => match sub {
             Some("destroy") => add(DESTRUCTIVE),
-            Some("apply") if has("-destroy") || has("--destroy") => add(DESTRUCTIVE),
+            Some("apply" | "plan")
+                if args.iter().any(|a| {
+                    let b = a.trim_start_matches('-');
+                    a.starts_with('-') && (b == "destroy" || b == "destroy=true")
+                }) =>
+            {
+                add(DESTRUCTIVE)
+            }
             Some(
                 "plan" | "show" | "validate" | "fmt" | "version" | "output" | "providers" | "graph",
             ) => add(READ_ONLY),
@@ -603,6 +620,15 @@ pub fn classes(inv: &Invocation, allowed_tool: bool) -> Vec<&'static str> {
             Some("ps" | "images" | "inspect" | "logs" | "version" | "info") => add(READ_ONLY),
             _ => {}
         },
+        "aws" if joined.contains("configure set") || joined.contains("configure import") => {
+            // Re-pointing a profile (`source_profile`, `role_arn`) changes what an
+            // approved profile name reaches.
+            add(CREDENTIALS);
+            add(HIGH_RISK);
+        }
+        "aws" if joined.contains("s3 sync") && args.contains(&"--delete") => {
+            add(DESTRUCTIVE);
+        }
         "aws" => {
             if joined.contains(" rm ")
                 || joined.ends_with(" rm")
@@ -732,6 +758,17 @@ pub fn classes(inv: &Invocation, allowed_tool: bool) -> Vec<&'static str> {
             add(HIGH_RISK);
         }
     }
+    // bash opens a connection for `/dev/tcp/HOST/PORT` redirections.
+    if inv.redirects.iter().any(|r| {
+        let t = r.target.text.as_str();
+        t.starts_with("/dev/tcp/") || t.starts_with("/dev/udp/")
+    }) {
+        add(NETWORK);
+        add(EXFILTRATION);
+    }
+    if READ_ONLY_COMMANDS.contains(&name.as_str()) && runs_programs(&name, &args) {
+        add(HIGH_RISK);
+    }
     if inv.wrappers.iter().any(|w| w == "eval") {
         add(HIGH_RISK);
     }
@@ -755,6 +792,25 @@ pub fn classes(inv: &Invocation, allowed_tool: bool) -> Vec<&'static str> {
     out
 }
 
+/// Read-only commands with an option that runs another program.
+fn runs_programs(name: &str, args: &[&str]) -> bool {
+    match name {
+        "sort" => args.iter().any(|a| a.starts_with("--compress-program")),
+        "fd" => args
+            .iter()
+            .any(|a| matches!(*a, "-x" | "-X") || a.starts_with("--exec")),
+        "rg" => args.iter().any(|a| a.starts_with("--pre")),
+        "man" => args
+            .iter()
+            .any(|a| a.starts_with("-P") || a.starts_with("--pager")),
+        "less" | "more" => args.iter().any(|a| a.starts_with('+')),
+        "find" => args
+            .iter()
+            .any(|a| matches!(*a, "-exec" | "-execdir" | "-ok" | "-okdir")),
+        _ => false,
+    }
+}
+
 /// Read-only commands with an option that writes or runs something.
 fn writes_despite_name(name: &str, args: &[&str]) -> bool {
     match name {
@@ -767,11 +823,43 @@ fn writes_despite_name(name: &str, args: &[&str]) -> bool {
                     | "-okdir"
                     | "-delete"
                     | "-fprint"
+                    | "-fprint0"
                     | "-fprintf"
                     | "-fls"
             )
         }),
-        "sort" => args.iter().any(|a| *a == "-o" || a.starts_with("--output")),
+        "sort" => args.iter().any(|a| {
+            a.starts_with("-o") || a.starts_with("--o") || a.starts_with("--compress-program")
+        }),
+        // An output file after the input.
+        "uniq" => {
+            args.iter()
+                .filter(|a| !a.starts_with('-') || **a == "-")
+                .count()
+                > 1
+        }
+        "xxd" => {
+            args.iter().any(|a| a.starts_with("-r"))
+                || args.iter().filter(|a| !a.starts_with('-')).count() > 1
+        }
+        "fd" => args
+            .iter()
+            .any(|a| matches!(*a, "-x" | "-X") || a.starts_with("--exec")),
+        "rg" => args.iter().any(|a| a.starts_with("--pre")),
+        "man" => args.iter().any(|a| {
+            a.starts_with("-P")
+                || a.starts_with("--pager")
+                || a.starts_with("-H")
+                || a.starts_with("--html")
+        }),
+        "history" => !args.is_empty(),
+        "less" | "more" => args.iter().any(|a| {
+            a.starts_with('+')
+                || a.starts_with("-o")
+                || a.starts_with("-O")
+                || a.starts_with("--log-file")
+        }),
+        "diff" => args.iter().any(|a| a.starts_with("--to-file")),
         "env" | "printenv" => false,
         "mount" => !args.is_empty(),
         "ip" => args.iter().any(|a| {
@@ -818,6 +906,26 @@ pub fn first_operand<'a>(args: &[&'a str]) -> Option<&'a str> {
                 | "-c"
                 | "--git-dir"
                 | "--work-tree"
+                | "--as"
+                | "--as-group"
+                | "--as-uid"
+                | "--cache-dir"
+                | "--certificate-authority"
+                | "--client-certificate"
+                | "--client-key"
+                | "--request-timeout"
+                | "--tls-server-name"
+                | "--token"
+                | "--username"
+                | "--password"
+                | "-v"
+                | "--v"
+                | "--vmodule"
+                | "--log-file"
+                | "--profile-output"
+                | "--config-env"
+                | "--exec-path"
+                | "--namespace-dir"
         );
         i += if takes_value { 2 } else { 1 };
     }
@@ -851,6 +959,7 @@ pub fn writes_its_paths(inv: &Invocation) -> bool {
     ];
     let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
     WRITERS.contains(&name.as_str())
+        || (READ_ONLY_COMMANDS.contains(&name.as_str()) && writes_despite_name(&name, &args))
         || (name == "sed" && args.iter().any(|a| a.starts_with("-i")))
         || (name == "find" && args.contains(&"-delete"))
         || classes(inv, false).contains(&DESTRUCTIVE)

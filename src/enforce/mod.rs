@@ -12,6 +12,7 @@
 pub mod cases;
 pub mod classify;
 pub mod claude_code;
+pub mod claude_settings;
 pub mod context;
 pub mod paths;
 pub mod shell;
@@ -308,7 +309,12 @@ impl Engine {
                 name.as_deref(),
                 Some("cd" | "pushd" | "chdir" | "set-location")
             ) {
-                cwd = match inv.argv.get(1).filter(|w| w.text != "--") {
+                let target = inv
+                    .argv
+                    .iter()
+                    .skip(1)
+                    .find(|w| !w.text.starts_with('-') || w.text == "-");
+                cwd = match target {
                     None => home.clone(),
                     Some(w) if w.text == "-" => None,
                     Some(w) => w
@@ -347,6 +353,15 @@ impl Engine {
         path_words.extend(inv.redirects.iter().map(|r| (&r.target, r.write)));
         let low = self.policy.safety.risk_tolerance == RiskTolerance::Low;
         for (word, write) in path_words {
+            // `$HOME/.ssh/id_rsa` is `~/.ssh/id_rsa` to every shell.
+            let home_word;
+            let word = match home_relative(word) {
+                Some(w) => {
+                    home_word = w;
+                    &home_word
+                }
+                None => word,
+            };
             if word.dynamic.is_some() {
                 if write {
                     push(
@@ -423,6 +438,61 @@ impl Engine {
         for c in &classes {
             if !all_classes.contains(c) {
                 all_classes.push(c);
+            }
+        }
+        // Variables that make programs run other code.
+        let exported = matches!(
+            name.as_deref(),
+            Some("export" | "declare" | "typeset" | "local" | "readonly")
+        );
+        let mut set_vars: Vec<&str> = inv.assignments.iter().map(|(n, _)| n.as_str()).collect();
+        if exported {
+            set_vars.extend(
+                inv.argv
+                    .iter()
+                    .skip(1)
+                    .filter_map(|w| w.text.split_once('=').map(|(n, _)| n)),
+            );
+        }
+        for var in set_vars.into_iter().filter(|v| runs_code(v)) {
+            push(
+                Verdict::Ask,
+                "builtin.code_environment".into(),
+                format!(
+                    "sets `{var}`, which makes programs run other code or read other configuration"
+                ),
+            );
+        }
+        if name.as_deref() == Some("git") {
+            let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
+            let mut keys: Vec<String> = Vec::new();
+            for (k, a) in args.iter().enumerate() {
+                if *a == "-c" {
+                    keys.extend(
+                        args.get(k + 1)
+                            .map(|kv| kv.split('=').next().unwrap_or("").to_string()),
+                    );
+                } else if let Some(kv) = a.strip_prefix("-c") {
+                    keys.push(kv.split('=').next().unwrap_or("").to_string());
+                } else if let Some(kv) = a.strip_prefix("--config-env=") {
+                    keys.push(kv.split('=').next().unwrap_or("").to_string());
+                }
+            }
+            if classify::first_operand(&args) == Some("config") {
+                keys.extend(
+                    args.iter()
+                        .skip_while(|a| **a != "config")
+                        .skip(1)
+                        .find(|a| !a.starts_with('-'))
+                        .map(|s| s.to_string()),
+                );
+            }
+            for key in keys.iter().filter(|k| git_config_runs_code(k)) {
+                push(
+                    Verdict::Ask,
+                    "builtin.code_environment".into(),
+                    format!("sets git's `{key}`, which makes git run a program"),
+                );
             }
         }
         let Some(first) = inv.argv.first() else {
@@ -545,5 +615,106 @@ fn path_candidates(text: &str) -> Vec<&str> {
     {
         out.push(v);
     }
+    // A short option with its value attached: `-f/root/.aws/credentials`.
+    if text.starts_with('-')
+        && !text.starts_with("--")
+        && let Some(v) = text.get(2..)
+        && v.starts_with(['/', '~', '.'])
+    {
+        out.push(v);
+    }
     out
+}
+
+/// A word starting with `$HOME` or `${HOME}` and otherwise static, as `~…`.
+fn home_relative(w: &shell::Word) -> Option<shell::Word> {
+    w.dynamic.as_ref()?;
+    let rest = w
+        .text
+        .strip_prefix("${HOME}")
+        .or_else(|| w.text.strip_prefix("$HOME"))?;
+    if rest.contains(['$', '`']) || !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    Some(shell::Word {
+        text: format!("~{rest}"),
+        dynamic: None,
+        glob: w.glob,
+    })
+}
+
+/// Environment variables that make the programs of a command run other code, or
+/// read their configuration elsewhere: set on a command line, they are not allowed
+/// silently (`LD_PRELOAD=x.so ls`, `GIT_EXTERNAL_DIFF='rm -rf ~;:' git diff`).
+const CODE_ENV: &[&str] = &[
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "DYLD_INSERT_LIBRARIES",
+    "DYLD_LIBRARY_PATH",
+    "DYLD_FRAMEWORK_PATH",
+    "PATH",
+    "HOME",
+    "BASH_ENV",
+    "ENV",
+    "PROMPT_COMMAND",
+    "IFS",
+    "PS4",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "PAGER",
+    "MANPAGER",
+    "EDITOR",
+    "VISUAL",
+    "SSH_ASKPASS",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PYTHONSTARTUP",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "NODE_OPTIONS",
+    "RUBYOPT",
+    "RUBYLIB",
+    "KUBECTL_EXTERNAL_DIFF",
+    "KUBE_EDITOR",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "SUDO_ASKPASS",
+    "XDG_CONFIG_HOME",
+];
+const CODE_ENV_PREFIXES: &[&str] = &["GIT_", "LD_", "DYLD_", "TF_CLI_ARGS", "BASH_FUNC_"];
+
+fn runs_code(var: &str) -> bool {
+    CODE_ENV.contains(&var) || CODE_ENV_PREFIXES.iter().any(|p| var.starts_with(p))
+}
+
+/// git configuration keys that make git run a program.
+fn git_config_runs_code(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.starts_with("alias.")
+        || k.starts_with("filter.")
+        || k.starts_with("diff.")
+            && (k.ends_with(".textconv") || k.ends_with(".command") || k == "diff.external")
+        || k.starts_with("merge.") && k.ends_with(".driver")
+        || k.starts_with("credential")
+        || k.starts_with("protocol.")
+        || k.starts_with("include")
+        || [
+            "core.fsmonitor",
+            "core.sshcommand",
+            "core.pager",
+            "core.editor",
+            "core.hookspath",
+            "core.askpass",
+            "core.gitproxy",
+            "sequence.editor",
+            "uploadpack.packobjectshook",
+            "gpg.program",
+            "gpg.ssh.program",
+            "ssh.variant",
+            "http.proxy",
+        ]
+        .contains(&k.as_str())
 }

@@ -24,14 +24,14 @@ pub const SYSTEM_PATHS: &[&str] = &[
     "/dev/**",
     "/sys/**",
     "/proc/**",
-    "/system/**",
+    "/System/**",
     "/private/etc/**",
     "/var/db/**",
-    "/library/launchdaemons/**",
-    "/library/launchagents/**",
-    "c:/windows/**",
-    "c:/program files/**",
-    "c:/program files (x86)/**",
+    "/Library/LaunchDaemons/**",
+    "/Library/LaunchAgents/**",
+    "C:/Windows/**",
+    "C:/Program Files/**",
+    "C:/Program Files (x86)/**",
 ];
 
 /// Files that say what is enforced: no command may write them.
@@ -39,10 +39,10 @@ pub const ENFORCEMENT_PATHS: &[&str] = &[
     "/etc/fleetkit/**",
     "/var/lib/fleetkit/**",
     "/etc/claude-code/**",
-    "/library/application support/claudecode/**",
-    "/library/application support/fleetkit/**",
-    "c:/program files/claudecode/**",
-    "c:/programdata/fleetkit/**",
+    "/Library/Application Support/ClaudeCode/**",
+    "/Library/Application Support/fleetkit/**",
+    "C:/Program Files/ClaudeCode/**",
+    "C:/ProgramData/fleetkit/**",
 ];
 
 /// Devices that are written every day and harm nothing.
@@ -174,6 +174,13 @@ impl PathRules {
 /// no working folder known, or `~user`).
 pub fn normalise(word: &str, cwd: Option<&str>, home: Option<&str>) -> Option<String> {
     let mut p = word.replace('\\', "/");
+    let is_windows =
+        |p: &str| p.len() >= 2 && p.as_bytes()[1] == b':' && p.as_bytes()[0].is_ascii_alphabetic();
+    // Relative paths first (the working folder may itself be `~/…`), then `~`.
+    if !p.starts_with('/') && !p.starts_with('~') && !is_windows(&p) {
+        let cwd = cwd?.replace('\\', "/");
+        p = format!("{}/{p}", cwd.trim_end_matches('/'));
+    }
     if p == "~" || p.starts_with("~/") {
         let home = home?;
         p = format!(
@@ -181,13 +188,14 @@ pub fn normalise(word: &str, cwd: Option<&str>, home: Option<&str>) -> Option<St
             home.trim_end_matches(['/', '\\']).replace('\\', "/"),
             &p[1..]
         );
-    } else if p.starts_with('~') {
-        return None;
+    } else if let Some(user) = p.strip_prefix('~') {
+        // Another user's home: where Linux keeps it (the secret paths match any
+        // home by their `**/` form).
+        p = format!("/home/{user}");
     }
-    let windows = p.len() >= 2 && p.as_bytes()[1] == b':' && p.as_bytes()[0].is_ascii_alphabetic();
+    let windows = is_windows(&p);
     if !p.starts_with('/') && !windows {
-        let cwd = cwd?.replace('\\', "/");
-        p = format!("{}/{p}", cwd.trim_end_matches('/'));
+        return None;
     }
     let mut parts: Vec<&str> = Vec::new();
     for part in p.split('/') {
@@ -264,7 +272,11 @@ mod tests {
         );
         assert_eq!(n("~").as_deref(), Some("~"));
         assert_eq!(n("C:\\Data\\X").as_deref(), Some("c:/data/x"));
-        assert_eq!(n("~bob/x"), None);
+        assert_eq!(n("~bob/x").as_deref(), Some("/home/bob/x"));
+        assert_eq!(
+            normalise("credentials", Some("~/.aws"), Some("/home/al")).as_deref(),
+            Some("~/.aws/credentials")
+        );
         assert_eq!(normalise("x", None, None), None);
     }
 

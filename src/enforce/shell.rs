@@ -18,6 +18,9 @@ pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 /// analysed. brush-parser recurses on nesting, and the agent's panic strategy is
 /// abort: a deep input must be refused before it reaches the parser.
 pub const MAX_NESTING: usize = 48;
+/// Most nesting constructs (`if`, `while`, `for`, `case`, `!`, `[[`, brackets,
+/// substitutions) in one line, whatever their depth: the parser recurses on each.
+pub const MAX_CONSTRUCTS: usize = 256;
 /// Most simple commands gathered from one line (a `for` over a huge list, or a
 /// generated script, is not analysed past this).
 pub const MAX_INVOCATIONS: usize = 512;
@@ -125,6 +128,14 @@ pub struct Parsed {
 pub fn parse(command: &str) -> Parsed {
     let mut walker = Walker::default();
     walker.script(command, 0);
+    if walker.quoted_substitution && walker.evaluates_text {
+        walker.unresolved(
+            "a quoted value holds a command substitution and the line evaluates text \
+             (arithmetic, `[[ ]]`, `let`, `declare`, `printf -v`, `test -v`, `${!…}`, `${…@P}`), \
+             where bash may run it"
+                .into(),
+        );
+    }
     walker.out
 }
 
@@ -173,8 +184,35 @@ fn screen(command: &str, depth: usize) -> Option<String> {
         }
         digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
     }
-    (deepest > MAX_NESTING).then(|| {
-        format!("the command nests brackets more than {MAX_NESTING} deep, too deep to analyse")
+    if deepest > MAX_NESTING {
+        return Some(format!(
+            "the command nests brackets more than {MAX_NESTING} deep, too deep to analyse"
+        ));
+    }
+    let constructs = command
+        .split(|c: char| c.is_whitespace() || ";&|".contains(c))
+        .filter(|w| {
+            matches!(
+                *w,
+                "if" | "while"
+                    | "until"
+                    | "for"
+                    | "case"
+                    | "select"
+                    | "function"
+                    | "!"
+                    | "[["
+                    | "coproc"
+                    | "then"
+                    | "do"
+                    | "elif"
+                    | "else"
+            )
+        })
+        .count()
+        + command.matches(['(', '{', '`']).count();
+    (constructs > MAX_CONSTRUCTS).then(|| {
+        format!("the command has more than {MAX_CONSTRUCTS} compound commands, brackets and substitutions, too many to analyse")
     })
 }
 
@@ -186,6 +224,11 @@ struct Walker {
     /// The pipeline being walked, and how many were started.
     pipeline: usize,
     pipelines: usize,
+    /// A literal (quoted) text holds `$(` or a backquote: harmless, unless bash
+    /// evaluates text somewhere on the line (`evaluates_text`), where a variable's
+    /// value is parsed again (`x='a[$(cmd)]'; (( x ))`).
+    quoted_substitution: bool,
+    evaluates_text: bool,
 }
 
 impl Walker {
@@ -273,6 +316,7 @@ impl Walker {
                 self.compound(&f.body.0, depth)
             }
             ast::Command::ExtendedTest(test, _) => {
+                self.evaluates_text = true;
                 self.extended_test(&test.expr, depth);
                 "[[ … ]]".into()
             }
@@ -282,8 +326,12 @@ impl Walker {
     fn compound(&mut self, c: &ast::CompoundCommand, depth: usize) -> String {
         use ast::CompoundCommand as C;
         match c {
-            C::Arithmetic(a) => self.arithmetic(&a.expr.value, depth),
+            C::Arithmetic(a) => {
+                self.evaluates_text = true;
+                self.arithmetic(&a.expr.value, depth);
+            }
             C::ArithmeticForClause(f) => {
+                self.evaluates_text = true;
                 for e in [&f.initializer, &f.condition, &f.updater]
                     .into_iter()
                     .flatten()
@@ -339,7 +387,7 @@ impl Walker {
             match pieces {
                 Ok(p) => {
                     let mut unused = false;
-                    self.pieces(&p, &mut String::new(), &mut None, &mut unused, depth);
+                    self.pieces("", &p, &mut String::new(), &mut None, &mut unused, depth);
                 }
                 Err(_) => self.unresolved(
                     "an arithmetic expression holds a command substitution that could not be parsed"
@@ -384,6 +432,27 @@ impl Walker {
             self.item(item, &mut inv, &mut stdin_text, false, depth);
         }
         inv.stdin_text = stdin_text;
+        if let Some(name) = inv.argv.first()
+            && matches!(
+                name.text.as_str(),
+                "let"
+                    | "declare"
+                    | "typeset"
+                    | "local"
+                    | "readonly"
+                    | "printf"
+                    | "test"
+                    | "["
+                    | "export"
+                    | "read"
+                    | "mapfile"
+                    | "readarray"
+                    | "unset"
+                    | "eval"
+            )
+        {
+            self.evaluates_text = true;
+        }
         let rendered = inv.render();
         self.push(inv);
         rendered
@@ -407,7 +476,16 @@ impl Walker {
             I::AssignmentWord(a, raw) => {
                 let name = match &a.name {
                     ast::AssignmentName::VariableName(n) => n.clone(),
-                    ast::AssignmentName::ArrayElementName(n, _) => n.clone(),
+                    ast::AssignmentName::ArrayElementName(n, index) => {
+                        // `a[$(cmd)]=1`: the subscript is evaluated, cmd runs.
+                        self.evaluates_text = true;
+                        if ["$(", "`", "<(", ">("].iter().any(|s| index.contains(s)) {
+                            self.unresolved(format!(
+                                "the array subscript `{n}[{index}]` runs a command substitution, which is not analysed"
+                            ));
+                        }
+                        n.clone()
+                    }
                 };
                 let value = match &a.value {
                     ast::AssignmentValue::Scalar(w) => self.word(w, depth),
@@ -466,7 +544,13 @@ impl Walker {
                 }
                 T::ProcessSubstitution(_, sub) => self.compound_list(&sub.list, depth),
                 T::Duplicate(w) => {
-                    self.word(w, depth);
+                    let target = self.word(w, depth);
+                    // `>&file` is `&>file`: a write, unless it names a descriptor.
+                    let fd = target.text == "-" || target.text.chars().all(|c| c.is_ascii_digit());
+                    if !fd || target.dynamic.is_some() {
+                        let write = !matches!(kind, K::DuplicateInput | K::Read);
+                        out.push(Redirect { target, write });
+                    }
                 }
                 T::Fd(_) => {}
             },
@@ -475,7 +559,14 @@ impl Walker {
                     match word::parse_heredoc(&doc.doc.value, &options()) {
                         Ok(pieces) => {
                             let mut unused = false;
-                            self.pieces(&pieces, &mut String::new(), &mut None, &mut unused, depth);
+                            self.pieces(
+                                "",
+                                &pieces,
+                                &mut String::new(),
+                                &mut None,
+                                &mut unused,
+                                depth,
+                            );
                         }
                         Err(_) => self.unresolved("a here-document could not be parsed".into()),
                     }
@@ -514,7 +605,7 @@ impl Walker {
                 let mut text = String::new();
                 let mut dynamic = None;
                 let mut glob = false;
-                self.pieces(&pieces, &mut text, &mut dynamic, &mut glob, depth);
+                self.pieces(&w.value, &pieces, &mut text, &mut dynamic, &mut glob, depth);
                 Word {
                     text,
                     dynamic,
@@ -532,8 +623,10 @@ impl Walker {
         }
     }
 
+    /// `src` is the word the pieces were parsed from (their indices point into it).
     fn pieces(
         &mut self,
+        src: &str,
         pieces: &[WordPieceWithSource],
         text: &mut String,
         dynamic: &mut Option<String>,
@@ -541,18 +634,28 @@ impl Walker {
         depth: usize,
     ) {
         for p in pieces {
-            self.piece(&p.piece, text, dynamic, glob, depth);
+            self.piece(src, p, text, dynamic, glob, depth);
         }
     }
 
     fn piece(
         &mut self,
-        piece: &WordPiece,
+        src: &str,
+        with_source: &WordPieceWithSource,
         text: &mut String,
         dynamic: &mut Option<String>,
         glob: &mut bool,
         depth: usize,
     ) {
+        let piece = &with_source.piece;
+        let raw = src
+            .get(with_source.start_index..with_source.end_index)
+            .unwrap_or("");
+        if let WordPiece::Text(s) | WordPiece::SingleQuotedText(s) = piece
+            && (s.contains("$(") || s.contains('`'))
+        {
+            self.quoted_substitution = true;
+        }
         let mut mark = |text: &mut String, raw: String, why: &str| {
             text.push_str(&raw);
             dynamic.get_or_insert_with(|| format!("{why} `{raw}`"));
@@ -566,7 +669,12 @@ impl Walker {
             }
             WordPiece::SingleQuotedText(s) => text.push_str(s),
             WordPiece::AnsiCQuotedText(s) => match ansi_c(s) {
-                Some(decoded) => text.push_str(&decoded),
+                Some(decoded) => {
+                    if decoded.contains("$(") || decoded.contains('`') {
+                        self.quoted_substitution = true;
+                    }
+                    text.push_str(&decoded);
+                }
                 None => mark(text, format!("$'{s}'"), "an escape sequence"),
             },
             WordPiece::DoubleQuotedSequence(inner)
@@ -575,8 +683,13 @@ impl Walker {
                 for p in inner {
                     match &p.piece {
                         // Inside double quotes, text is literal: no globbing.
-                        WordPiece::Text(s) => text.push_str(s),
-                        other => self.piece(other, text, dynamic, &mut inner_glob, depth),
+                        WordPiece::Text(s) => {
+                            if s.contains("$(") || s.contains('`') {
+                                self.quoted_substitution = true;
+                            }
+                            text.push_str(s);
+                        }
+                        _ => self.piece(src, p, text, dynamic, &mut inner_glob, depth),
                     }
                 }
             }
@@ -591,7 +704,28 @@ impl Walker {
                     _ => mark(text, "~…".into(), "a directory-stack tilde"),
                 }
             }
-            WordPiece::ParameterExpansion(p) => mark(text, format!("${{{p:?}}}"), "a parameter"),
+            WordPiece::ParameterExpansion(p) => {
+                // `${x:-$(cmd)}` runs cmd; the expansion's words are not walked here,
+                // so it is not allowed silently.
+                let inner = format!("{p:?}");
+                let shown = if raw.is_empty() {
+                    "${…}".to_string()
+                } else {
+                    raw.to_string()
+                };
+                if ["$(", "`", "<(", ">("]
+                    .iter()
+                    .any(|s| inner.contains(s) || raw.contains(s))
+                {
+                    self.unresolved(format!(
+                        "the parameter expansion `{shown}` runs a command substitution, which is not analysed"
+                    ));
+                }
+                if raw.contains("@P") || raw.starts_with("${!") {
+                    self.evaluates_text = true;
+                }
+                mark(text, shown, "a parameter");
+            }
             WordPiece::CommandSubstitution(s) | WordPiece::BackquotedCommandSubstitution(s) => {
                 self.script(s, depth + 1);
                 mark(text, format!("$({s})"), "the output of");
@@ -604,6 +738,7 @@ impl Walker {
                 }
             }
             WordPiece::ArithmeticExpression(e) => {
+                self.evaluates_text = true;
                 self.arithmetic(&e.value, depth);
                 mark(text, format!("$(({}))", e.value), "arithmetic");
             }
@@ -660,6 +795,7 @@ pub fn ansi_c(s: &str) -> Option<String> {
             '0'..='7' => (8, 2),
             _ => return None,
         };
+        let byte = matches!(e, 'x' | '0'..='7');
         let mut digits = String::new();
         if radix == 8 {
             digits.push(e);
@@ -671,7 +807,15 @@ pub fn ansi_c(s: &str) -> Option<String> {
             digits.push(d);
             chars.next();
         }
-        let code = u32::from_str_radix(&digits, radix).ok()?;
+        let mut code = u32::from_str_radix(&digits, radix).ok()?;
+        if byte {
+            // bash keeps the low eight bits (`\562` is `r`); a byte above ASCII is
+            // not a character on its own, so it is left to the shell.
+            code &= 0xff;
+            if code >= 0x80 {
+                return None;
+            }
+        }
         let ch = char::from_u32(code)?;
         if ch == '\0' {
             // bash ends the word at a NUL.

@@ -51,7 +51,6 @@ const TERRAFORM_STATELESS: &[&str] = &[
     "-install-autocomplete",
     "-uninstall-autocomplete",
     "metadata",
-    "test",
 ];
 
 fn globs(list: &[String]) -> Result<Vec<GlobMatcher>, String> {
@@ -93,19 +92,33 @@ fn option_value<'a>(args: &[&'a str], names: &[&str]) -> Option<&'a str> {
     None
 }
 
-/// Whether `args` give the required flag `flag` (`--lock=true`): as written, with
-/// one dash or two, or as `--lock true`.
+/// Whether `args` give the required flag `flag` (`--lock=true`): with one dash or
+/// two, as `--lock=true` or `--lock true`; the last occurrence of the flag decides
+/// (`-lock=true -lock=false` is unlocked).
 fn has_flag(args: &[&str], flag: &str) -> bool {
     let bare = |s: &str| s.trim_start_matches('-').to_string();
     let want = bare(flag);
-    if args.iter().any(|a| a.starts_with('-') && bare(a) == want) {
-        return true;
+    let (name, value) = want
+        .split_once('=')
+        .map_or((want.as_str(), None), |(n, v)| (n, Some(v)));
+    let mut last: Option<Option<&str>> = None;
+    for (k, a) in args.iter().enumerate() {
+        if !a.starts_with('-') {
+            continue;
+        }
+        let b = a.trim_start_matches('-');
+        if b == name {
+            // `--lock true`, or a bare `--lock`.
+            let next = args.get(k + 1).copied().filter(|n| !n.starts_with('-'));
+            last = Some(next.filter(|n| matches!(*n, "true" | "false")).or(Some("")));
+        } else if let Some(v) = b.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+            last = Some(Some(v));
+        }
     }
-    match want.split_once('=') {
-        Some((name, value)) => args
-            .windows(2)
-            .any(|w| w[0].starts_with('-') && bare(w[0]) == name && w[1] == value),
-        None => false,
+    match (last, value) {
+        (Some(Some(got)), Some(v)) => got == v,
+        (Some(_), None) => true,
+        _ => false,
     }
 }
 
@@ -132,6 +145,157 @@ impl Tools {
             tools,
             policy: policy.clone(),
         })
+    }
+
+    /// The kube contexts a command may act on, each checked: every `--context`
+    /// given (kubectl takes the last), the kubeconfig's current context when no
+    /// `--context` is given or one might be another option's value, and the target
+    /// of `config use-context/set-context/rename-context/set current-context`.
+    /// `--cluster`, `--server`, `--user`, `--token` and `--as` override what the
+    /// context says, so they ask.
+    fn check_contexts(
+        &self,
+        i: usize,
+        name: &str,
+        args: &[&str],
+        env: &dyn Fn(&str) -> Option<String>,
+        ctx: &dyn Context,
+        out: &mut Vec<(Verdict, String, String)>,
+    ) {
+        let tool = &self.tools[i];
+        let spec = &self.policy.allowed_tools[i];
+        let rule = |field: &str| format!("allowed_tools[{i}].{field}");
+        // Flags known to take no value: a `--context` right after one of them is
+        // surely kubectl's own.
+        const BOOLEAN: &[&str] = &[
+            "-A",
+            "--all-namespaces",
+            "-w",
+            "--watch",
+            "--all",
+            "-i",
+            "-t",
+            "-it",
+            "-ti",
+            "--stdin",
+            "--tty",
+            "--force",
+            "--now",
+            "--wait",
+            "--overwrite",
+            "-R",
+            "--recursive",
+            "--show-labels",
+            "--no-headers",
+            "--ignore-not-found",
+            "-q",
+            "--quiet",
+        ];
+        let mut contexts: Vec<String> = Vec::new();
+        let mut current_too = false;
+        let config = args.first() == Some(&"config");
+        if config {
+            let mut it = args.iter().skip(1);
+            match it.next().copied() {
+                Some("use-context" | "use" | "set-context" | "delete-context") => {
+                    contexts.extend(it.find(|a| !a.starts_with('-')).map(|s| s.to_string()));
+                }
+                Some("rename-context") => {
+                    contexts.extend(
+                        it.filter(|a| !a.starts_with('-'))
+                            .take(2)
+                            .map(|s| s.to_string()),
+                    );
+                }
+                Some("set") if args.contains(&"current-context") => {
+                    contexts.extend(
+                        args.iter()
+                            .skip_while(|a| **a != "current-context")
+                            .nth(1)
+                            .map(|s| s.to_string()),
+                    );
+                }
+                Some("set") => contexts.push(String::new()),
+                // view, get-contexts, current-context, …: reading the configuration.
+                _ => return,
+            }
+        } else {
+            for (k, a) in args.iter().enumerate() {
+                let value = if *a == "--context" || *a == "--kube-context" {
+                    args.get(k + 1).copied()
+                } else {
+                    a.strip_prefix("--context=")
+                        .or_else(|| a.strip_prefix("--kube-context="))
+                };
+                if let Some(v) = value {
+                    contexts.push(v.to_string());
+                    let prev = k.checked_sub(1).map(|p| args[p]);
+                    if prev.is_some_and(|p| {
+                        p.starts_with('-') && !p.contains('=') && !BOOLEAN.contains(&p)
+                    }) {
+                        current_too = true;
+                    }
+                }
+            }
+            if let Some(flag) = args.iter().find(|a| {
+                [
+                    "--cluster",
+                    "--server",
+                    "-s",
+                    "--user",
+                    "--token",
+                    "--as",
+                    "--as-group",
+                    "--as-uid",
+                ]
+                .iter()
+                .any(|f| *a == f || a.starts_with(&format!("{f}=")))
+            }) {
+                out.push((
+                    Verdict::Ask,
+                    rule("approved_contexts"),
+                    format!("`{flag}` overrides the cluster or credentials of the kube context"),
+                ));
+            }
+            if contexts.is_empty() {
+                current_too = true;
+            }
+        }
+        if current_too {
+            let kubeconfig = option_value(args, &["--kubeconfig"])
+                .map(str::to_string)
+                .or_else(|| env("KUBECONFIG"));
+            match ctx.kube_context(kubeconfig.as_deref()) {
+                Some(c) => contexts.push(c),
+                None => {
+                    out.push((
+                        Verdict::Ask,
+                        rule("approved_contexts"),
+                        format!("the kube context of `{name}` could not be determined (no --context, no current-context)"),
+                    ));
+                }
+            }
+        }
+        for c in contexts {
+            if let Some(j) = tool.blocked_contexts.iter().position(|g| g.is_match(&c)) {
+                out.push((
+                    Verdict::Deny,
+                    format!("allowed_tools[{i}].blocked_contexts[{j}]"),
+                    format!("the kube context `{c}` is blocked for `{name}`"),
+                ));
+            } else if !tool.approved_contexts.is_empty()
+                && !tool.approved_contexts.iter().any(|g| g.is_match(&c))
+            {
+                out.push((
+                    Verdict::Ask,
+                    rule("approved_contexts"),
+                    format!(
+                        "the kube context `{c}` is not one of the approved contexts ({})",
+                        spec.approved_contexts.join(", ")
+                    ),
+                ));
+            }
+        }
     }
 
     /// The `allowed_tools` index of a command name.
@@ -180,97 +344,71 @@ impl Tools {
                 Some(_) => {}
             }
         }
-        if is_information_query(&args) {
+        // Options after `--` belong to the command the tool runs (`kubectl exec … --`).
+        let own: &[&str] = match args.iter().position(|a| *a == "--") {
+            Some(k) => &args[..k],
+            None => &args,
+        };
+        if is_information_query(own) {
             return out;
         }
         if !tool.approved_contexts.is_empty() || !tool.blocked_contexts.is_empty() {
-            let sub = super::classify::first_operand(&args);
-            let switching = sub == Some("config")
-                && args
-                    .iter()
-                    .any(|a| matches!(*a, "use-context" | "use" | "set-context"));
-            let reading_config = sub == Some("config") && !switching;
-            let context = if switching {
-                args.iter()
-                    .skip_while(|a| !matches!(**a, "use-context" | "use" | "set-context"))
-                    .nth(1)
-                    .map(|s| s.to_string())
-            } else {
-                option_value(&args, &["--context", "--kube-context"])
-                    .map(str::to_string)
-                    .or_else(|| {
-                        let kubeconfig = option_value(&args, &["--kubeconfig"])
-                            .map(str::to_string)
-                            .or_else(|| env("KUBECONFIG"));
-                        ctx.kube_context(kubeconfig.as_deref())
-                    })
-            };
-            if !reading_config {
-                match context {
-                    None => out.push((
-                        Verdict::Ask,
-                        rule("approved_contexts"),
-                        format!("the kube context of `{name}` could not be determined (no --context, no current-context)"),
-                    )),
-                    Some(c) => {
-                        if let Some(j) = tool.blocked_contexts.iter().position(|g| g.is_match(&c)) {
-                            out.push((
-                                Verdict::Deny,
-                                format!("allowed_tools[{i}].blocked_contexts[{j}]"),
-                                format!("the kube context `{c}` is blocked for `{name}`"),
-                            ));
-                        } else if !tool.approved_contexts.is_empty()
-                            && !tool.approved_contexts.iter().any(|g| g.is_match(&c))
-                        {
-                            out.push((
-                                Verdict::Ask,
-                                rule("approved_contexts"),
-                                format!(
-                                    "the kube context `{c}` is not one of the approved contexts ({})",
-                                    spec.approved_contexts.join(", ")
-                                ),
-                            ));
-                        }
-                    }
-                }
-            }
+            self.check_contexts(i, name, own, &env, ctx, &mut out);
         }
         if !spec.required_flags.is_empty() {
             let stateless = matches!(name, "terraform" | "tofu")
-                && super::classify::first_operand(&args)
+                && super::classify::first_operand(own)
                     .is_some_and(|s| TERRAFORM_STATELESS.contains(&s));
             if !stateless {
                 for (j, flag) in spec.required_flags.iter().enumerate() {
-                    if !has_flag(&args, flag) {
+                    if !has_flag(own, flag) {
                         out.push((
                             Verdict::Deny,
                             format!("allowed_tools[{i}].required_flags[{j}]"),
-                            format!("`{name}` must be run with `{flag}`"),
+                            format!("`{name}` must be run with `{flag}` (and not overridden later on the line)"),
                         ));
                     }
                 }
             }
         }
         if !tool.approved_profiles.is_empty() {
-            let (profile, source) = match option_value(&args, &["--profile"]) {
-                Some(p) => (p.to_string(), "--profile"),
-                None => match env("AWS_PROFILE") {
+            // aws takes the last `--profile`, and its option parser accepts unique
+            // prefixes (`--prof`): every one given must be approved.
+            let mut profiles: Vec<(String, &str)> = own
+                .iter()
+                .enumerate()
+                .filter_map(|(k, a)| {
+                    let (flag, value) = a.split_once('=').map_or((*a, None), |(f, v)| (f, Some(v)));
+                    (flag.len() >= 5 && "--profile".starts_with(flag))
+                        .then(|| {
+                            value
+                                .map(str::to_string)
+                                .or_else(|| own.get(k + 1).map(|v| v.to_string()))
+                        })
+                        .flatten()
+                        .map(|v| (v, "--profile"))
+                })
+                .collect();
+            if profiles.is_empty() {
+                profiles.push(match env("AWS_PROFILE") {
                     Some(p) => (p, "AWS_PROFILE"),
                     None => match env("AWS_DEFAULT_PROFILE") {
                         Some(p) => (p, "AWS_DEFAULT_PROFILE"),
                         None => ("default".to_string(), "no --profile or AWS_PROFILE"),
                     },
-                },
-            };
-            if !tool.approved_profiles.iter().any(|g| g.is_match(&profile)) {
-                out.push((
-                    Verdict::Deny,
-                    rule("approved_profiles"),
-                    format!(
-                        "the {name} profile `{profile}` ({source}) is not one of the approved profiles ({})",
-                        spec.approved_profiles.join(", ")
-                    ),
-                ));
+                });
+            }
+            for (profile, source) in profiles {
+                if !tool.approved_profiles.iter().any(|g| g.is_match(&profile)) {
+                    out.push((
+                        Verdict::Deny,
+                        rule("approved_profiles"),
+                        format!(
+                            "the {name} profile `{profile}` ({source}) is not one of the approved profiles ({})",
+                            spec.approved_profiles.join(", ")
+                        ),
+                    ));
+                }
             }
         }
         out
@@ -286,6 +424,14 @@ mod tests {
         assert!(has_flag(&["apply", "-lock=true"], "--lock=true"));
         assert!(has_flag(&["apply", "--lock", "true"], "--lock=true"));
         assert!(!has_flag(&["apply", "-lock=false"], "--lock=true"));
+        assert!(!has_flag(
+            &["apply", "-lock=true", "-lock=false"],
+            "--lock=true"
+        ));
+        assert!(has_flag(
+            &["apply", "-lock=false", "--lock=true"],
+            "--lock=true"
+        ));
         assert_eq!(
             option_value(&["--context=prod", "get"], &["--context"]),
             Some("prod")

@@ -102,12 +102,24 @@ fn expand_into(script: &str, wrappers: &[String], depth: usize, out: &mut Expand
         let stages: Vec<String> = out.invocations[start..]
             .iter()
             .filter(|i| i.pipeline == id && !i.wraps)
-            .map(Invocation::render)
+            .map(render_resolved)
             .collect();
         if stages.len() > 1 {
             out.renderings.push(stages.join(" | "));
         }
     }
+}
+
+/// A command rendered with its name resolved (`/bin/bash` → `bash`), as the
+/// blocked patterns are written.
+fn render_resolved(inv: &Invocation) -> String {
+    let mut named = inv.clone();
+    if let Some(first) = named.argv.first_mut()
+        && let Some(name) = command_name(first)
+    {
+        first.text = name;
+    }
+    named.render()
 }
 
 fn normalise_space(s: &str) -> String {
@@ -126,7 +138,18 @@ enum Inner {
     Unknown(String),
 }
 
+/// Most wrappers around one command (`env env env … rm`): each is a level of
+/// recursion here.
+const MAX_WRAPPERS: usize = 16;
+
 fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
+    if inv.wrappers.len() > MAX_WRAPPERS {
+        let why = format!("a command inside more than {MAX_WRAPPERS} wrappers");
+        if !out.unresolved.contains(&why) {
+            out.unresolved.push(why);
+        }
+        return;
+    }
     let Some(first) = inv.argv.first() else {
         out.invocations.push(inv);
         return;
@@ -152,9 +175,10 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
                 options_then_command(&args, &[], false)
             }
         }
-        "builtin" | "nohup" | "setsid" | "unbuffer" | "caffeinate" | "time" => {
-            options_then_command(&args, &["-t", "-w"], false)
+        "builtin" | "nohup" | "setsid" | "unbuffer" | "time" => {
+            options_then_command(&args, &[], false)
         }
+        "caffeinate" => options_then_command(&args, &["-t", "-w"], false),
         "exec" => options_then_command(&args, &["-a"], false),
         "nice" => options_then_command(&args, &["-n", "--adjustment"], false),
         "ionice" => options_then_command(&args, &["-c", "-n", "--class", "--classdata"], false),
@@ -268,7 +292,8 @@ fn skip_options(args: &[&Word], with_value: &[&str]) -> usize {
         }
         i += if with_value.contains(&t) { 2 } else { 1 };
     }
-    i
+    // An option that takes a value may be the last word.
+    i.min(args.len())
 }
 
 fn command_at(args: &[&Word], i: usize) -> Inner {
@@ -328,11 +353,26 @@ fn env(args: &[&Word]) -> Inner {
     ];
     let end = skip_options(args, WITH_VALUE);
     for (i, w) in args[..end].iter().enumerate() {
-        if w.text == "-S" || w.text == "--split-string" {
-            return args.get(i + 1).map_or(Inner::Nothing, |w| script_word(w));
+        let t = w.text.as_str();
+        // GNU getopt: `-S STR`, `-SSTR`, `-iS STR`, and `--split-string` by any
+        // unique prefix (`--split STR`, `--s=STR`).
+        let (name, value) = t.split_once('=').map_or((t, None), |(n, v)| (n, Some(v)));
+        let long = name.len() >= 3 && name.starts_with("--") && "--split-string".starts_with(name);
+        if long {
+            return match value {
+                Some(v) => Inner::Script(v.to_string()),
+                None => args.get(i + 1).map_or(Inner::Nothing, |w| script_word(w)),
+            };
         }
-        if let Some(s) = w.text.strip_prefix("--split-string=") {
-            return Inner::Script(s.to_string());
+        if !t.starts_with("--")
+            && let Some(k) = t.find('S')
+        {
+            let rest = &t[k + 1..];
+            return if rest.is_empty() {
+                args.get(i + 1).map_or(Inner::Nothing, |w| script_word(w))
+            } else {
+                Inner::Script(rest.to_string())
+            };
         }
     }
     // NAME=VALUE words come next, then the command (handled by the caller).
@@ -340,23 +380,9 @@ fn env(args: &[&Word]) -> Inner {
 }
 
 fn xargs(args: &[&Word]) -> Inner {
-    const WITH_VALUE: &[&str] = &[
-        "-I",
-        "-L",
-        "-n",
-        "-P",
-        "-s",
-        "-d",
-        "-E",
-        "-a",
-        "--max-args",
-        "--max-procs",
-        "--delimiter",
-        "--arg-file",
-        "--max-lines",
-        "--max-chars",
-        "--eof",
-    ];
+    // Long options take their value after `=` only (`--max-lines[=N]`, `--eof[=E]`
+    // are optional); `-i`, `-l`, `-e` take theirs attached.
+    const WITH_VALUE: &[&str] = &["-I", "-L", "-n", "-P", "-s", "-d", "-E", "-a"];
     // Without a command xargs runs echo.
     command_at(args, skip_options(args, WITH_VALUE))
 }

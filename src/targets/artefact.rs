@@ -365,11 +365,18 @@ mod tests {
                 offline_max_age_hours: 24,
                 renew_at_percent: 66,
                 managed_preferences_domain: None,
+                claude_code_settings: Default::default(),
             },
             bundle: Arc::new(b"{}".to_vec()),
             bundle_version: 1,
             bundle_expires_at: time::OffsetDateTime::UNIX_EPOCH,
             bundle_sha256: "sha256:00".into(),
+            policy: Arc::new(
+                serde_json::from_str(
+                    r#"{"version":"1.0","organization":"acme-corp","effective_date":"2025-12-01"}"#,
+                )
+                .unwrap(),
+            ),
             anchors_json: Arc::new(b"{}".to_vec()),
             anchor_keyids: vec![],
             root_ca_pem: String::new(),

@@ -21,6 +21,8 @@ mod artefact;
 #[cfg(feature = "admin")]
 pub mod chef;
 #[cfg(feature = "admin")]
+pub mod claude_code;
+#[cfg(feature = "admin")]
 pub mod deb;
 #[cfg(feature = "admin")]
 pub mod escape;

@@ -17,7 +17,7 @@ use crate::build::payload::Payload;
 
 /// The artefacts fleetkit builds: a closed set, in the order of [`TARGETS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Target {
     Pkg,
     Mobileconfig,
@@ -28,6 +28,7 @@ pub enum Target {
     Puppet,
     Deb,
     Rpm,
+    ClaudeCode,
 }
 
 /// What one target is.
@@ -62,7 +63,7 @@ fn no_check(_: &Payload) -> Result<()> {
 }
 
 /// Every target, in the order `all` builds them and help texts list them.
-pub const TARGETS: [TargetSpec; 9] = [
+pub const TARGETS: [TargetSpec; 10] = [
     TargetSpec {
         target: Target::Pkg,
         name: "pkg",
@@ -179,6 +180,19 @@ pub const TARGETS: [TargetSpec; 9] = [
         check: no_check,
         #[cfg(feature = "admin")]
         build: |_, p| super::rpm::build(p),
+    },
+    TargetSpec {
+        target: Target::ClaudeCode,
+        name: "claude-code",
+        dir: "claude-code",
+        ships: None,
+        lean_agent_only: false,
+        shares_builder: false,
+        about: "Claude Code managed-settings.json: the policy hook and native deny rules, per channel",
+        #[cfg(feature = "admin")]
+        check: no_check,
+        #[cfg(feature = "admin")]
+        build: |_, p| super::claude_code::build(p),
     },
 ];
 
