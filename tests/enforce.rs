@@ -380,9 +380,10 @@ fn claude_code_hook_answers_as_claude_code_reads_it() {
     );
     let (d, _) = hook_answer(&hook(&p, &hook_input("Bash", "sudo ls")));
     assert_eq!(d, "ask");
-    // Explicitly allowed: the hook says allow.
-    let (d, why) = hook_answer(&hook(&p, &hook_input("Bash", "git status && ls")));
-    assert_eq!(d, "allow", "{why}");
+    // Allowed, even explicitly: the hook says nothing (it only restricts: an
+    // "allow" would skip Claude Code's own prompt).
+    let out = hook(&p, &hook_input("Bash", "git status && ls"));
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
     // Relative paths are placed in Claude Code's cwd: ../.ssh is the user's keys.
     let (d, why) = hook_answer(&hook(&p, &hook_input("Bash", "cat ../.ssh/id_rsa")));
     assert_eq!(d, "ask", "{why}");
@@ -405,9 +406,15 @@ fn claude_code_hook_answers_as_claude_code_reads_it() {
     let out = hook(&p, &read);
     assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
 
-    // PowerShell: plain words are judged, anything else asks.
-    let (d, _) = hook_answer(&hook(&p, &hook_input("PowerShell", "git status")));
-    assert_eq!(d, "allow");
+    // PowerShell: plain words are judged (backslashes are PowerShell's path
+    // separators, not escapes), anything else asks.
+    let out = hook(&p, &hook_input("PowerShell", "git status"));
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+    let (d, why) = hook_answer(&hook(
+        &p,
+        &hook_input("PowerShell", r"cat C:\Users\dev\.ssh\id_rsa"),
+    ));
+    assert_eq!(d, "ask", "{why}");
     let (d, why) = hook_answer(&hook(
         &p,
         &hook_input("PowerShell", "Remove-Item $env:TEMP -Recurse"),

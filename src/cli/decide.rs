@@ -88,6 +88,15 @@ impl Context for WithVersions {
 const DECIDE_STACK_BYTES: usize = 256 * 1024 * 1024;
 
 pub fn run(args: DecideArgs) -> Result<(), Failure> {
+    let hook = args.claude_code;
+    // In hook mode every failure, this one included, must be status 2.
+    let fail = |why: String| -> Result<(), Failure> {
+        if hook {
+            eprintln!("fleetkit: {why}; blocked (fail closed)");
+            std::process::exit(EXIT_HOOK_BLOCK);
+        }
+        Err(Failure::invalid(why, ""))
+    };
     let worker = std::thread::Builder::new()
         .name("decide".into())
         .stack_size(DECIDE_STACK_BYTES)
@@ -95,10 +104,10 @@ pub fn run(args: DecideArgs) -> Result<(), Failure> {
     match worker {
         Ok(handle) => handle
             .join()
-            .unwrap_or_else(|_| Err(Failure::invalid("the decision failed", ""))),
-        Err(e) => Err(Failure::invalid(
-            format!("cannot start the decision: {e}"),
-            "",
+            .unwrap_or_else(|_| fail("the decision failed".into())),
+        Err(e) => fail(format!(
+            "cannot start the decision (a thread with a {} MiB stack): {e}",
+            DECIDE_STACK_BYTES >> 20
         )),
     }
 }
@@ -266,9 +275,14 @@ fn hook(args: &DecideArgs) -> Result<Option<serde_json::Value>, String> {
     let engine = engine(args).map_err(failure_text)?;
     let ctx = context(args).map_err(failure_text)?;
     let decision = match (&request, hook_input.tool_name.as_str()) {
-        (Request::Command { command, .. }, "PowerShell")
-            if !enforce::claude_code::powershell_is_plain(command) =>
-        {
+        (Request::Command { command, cwd }, "PowerShell") => {
+            if let Some(bash) = enforce::claude_code::powershell_as_bash(command) {
+                let as_bash = Request::Command {
+                    command: bash,
+                    cwd: cwd.clone(),
+                };
+                return Ok(enforce::claude_code::answer(&engine.decide(&as_bash, &ctx)));
+            }
             if engine.policy().enforcement.mode != fleetkit::policy::EnforcementMode::Enforce {
                 return Ok(None);
             }

@@ -430,6 +430,7 @@ const CREDENTIAL_COMMANDS: &[(&str, &[&str])] = &[
 pub const SECRET_PATHS: &[&str] = &[
     "**/.ssh/**",
     "**/.aws/credentials",
+    "**/.aws/config",
     "**/.gnupg/**",
     "**/.kube/config",
     "**/.netrc",
@@ -655,6 +656,21 @@ pub fn classes(inv: &Invocation, allowed_tool: bool) -> Vec<&'static str> {
             add(DESTRUCTIVE)
         }
         "eval" | "source" | "." => add(HIGH_RISK),
+        "date"
+            if args
+                .iter()
+                .any(|a| a.starts_with("-s") || a.starts_with("--set")) =>
+        {
+            add(SYSTEM)
+        }
+        "hostname" if args.iter().any(|a| !a.starts_with('-')) => add(SYSTEM),
+        "ss" if args.iter().any(|a| *a == "-K" || a.starts_with("--kill")) => add(DESTRUCTIVE),
+        "ip" if args
+            .iter()
+            .any(|a| *a == "exec" || *a == "-b" || a.starts_with("-batch")) =>
+        {
+            add(HIGH_RISK)
+        }
         "history" if has("-c") => add(DESTRUCTIVE),
         "crontab" if has("-r") => add(DESTRUCTIVE),
         "sed" | "perl" if args.iter().any(|a| a.starts_with("-i")) => {}
@@ -795,7 +811,10 @@ pub fn classes(inv: &Invocation, allowed_tool: bool) -> Vec<&'static str> {
 /// Read-only commands with an option that runs another program.
 fn runs_programs(name: &str, args: &[&str]) -> bool {
     match name {
-        "sort" => args.iter().any(|a| a.starts_with("--compress-program")),
+        "sort" => args.iter().any(|a| a.len() >= 4 && a.starts_with("--c")),
+        "ip" => args
+            .iter()
+            .any(|a| *a == "exec" || *a == "-b" || a.starts_with("-batch")),
         "fd" => args
             .iter()
             .any(|a| matches!(*a, "-x" | "-X") || a.starts_with("--exec")),
@@ -828,9 +847,21 @@ fn writes_despite_name(name: &str, args: &[&str]) -> bool {
                     | "-fls"
             )
         }),
+        // `-uo FILE`: a cluster holding `o`; long options by any prefix.
         "sort" => args.iter().any(|a| {
-            a.starts_with("-o") || a.starts_with("--o") || a.starts_with("--compress-program")
+            (a.starts_with('-') && !a.starts_with("--") && a.contains('o'))
+                || a.starts_with("--o")
+                || (a.len() >= 4 && a.starts_with("--c"))
         }),
+        "ss" => args.iter().any(|a| {
+            matches!(*a, "-D" | "-K" | "--kill")
+                || a.starts_with("--diag")
+                || (a.starts_with('-') && !a.starts_with("--") && a.contains(['D', 'K']))
+        }),
+        "date" => args
+            .iter()
+            .any(|a| a.starts_with("-s") || a.starts_with("--set")),
+        "hostname" => args.iter().any(|a| !a.starts_with('-')),
         // An output file after the input.
         "uniq" => {
             args.iter()
@@ -865,14 +896,26 @@ fn writes_despite_name(name: &str, args: &[&str]) -> bool {
         "ip" => args.iter().any(|a| {
             matches!(
                 *a,
-                "add" | "del" | "delete" | "set" | "flush" | "change" | "replace"
+                "add"
+                    | "del"
+                    | "delete"
+                    | "set"
+                    | "flush"
+                    | "change"
+                    | "replace"
+                    | "append"
+                    | "exec"
+                    | "netns"
+                    | "-b"
+                    | "-batch"
+                    | "-force"
             )
         }),
         "ifconfig" => args.len() > 1,
         "tree" => args.contains(&"-o"),
-        "yq" => args
-            .iter()
-            .any(|a| a.starts_with("-i") || *a == "--inplace"),
+        "yq" => args.iter().any(|a| {
+            a.starts_with("-i") || a.starts_with("--inplace") || a.starts_with("--in-place")
+        }),
         _ => false,
     }
 }
@@ -963,6 +1006,61 @@ pub fn writes_its_paths(inv: &Invocation) -> bool {
         || (name == "sed" && args.iter().any(|a| a.starts_with("-i")))
         || (name == "find" && args.contains(&"-delete"))
         || classes(inv, false).contains(&DESTRUCTIVE)
+}
+
+/// The words that name a file the command writes through an option or as its
+/// destination: after `-o`, `--output`, `--out`, `-O`, `--output-document`,
+/// `--log-file`; `--output=FILE`, `-out=FILE`, `-oFILE`; the last operand of
+/// `aws s3 cp|mv|sync`, `kubectl cp`, `docker cp`, `scp`, `rsync`, `install`.
+pub fn output_arguments(inv: &Invocation) -> Vec<&Word> {
+    const WITH_FILE: &[&str] = &[
+        "-o",
+        "--output",
+        "--out",
+        "-O",
+        "--output-document",
+        "--log-file",
+        "-out",
+        "--output-file",
+        "--target-directory",
+        "-t",
+    ];
+    let args: Vec<&Word> = inv.argv.iter().skip(1).collect();
+    let mut out = Vec::new();
+    for (k, w) in args.iter().enumerate() {
+        let t = w.text.as_str();
+        if WITH_FILE.contains(&t) {
+            out.extend(args.get(k + 1).copied());
+        } else if [
+            "--output=",
+            "--out=",
+            "-out=",
+            "--output-document=",
+            "--log-file=",
+            "--output-file=",
+            "--target-directory=",
+        ]
+        .iter()
+        .any(|p| t.starts_with(p))
+            || (t.starts_with("-o") && t.len() > 2 && !t.starts_with("--"))
+        {
+            out.push(*w);
+        }
+    }
+    let name = inv.argv.first().and_then(command_name).unwrap_or_default();
+    let ops: Vec<&str> = args.iter().map(|w| w.text.as_str()).collect();
+    let copies = match name.as_str() {
+        "aws" => ops
+            .windows(2)
+            .any(|p| p[0] == "s3" && matches!(p[1], "cp" | "mv" | "sync")),
+        "kubectl" | "docker" | "podman" => first_operand(&ops) == Some("cp"),
+        "scp" | "rsync" | "install" | "cp" | "mv" => true,
+        _ => false,
+    };
+    if copies && let Some(last) = args.iter().rev().find(|w| !w.text.starts_with('-')) {
+        out.push(*last);
+    }
+    out
 }
 
 /// The words of a command that could name files (not options, not `k=v`).

@@ -9,10 +9,10 @@
 //! on standard output with exit status 0, or no answer at all (Claude Code's own
 //! permission rules and mode then apply).
 //!
-//! The hook only says `allow` when every command of the line is allowed by an
-//! explicit rule (`allowed_tools`, `approvals.auto_approve`): an "allow" from the
-//! hook skips Claude Code's own prompt, so a command the policy merely tolerates
-//! (an unlisted tool at medium risk tolerance) is left to Claude Code. Errors are
+//! The hook only restricts: it answers `deny` and `ask`, and never `allow`. A hook's
+//! "allow" skips Claude Code's own permission prompt, so any gap in the engine's
+//! reading of a command would become a silent grant; what the policy allows is
+//! left to Claude Code's own rules and prompt instead. Errors are
 //! the caller's to turn into exit status 2, the one status Claude Code treats as
 //! "blocked" (any other failure lets the tool run).
 
@@ -81,8 +81,55 @@ pub fn request(bytes: &[u8]) -> Result<Option<(Request, HookInput)>, HookError> 
 /// (variables, script blocks, subexpressions, pipelines, the backtick escape).
 pub fn powershell_is_plain(command: &str) -> bool {
     !command.contains([
-        '$', '`', '(', ')', '{', '}', '|', ';', '&', '@', '<', '>', '\n', '\r',
+        '$', '`', '(', ')', '{', '}', '|', ';', '&', '@', '<', '>', ',', '\n', '\r',
     ])
+}
+
+/// A plain PowerShell command as the same words in bash syntax: PowerShell's
+/// backslash is a path separator, not an escape, so each word is single-quoted
+/// (`cat C:\Users\dev\.ssh\id_rsa` keeps its backslashes). `None` when the
+/// command is not plain or its quotes do not close.
+pub fn powershell_as_bash(command: &str) -> Option<String> {
+    if !powershell_is_plain(command) {
+        return None;
+    }
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in command.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => word.push(c),
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                in_word = true;
+            }
+            None if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            None => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return None;
+    }
+    if in_word {
+        words.push(word);
+    }
+    Some(
+        words
+            .iter()
+            .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// The answer for a decision; `None` when the hook should say nothing.
@@ -90,19 +137,9 @@ pub fn answer(decision: &Decision) -> Option<serde_json::Value> {
     if decision.mode == crate::policy::EnforcementMode::AuditOnly.as_str() {
         return None;
     }
-    let explicit = |rule: &str| {
-        rule.starts_with("allowed_tools[") || rule.starts_with("approvals.auto_approve[")
-    };
     let word = match decision.applied {
         Verdict::Deny => "deny",
         Verdict::Ask => "ask",
-        Verdict::Allow
-            if decision.verdict == Verdict::Allow
-                && !decision.findings.is_empty()
-                && decision.findings.iter().all(|f| explicit(&f.rule)) =>
-        {
-            "allow"
-        }
         Verdict::Allow => return None,
     };
     let reason = format!("fleetkit policy ({}): {}", decision.rule, decision.reason);

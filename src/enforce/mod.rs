@@ -299,11 +299,30 @@ impl Engine {
             }
         }
         let home = ctx.home();
-        // `cd` moves the folder later relative paths are placed in (`cd / && rm -rf *`);
-        // a `cd` to a folder only known at run time leaves it unknown.
-        let mut cwd = cwd.map(str::to_string);
+        // `cd` moves the folder later relative paths are placed in (`cd / && rm -rf *`).
+        // Which `cd` took effect depends on subshells, pipelines and failures, so
+        // every folder the line has moved to stays a candidate and each relative
+        // path is checked in all of them; a `cd` to a folder only known at run time
+        // makes the folder unknown.
+        let mut cwds: Vec<Option<String>> = vec![cwd.map(str::to_string)];
         for inv in &expanded.invocations {
-            self.invocation(inv, cwd.as_deref(), home.as_deref(), ctx, out, classes);
+            // `env -C DIR`, `git -C DIR`, `make -C DIR`, `tar -C DIR`: that command's folder.
+            // (Kept for the rest of the line: `env -C DIR git …` is unwrapped into
+            // `env -C DIR` and then `git …`.)
+            for pair in inv.argv.windows(2) {
+                if matches!(
+                    pair[0].text.as_str(),
+                    "-C" | "--chdir" | "--directory" | "--work-tree"
+                ) {
+                    let dir = pair[1]
+                        .value()
+                        .and_then(|v| paths::normalise(v, cwd, home.as_deref()));
+                    if !cwds.contains(&dir) {
+                        cwds.push(dir);
+                    }
+                }
+            }
+            self.invocation(inv, &cwds, home.as_deref(), ctx, out, classes);
             let name = inv.argv.first().and_then(wrappers::command_name);
             if matches!(
                 name.as_deref(),
@@ -314,13 +333,17 @@ impl Engine {
                     .iter()
                     .skip(1)
                     .find(|w| !w.text.starts_with('-') || w.text == "-");
-                cwd = match target {
+                let last = cwds.last().cloned().flatten();
+                let next = match target {
                     None => home.clone(),
                     Some(w) if w.text == "-" => None,
                     Some(w) => w
                         .value()
-                        .and_then(|v| paths::normalise(v, cwd.as_deref(), home.as_deref())),
+                        .and_then(|v| paths::normalise(v, last.as_deref(), home.as_deref())),
                 };
+                if !cwds.contains(&next) {
+                    cwds.push(next);
+                }
             }
         }
     }
@@ -328,7 +351,7 @@ impl Engine {
     fn invocation(
         &self,
         inv: &Invocation,
-        cwd: Option<&str>,
+        cwds: &[Option<String>],
         home: Option<&str>,
         ctx: &dyn Context,
         out: &mut Vec<Finding>,
@@ -344,12 +367,32 @@ impl Engine {
             });
         };
         let name = inv.argv.first().and_then(wrappers::command_name);
-        let allowed = name.as_deref().and_then(|n| self.tools.index(n));
+        // `./ls`, `/tmp/x/git`: a program of that name, not the system's tool. It
+        // gets neither the tool's allowance nor the safe and read-only classes.
+        let installed = inv.argv.first().is_none_or(|w| installed_location(&w.text));
+        let allowed = name
+            .as_deref()
+            .and_then(|n| self.tools.index(n))
+            .filter(|_| installed);
         let mut classes = classify::classes(inv, allowed.is_some());
-        // Paths: arguments and redirections.
+        if !installed {
+            classes.retain(|c| *c != classify::SAFE && *c != classify::READ_ONLY);
+        }
+        let reads_only = !classes.is_empty()
+            && classes
+                .iter()
+                .all(|c| *c == classify::READ_ONLY || *c == classify::SAFE);
+        // Paths: arguments, the files options write, and redirections.
         let writes = classify::writes_its_paths(inv);
-        let mut path_words: Vec<(&shell::Word, bool)> =
-            classify::path_arguments(inv).map(|w| (w, writes)).collect();
+        let output_words = classify::output_arguments(inv);
+        let mut path_words: Vec<(&shell::Word, bool)> = classify::path_arguments(inv)
+            .map(|w| {
+                (
+                    w,
+                    writes || output_words.iter().any(|o| std::ptr::eq(*o, w)),
+                )
+            })
+            .collect();
         path_words.extend(inv.redirects.iter().map(|r| (&r.target, r.write)));
         let low = self.policy.safety.risk_tolerance == RiskTolerance::Low;
         for (word, write) in path_words {
@@ -375,8 +418,19 @@ impl Engine {
                 }
                 continue;
             }
-            for candidate in path_candidates(&word.text) {
-                let Some(norm) = paths::normalise(candidate, cwd, home) else {
+            let placed: Vec<(&str, Option<String>)> = path_candidates(&word.text)
+                .into_iter()
+                .flat_map(|c| {
+                    let mut each: Vec<(&str, Option<String>)> = cwds
+                        .iter()
+                        .map(|cwd| (c, paths::normalise(c, cwd.as_deref(), home)))
+                        .collect();
+                    each.dedup_by(|a, b| a.1 == b.1);
+                    each
+                })
+                .collect();
+            for (candidate, norm) in placed {
+                let Some(norm) = norm else {
                     if write && candidate == word.text {
                         push(
                             Verdict::Ask,
@@ -399,7 +453,26 @@ impl Engine {
                                 hit.path, hit.glob
                             ),
                         ),
+                        // Only a command known to read may name them: any other may
+                        // write them in its own way (`aws s3 cp s3://b/x FILE`).
+                        PathList::Enforcement if !reads_only => (
+                            Verdict::Deny,
+                            "builtin.enforcement_paths".to_string(),
+                            format!(
+                                "names `{}`, the policy enforcement's own files, and is not a command known only to read",
+                                hit.path
+                            ),
+                        ),
                         PathList::Enforcement => continue,
+                        PathList::Startup if write => (
+                            Verdict::Ask,
+                            "builtin.startup_paths".to_string(),
+                            format!(
+                                "writes `{}`, whose contents other programs run later",
+                                hit.path
+                            ),
+                        ),
+                        PathList::Startup => continue,
                         PathList::Policy(i) => (
                             if write && low {
                                 Verdict::Deny
@@ -446,13 +519,34 @@ impl Engine {
             Some("export" | "declare" | "typeset" | "local" | "readonly")
         );
         let mut set_vars: Vec<&str> = inv.assignments.iter().map(|(n, _)| n.as_str()).collect();
+        let operands = || {
+            inv.argv
+                .iter()
+                .skip(1)
+                .map(|w| w.text.as_str())
+                .filter(|t| !t.starts_with('-'))
+        };
         if exported {
-            set_vars.extend(
+            // `export LESSOPEN` (set earlier, by `printf -v` or `read`) counts too,
+            // and `declare -n L=LESSOPEN` makes L another name for it.
+            set_vars.extend(operands().map(|t| t.split('=').next().unwrap_or(t)));
+            if inv
+                .argv
+                .iter()
+                .any(|w| w.text.starts_with('-') && w.text.contains('n'))
+            {
+                set_vars.extend(operands().filter_map(|t| t.split_once('=').map(|(_, v)| v)));
+            }
+        }
+        match name.as_deref() {
+            Some("printf") => set_vars.extend(
                 inv.argv
-                    .iter()
-                    .skip(1)
-                    .filter_map(|w| w.text.split_once('=').map(|(n, _)| n)),
-            );
+                    .windows(2)
+                    .filter(|p| p[0].text == "-v")
+                    .map(|p| p[1].text.as_str()),
+            ),
+            Some("read" | "mapfile" | "readarray" | "getopts") => set_vars.extend(operands()),
+            _ => {}
         }
         for var in set_vars.into_iter().filter(|v| runs_code(v)) {
             push(
@@ -463,37 +557,10 @@ impl Engine {
                 ),
             );
         }
-        if name.as_deref() == Some("git") {
-            let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
-            let mut keys: Vec<String> = Vec::new();
-            for (k, a) in args.iter().enumerate() {
-                if *a == "-c" {
-                    keys.extend(
-                        args.get(k + 1)
-                            .map(|kv| kv.split('=').next().unwrap_or("").to_string()),
-                    );
-                } else if let Some(kv) = a.strip_prefix("-c") {
-                    keys.push(kv.split('=').next().unwrap_or("").to_string());
-                } else if let Some(kv) = a.strip_prefix("--config-env=") {
-                    keys.push(kv.split('=').next().unwrap_or("").to_string());
-                }
-            }
-            if classify::first_operand(&args) == Some("config") {
-                keys.extend(
-                    args.iter()
-                        .skip_while(|a| **a != "config")
-                        .skip(1)
-                        .find(|a| !a.starts_with('-'))
-                        .map(|s| s.to_string()),
-                );
-            }
-            for key in keys.iter().filter(|k| git_config_runs_code(k)) {
-                push(
-                    Verdict::Ask,
-                    "builtin.code_environment".into(),
-                    format!("sets git's `{key}`, which makes git run a program"),
-                );
-            }
+        if name.as_deref() == Some("git")
+            && let Some(why) = git_runs_code(inv)
+        {
+            push(Verdict::Ask, "builtin.code_environment".into(), why);
         }
         let Some(first) = inv.argv.first() else {
             return;
@@ -626,6 +693,33 @@ fn path_candidates(text: &str) -> Vec<&str> {
     out
 }
 
+/// Whether a command word names a program where the system installs programs (or
+/// no folder at all, which the shell looks up in `PATH`).
+fn installed_location(word: &str) -> bool {
+    const DIRS: &[&str] = &[
+        "/bin/",
+        "/usr/bin/",
+        "/usr/local/bin/",
+        "/sbin/",
+        "/usr/sbin/",
+        "/usr/local/sbin/",
+        "/opt/homebrew/bin/",
+        "/opt/local/bin/",
+        "/snap/bin/",
+        "c:/windows/system32/",
+        "c:/program files/",
+    ];
+    let w = word.replace('\\', "/").to_ascii_lowercase();
+    match w.rfind('/') {
+        None => true,
+        Some(i) => {
+            DIRS.contains(&&w[..=i])
+                || w.starts_with("c:/program files/")
+                || w.starts_with("c:/windows/")
+        }
+    }
+}
+
 /// A word starting with `$HOME` or `${HOME}` and otherwise static, as `~…`.
 fn home_relative(w: &shell::Word) -> Option<shell::Word> {
     w.dynamic.as_ref()?;
@@ -683,6 +777,9 @@ const CODE_ENV: &[&str] = &[
     "AWS_SHARED_CREDENTIALS_FILE",
     "SUDO_ASKPASS",
     "XDG_CONFIG_HOME",
+    "CDPATH",
+    "GLOBIGNORE",
+    "BASH_XTRACEFD",
 ];
 const CODE_ENV_PREFIXES: &[&str] = &["GIT_", "LD_", "DYLD_", "TF_CLI_ARGS", "BASH_FUNC_"];
 
@@ -690,31 +787,95 @@ fn runs_code(var: &str) -> bool {
     CODE_ENV.contains(&var) || CODE_ENV_PREFIXES.iter().any(|p| var.starts_with(p))
 }
 
-/// git configuration keys that make git run a program.
-fn git_config_runs_code(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.starts_with("alias.")
-        || k.starts_with("filter.")
-        || k.starts_with("diff.")
-            && (k.ends_with(".textconv") || k.ends_with(".command") || k == "diff.external")
-        || k.starts_with("merge.") && k.ends_with(".driver")
-        || k.starts_with("credential")
-        || k.starts_with("protocol.")
-        || k.starts_with("include")
-        || [
-            "core.fsmonitor",
-            "core.sshcommand",
-            "core.pager",
-            "core.editor",
-            "core.hookspath",
-            "core.askpass",
-            "core.gitproxy",
-            "sequence.editor",
-            "uploadpack.packobjectshook",
-            "gpg.program",
-            "gpg.ssh.program",
-            "ssh.variant",
-            "http.proxy",
-        ]
-        .contains(&k.as_str())
+/// Why a git command may run a program given on its command line or put in its
+/// configuration: any `-c`/`--config-env` (git reads hundreds of keys, dozens run
+/// programs), a configuration write to a key family that runs programs, or a
+/// subcommand that runs one (`rebase -x`, `bisect run`, `grep -O`, `difftool`…).
+fn git_runs_code(inv: &Invocation) -> Option<String> {
+    let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
+    if let Some(a) = args
+        .iter()
+        .find(|a| **a == "-c" || a.starts_with("-c") || a.starts_with("--config-env"))
+    {
+        return Some(format!(
+            "`git {a}` sets configuration for this run, which can make git run a program"
+        ));
+    }
+    const RUNS: &[&str] = &[
+        "alias.",
+        "core.",
+        "remote.",
+        "difftool.",
+        "mergetool.",
+        "gpg.",
+        "filter.",
+        "diff.",
+        "merge.",
+        "credential",
+        "protocol.",
+        "include",
+        "sequence.",
+        "uploadpack.",
+        "url.",
+        "sendemail.",
+        "pager.",
+        "http.",
+        "ssh.",
+        "receive.",
+        "submodule.",
+        "interactive.",
+    ];
+    let sub = classify::first_operand(&args);
+    let after: Vec<&str> = args
+        .iter()
+        .skip_while(|a| Some(**a) != sub)
+        .skip(1)
+        .copied()
+        .collect();
+    match sub {
+        Some("config") => {
+            let reading = after.iter().any(|a| {
+                matches!(
+                    *a,
+                    "--get" | "--get-all" | "--get-regexp" | "-l" | "--list" | "get" | "list"
+                )
+            }) && !after
+                .iter()
+                .any(|a| matches!(*a, "set" | "--add" | "--replace-all" | "unset" | "--unset"));
+            let key = after
+                .iter()
+                .find(|a| RUNS.iter().any(|r| a.to_ascii_lowercase().starts_with(r)));
+            match key {
+                Some(k) if !reading => Some(format!(
+                    "`git config` sets `{k}`, a key that can make git run a program"
+                )),
+                _ => None,
+            }
+        }
+        Some("rebase")
+            if after
+                .iter()
+                .any(|a| *a == "-x" || a.starts_with("--exec") || a.starts_with("-x")) =>
+        {
+            Some("`git rebase --exec` runs a command given on the command line".into())
+        }
+        Some("bisect") if after.first() == Some(&"run") => {
+            Some("`git bisect run` runs a command given on the command line".into())
+        }
+        Some("grep")
+            if after
+                .iter()
+                .any(|a| a.starts_with("-O") || a.starts_with("--open-files-in-pager")) =>
+        {
+            Some("`git grep -O` runs the pager given on the command line".into())
+        }
+        Some("filter-branch" | "filter-repo" | "difftool" | "mergetool") => Some(format!(
+            "`git {}` runs commands or tools given on the command line or in configuration",
+            sub.unwrap_or_default()
+        )),
+        Some("submodule") if after.first() == Some(&"foreach") => {
+            Some("`git submodule foreach` runs a command given on the command line".into())
+        }
+        _ => None,
+    }
 }

@@ -45,17 +45,17 @@ pub const ENFORCEMENT_PATHS: &[&str] = &[
     "C:/ProgramData/fleetkit/**",
 ];
 
-/// Devices that are written every day and harm nothing.
+/// Devices that are written every day and harm nothing. Not `/dev/stdin` nor
+/// `/dev/fd/N`: Linux reopens the file behind them, so `echo x < FILE > /dev/stdin`
+/// truncates FILE.
 const HARMLESS: &[&str] = &[
     "/dev/null",
     "/dev/zero",
     "/dev/stdout",
     "/dev/stderr",
-    "/dev/stdin",
     "/dev/tty",
     "/dev/random",
     "/dev/urandom",
-    "/dev/fd",
     "nul",
 ];
 
@@ -76,7 +76,41 @@ pub enum PathList {
     System,
     Secret,
     Enforcement,
+    /// Files that make programs run code later: shell startup files, git's
+    /// configuration and hooks.
+    Startup,
 }
+
+/// Files whose contents run later, in another program's name: writing them is
+/// not allowed silently (`>> ~/.bashrc`, `>> .git/config`).
+pub const STARTUP_PATHS: &[&str] = &[
+    "**/.bashrc",
+    "**/.bash_profile",
+    "**/.bash_login",
+    "**/.profile",
+    "**/.zshrc",
+    "**/.zshenv",
+    "**/.zprofile",
+    "**/.zlogin",
+    "**/.config/fish/**",
+    "**/.gitconfig",
+    "**/.config/git/**",
+    "**/.ssh/rc",
+    "**/.ssh/authorized_keys",
+    "**/.git/config",
+    "**/.git/hooks/**",
+    "**/.gitattributes",
+    "**/.envrc",
+    "~/.npmrc",
+    "~/.config/autostart/**",
+    "~/Library/LaunchAgents/**",
+    "/etc/profile",
+    "/etc/profile.d/**",
+    "/etc/bash.bashrc",
+    "/etc/zshrc",
+    "/etc/cron*/**",
+    "/var/spool/cron/**",
+];
 
 /// A compiled list of path globs.
 #[derive(Debug, Clone)]
@@ -117,6 +151,7 @@ impl PathRules {
                     .iter()
                     .map(|g| (PathList::Secret, *g)),
             )
+            .chain(STARTUP_PATHS.iter().map(|g| (PathList::Startup, *g)))
             .chain(SYSTEM_PATHS.iter().map(|g| (PathList::System, *g)));
         for (list, glob) in lists {
             let norm = normalise_glob(glob);
@@ -196,6 +231,11 @@ pub fn normalise(word: &str, cwd: Option<&str>, home: Option<&str>) -> Option<St
     let windows = is_windows(&p);
     if !p.starts_with('/') && !windows {
         return None;
+    }
+    // `/proc/self/root/etc/shadow` is `/etc/shadow`.
+    let parts_in: Vec<&str> = p.split('/').collect();
+    if parts_in.len() > 3 && parts_in[1] == "proc" && parts_in[3] == "root" {
+        p = format!("/{}", parts_in[4..].join("/"));
     }
     let mut parts: Vec<&str> = Vec::new();
     for part in p.split('/') {

@@ -27,14 +27,14 @@ pub struct Tools {
 
 /// Subcommands that never take a lock, a context or a profile: asking for the
 /// version or for help.
+/// Only as the first word: later, `-h` may be another option's value
+/// (`--cache-dir -h`).
 fn is_information_query(args: &[&str]) -> bool {
     matches!(
         args,
-        [] | [
-            "--version" | "-version" | "-v" | "version" | "--help" | "-h" | "help",
-            ..
-        ]
-    ) || args.iter().any(|a| *a == "--help" || *a == "-h")
+        [] | ["--version" | "-version" | "-v" | "version" | "--help" | "-h" | "help"]
+            | ["version", "--client" | "--short"]
+    )
 }
 
 /// terraform's subcommands that touch no state, so its required flags (`-lock`)
@@ -320,6 +320,22 @@ impl Tools {
             .map_or(String::new(), |r| format!(" ({r})"));
         let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
         let mut out = Vec::new();
+        let conditional = !tool.approved_contexts.is_empty()
+            || !tool.blocked_contexts.is_empty()
+            || !tool.approved_profiles.is_empty()
+            || !spec.required_flags.is_empty();
+        // `kubectl --context dev-1 get x $opt`: a word only the shell knows may be
+        // `--context=prod-eu`, `--profile=prod` or `-lock=false`.
+        if conditional && let Some(w) = inv.argv.iter().skip(1).find(|w| w.dynamic.is_some()) {
+            out.push((
+                Verdict::Ask,
+                rule("conditions"),
+                format!(
+                    "`{}` is only known when the shell runs, and may change what the policy checks on `{name}` (context, profile, flags)",
+                    w.text
+                ),
+            ));
+        }
         let env = |k: &str| {
             inv.assignments
                 .iter()
