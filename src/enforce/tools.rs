@@ -216,6 +216,19 @@ impl Tools {
                     );
                 }
                 Some("set") => contexts.push(String::new()),
+                // Repointing a cluster or a user changes what every context that
+                // names it reaches (`set-cluster dev --server=https://prod-api`).
+                Some(
+                    sub @ ("set-cluster" | "set-credentials" | "unset" | "delete-cluster"
+                    | "delete-user"),
+                ) => {
+                    out.push((
+                        Verdict::Ask,
+                        rule("approved_contexts"),
+                        format!("`{name} config {sub}` changes what the kube contexts reach"),
+                    ));
+                    return;
+                }
                 // view, get-contexts, current-context, …: reading the configuration.
                 _ => return,
             }
