@@ -286,13 +286,11 @@ fn hook(args: &DecideArgs) -> Result<Option<serde_json::Value>, String> {
             if engine.policy().enforcement.mode != fleetkit::policy::EnforcementMode::Enforce {
                 return Ok(None);
             }
-            return Ok(Some(serde_json::json!({
-                "hookSpecificOutput": {
-                    "hookEventName": "PreToolUse",
-                    "permissionDecision": "ask",
-                    "permissionDecisionReason": "fleetkit policy (engine.unresolved): this PowerShell command uses syntax the policy engine does not analyse; approval required",
-                }
-            })));
+            return Ok(Some(enforce::claude_code::hook_output(
+                "ask",
+                "engine.unresolved",
+                "this PowerShell command uses syntax the policy engine does not analyse; approval required",
+            )));
         }
         _ => engine.decide(&request, &ctx),
     };

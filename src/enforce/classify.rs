@@ -990,7 +990,8 @@ fn is_remote(a: &str) -> bool {
 
 /// Whether the command writes to the paths it is given (the dangerous-path rules
 /// treat every path argument of these as a write).
-pub fn writes_its_paths(inv: &Invocation) -> bool {
+/// `classes`: the command's classes, as [`classes`] gave them.
+pub fn writes_its_paths(inv: &Invocation, classes: &[&str]) -> bool {
     let Some(name) = inv.argv.first().and_then(command_name) else {
         return false;
     };
@@ -1005,7 +1006,7 @@ pub fn writes_its_paths(inv: &Invocation) -> bool {
         || (READ_ONLY_COMMANDS.contains(&name.as_str()) && writes_despite_name(&name, &args))
         || (name == "sed" && args.iter().any(|a| a.starts_with("-i")))
         || (name == "find" && args.contains(&"-delete"))
-        || classes(inv, false).contains(&DESTRUCTIVE)
+        || classes.contains(&DESTRUCTIVE)
 }
 
 /// The words that name a file the command writes through an option or as its

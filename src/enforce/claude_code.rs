@@ -142,12 +142,16 @@ pub fn answer(decision: &Decision) -> Option<serde_json::Value> {
         Verdict::Ask => "ask",
         Verdict::Allow => return None,
     };
-    let reason = format!("fleetkit policy ({}): {}", decision.rule, decision.reason);
-    Some(serde_json::json!({
+    Some(hook_output(word, &decision.rule, &decision.reason))
+}
+
+/// The hook's answer JSON: `word` (`deny` or `ask`) with the deciding rule.
+pub fn hook_output(word: &str, rule: &str, reason: &str) -> serde_json::Value {
+    serde_json::json!({
         "hookSpecificOutput": {
             "hookEventName": "PreToolUse",
             "permissionDecision": word,
-            "permissionDecisionReason": reason,
+            "permissionDecisionReason": format!("fleetkit policy ({rule}): {reason}"),
         }
-    }))
+    })
 }

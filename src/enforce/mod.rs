@@ -383,7 +383,7 @@ impl Engine {
                 .iter()
                 .all(|c| *c == classify::READ_ONLY || *c == classify::SAFE);
         // Paths: arguments, the files options write, and redirections.
-        let writes = classify::writes_its_paths(inv);
+        let writes = classify::writes_its_paths(inv, &classes);
         let output_words = classify::output_arguments(inv);
         let mut path_words: Vec<(&shell::Word, bool)> = classify::path_arguments(inv)
             .map(|w| {
@@ -612,7 +612,9 @@ impl Engine {
             }
         }
         if let Some(i) = allowed {
-            let findings = self.tools.check(i, &name, inv, ctx);
+            let findings = self
+                .tools
+                .check(i, &self.policy.allowed_tools[i], &name, inv, ctx);
             let denied = !findings.is_empty();
             for (verdict, rule, reason) in findings {
                 push(verdict, rule, reason);

@@ -4,7 +4,7 @@
 
 use super::shell::Invocation;
 use super::{Context, Verdict};
-use crate::policy::OrgPolicy;
+use crate::policy::{AllowedTool, OrgPolicy};
 use globset::{Glob, GlobMatcher};
 use semver::{Version, VersionReq};
 use std::collections::HashMap;
@@ -22,12 +22,10 @@ struct Tool {
 pub struct Tools {
     by_name: HashMap<String, usize>,
     tools: Vec<Tool>,
-    policy: OrgPolicy,
 }
 
-/// Subcommands that never take a lock, a context or a profile: asking for the
-/// version or for help.
-/// Only as the first word: later, `-h` may be another option's value
+/// Asking for the version or for help, which takes no lock, context or profile.
+/// Only as the whole command line: elsewhere `-h` may be another option's value
 /// (`--cache-dir -h`).
 fn is_information_query(args: &[&str]) -> bool {
     matches!(
@@ -140,11 +138,7 @@ impl Tools {
             });
             by_name.entry(t.name.to_ascii_lowercase()).or_insert(i);
         }
-        Ok(Self {
-            by_name,
-            tools,
-            policy: policy.clone(),
-        })
+        Ok(Self { by_name, tools })
     }
 
     /// The kube contexts a command may act on, each checked: every `--context`
@@ -153,9 +147,11 @@ impl Tools {
     /// of `config use-context/set-context/rename-context/set current-context`.
     /// `--cluster`, `--server`, `--user`, `--token` and `--as` override what the
     /// context says, so they ask.
+    #[allow(clippy::too_many_arguments)]
     fn check_contexts(
         &self,
         i: usize,
+        spec: &AllowedTool,
         name: &str,
         args: &[&str],
         env: &dyn Fn(&str) -> Option<String>,
@@ -163,7 +159,6 @@ impl Tools {
         out: &mut Vec<(Verdict, String, String)>,
     ) {
         let tool = &self.tools[i];
-        let spec = &self.policy.allowed_tools[i];
         let rule = |field: &str| format!("allowed_tools[{i}].{field}");
         // Flags known to take no value: a `--context` right after one of them is
         // surely kubectl's own.
@@ -317,15 +312,16 @@ impl Tools {
     }
 
     /// The findings against tool `i`'s conditions (empty: all met).
+    /// `spec` is `allowed_tools[i]` of the policy the tools were compiled from.
     pub fn check(
         &self,
         i: usize,
+        spec: &AllowedTool,
         name: &str,
         inv: &Invocation,
         ctx: &dyn Context,
     ) -> Vec<(Verdict, String, String)> {
         let tool = &self.tools[i];
-        let spec = &self.policy.allowed_tools[i];
         let rule = |field: &str| format!("allowed_tools[{i}].{field}");
         let because = spec
             .reason
@@ -382,7 +378,7 @@ impl Tools {
             return out;
         }
         if !tool.approved_contexts.is_empty() || !tool.blocked_contexts.is_empty() {
-            self.check_contexts(i, name, own, &env, ctx, &mut out);
+            self.check_contexts(i, spec, name, own, &env, ctx, &mut out);
         }
         if !spec.required_flags.is_empty() {
             let stateless = matches!(name, "terraform" | "tofu")
