@@ -42,6 +42,13 @@ fn build_msi(org: &Org, out: &Path, agent: &Path) -> PathBuf {
         .unwrap()
 }
 
+/// Claude Code's managed settings for the MSI's agent, as the `claude-code` target
+/// builds them from the org's current policy.
+fn windows_claude_settings(org: &Org, out: &Path) -> String {
+    org.build(out, &["--target", "claude-code"], &[]);
+    std::fs::read_to_string(out.join("claude-code/windows/managed-settings.json")).unwrap()
+}
+
 fn devices(org: &Org) -> Vec<DeviceRecord> {
     let json = fleetkit(&["--workspace", &org.ws(), "devices", "list", "--json"]);
     serde_json::from_str(&json).unwrap()
@@ -102,6 +109,13 @@ fn the_msi_installed_by_windows_installer_registers_the_real_agent_and_keeps_it_
         identity.contains("PRIVATE KEY") && identity.contains("CERTIFICATE"),
         "the device's own key and its machine certificate are on the device"
     );
+    // Claude Code's managed settings, written by the agent's custom action: what
+    // the claude-code target builds for Windows, the hook naming the installed agent.
+    let claude = machine.c_drive("Program Files/ClaudeCode/managed-settings.json");
+    assert_eq!(
+        std::fs::read_to_string(&claude).unwrap(),
+        windows_claude_settings(&org, &dir.path().join("cc1"))
+    );
 
     // A newly published policy reaches the device.
     org.sign_next();
@@ -136,6 +150,11 @@ fn the_msi_installed_by_windows_installer_registers_the_real_agent_and_keeps_it_
     let tokens = server.admin(&org).list_tokens().unwrap();
     let unspent = tokens.iter().find(|t| t.id == again.info.id).unwrap();
     assert_eq!(unspent.uses, 0, "an installed device spends no token");
+    assert_eq!(
+        std::fs::read_to_string(&claude).unwrap(),
+        windows_claude_settings(&org, &dir.path().join("cc2")),
+        "the upgrade keeps Claude Code's settings"
+    );
 
     // Uninstall removes the program and keeps the device's identity.
     machine.msiexec("/x", &upgrade, &[]);
@@ -145,6 +164,10 @@ fn the_msi_installed_by_windows_installer_registers_the_real_agent_and_keeps_it_
             .exists()
     );
     assert!(data.join("manifest.yaml").exists(), "the manifest stays");
+    assert!(
+        !claude.exists(),
+        "Claude Code's settings go with the agent their hook names"
+    );
     let recorded = machine
         .registry(r"HKEY_LOCAL_MACHINE\SOFTWARE\fleetkit\Device")
         .unwrap();

@@ -114,6 +114,19 @@ fn build_deb(org: &Org, out: &Path, agent: &Path) -> PathBuf {
     build_package(org, out, agent, "deb")
 }
 
+/// Claude Code's managed settings for the packages' agent (`/usr/bin/fleetkit`), as
+/// the `claude-code` target builds them from the org's current policy: what the
+/// installed agent must write, byte for byte.
+fn package_claude_settings(org: &Org, out: &Path) -> String {
+    org.build(out, &["--target", "claude-code"], &[]);
+    std::fs::read_to_string(out.join("claude-code/linux-package/managed-settings.json")).unwrap()
+}
+
+const CLAUDE_SETTINGS: &str = "etc/claude-code/managed-settings.json";
+
+/// A settings file an admin wrote by hand, before fleetkit came.
+const SOMEONE_ELSES_SETTINGS: &str = "{\"permissions\":{\"deny\":[\"Bash(rm:*)\"]}}\n";
+
 /// A machine about to get the package: a fresh root with a machine id, an
 /// /etc/hosts (debootstrap leaves none; the server is localhost) and the enrollment
 /// token where cloud-init's write_files leaves it.
@@ -189,10 +202,19 @@ fn install_upgrade_remove_reinstall_and_purge_in_a_debian_root() {
     let devices = inventory(&server, &org);
     assert_eq!(devices.len(), 1, "{devices:?}");
     assert_eq!(devices[0].team, "linux");
+    // Claude Code's managed settings: what the claude-code target builds, 0644.
+    let claude = root.join(CLAUDE_SETTINGS);
+    assert_eq!(
+        std::fs::read_to_string(&claude).unwrap(),
+        package_claude_settings(&org, &dir.path().join("cc1"))
+    );
+    assert_eq!(mode_of(&claude), 0o644);
 
     // Upgrade to the next policy: same identity, still one device, the new bundle.
     org.sign_next();
     let v2 = build_deb(&org, &dir.path().join("v2"), &agent);
+    // Lost in the meantime: the upgrade puts the settings back.
+    std::fs::remove_file(&claude).unwrap();
     let said = dpkg_install(&root, &v2);
     assert!(
         !said.contains("fleetkit: registered"),
@@ -209,9 +231,19 @@ fn install_upgrade_remove_reinstall_and_purge_in_a_debian_root() {
         std::fs::read(org.path().join("bundles/policy-v2.json")).unwrap()
     );
     assert_eq!(inventory(&server, &org).len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&claude).unwrap(),
+        package_claude_settings(&org, &dir.path().join("cc2"))
+    );
 
-    // Remove: the agent and the CA go, the device's state and the conffiles stay.
+    // Remove: the agent, the CA and Claude Code's settings (their hook would name
+    // the removed agent) go, the device's state and the conffiles stay.
     must_chroot(&root, &["dpkg", "-r", package]);
+    assert!(!claude.exists(), "the settings went with the agent");
+    assert!(
+        !root.join("etc/claude-code").exists(),
+        "and their empty folder"
+    );
     assert!(
         status(&root, package).starts_with("deinstall ok config-files"),
         "{}",
@@ -229,9 +261,17 @@ fn install_upgrade_remove_reinstall_and_purge_in_a_debian_root() {
         "the org root CA left the bundle"
     );
 
-    // Reinstall: the same device (no token is needed, none is used).
+    // Reinstall: the same device (no token is needed, none is used). An admin's
+    // own settings file is there now: the agent leaves it and says so.
+    std::fs::create_dir_all(claude.parent().unwrap()).unwrap();
+    std::fs::write(&claude, SOMEONE_ELSES_SETTINGS).unwrap();
     let said = dpkg_install(&root, &v2);
     assert!(!said.contains("fleetkit: registered"), "{said}");
+    assert!(said.contains("not written by fleetkit"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&claude).unwrap(),
+        SOMEONE_ELSES_SETTINGS
+    );
     assert_eq!(std::fs::read(&identity).unwrap(), identity_v1);
     assert_eq!(inventory(&server, &org).len(), 1);
 
@@ -244,6 +284,11 @@ fn install_upgrade_remove_reinstall_and_purge_in_a_debian_root() {
     );
     assert!(!root.join("var/lib/fleetkit").exists());
     assert!(!root.join("etc/fleetkit").exists());
+    assert_eq!(
+        std::fs::read_to_string(&claude).unwrap(),
+        SOMEONE_ELSES_SETTINGS,
+        "someone else's settings outlive fleetkit"
+    );
     assert!(
         root.join("etc/systemd/system/timers.target.wants/fleetkit-sync.timer")
             .symlink_metadata()
@@ -320,6 +365,11 @@ fn rpm_install_upgrade_erase_and_reinstall_in_a_root() {
     let devices = inventory(&server, &org);
     assert_eq!(devices.len(), 1, "{devices:?}");
     assert_eq!(devices[0].team, "linux");
+    let claude = root.join(CLAUDE_SETTINGS);
+    assert_eq!(
+        std::fs::read_to_string(&claude).unwrap(),
+        package_claude_settings(&org, &dir.path().join("cc1"))
+    );
 
     // An admin edits the settings: the upgrade keeps the edit (noreplace).
     let settings = etc.join("agent.yaml");
@@ -366,6 +416,10 @@ fn rpm_install_upgrade_erase_and_reinstall_in_a_root() {
     assert!(!etc.join("bundle.json").exists());
     assert!(etc.join("agent.yaml.rpmsave").is_file());
     assert!(
+        !claude.exists(),
+        "Claude Code's settings went with the agent"
+    );
+    assert!(
         timer_link.symlink_metadata().is_err(),
         "the timer is disabled"
     );
@@ -377,12 +431,16 @@ fn rpm_install_upgrade_erase_and_reinstall_in_a_root() {
     assert_eq!(std::fs::read(&identity).unwrap(), identity_v1);
     assert!(root.join("var/lib/fleetkit/manifest.yaml").is_file());
 
-    // Reinstall: the same device, no second registration.
+    // Reinstall: the same device, no second registration, the settings back.
     let said = must_rpm(
         &root,
         &[&["-i"][..], &install, &[v2.to_str().unwrap()]].concat(),
     );
     assert!(!said.contains("fleetkit: registered"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&claude).unwrap(),
+        package_claude_settings(&org, &dir.path().join("cc2"))
+    );
     assert_eq!(std::fs::read(&identity).unwrap(), identity_v1);
     assert_eq!(inventory(&server, &org).len(), 1);
 }
@@ -505,4 +563,9 @@ fn apt_installs_from_the_signed_repository_and_refuses_a_tampered_one() {
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }

@@ -208,6 +208,42 @@ fn the_ansible_role_installs_registers_and_a_second_run_changes_nothing() {
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o755
     );
+
+    // Claude Code's managed settings: the claude-code target's file for agents the
+    // tools install, byte for byte. Lost, they come back at the next run (one
+    // change); someone else's file is left alone, reported and not a change.
+    let claude = root.join(CLAUDE_SETTINGS);
+    let expected = cm_claude_settings(&org, &dir.path().join("cc"));
+    assert_eq!(std::fs::read_to_string(&claude).unwrap(), expected);
+    std::fs::remove_file(&claude).unwrap();
+    let third = ansible(&dist, &root, &vars, false);
+    assert_eq!(third.code, 0, "third run:\n{}", third.out);
+    assert_eq!(changed(&third.out), 1, "{}", third.out);
+    assert_eq!(std::fs::read_to_string(&claude).unwrap(), expected);
+    std::fs::write(&claude, SOMEONE_ELSES_SETTINGS).unwrap();
+    let fourth = ansible(&dist, &root, &vars, false);
+    assert_eq!(fourth.code, 0, "fourth run:\n{}", fourth.out);
+    assert_eq!(changed(&fourth.out), 0, "{}", fourth.out);
+    assert!(
+        fourth.out.contains("not written by fleetkit"),
+        "{}",
+        fourth.out
+    );
+    assert_eq!(
+        std::fs::read_to_string(&claude).unwrap(),
+        SOMEONE_ELSES_SETTINGS
+    );
+}
+
+const CLAUDE_SETTINGS: &str = "etc/claude-code/managed-settings.json";
+const SOMEONE_ELSES_SETTINGS: &str = "{\"permissions\":{\"deny\":[\"Bash(rm:*)\"]}}\n";
+
+/// Claude Code's managed settings for an agent Ansible, Chef or Puppet installed
+/// (`/usr/local/bin/fleetkit`), as the `claude-code` target builds them.
+fn cm_claude_settings(org: &Org, out: &Path) -> String {
+    let b = build(org, out, &["--target", "claude-code"]);
+    assert_eq!(b.code, 0, "{}", b.out);
+    std::fs::read_to_string(out.join("claude-code/linux-cm/managed-settings.json")).unwrap()
 }
 
 #[test]
@@ -287,6 +323,25 @@ fn the_puppet_module_validates_and_applies_twice() {
         root.join("etc/puppetlabs/facter/facts.d/fleetkit.json")
             .is_file()
     );
+    // Claude Code's managed settings, byte for byte; lost, they come back at the
+    // next apply (a change), and the apply after that changes nothing.
+    let claude = root.join(CLAUDE_SETTINGS);
+    let expected = cm_claude_settings(&org, &dir.path().join("cc"));
+    assert_eq!(std::fs::read_to_string(&claude).unwrap(), expected);
+    std::fs::remove_file(&claude).unwrap();
+    let third = apply("third");
+    assert_eq!(
+        third.code, 2,
+        "the settings were not restored:\n{}",
+        third.out
+    );
+    assert!(
+        third.out.contains("fleetkit claude-code settings"),
+        "{}",
+        third.out
+    );
+    assert_eq!(std::fs::read_to_string(&claude).unwrap(), expected);
+    assert_eq!(apply("fourth").code, 0);
 }
 
 #[test]

@@ -170,6 +170,26 @@ fn msitools_read_the_summary_tables_and_files() {
     assert!(at("RemoveExistingProducts") < at("InstallInitialize"));
     assert!(at("InstallFiles") < at("FleetkitRegister"));
     assert!(at("FleetkitRegister") < at("InstallFinalize"));
+    // Claude Code's managed settings: written once the agent is in place, removed
+    // while it still is (not by the uninstall inside a major upgrade).
+    let command = |name: &str| actions.iter().find(|r| r[0] == name).unwrap()[3].clone();
+    assert_eq!(
+        command("FleetkitClaudeSettings"),
+        "\"[INSTALLDIR]fleetkit.exe\" agent claude-settings"
+    );
+    assert_eq!(
+        command("FleetkitRemoveClaudeSettings"),
+        "\"[INSTALLDIR]fleetkit.exe\" agent claude-settings --remove"
+    );
+    assert!(at("InstallFiles") < at("FleetkitClaudeSettings"));
+    assert!(at("FleetkitClaudeSettings") < at("InstallFinalize"));
+    assert!(at("InstallInitialize") < at("FleetkitRemoveClaudeSettings"));
+    assert!(at("FleetkitRemoveClaudeSettings") < at("RemoveFiles"));
+    let condition = |a: &str| sequence.iter().find(|r| r[0] == a).unwrap()[1].clone();
+    assert_eq!(
+        condition("FleetkitRemoveClaudeSettings"),
+        "REMOVE=\"ALL\" AND NOT UPGRADINGPRODUCTCODE"
+    );
     let upgrade = export(&msi, "Upgrade");
     assert_eq!(upgrade[0][0], upgrade_code);
 

@@ -176,6 +176,28 @@ fn seven_zip_bsdtar_and_cpio_read_the_package() {
         0o755
     );
     tool(Command::new("sh").arg("-n").arg(&post));
+    // Run as Installer runs it ($3: the target volume), with a stand-in agent that
+    // records its arguments: Claude Code's settings first, then registration.
+    let volume = dir.path().join("volume");
+    let bin = volume.join("usr/local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = dir.path().join("calls");
+    std::fs::write(
+        bin.join("fleetkit"),
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("fleetkit"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let v = volume.display().to_string();
+    tool(
+        Command::new("sh")
+            .arg(&post)
+            .args([pkg.to_str().unwrap(), &v, &v]),
+    );
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        format!("agent claude-settings --root={v}\nagent register --root={v}\n")
+    );
     tool(
         Command::new("sh")
             .arg("-n")

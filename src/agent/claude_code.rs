@@ -11,11 +11,12 @@
 //! last file this agent wrote. Failing to write is a warning, never a failed sync:
 //! the policy itself is already in force for the hook.
 
-use super::Agent;
+use super::{Agent, Result};
 use crate::enforce::claude_settings;
 use crate::fsutil::{self, PUBLIC_MODE};
 use crate::pki::fingerprint_der;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 /// Largest existing settings file read to judge whose it is.
@@ -85,49 +86,183 @@ fn written_by_fleetkit(bytes: &[u8]) -> bool {
     })
 }
 
+/// Whether the settings are to be in place or gone, and whether to act or only
+/// say what acting would do (`agent claude-settings --check`, the Puppet and Chef
+/// guards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingsAction {
+    /// Write the file the policy in force gives (installers, every sync).
+    Apply,
+    /// Remove fleetkit's file (uninstallers: its hook would name a missing binary).
+    Remove,
+}
+
+/// What one pass over the settings file did or, checking, would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsOutcome {
+    Written,
+    /// The file already says what the policy in force says.
+    Unchanged,
+    Removed,
+    /// No file to remove.
+    Absent,
+    /// agent.yaml says `claude_code_settings: off`.
+    Off,
+    /// No verified policy is in force, so there is nothing to write.
+    NoPolicy,
+    /// Someone else's file: left as it is.
+    NotOurs(String),
+    /// Writing or removing failed.
+    Failed(String),
+}
+
+impl SettingsOutcome {
+    /// The word `agent claude-settings --json` says.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Written => "written",
+            Self::Unchanged => "unchanged",
+            Self::Removed => "removed",
+            Self::Absent => "absent",
+            Self::Off => "off",
+            Self::NoPolicy => "no-policy",
+            Self::NotOurs(_) => "not-ours",
+            Self::Failed(_) => "failed",
+        }
+    }
+
+    /// Whether the pass changed (or would change) the file.
+    pub fn changes(&self) -> bool {
+        matches!(self, Self::Written | Self::Removed)
+    }
+
+    /// What a sync reports as a warning.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            Self::NotOurs(m) | Self::Failed(m) => Some(m.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Where this agent binary is. Without /proc (a package's scripts in a chroot, an
+/// early boot) the kernel cannot say, but the name the run was started by can, as
+/// a path or found on PATH.
+fn agent_binary() -> Option<PathBuf> {
+    if let Ok(exe) = std::env::current_exe() {
+        return Some(exe);
+    }
+    let arg0 = PathBuf::from(std::env::args_os().next()?);
+    if arg0.components().count() > 1 {
+        return arg0.canonicalize().ok();
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(&arg0))
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok())
+}
+
+/// The hook binary as the device will see it: this agent's absolute path, without
+/// the `--root` prefix a staging install runs under (Claude Code reads the file on
+/// the device itself, where that prefix is `/`). `None` when it cannot be told: a
+/// hook naming a binary Claude Code cannot find would let every command through.
+fn hook_binary(root: &Path) -> Option<String> {
+    let exe = agent_binary().filter(|p| p.is_absolute())?;
+    if root != Path::new("/")
+        && let Ok(root) = root.canonicalize()
+        && let Ok(rel) = exe.strip_prefix(&root)
+    {
+        return Some(format!("/{}", rel.display()));
+    }
+    Some(exe.display().to_string())
+}
+
 impl Agent {
-    /// Brings Claude Code's managed settings in step with the policy in force.
-    /// Returns a warning when the file could not or may not be written.
-    pub fn apply_claude_settings(&mut self, now: OffsetDateTime) -> Option<String> {
+    /// Brings Claude Code's managed settings in step with the policy in force, as
+    /// every sync does.
+    pub fn apply_claude_settings(&mut self, now: OffsetDateTime) -> SettingsOutcome {
+        self.claude_settings_pass(SettingsAction::Apply, false, now)
+    }
+
+    /// `agent claude-settings`: one pass (or, with `check`, what it would do), with
+    /// the state saved after a real one.
+    pub fn claude_settings(
+        &mut self,
+        action: SettingsAction,
+        check: bool,
+        now: OffsetDateTime,
+    ) -> Result<SettingsOutcome> {
+        let outcome = self.claude_settings_pass(action, check, now);
+        if !check {
+            self.save_state()?;
+        }
+        Ok(outcome)
+    }
+
+    fn claude_settings_pass(
+        &mut self,
+        action: SettingsAction,
+        check: bool,
+        now: OffsetDateTime,
+    ) -> SettingsOutcome {
         let mode = self.settings.claude_code_settings;
         if mode == ClaudeSettingsMode::Off {
-            return None;
+            return SettingsOutcome::Off;
         }
-        let (version, policy) = self.policy_in_force(now)?;
         let path = self.paths.claude_settings.clone();
-        let bin = std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "fleetkit".into());
-        let bytes = claude_settings::render(&policy, &bin);
-        let sha = fingerprint_der(&bytes);
-        let mut record = ClaudeSettingsRecord {
-            path: path.display().to_string(),
-            sha256: None,
-            policy_version: Some(version),
-            at: now,
-            refused: None,
-        };
         let existing = fsutil::read_capped(&path, MAX_EXISTING_BYTES).ok();
-        let warning = match existing {
-            Some(old) if old == bytes => {
-                record.sha256 = Some(sha);
-                None
+        let recorded = self
+            .state
+            .claude_settings
+            .as_ref()
+            .and_then(|r| r.sha256.clone());
+        let ours = |old: &[u8]| {
+            written_by_fleetkit(old) || recorded.as_deref() == Some(&fingerprint_der(old))
+        };
+        if action == SettingsAction::Remove {
+            let outcome = match &existing {
+                None => SettingsOutcome::Absent,
+                Some(old) if !ours(old) => SettingsOutcome::NotOurs(format!(
+                    "{}: Claude Code's managed settings were not written by fleetkit: left in place",
+                    path.display()
+                )),
+                Some(_) if check => SettingsOutcome::Removed,
+                Some(_) => match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        // The folder goes too when nothing else is in it.
+                        if let Some(dir) = path.parent() {
+                            let _ = std::fs::remove_dir(dir);
+                        }
+                        SettingsOutcome::Removed
+                    }
+                    Err(e) => {
+                        SettingsOutcome::Failed(format!("cannot remove {}: {e}", path.display()))
+                    }
+                },
+            };
+            if !check && outcome == SettingsOutcome::Removed {
+                self.state.claude_settings = None;
             }
-            Some(old)
-                if mode == ClaudeSettingsMode::Manage
-                    && !written_by_fleetkit(&old)
-                    && self
-                        .state
-                        .claude_settings
-                        .as_ref()
-                        .and_then(|r| r.sha256.as_ref())
-                        != Some(&fingerprint_der(&old)) =>
-            {
-                Some(format!(
+            return outcome;
+        }
+        let Some((version, policy)) = self.policy_in_force(now) else {
+            return SettingsOutcome::NoPolicy;
+        };
+        let Some(bin) = hook_binary(&self.paths.root) else {
+            return SettingsOutcome::Failed(
+                "cannot tell where this agent is installed, so the hook could not name it: run it by its full path".into(),
+            );
+        };
+        let bytes = claude_settings::render(&policy, &bin);
+        let outcome = match existing {
+            Some(old) if old == bytes => SettingsOutcome::Unchanged,
+            Some(old) if mode == ClaudeSettingsMode::Manage && !ours(&old) => {
+                SettingsOutcome::NotOurs(format!(
                     "{}: Claude Code's managed settings were not written by fleetkit: left as they are (set `claude_code_settings: force` in agent.yaml to replace them)",
                     path.display()
                 ))
             }
+            _ if check => SettingsOutcome::Written,
             _ => {
                 let written = path
                     .parent()
@@ -138,22 +273,33 @@ impl Agent {
                         fsutil::write_atomic(&path, &bytes, PUBLIC_MODE).map_err(|e| e.to_string())
                     });
                 match written {
-                    Ok(()) => {
-                        record.sha256 = Some(sha);
-                        None
-                    }
-                    Err(e) => Some(format!("cannot write Claude Code's managed settings: {e}")),
+                    Ok(()) => SettingsOutcome::Written,
+                    Err(e) => SettingsOutcome::Failed(format!(
+                        "cannot write Claude Code's managed settings: {e}"
+                    )),
                 }
             }
         };
-        record.refused = warning.clone();
-        if record.sha256.is_none()
-            && let Some(prev) = &self.state.claude_settings
-        {
-            record.sha256 = prev.sha256.clone();
+        if !check {
+            let wrote = matches!(
+                outcome,
+                SettingsOutcome::Written | SettingsOutcome::Unchanged
+            );
+            self.state.claude_settings = Some(ClaudeSettingsRecord {
+                path: path.display().to_string(),
+                // After a refusal, the last file the agent wrote is still the one
+                // it may replace.
+                sha256: if wrote {
+                    Some(fingerprint_der(&bytes))
+                } else {
+                    recorded
+                },
+                policy_version: Some(version),
+                at: now,
+                refused: outcome.warning(),
+            });
         }
-        self.state.claude_settings = Some(record);
-        warning
+        outcome
     }
 }
 

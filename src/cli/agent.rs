@@ -1,4 +1,4 @@
-//! `fleetkit agent register|sync|status|renew`: the device side. The agent never
+//! `fleetkit agent register|sync|status|renew|claude-settings`: the device side. The agent never
 //! uses the org workspace; it reads what the installer put on the device (under
 //! `--root`, `/` by default).
 //!
@@ -8,6 +8,7 @@
 
 use super::output::{Failure, say};
 use clap::{Args, Subcommand};
+use fleetkit::agent::claude_code::{SettingsAction, SettingsOutcome};
 use fleetkit::agent::register::{RegisterOptions, Registered};
 use fleetkit::agent::settings::{Assignment, check_label};
 use fleetkit::agent::sync::Synced;
@@ -18,6 +19,8 @@ use zeroize::Zeroizing;
 
 /// Exit code of a registration waiting for the server (EX_TEMPFAIL).
 const EXIT_PENDING: u8 = 75;
+/// `agent claude-settings --check`: a run would change the file.
+const EXIT_WOULD_CHANGE: u8 = 3;
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
@@ -32,6 +35,25 @@ pub enum AgentCommand {
     /// Decide a command (or an inference request) under the policy in force: allow,
     /// ask or deny, with the rule that decided. Exit: 0 allow, 3 ask, 4 deny.
     Decide(super::decide::DecideArgs),
+    /// Put Claude Code's managed settings in step with the policy in force now (the
+    /// installers run it; every sync does it too), or remove fleetkit's file.
+    /// Exit: 0 done or nothing to do, 1 failed or someone else's file, 3 (--check)
+    /// a run would change the file.
+    ClaudeSettings(ClaudeSettingsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClaudeSettingsArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Remove the file instead, when fleetkit wrote it (uninstallers: its hook
+    /// would name a binary that is gone).
+    #[arg(long)]
+    remove: bool,
+    /// Change nothing: exit 0 when a run would change nothing, 3 when it would
+    /// write or remove the file (the Puppet and Chef guards).
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +108,7 @@ pub fn run(cmd: AgentCommand) -> Result<(), Failure> {
         AgentCommand::Status(args) => status(args),
         AgentCommand::Renew(args) => renew(args),
         AgentCommand::Decide(args) => super::decide::run(args),
+        AgentCommand::ClaudeSettings(args) => claude_settings(args),
     }
 }
 
@@ -243,6 +266,61 @@ fn sync(args: CommonArgs) -> Result<(), Failure> {
         }
         Err(e) => Err(failure(e)),
     }
+}
+
+fn claude_settings(args: ClaudeSettingsArgs) -> Result<(), Failure> {
+    let action = if args.remove {
+        SettingsAction::Remove
+    } else {
+        SettingsAction::Apply
+    };
+    let mut agent = open(&args.common)?;
+    let outcome = agent
+        .claude_settings(action, args.check, clock::now())
+        .map_err(failure)?;
+    let path = agent.paths.claude_settings.display().to_string();
+    if args.common.json {
+        print_json(&serde_json::json!({"result": outcome.code(), "path": path,
+            "check": args.check, "changes": outcome.changes(), "message": outcome.warning()}));
+    } else {
+        let would = if args.check { "would be " } else { "" };
+        match &outcome {
+            SettingsOutcome::Written => say(format!("{path}: {would}written")),
+            SettingsOutcome::Removed => say(format!("{path}: {would}removed")),
+            SettingsOutcome::Unchanged => say(format!("{path}: up to date")),
+            SettingsOutcome::Absent => say(format!("{path}: not there; nothing to remove")),
+            SettingsOutcome::Off => say(format!(
+                "{path}: left alone (agent.yaml says `claude_code_settings: off`)"
+            )),
+            SettingsOutcome::NoPolicy => say(format!(
+                "{path}: no verified policy is in force yet; nothing to write"
+            )),
+            SettingsOutcome::NotOurs(_) | SettingsOutcome::Failed(_) => {}
+        }
+    }
+    if let Some(message) = outcome.warning() {
+        // Someone else's file is not a change either: a guard stays quiet about it.
+        if args.check && matches!(outcome, SettingsOutcome::NotOurs(_)) {
+            super::output::note(format!("warning: {message}"));
+            return Ok(());
+        }
+        return Err(if args.common.json {
+            Failure::Reported
+        } else {
+            Failure::invalid(
+                message,
+                "see `claude_code_settings` in agent.yaml (manage, force, off)",
+            )
+        });
+    }
+    if args.check && outcome.changes() {
+        return Err(Failure::WithCode {
+            message: format!("{path}: a run would change it"),
+            help: String::new(),
+            code: EXIT_WOULD_CHANGE,
+        });
+    }
+    Ok(())
 }
 
 fn status(args: CommonArgs) -> Result<(), Failure> {

@@ -629,6 +629,12 @@ fn database(
     let register = "\"[INSTALLDIR]fleetkit.exe\" agent register";
     let task = "\"[SystemFolder]schtasks.exe\" /Create /F /RU SYSTEM /SC MINUTE /MO 15 /TN fleetkit-sync /TR \"\\\"[INSTALLDIR]fleetkit.exe\\\" agent sync\"";
     let untask = "\"[SystemFolder]schtasks.exe\" /Delete /F /TN fleetkit-sync";
+    // Claude Code's managed settings: written from the shipped policy on install
+    // (every sync keeps them current; someone else's file is left alone), removed
+    // on uninstall when fleetkit wrote them, before the binary their hook names
+    // goes. Not on the uninstall a major upgrade runs: the new version rewrites them.
+    let settings = "\"[INSTALLDIR]fleetkit.exe\" agent claude-settings";
+    let unsettings = "\"[INSTALLDIR]fleetkit.exe\" agent claude-settings --remove";
     insert(
         &mut p,
         "CustomAction",
@@ -654,6 +660,20 @@ fn database(
                 s(untask),
                 Value::Null,
             ],
+            vec![
+                s("FleetkitClaudeSettings"),
+                i(34 | 64 | 1024 | 2048),
+                s("INSTALLDIR"),
+                s(settings),
+                Value::Null,
+            ],
+            vec![
+                s("FleetkitRemoveClaudeSettings"),
+                i(34 | 64 | 1024 | 2048),
+                s("INSTALLDIR"),
+                s(unsettings),
+                Value::Null,
+            ],
         ],
     )?;
     let seq = |a: &str, c: Option<&str>, n: i32| vec![s(a), c.map_or(Value::Null, s), i(n)];
@@ -672,6 +692,11 @@ fn database(
             seq("RemoveExistingProducts", None, 1401),
             seq("InstallInitialize", None, 1500),
             seq("FleetkitRemoveSyncTask", Some("REMOVE=\"ALL\""), 1550),
+            seq(
+                "FleetkitRemoveClaudeSettings",
+                Some("REMOVE=\"ALL\" AND NOT UPGRADINGPRODUCTCODE"),
+                1560,
+            ),
             seq("ProcessComponents", None, 1600),
             seq("UnpublishFeatures", None, 1800),
             seq("RemoveRegistryValues", None, 2600),
@@ -682,6 +707,7 @@ fn database(
             seq("RegisterProduct", None, 6100),
             seq("PublishFeatures", None, 6300),
             seq("PublishProduct", None, 6400),
+            seq("FleetkitClaudeSettings", Some("NOT REMOVE"), 6490),
             seq("FleetkitRegister", Some("NOT REMOVE"), 6500),
             seq("FleetkitSyncTask", Some("NOT REMOVE"), 6510),
             seq("InstallFinalize", None, 6600),

@@ -11,8 +11,8 @@
 //! The unit is sandboxed with `ProtectSystem=strict`, so it may write only where it
 //! lists `ReadWritePaths=`. Those paths come from the agent's own path table
 //! ([`crate::agent::paths`]), so the list and the agent cannot drift apart: the data
-//! and configuration directories (every installer creates both), and the
-//! directories of the three fact mirrors. Those are marked optional (`-`): systemd
+//! and configuration directories (every installer creates both), the
+//! directories of the three fact mirrors and of Claude Code's managed settings. Those are marked optional (`-`): systemd
 //! refuses to start a unit whose listed path is missing (226/NAMESPACE, outside what
 //! `agent status` can report); with the `-` the unit starts and the agent records
 //! which mirror directory it cannot create, as any failed sync (registration, which
@@ -114,6 +114,9 @@ pub fn writable_paths() -> Vec<(String, bool)> {
     ];
     paths.extend(p.ansible_fact.as_deref().map(|fact| (dir(fact), true)));
     paths.extend([(dir(&p.puppet_fact), true), (dir(&p.chef_hint), true)]);
+    // Claude Code's managed settings, rewritten when a new policy comes into force;
+    // the installers create the folder when they first write the file.
+    paths.push((dir(&p.claude_settings), true));
     paths
 }
 
@@ -162,6 +165,7 @@ mod tests {
             p.ansible_fact.as_ref().unwrap(),
             &p.puppet_fact,
             &p.chef_hint,
+            &p.claude_settings,
         ] {
             assert!(
                 writable

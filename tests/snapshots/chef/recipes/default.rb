@@ -91,6 +91,13 @@ execute 'fleetkit agent register' do
   sensitive true
 end
 
+# Claude Code's managed settings, from the policy in force (every sync keeps them
+# current); someone else's file is left alone, and the guard says so.
+execute 'fleetkit claude-code settings' do
+  command [bin, 'agent', 'claude-settings', '--root', root]
+  not_if { shell_out(bin, 'agent', 'claude-settings', '--check', '--root', root).exitstatus.zero? }
+end
+
 if settings['manage_timer'] && root == '/' && node['init_package'] == 'systemd'
   service 'fleetkit-sync.timer' do
     action %i[enable start]

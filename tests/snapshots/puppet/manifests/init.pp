@@ -143,6 +143,15 @@ class fleetkit (
     "${prefix}/etc/fleetkit/agent.yaml"],
   }
 
+  # Claude Code's managed settings, from the policy in force (every sync keeps them
+  # current); someone else's file is left alone, and the guard says so.
+  exec { 'fleetkit claude-code settings':
+    command   => [$bin, 'agent', 'claude-settings', '--root', $root],
+    unless    => [[$bin, 'agent', 'claude-settings', '--check', '--root', $root]],
+    logoutput => on_failure,
+    require   => Exec['fleetkit agent register'],
+  }
+
   if $manage_timer and $root == '/' {
     service { 'fleetkit-sync.timer':
       ensure    => running,
