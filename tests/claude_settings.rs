@@ -347,3 +347,82 @@ fn the_agent_keeps_claude_code_in_step_with_the_policy() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("manage, force, off"), "{run:?}");
 }
+
+/// `fleetkit agent claude-settings`, as installers and the Puppet and Chef guards
+/// run it, over a device's life: before registration (a package's scripts), with
+/// the agent inside a staging root, against someone else's file, off, and removed.
+#[test]
+fn the_claude_settings_command_installs_checks_and_removes() {
+    let org = Org::new();
+    // In the target folder: the agent is hard-linked into the device root, as a
+    // staging install puts it, and a hard link needs the same file system.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let d = DeviceRoot::install(&org, dir.path(), "device", "https://127.0.0.1:9", "");
+    let bin = d.path("usr/local/bin/fleetkit");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::hard_link(BIN, &bin).unwrap();
+    let run = |args: &[&str]| d.agent_binary(&bin, &[&["claude-settings"][..], args].concat(), &[]);
+    let file = d.path("etc/claude-code/managed-settings.json");
+
+    // Not registered yet: the shipped policy is in force. --check writes nothing.
+    let check = run(&["--check"]);
+    assert_eq!(check.code, 3, "{check:?}");
+    assert!(!file.exists());
+    let first = run(&[]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(first.stdout.contains("written"), "{first:?}");
+    // The hook names the agent where the device will see it, without the root.
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        v["hooks"]["PreToolUse"][0]["hooks"][0]["command"],
+        "/usr/local/bin/fleetkit"
+    );
+    let (ok, said) = validate(&file);
+    assert!(ok, "{said}");
+    assert_eq!(run(&["--check"]).code, 0);
+    let again = run(&["--json"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let json: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(json["result"], "unchanged");
+    assert_eq!(json["changes"], false);
+
+    // Someone else's file: not replaced, not removed, and a guard sees no change.
+    let theirs = "{\"permissions\":{\"deny\":[\"Bash(rm:*)\"]}}\n";
+    std::fs::write(&file, theirs).unwrap();
+    let refused = run(&[]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("not written by fleetkit"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.stderr.contains("claude_code_settings: force"),
+        "{refused:?}"
+    );
+    assert_eq!(run(&["--check"]).code, 0);
+    assert_eq!(run(&["--remove"]).code, 1);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), theirs);
+
+    // `force` replaces it; then it is fleetkit's and --remove takes it away, with
+    // its empty folder; removing again is nothing to do.
+    d.set_setting("claude_code_settings", "force");
+    assert_eq!(run(&[]).code, 0);
+    assert_ne!(std::fs::read_to_string(&file).unwrap(), theirs);
+    d.set_setting("claude_code_settings", "manage");
+    assert_eq!(run(&["--remove", "--check"]).code, 3);
+    assert!(file.exists());
+    let removed = run(&["--remove"]);
+    assert_eq!(removed.code, 0, "{removed:?}");
+    assert!(!file.exists());
+    assert!(!d.path("etc/claude-code").exists());
+    let nothing = run(&["--remove"]);
+    assert_eq!(nothing.code, 0, "{nothing:?}");
+    assert!(nothing.stdout.contains("nothing to remove"), "{nothing:?}");
+
+    // `off`: never touched.
+    d.set_setting("claude_code_settings", "off");
+    let off = run(&[]);
+    assert_eq!(off.code, 0, "{off:?}");
+    assert!(off.stdout.contains("claude_code_settings: off"), "{off:?}");
+    assert!(!file.exists());
+}

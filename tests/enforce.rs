@@ -421,6 +421,55 @@ fn claude_code_hook_answers_as_claude_code_reads_it() {
     ));
     assert_eq!(d, "ask");
     assert!(why.contains("PowerShell"), "{why}");
+    // Cmdlets and their aliases are the tools they stand for (judged at medium
+    // tolerance, where an unlisted tool is allowed): `Remove-Item` and `del` are rm,
+    // `iwr` and `curl.exe` are curl; code runners and cmdlets changing the machine
+    // that the engine does not know ask; reading cmdlets go by the policy.
+    for (command, verdict, said) in [
+        (
+            r"Remove-Item -Recurse -Force C:\data",
+            "ask",
+            "`rm` is in destructive_commands",
+        ),
+        (r"DEL C:\data\x", "ask", "`rm` is in destructive_commands"),
+        (
+            "iwr https://x.io/i.ps1 -OutFile i.ps1",
+            "ask",
+            "`curl` is in network_operations",
+        ),
+        (
+            r"C:\Windows\System32\curl.exe https://x.io",
+            "ask",
+            "`curl`",
+        ),
+        ("iex Get-Date", "ask", "runs code"),
+        ("Start-Process notepad", "ask", "runs code"),
+        ("Install-Module evil", "ask", "installs software"),
+        (
+            r"Set-ItemProperty HKLM:\Software\x -Name y -Value 1",
+            "ask",
+            "verb `set`",
+        ),
+        ("Stop-Service wuauserv", "ask", "verb `stop`"),
+        (r"gc C:\Users\dev\.ssh\id_rsa", "ask", "credentials"),
+    ] {
+        let (d, why) = hook_answer(&hook(&medium, &hook_input("PowerShell", command)));
+        assert_eq!(d, verdict, "{command}: {why}");
+        assert!(why.contains(said), "{command}: {why}");
+    }
+    for command in [
+        r"Get-ChildItem C:\src",
+        "Get-FileHash x.zip",
+        "Select-String TODO README.md",
+    ] {
+        let out = hook(&medium, &hook_input("PowerShell", command));
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, ""),
+            "{command}: {}",
+            out.stderr
+        );
+    }
 
     // Audit-only: decided, never answered.
     let audit = policy_with(

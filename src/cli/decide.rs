@@ -276,20 +276,23 @@ fn hook(args: &DecideArgs) -> Result<Option<serde_json::Value>, String> {
     let ctx = context(args).map_err(failure_text)?;
     let decision = match (&request, hook_input.tool_name.as_str()) {
         (Request::Command { command, cwd }, "PowerShell") => {
-            if let Some(bash) = enforce::claude_code::powershell_as_bash(command) {
-                let as_bash = Request::Command {
-                    command: bash,
-                    cwd: cwd.clone(),
-                };
-                return Ok(enforce::claude_code::answer(&engine.decide(&as_bash, &ctx)));
-            }
+            let why = match enforce::claude_code::powershell_as_bash(command) {
+                Ok(bash) => {
+                    let as_bash = Request::Command {
+                        command: bash,
+                        cwd: cwd.clone(),
+                    };
+                    return Ok(enforce::claude_code::answer(&engine.decide(&as_bash, &ctx)));
+                }
+                Err(why) => why,
+            };
             if engine.policy().enforcement.mode != fleetkit::policy::EnforcementMode::Enforce {
                 return Ok(None);
             }
             return Ok(Some(enforce::claude_code::hook_output(
                 "ask",
                 "engine.unresolved",
-                "this PowerShell command uses syntax the policy engine does not analyse; approval required",
+                &why,
             )));
         }
         _ => engine.decide(&request, &ctx),

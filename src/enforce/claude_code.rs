@@ -85,13 +85,281 @@ pub fn powershell_is_plain(command: &str) -> bool {
     ])
 }
 
-/// A plain PowerShell command as the same words in bash syntax: PowerShell's
-/// backslash is a path separator, not an escape, so each word is single-quoted
-/// (`cat C:\Users\dev\.ssh\id_rsa` keeps its backslashes). `None` when the
-/// command is not plain or its quotes do not close.
-pub fn powershell_as_bash(command: &str) -> Option<String> {
+/// PowerShell cmdlets and their built-in aliases (lower case; PowerShell ignores
+/// case) as the tool the policy knows that does the same thing, so the same rules
+/// and classes judge them: `Remove-Item` and `del` are `rm`, `iwr` is `curl`.
+const CMDLET_EQUIVALENTS: &[(&[&str], &str)] = &[
+    (
+        &["remove-item", "ri", "rm", "rmdir", "rd", "del", "erase"],
+        "rm",
+    ),
+    (&["get-content", "gc", "cat", "type"], "cat"),
+    (
+        &[
+            "set-content",
+            "sc",
+            "add-content",
+            "ac",
+            "out-file",
+            "tee-object",
+            "tee",
+        ],
+        "tee",
+    ),
+    (&["copy-item", "copy", "cp", "cpi"], "cp"),
+    (
+        &["move-item", "move", "mv", "mi", "rename-item", "ren", "rni"],
+        "mv",
+    ),
+    (&["new-item", "ni", "mkdir", "md"], "touch"),
+    (&["get-childitem", "gci", "ls", "dir"], "ls"),
+    (
+        &[
+            "set-location",
+            "sl",
+            "cd",
+            "chdir",
+            "push-location",
+            "pushd",
+        ],
+        "cd",
+    ),
+    (&["get-location", "gl", "pwd"], "pwd"),
+    (
+        &[
+            "invoke-webrequest",
+            "iwr",
+            "curl",
+            "wget",
+            "invoke-restmethod",
+            "irm",
+            "start-bitstransfer",
+        ],
+        "curl",
+    ),
+    (&["stop-process", "spps", "kill"], "kill"),
+    (&["get-process", "gps", "ps"], "ps"),
+    (&["select-string", "sls"], "grep"),
+    (&["write-output", "write", "echo", "write-host"], "echo"),
+];
+
+/// Commands that run code fleetkit cannot read (a string, a script block, another
+/// program by name, a remote session) or install software: always approval.
+const CMDLETS_RUNNING_CODE: &[&str] = &[
+    "invoke-expression",
+    "iex",
+    "invoke-command",
+    "icm",
+    "start-process",
+    "saps",
+    "start",
+    "invoke-item",
+    "ii",
+    "start-job",
+    "sajb",
+    "start-threadjob",
+    "powershell",
+    "powershell.exe",
+    "pwsh",
+    "pwsh.exe",
+    "cmd",
+    "cmd.exe",
+    "wsl",
+    "wsl.exe",
+    "bash",
+    "bash.exe",
+    "install-module",
+    "install-package",
+    "install-script",
+    "winget",
+    "choco",
+    "scoop",
+    "set-executionpolicy",
+    "new-pssession",
+    "enter-pssession",
+    "add-type",
+    "import-module",
+    "ipmo",
+];
+
+/// PowerShell's approved verbs that only read or show: a `Verb-Noun` cmdlet with
+/// another approved verb (`Set-`, `Clear-`, `Disable-`, `Uninstall-`, …) changes
+/// the machine and asks unless [`CMDLET_EQUIVALENTS`] knows it.
+const READING_VERBS: &[&str] = &[
+    "get",
+    "find",
+    "search",
+    "select",
+    "format",
+    "show",
+    "measure",
+    "compare",
+    "test",
+    "resolve",
+    "trace",
+    "convert",
+    "convertfrom",
+    "convertto",
+    "group",
+    "sort",
+    "join",
+    "split",
+    "read",
+    "receive",
+    "wait",
+    "watch",
+    "ping",
+    "limit",
+    "skip",
+    "confirm",
+];
+
+/// Every approved PowerShell verb (`Get-Verb`); a dashed name whose first part is
+/// not one (`apt-get`, `docker-compose`) is an ordinary program.
+const APPROVED_VERBS: &[&str] = &[
+    "add",
+    "clear",
+    "close",
+    "copy",
+    "enter",
+    "exit",
+    "find",
+    "format",
+    "get",
+    "hide",
+    "join",
+    "lock",
+    "move",
+    "new",
+    "open",
+    "optimize",
+    "pop",
+    "push",
+    "redo",
+    "remove",
+    "rename",
+    "reset",
+    "resize",
+    "search",
+    "select",
+    "set",
+    "show",
+    "skip",
+    "split",
+    "step",
+    "switch",
+    "undo",
+    "unlock",
+    "watch",
+    "connect",
+    "disconnect",
+    "read",
+    "receive",
+    "send",
+    "write",
+    "backup",
+    "checkpoint",
+    "compare",
+    "compress",
+    "convert",
+    "convertfrom",
+    "convertto",
+    "dismount",
+    "edit",
+    "expand",
+    "export",
+    "group",
+    "import",
+    "initialize",
+    "limit",
+    "merge",
+    "mount",
+    "out",
+    "publish",
+    "restore",
+    "save",
+    "sync",
+    "unpublish",
+    "update",
+    "debug",
+    "measure",
+    "ping",
+    "repair",
+    "resolve",
+    "test",
+    "trace",
+    "approve",
+    "assert",
+    "build",
+    "complete",
+    "confirm",
+    "deny",
+    "deploy",
+    "disable",
+    "enable",
+    "install",
+    "invoke",
+    "register",
+    "request",
+    "restart",
+    "resume",
+    "start",
+    "stop",
+    "submit",
+    "suspend",
+    "uninstall",
+    "unregister",
+    "wait",
+    "block",
+    "grant",
+    "protect",
+    "revoke",
+    "unblock",
+    "unprotect",
+    "use",
+    "sort",
+];
+
+/// What the first word of a plain PowerShell command is to the policy: the tool it
+/// stands for, or why it needs approval.
+fn powershell_program(name: &str) -> Result<String, String> {
+    let lower = name.to_ascii_lowercase();
+    // `C:\Windows\System32\curl.exe` and `curl.exe` are curl.
+    let base = lower.rsplit(['\\', '/']).next().unwrap_or(&lower);
+    let stem = base.strip_suffix(".exe").unwrap_or(base);
+    if CMDLETS_RUNNING_CODE.contains(&base) || CMDLETS_RUNNING_CODE.contains(&stem) {
+        return Err(format!(
+            "`{name}` runs code or installs software the policy engine cannot read; approval required"
+        ));
+    }
+    if let Some((_, tool)) = CMDLET_EQUIVALENTS
+        .iter()
+        .find(|(names, _)| names.contains(&lower.as_str()) || names.contains(&stem))
+    {
+        return Ok((*tool).to_string());
+    }
+    if let Some((verb, _)) = lower.split_once('-')
+        && APPROVED_VERBS.contains(&verb)
+        && !READING_VERBS.contains(&verb)
+    {
+        return Err(format!(
+            "`{name}` is a PowerShell cmdlet that changes the machine (verb `{verb}`) and the policy engine does not know it; approval required"
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// A plain PowerShell command as the same words in bash syntax, its cmdlet or alias
+/// replaced by the tool it stands for: PowerShell's backslash is a path separator,
+/// not an escape, so each word is single-quoted (`cat C:\Users\dev\.ssh\id_rsa`
+/// keeps its backslashes). `Err` with the reason when the command is not plain, its
+/// quotes do not close, or its cmdlet runs code or changes the machine unknown to
+/// the engine.
+pub fn powershell_as_bash(command: &str) -> Result<String, String> {
+    const SYNTAX: &str =
+        "this PowerShell command uses syntax the policy engine does not analyse; approval required";
     if !powershell_is_plain(command) {
-        return None;
+        return Err(SYNTAX.into());
     }
     let mut words: Vec<String> = Vec::new();
     let mut word = String::new();
@@ -118,18 +386,19 @@ pub fn powershell_as_bash(command: &str) -> Option<String> {
         }
     }
     if quote.is_some() {
-        return None;
+        return Err(SYNTAX.into());
     }
     if in_word {
         words.push(word);
     }
-    Some(
-        words
-            .iter()
-            .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    if let Some(first) = words.first_mut() {
+        *first = powershell_program(first)?;
+    }
+    Ok(words
+        .iter()
+        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 /// The answer for a decision; `None` when the hook should say nothing.
