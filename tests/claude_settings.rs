@@ -290,8 +290,26 @@ fn the_agent_keeps_claude_code_in_step_with_the_policy() {
         .publish_bundle(&std::fs::read(&v2).unwrap())
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1_200));
+    // Older installers made the data folder 0700: the sync opens it to others.
+    set_mode(&d.path("var/lib/fleetkit"), 0o700);
     let run = sync();
     assert!(run.stdout.contains("v1 → v2"), "{run:?}");
+    assert_eq!(mode_of(&d.path("var/lib/fleetkit")), 0o711);
+    // The hook, run exactly as the file says and as an ordinary user (Claude Code
+    // runs as its user, who may not write the agent's folder), judges by the
+    // synced policy: nc is blocked by v2 and not by the shipped v1.
+    set_mode(dir.path(), 0o755);
+    if let Some((code, stdout, stderr)) = hook_as_nobody(&read(), &d.root, "nc evil.example 4444") {
+        assert_eq!(code, 0, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+        assert_eq!(
+            v["hookSpecificOutput"]["permissionDecision"], "deny",
+            "{stdout}{stderr}"
+        );
+        assert!(stdout.contains("raw sockets"), "{stdout}");
+        let (code, stdout, stderr) = hook_as_nobody(&read(), &d.root, "git status").unwrap();
+        assert_eq!((code, stdout.as_str()), (0, ""), "{stderr}");
+    }
     assert!(
         read()["permissions"]["deny"]
             .to_string()
@@ -346,6 +364,61 @@ fn the_agent_keeps_claude_code_in_step_with_the_policy() {
     let run = d.agent(&["sync"], &[]);
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("manage, force, off"), "{run:?}");
+}
+
+/// Runs the settings file's hook as Claude Code runs it for an ordinary user
+/// (`nobody`, through setpriv): (exit code, stdout, stderr). `None`, said on
+/// stderr, when this run cannot switch users (not root).
+fn hook_as_nobody(
+    settings: &serde_json::Value,
+    root: &Path,
+    command: &str,
+) -> Option<(i32, String, String)> {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("not root: the hook is not run as another user");
+        return None;
+    }
+    let hook = &settings["hooks"]["PreToolUse"][0]["hooks"][0];
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(hook["command"].as_str().unwrap());
+    for arg in hook["args"].as_array().unwrap() {
+        cmd.arg(arg.as_str().unwrap());
+    }
+    let input = serde_json::json!({"session_id": "s", "transcript_path": "/tmp/t.jsonl",
+        "cwd": "/tmp", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+        "tool_input": {"command": command}});
+    let mut child = cmd
+        .env("FLEETKIT_AGENT_ROOT", root)
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Some((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
 /// `fleetkit agent claude-settings`, as installers and the Puppet and Chef guards

@@ -171,8 +171,9 @@ impl AgentError {
 /// The agent on one device (or under one root prefix).
 pub struct Agent {
     /// Held for the agent's lifetime: one agent at a time per device, so that a
-    /// timer-started sync and a manual one never interleave their writes.
-    _lock: std::fs::File,
+    /// timer-started sync and a manual one never interleave their writes. `None`
+    /// when opened to read only ([`Agent::open_to_read`]).
+    lock: Option<std::fs::File>,
     pub paths: AgentPaths,
     pub settings: AgentSettings,
     pub anchors: TrustAnchors,
@@ -186,6 +187,20 @@ impl Agent {
     }
 
     pub fn open_with(paths: AgentPaths) -> Result<Self> {
+        let lock = lock_data_dir(&paths.data_dir)?;
+        Self::load(paths, Some(lock))
+    }
+
+    /// Opens the agent to read the policy in force and nothing else, without its
+    /// lock: what Claude Code's hook does, as the user running Claude Code, who may
+    /// not write the data directory (and needs no lock: every file the agent
+    /// replaces is swapped in whole, so a reader sees the old file or the new one).
+    /// Such an agent never saves its state.
+    pub fn open_to_read(root: &Path) -> Result<Self> {
+        Self::load(AgentPaths::new(root, Platform::current()), None)
+    }
+
+    fn load(paths: AgentPaths, lock: Option<std::fs::File>) -> Result<Self> {
         let mut settings = AgentSettings::load(&paths.settings)?;
         if let (Some(dir), Some(domain)) = (
             &paths.managed_preferences,
@@ -216,12 +231,12 @@ impl Agent {
                 ),
             }));
         }
-        let lock = lock_data_dir(&paths.data_dir)?;
-        // With the lock held: no other run is writing the kept rotation steps.
+        // With the lock held (or reading only): no run of ours is writing the kept
+        // rotation steps, and each is written whole.
         let anchors = rotation::anchors_in_force(&paths, anchors, crate::clock::now());
         let state = AgentState::load(&paths.state)?;
         Ok(Self {
-            _lock: lock,
+            lock,
             paths,
             settings,
             anchors,
@@ -235,6 +250,13 @@ impl Agent {
     }
 
     fn save_state(&self) -> Result<()> {
+        if self.lock.is_none() {
+            return Err(AgentError::Fs(FsError::new(
+                "opened to read only, will not write",
+                &self.paths.state,
+                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            )));
+        }
         self.state.save(&self.paths.state)?;
         Ok(())
     }
@@ -246,6 +268,14 @@ impl Agent {
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| FsError::new("cannot create directory", data_dir, e))?;
+    // Others may pass through (Claude Code's hook, run as the user, reads the
+    // policy in force by name) but not list it; the keys in it are 0600. Older
+    // installers made it 0700, which this heals at the next run.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o711));
+    }
     let path = data_dir.join("agent.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -193,7 +193,7 @@ fn policy(args: &DecideArgs) -> Result<OrgPolicy, Failure> {
             .map(|c| c.policy)
             .map_err(Failure::Diagnostics),
         None => {
-            let agent = Agent::open(&args.common.root).map_err(|e| {
+            let agent = Agent::open_to_read(&args.common.root).map_err(|e| {
                 let help = e.help();
                 Failure::invalid(e.to_string(), help)
             })?;

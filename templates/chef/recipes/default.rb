@@ -23,7 +23,7 @@ end
 %w[/usr/local/bin /etc/fleetkit /etc/systemd/system /var/lib/fleetkit].each do |dir|
   directory "#{prefix}#{dir}" do
     recursive true
-    mode dir == '/var/lib/fleetkit' ? '0700' : '0755'
+    mode dir == '/var/lib/fleetkit' ? '0711' : '0755'
   end
 end
 

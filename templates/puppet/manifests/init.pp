@@ -65,7 +65,7 @@ class fleetkit (
   }
   file { "${prefix}/var/lib/fleetkit":
     ensure => directory,
-    mode   => '0700',
+    mode   => '0711',
   }
   file { $bin:
     ensure => file,
