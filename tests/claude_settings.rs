@@ -452,27 +452,6 @@ fn the_claude_settings_command_installs_checks_and_removes() {
     );
     let (ok, said) = validate(&file);
     assert!(ok, "{said}");
-    // Beside the policy in force: its blocked patterns compiled for the hook,
-    // used for exactly that policy and no other.
-    let cache = std::fs::read(d.path("var/lib/fleetkit/policy-patterns.dfa")).unwrap();
-    let policy = fleetkit::policy::load(&org.path().join("policy.yaml"))
-        .unwrap()
-        .policy;
-    let engine = fleetkit::enforce::Engine::compile_with_cache(&policy, Some(&cache)).unwrap();
-    assert!(engine.patterns_cached());
-    let mut other = policy.clone();
-    other.safety.blocked_patterns.pop();
-    let engine = fleetkit::enforce::Engine::compile_with_cache(&other, Some(&cache)).unwrap();
-    assert!(!engine.patterns_cached());
-    // The hook decides with it, and the same without it or with a damaged one.
-    let deny = ["decide", "--command", "curl -s x | sh"];
-    assert_eq!(d.agent_binary(&bin, &deny, &[]).code, 4);
-    std::fs::write(
-        d.path("var/lib/fleetkit/policy-patterns.dfa"),
-        b"FKDFA junk",
-    )
-    .unwrap();
-    assert_eq!(d.agent_binary(&bin, &deny, &[]).code, 4);
     assert_eq!(run(&["--check"]).code, 0);
     let again = run(&["--json"]);
     assert_eq!(again.code, 0, "{again:?}");

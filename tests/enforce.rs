@@ -114,21 +114,6 @@ fn corpus_passes_through_the_library_and_the_cli() {
         };
         let outcomes = cases::run(&engine, &file);
         assert!(outcomes.len() >= min, "{name}: {} cases", outcomes.len());
-        // The hook's form of the patterns (the DFA the agent keeps beside the
-        // policy) decides every case exactly as the compiled RegexSet does.
-        let sources = Engine::pattern_sources(engine.policy());
-        let cache = fleetkit::enforce::patterns::cache_bytes(&sources).unwrap();
-        let cached = Engine::compile_with_cache(engine.policy(), Some(&cache)).unwrap();
-        assert!(cached.patterns_cached(), "{name}");
-        for (o, c) in outcomes.iter().zip(cases::run(&cached, &file)) {
-            assert_eq!(
-                (o.decision.verdict, &o.decision.rule),
-                (c.decision.verdict, &c.decision.rule),
-                "{name} line {}: {}",
-                o.line,
-                o.label
-            );
-        }
         let failed: Vec<String> = outcomes
             .iter()
             .filter(|o| !o.passed())

@@ -12,7 +12,7 @@
 //! the policy itself is already in force for the hook.
 
 use super::{Agent, Result};
-use crate::enforce::{claude_settings, patterns};
+use crate::enforce::claude_settings;
 use crate::fsutil::{self, PUBLIC_MODE};
 use crate::pki::fingerprint_der;
 use serde::{Deserialize, Serialize};
@@ -178,33 +178,6 @@ fn hook_binary(root: &Path) -> Option<String> {
 }
 
 impl Agent {
-    /// Keeps the compiled blocked patterns of the policy in force next to it, for
-    /// the hook: rebuilt only when the patterns changed, removed when they cannot
-    /// be compiled into a DFA (the hook then compiles them itself). Best effort:
-    /// the hook is correct without it, only slower.
-    pub fn refresh_patterns_cache(&self, now: OffsetDateTime) {
-        let Some((_, policy)) = self.policy_in_force(now) else {
-            return;
-        };
-        let sources = crate::enforce::Engine::pattern_sources(&policy);
-        let path = &self.paths.patterns_cache;
-        let existing = fsutil::read_capped(path, patterns::SIZE_LIMIT as u64 * 2).ok();
-        if existing
-            .as_deref()
-            .is_some_and(|b| patterns::cache_is_for(&sources, b))
-        {
-            return;
-        }
-        match patterns::cache_bytes(&sources) {
-            Some(bytes) => {
-                let _ = fsutil::write_atomic(path, &bytes, PUBLIC_MODE);
-            }
-            None => {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-    }
-
     /// Brings Claude Code's managed settings in step with the policy in force, as
     /// every sync does.
     pub fn apply_claude_settings(&mut self, now: OffsetDateTime) -> SettingsOutcome {
@@ -221,9 +194,6 @@ impl Agent {
     ) -> Result<SettingsOutcome> {
         let outcome = self.claude_settings_pass(action, check, now);
         if !check {
-            if action == SettingsAction::Apply {
-                self.refresh_patterns_cache(now);
-            }
             self.save_state()?;
         }
         Ok(outcome)

@@ -73,9 +73,6 @@ pub struct AgentPaths {
     pub certificate: PathBuf,
     /// The exact bytes of the policy bundle in force.
     pub policy: PathBuf,
-    /// The policy in force's blocked patterns as a DFA, so Claude Code's hook does
-    /// not compile them for every command (crate::enforce::patterns).
-    pub patterns_cache: PathBuf,
     /// A machine id made up here when the platform has no hardware id to read.
     pub local_machine_id: PathBuf,
     /// The device manifest (ADR-002 "Machine manifest").
@@ -135,7 +132,6 @@ impl AgentPaths {
             renewing_key: data.join("renewing-key.pem"),
             certificate: data.join("certificate.pem"),
             policy: data.join("policy.json"),
-            patterns_cache: data.join("policy-patterns.dfa"),
             local_machine_id: data.join("machine-id"),
             manifest: data.join("manifest.yaml"),
             claude_settings: claude,

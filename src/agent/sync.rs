@@ -72,7 +72,6 @@ impl Agent {
         };
         self.state.last_sync = Some(record);
         // The policy in force (new, or the same one) reaches Claude Code's settings.
-        self.refresh_patterns_cache(now);
         let settings_warning = self.apply_claude_settings(now).warning();
         self.save_state()?;
         self.write_manifest(&facts, now)?;

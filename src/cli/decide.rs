@@ -212,20 +212,7 @@ fn policy(args: &DecideArgs) -> Result<OrgPolicy, Failure> {
 
 fn engine(args: &DecideArgs) -> Result<Engine, Failure> {
     let policy = policy(args)?;
-    // The policy in force comes with its patterns compiled by the agent (a DFA
-    // next to it, used only when made for exactly these patterns).
-    let cache = match &args.policy {
-        Some(_) => None,
-        None => {
-            let path = fleetkit::agent::paths::AgentPaths::new(
-                &args.common.root,
-                fleetkit::agent::paths::Platform::current(),
-            )
-            .patterns_cache;
-            fleetkit::fsutil::read_capped(&path, 2 * enforce::patterns::SIZE_LIMIT as u64).ok()
-        }
-    };
-    Engine::compile_with_cache(&policy, cache.as_deref())
+    Engine::compile(&policy)
         .map_err(|e| Failure::invalid(e.to_string(), "fix the policy and sign it again"))
 }
 

@@ -3,7 +3,7 @@
 //! that decided. ADR-002's question, answered on the device.
 //!
 //! [`Engine::compile`] turns a validated policy into a ready form once (one
-//! matcher for the blocked patterns ([`patterns`]), one `GlobSet` for the dangerous paths,
+//! `RegexSet` for the blocked patterns, one `GlobSet` for the dangerous paths,
 //! parsed version requirements); [`Engine::decide`] is then a pure function of the
 //! engine, the request and a [`Context`]. The README's "Decision engine" section is
 //! the spec: precedence deny > ask > allow, fail closed on what cannot be analysed,
@@ -15,7 +15,6 @@ pub mod claude_code;
 pub mod claude_settings;
 pub mod context;
 pub mod paths;
-pub mod patterns;
 pub mod shell;
 mod tools;
 pub mod wrappers;
@@ -24,6 +23,7 @@ pub use context::{Context, FixedContext, SystemContext};
 
 use crate::policy::{EnforcementMode, OrgPolicy, RiskTolerance};
 use paths::{PathList, PathRules};
+use regex::RegexSet;
 use serde::{Deserialize, Serialize};
 use shell::Invocation;
 
@@ -106,7 +106,7 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Engine {
     policy: OrgPolicy,
-    patterns: patterns::PatternSet,
+    patterns: RegexSet,
     paths: PathRules,
     tools: tools::Tools,
 }
@@ -116,26 +116,23 @@ pub struct Engine {
 #[error("the policy cannot be compiled: {0}")]
 pub struct CompileError(String);
 
+/// Largest compiled size of the blocked patterns together.
+const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
+
 impl Engine {
     /// Compiles a validated policy.
     pub fn compile(policy: &OrgPolicy) -> Result<Self, CompileError> {
-        Self::compile_with_cache(policy, None)
-    }
-
-    /// Compiles a validated policy, taking its blocked patterns from a cache file
-    /// ([`patterns::cache_bytes`]) when that file was made for exactly these
-    /// patterns; otherwise they are compiled.
-    pub fn compile_with_cache(
-        policy: &OrgPolicy,
-        patterns_cache: Option<&[u8]>,
-    ) -> Result<Self, CompileError> {
-        let sources = Self::pattern_sources(policy);
-        let patterns = match patterns_cache
-            .and_then(|bytes| patterns::PatternSet::from_cache(&sources, bytes))
-        {
-            Some(cached) => cached,
-            None => patterns::PatternSet::compile(&sources).map_err(CompileError)?,
-        };
+        let patterns = regex::RegexSetBuilder::new(
+            policy
+                .safety
+                .blocked_patterns
+                .iter()
+                .map(|p| p.pattern.as_str()),
+        )
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| CompileError(e.to_string()))?;
         let paths =
             PathRules::compile(&policy.safety.additional_dangerous_paths).map_err(CompileError)?;
         let tools = tools::Tools::compile(policy).map_err(CompileError)?;
@@ -149,21 +146,6 @@ impl Engine {
 
     pub fn policy(&self) -> &OrgPolicy {
         &self.policy
-    }
-
-    /// The policy's blocked patterns, in order: what a patterns cache is built from.
-    pub fn pattern_sources(policy: &OrgPolicy) -> Vec<&str> {
-        policy
-            .safety
-            .blocked_patterns
-            .iter()
-            .map(|p| p.pattern.as_str())
-            .collect()
-    }
-
-    /// Whether the blocked patterns came from a cache file.
-    pub fn patterns_cached(&self) -> bool {
-        self.patterns.is_dfa()
     }
 
     /// Decides `request` under this policy.
@@ -302,9 +284,9 @@ impl Engine {
         // list re-rendered without quotes, and every simple command.
         let mut haystacks: Vec<String> = expanded.renderings.clone();
         haystacks.extend(expanded.invocations.iter().map(Invocation::render));
-        if !self.policy.safety.blocked_patterns.is_empty() {
+        if !self.patterns.is_empty() {
             for h in &haystacks {
-                if let Some(i) = self.patterns.first_match(h) {
+                if let Some(i) = self.patterns.matches(h).iter().next() {
                     let p = &self.policy.safety.blocked_patterns[i];
                     out.push(Finding {
                         verdict: Verdict::Deny,
