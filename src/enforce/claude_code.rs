@@ -320,12 +320,127 @@ const APPROVED_VERBS: &[&str] = &[
     "sort",
 ];
 
+/// A PowerShell parameter name (`-Path`), which `-Path:VALUE` joins to its value;
+/// not a program's own `--option=` (which keeps its colon: `--output=C:\x`).
+fn is_parameter(word: &str) -> bool {
+    word.strip_prefix('-')
+        .is_some_and(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// Words PowerShell reads differently from what they look like, or that reach
+/// what the path rules cannot see, ask: a `"` inside a word (PowerShell 5.1 and
+/// 7.0–7.2 pass it to a program unescaped, splitting the word), network paths
+/// (`\\host\share`: Windows sends the user's credentials there), 8.3 short names
+/// (`C:\PROGRA~3`), wildcards in a path, and the `env:` and `variable:` drives.
+fn powershell_word_check(word: &str) -> Result<(), String> {
+    let ask = |what: &str| {
+        Err(format!(
+            "`{word}`: {what} in a PowerShell command is not analysed; approval required"
+        ))
+    };
+    if word.contains('"') {
+        return ask("a double quote inside a word");
+    }
+    let value = word
+        .split_once(':')
+        .map_or(word, |(p, v)| if is_parameter(p) { v } else { word });
+    if value.starts_with("\\\\") || value.starts_with("//") {
+        return ask("a network path");
+    }
+    let lower = value.to_ascii_lowercase();
+    if lower.starts_with("env:") || lower.starts_with("variable:") {
+        return ask("the environment or variable drive");
+    }
+    let is_path = value.contains(['\\', '/']);
+    if is_path && value.contains(['*', '?', '[']) {
+        return ask("a wildcard in a path");
+    }
+    if value.split(['\\', '/']).any(|part| {
+        part.split_once('~')
+            .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit()))
+    }) {
+        return ask("a short (8.3) file name");
+    }
+    Ok(())
+}
+
+/// PowerShell's built-in aliases that [`CMDLET_EQUIVALENTS`] does not map, as the
+/// cmdlets they stand for, so the verb rule judges them (`sp` is
+/// `Set-ItemProperty`, which asks).
+const BUILTIN_ALIASES: &[(&str, &str)] = &[
+    ("sp", "set-itemproperty"),
+    ("si", "set-item"),
+    ("sv", "set-variable"),
+    ("set", "set-variable"),
+    ("sal", "set-alias"),
+    ("nal", "new-alias"),
+    ("epal", "export-alias"),
+    ("ipal", "import-alias"),
+    ("iwmi", "invoke-wmimethod"),
+    ("icim", "invoke-cimmethod"),
+    ("ipsn", "import-pssession"),
+    ("nsn", "new-pssession"),
+    ("etsn", "enter-pssession"),
+    ("rp", "remove-itemproperty"),
+    ("rv", "remove-variable"),
+    ("spsv", "stop-service"),
+    ("sasv", "start-service"),
+    ("r", "invoke-history"),
+    ("ihy", "invoke-history"),
+    ("rjb", "remove-job"),
+    ("clc", "clear-content"),
+    ("cli", "clear-item"),
+    ("clp", "clear-itemproperty"),
+    ("clv", "clear-variable"),
+    ("cpp", "copy-itemproperty"),
+    ("mp", "move-itemproperty"),
+    ("rnp", "rename-itemproperty"),
+    ("nv", "new-variable"),
+    ("nmo", "new-module"),
+    ("rmo", "remove-module"),
+    ("spjb", "stop-job"),
+    ("rsn", "remove-pssession"),
+    ("swmi", "set-wmiinstance"),
+    ("rwmi", "remove-wmiobject"),
+    ("rsnp", "remove-pssnapin"),
+    ("asnp", "add-pssnapin"),
+    ("clhy", "clear-history"),
+    ("cnsn", "connect-pssession"),
+    ("dnsn", "disconnect-pssession"),
+    ("ndr", "new-psdrive"),
+    ("rdr", "remove-psdrive"),
+    ("mount", "new-psdrive"),
+    ("rcjb", "receive-job"),
+    ("gsv", "get-service"),
+    ("gwmi", "get-wmiobject"),
+    ("gcim", "get-ciminstance"),
+    ("gi", "get-item"),
+    ("gp", "get-itemproperty"),
+    ("gal", "get-alias"),
+    ("gcm", "get-command"),
+    ("rvpa", "resolve-path"),
+    ("gv", "get-variable"),
+    ("gdr", "get-psdrive"),
+    ("h", "get-history"),
+    ("ghy", "get-history"),
+];
+
 /// What the first word of a plain PowerShell command is to the policy: the tool it
 /// stands for, or why it needs approval.
 fn powershell_program(name: &str) -> Result<String, String> {
     let lower = name.to_ascii_lowercase();
-    // `C:\Windows\System32\curl.exe` and `curl.exe` are curl.
-    let base = lower.rsplit(['\\', '/']).next().unwrap_or(&lower);
+    // `curl.exe` is curl; a program named by a path (`.\ls`, `C:\tools\ls.exe`, a
+    // share) is whatever file is there, or a script PowerShell runs.
+    if lower.contains(['\\', '/']) {
+        return Err(format!(
+            "`{name}` runs the program or script at that path, which the policy engine cannot know; approval required"
+        ));
+    }
+    let lower = BUILTIN_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == lower)
+        .map_or(lower.clone(), |(_, cmdlet)| (*cmdlet).to_string());
+    let base = lower.as_str();
     let stem = base.strip_suffix(".exe").unwrap_or(base);
     if CMDLETS_RUNNING_CODE.contains(&base) || CMDLETS_RUNNING_CODE.contains(&stem) {
         return Err(format!(
@@ -391,9 +506,25 @@ pub fn powershell_as_bash(command: &str) -> Result<String, String> {
     if in_word {
         words.push(word);
     }
-    if let Some(first) = words.first_mut() {
-        *first = powershell_program(first)?;
+    let mut judged = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        powershell_word_check(w)?;
+        // `-Path:C:\x` is `-Path C:\x` to PowerShell: two words, so the value is
+        // judged as the path it is.
+        let parts: Vec<&str> = match w.split_once(':') {
+            Some((param, value)) if i > 0 && is_parameter(param) && !value.is_empty() => {
+                vec![param, value]
+            }
+            _ => vec![w.as_str()],
+        };
+        // PowerShell's `\` is Windows' path separator and never an escape: the
+        // engine reads `/` as one everywhere (`--output=C:\x` included).
+        judged.extend(parts.iter().map(|p| p.replace('\\', "/")));
     }
+    if let Some(first) = judged.first_mut() {
+        *first = powershell_program(&words[0])?;
+    }
+    let words = judged;
     Ok(words
         .iter()
         .map(|w| format!("'{}'", w.replace('\'', r"'\''")))

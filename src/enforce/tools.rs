@@ -6,9 +6,9 @@ use super::shell::Invocation;
 use super::{Context, Verdict};
 use crate::policy::{AllowedTool, OrgPolicy};
 use globset::{Glob, GlobMatcher};
-use std::sync::OnceLock;
 use semver::{Version, VersionReq};
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// One allowed tool, compiled.
 #[derive(Debug, Clone)]
