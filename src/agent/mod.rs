@@ -187,8 +187,7 @@ impl Agent {
     }
 
     pub fn open_with(paths: AgentPaths) -> Result<Self> {
-        let lock = lock_data_dir(&paths.data_dir)?;
-        Self::load(paths, Some(lock))
+        Self::load(paths, true)
     }
 
     /// Opens the agent to read the policy in force and nothing else, without its
@@ -197,10 +196,13 @@ impl Agent {
     /// replaces is swapped in whole, so a reader sees the old file or the new one).
     /// Such an agent never saves its state.
     pub fn open_to_read(root: &Path) -> Result<Self> {
-        Self::load(AgentPaths::new(root, Platform::current()), None)
+        Self::load(AgentPaths::new(root, Platform::current()), false)
     }
 
-    fn load(paths: AgentPaths, lock: Option<std::fs::File>) -> Result<Self> {
+    /// Reads the settings and anchors, then (`lock`) takes the agent lock: a
+    /// device whose settings are wrong says so at once instead of waiting for
+    /// another run to end.
+    fn load(paths: AgentPaths, lock: bool) -> Result<Self> {
         let mut settings = AgentSettings::load(&paths.settings)?;
         if let (Some(dir), Some(domain)) = (
             &paths.managed_preferences,
@@ -231,6 +233,11 @@ impl Agent {
                 ),
             }));
         }
+        let lock = if lock {
+            Some(lock_data_dir(&paths.data_dir)?)
+        } else {
+            None
+        };
         // With the lock held (or reading only): no run of ours is writing the kept
         // rotation steps, and each is written whole.
         let anchors = rotation::anchors_in_force(&paths, anchors, crate::clock::now());

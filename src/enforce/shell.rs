@@ -178,6 +178,20 @@ fn screen(command: &str, depth: usize) -> Option<String> {
         // bash would cut the line there; what follows is hidden from a reader.
         return Some("the command contains a NUL byte".into());
     }
+    // Control characters other than tab and newline: brush-parser 0.4 loops
+    // forever, allocating, on `<<` followed by a CR or form feed and a blank (found
+    // by cargo fuzz: `<<\r\t`), and a hook that never answers lets the command
+    // run when Claude Code gives up on it. A terminal escape hides text from a
+    // reader too.
+    if let Some(c) = command
+        .chars()
+        .find(|c| c.is_control() && *c != '\t' && *c != '\n')
+    {
+        return Some(format!(
+            "the command contains the control character U+{:04X}",
+            c as u32
+        ));
+    }
     let bytes = command.as_bytes();
     let (mut nesting, mut deepest, mut digits) = (0usize, 0usize, 0usize);
     for &b in bytes {
@@ -899,6 +913,11 @@ mod tests {
                 .is_empty()
         );
         assert!(!parse("echo 'unclosed").unresolved.is_empty());
+        // brush-parser 0.4 never returns on these (cargo fuzz): refused first.
+        for hang in ["<<\r\t", "cat <<\r ", "cat <<\x0c\t", "rm -rf / <<\r\t"] {
+            assert!(!parse(hang).unresolved.is_empty(), "{hang:?}");
+        }
+        assert!(!parse("echo \x1b[2Jhidden").unresolved.is_empty());
         let many = format!("echo{}", " a".repeat(MAX_WORDS));
         assert!(!parse(&many).unresolved.is_empty());
         assert!(parse(&many[..many.len() - 2]).unresolved.is_empty());
