@@ -423,6 +423,8 @@ const CREDENTIAL_COMMANDS: &[(&str, &[&str])] = &[
     ("cmdkey", &["/list"]),
     ("mimikatz", &[]),
     ("secret-tool", &["lookup", "search"]),
+    // `reg save HKLM\SAM`: a hive copied out is its password hashes.
+    ("reg", &["save", "export"]),
 ];
 
 /// Files and folders whose reading is credential access (`~` for home; matched
@@ -467,6 +469,21 @@ pub const SECRET_PATHS: &[&str] = &[
     "**/id_ed25519",
     "**/*.p12",
     "**/*.pfx",
+    // Browsers' saved passwords (Chrome, Edge, Brave, Chromium; Firefox).
+    "**/login data",
+    "**/login data for account",
+    "**/firefox/**/logins.json",
+    "**/firefox/**/key4.db",
+    // Windows' password hashes and LSA secrets, and the hives that decrypt them.
+    "C:/Windows/System32/config/SAM",
+    "C:/Windows/System32/config/SECURITY",
+    "C:/Windows/System32/config/SYSTEM",
+    // Command histories: typed passwords and tokens end up there.
+    "**/psreadline/consolehost_history.txt",
+    "**/.bash_history",
+    "**/.zsh_history",
+    "**/.psql_history",
+    "**/.mysql_history",
 ];
 
 /// Database clients: their use against a production host or database.
@@ -676,6 +693,20 @@ pub fn classes(inv: &Invocation, allowed_tool: bool) -> Vec<&'static str> {
             add(HIGH_RISK)
         }
         "history" if has("-c") => add(DESTRUCTIVE),
+        // Windows' downloaders and script hosts ([`super::launchers`] asks for the
+        // uses that run code it cannot read).
+        "certutil"
+            if args.iter().any(|a| {
+                let a = a.to_ascii_lowercase();
+                a.contains("urlcache") || a.contains("verifyctl") || a.contains("://")
+            }) =>
+        {
+            add(NETWORK)
+        }
+        "bitsadmin" | "start-bitstransfer" => add(NETWORK),
+        "msiexec" => add(PACKAGES),
+        "mshta" | "regsvr32" | "rundll32" | "cscript" | "wscript" | "installutil" | "regasm"
+        | "regsvcs" | "forfiles" | "wmic" | "cmd" => add(HIGH_RISK),
         "crontab" if has("-r") => add(DESTRUCTIVE),
         "sed" | "perl" if args.iter().any(|a| a.starts_with("-i")) => {}
         _ => {}
@@ -1066,6 +1097,36 @@ pub fn output_arguments(inv: &Invocation) -> Vec<&Word> {
         out.push(*last);
     }
     out
+}
+
+/// The destination of `cp`, `mv`, `install` and `ln` with the file names its
+/// sources get there: the destination may be a folder (`cp settings.json
+/// ~/.claude/` writes `~/.claude/settings.json`). `None` for other commands, fewer
+/// than two operands, or `-t DIR` forms (where [`output_arguments`] has the folder).
+pub fn copy_destination(inv: &Invocation) -> Option<(&Word, Vec<String>)> {
+    let name = inv.argv.first().and_then(command_name)?;
+    if !matches!(name.as_str(), "cp" | "mv" | "install" | "ln") {
+        return None;
+    }
+    let operands: Vec<&Word> = inv
+        .argv
+        .iter()
+        .skip(1)
+        .filter(|w| !w.text.starts_with('-'))
+        .collect();
+    let (dest, sources) = operands.split_last()?;
+    if sources.is_empty() {
+        return None;
+    }
+    let names = sources
+        .iter()
+        .filter_map(|w| {
+            let base = w.text.trim_end_matches(['/', '\\']);
+            let base = base.rsplit(['/', '\\']).next().unwrap_or(base);
+            (!base.is_empty() && base != "." && base != "..").then(|| base.to_string())
+        })
+        .collect();
+    Some((dest, names))
 }
 
 /// The words of a command that could name files (not options, not `k=v`).

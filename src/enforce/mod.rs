@@ -14,6 +14,7 @@ pub mod classify;
 pub mod claude_code;
 pub mod claude_settings;
 pub mod context;
+mod launchers;
 pub mod paths;
 pub mod shell;
 mod tools;
@@ -395,7 +396,13 @@ impl Engine {
             .collect();
         path_words.extend(inv.redirects.iter().map(|r| (&r.target, r.write)));
         let low = self.policy.safety.risk_tolerance == RiskTolerance::Low;
+        let copy_into = classify::copy_destination(inv);
         for (word, write) in path_words {
+            // `cp settings.json ~/.claude/` writes `~/.claude/settings.json`.
+            let sources = copy_into
+                .as_ref()
+                .filter(|(dest, _)| std::ptr::eq(*dest, word))
+                .map(|(_, sources)| sources.as_slice());
             // `$HOME/.ssh/id_rsa` is `~/.ssh/id_rsa` to every shell.
             let home_word;
             let word = match home_relative(word) {
@@ -418,7 +425,7 @@ impl Engine {
                 }
                 continue;
             }
-            let placed: Vec<(&str, Option<String>)> = path_candidates(&word.text)
+            let mut placed: Vec<(&str, Option<String>)> = path_candidates(&word.text)
                 .into_iter()
                 .flat_map(|c| {
                     let mut each: Vec<(&str, Option<String>)> = cwds
@@ -429,6 +436,14 @@ impl Engine {
                     each
                 })
                 .collect();
+            for name in sources.unwrap_or_default() {
+                let inside = format!("{}/{name}", word.text.trim_end_matches(['/', '\\']));
+                for cwd in cwds {
+                    if let Some(norm) = paths::normalise(&inside, cwd.as_deref(), home) {
+                        placed.push((word.text.as_str(), Some(norm)));
+                    }
+                }
+            }
             for (candidate, norm) in placed {
                 let Some(norm) = norm else {
                     if write && candidate == word.text {
@@ -561,6 +576,15 @@ impl Engine {
             && let Some(why) = git_runs_code(inv)
         {
             push(Verdict::Ask, "builtin.code_environment".into(), why);
+        }
+        if let Some(n) = name.as_deref() {
+            let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
+            if let Some(why) = launchers::unread_code(n, &args) {
+                push(Verdict::Ask, "builtin.code_launchers".into(), why);
+            }
+            if let Some(why) = launchers::autostart(n, &args) {
+                push(Verdict::Ask, "builtin.autostart".into(), why);
+            }
         }
         let Some(first) = inv.argv.first() else {
             return;

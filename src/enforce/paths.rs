@@ -42,6 +42,8 @@ pub const ENFORCEMENT_PATHS: &[&str] = &[
     "/Library/Application Support/ClaudeCode/**",
     "/Library/Application Support/fleetkit/**",
     "C:/Program Files/ClaudeCode/**",
+    // Where Claude Code before 2.1.75 read its managed settings on Windows.
+    "C:/ProgramData/ClaudeCode/**",
     "C:/ProgramData/fleetkit/**",
 ];
 
@@ -103,6 +105,18 @@ pub const STARTUP_PATHS: &[&str] = &[
     "**/.envrc",
     "~/.npmrc",
     "~/.config/autostart/**",
+    "~/.config/systemd/**",
+    // Claude Code's own user and project settings (`apiKeyHelper`, `statusLine`
+    // and MCP servers run programs) and the scripts their hooks run.
+    "**/.claude/settings.json",
+    "**/.claude/settings.local.json",
+    "**/.claude/hooks/**",
+    "~/.claude.json",
+    "**/.mcp.json",
+    // PowerShell profiles and auto-loaded modules, and the Startup folder.
+    "**/documents/windowspowershell/**",
+    "**/documents/powershell/**",
+    "**/start menu/programs/startup/**",
     "~/Library/LaunchAgents/**",
     "/etc/profile",
     "/etc/profile.d/**",
@@ -187,6 +201,13 @@ impl PathRules {
         let mut seen = vec![false; self.entries.len()];
         for i in self.set.matches(path) {
             seen[i] = true;
+        }
+        if write {
+            // Writing a folder may write anything in it: a glob for every file under
+            // a folder (`**/start menu/programs/startup/**`) counts for the folder.
+            for i in self.set.matches(format!("{path}/\u{1}")) {
+                seen[i] = true;
+            }
         }
         for (i, (list, prefix, trailing)) in self.entries.iter().enumerate() {
             let folder_itself = *trailing && path == prefix;

