@@ -676,3 +676,54 @@ fn hostile_commands_are_never_allowed_silently() {
         assert_eq!(d.verdict, Verdict::Allow, "{c:?}: {d:?}");
     }
 }
+
+/// A decision that does not finish in time is blocked, not left to Claude Code's
+/// hook timeout (which lets the command run): here a tool whose `--version` hangs,
+/// with the deadline lowered to 1 s (it can only be lowered).
+#[test]
+fn a_decision_past_its_deadline_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let kubectl = bin.join("kubectl");
+    std::fs::write(&kubectl, "#!/bin/sh\nsleep 5\n").unwrap();
+    std::fs::set_permissions(
+        &kubectl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let policy = example_policy();
+    let run_with = |deadline: &str| {
+        let mut child = Command::new(BIN)
+            .args(["agent", "decide", "--claude-code", "--policy"])
+            .arg(&policy)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("HOME", dir.path())
+            .env("FLEETKIT_DECIDE_DEADLINE_SECS", deadline)
+            .env_remove("FLEETKIT_AGENT_ROOT")
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(hook_input("Bash", "kubectl get pods").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run_with("1");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("took longer than 1 s"), "{stderr}");
+    // Asking for more than the built-in deadline is ignored: the probe's own
+    // 3 s limit ends it, and the decision is made (kubectl's version unknown: ask).
+    let (code, stderr) = run_with("3600");
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -16,6 +16,8 @@ use fleetkit::policy::OrgPolicy;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
 
 pub const EXIT_ASK: u8 = 3;
 pub const EXIT_DENY: u8 = 4;
@@ -87,6 +89,25 @@ impl Context for WithVersions {
 /// which Claude Code would read as "go ahead").
 const DECIDE_STACK_BYTES: usize = 256 * 1024 * 1024;
 
+/// How long a decision may take before it is given up (blocked, in hook mode):
+/// well inside the time Claude Code gives the hook, since a hook that times out
+/// lets the command run. Decisions take microseconds; this bounds what the input
+/// screens may have missed in the parser, and tool versions that hang.
+const DECIDE_DEADLINE: Duration =
+    Duration::from_secs(enforce::claude_settings::HOOK_TIMEOUT_SECS as u64 / 2);
+
+/// [`DECIDE_DEADLINE`], or less when `FLEETKIT_DECIDE_DEADLINE_SECS` says so (never
+/// more: the hook's environment is the user's, and a longer wait would outlast
+/// Claude Code's).
+fn deadline() -> Duration {
+    std::env::var("FLEETKIT_DECIDE_DEADLINE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .filter(|d| !d.is_zero() && *d < DECIDE_DEADLINE)
+        .unwrap_or(DECIDE_DEADLINE)
+}
+
 pub fn run(args: DecideArgs) -> Result<(), Failure> {
     let hook = args.claude_code;
     // In hook mode every failure, this one included, must be status 2.
@@ -97,14 +118,23 @@ pub fn run(args: DecideArgs) -> Result<(), Failure> {
         }
         Err(Failure::invalid(why, ""))
     };
+    let (done, result) = std::sync::mpsc::channel();
     let worker = std::thread::Builder::new()
         .name("decide".into())
         .stack_size(DECIDE_STACK_BYTES)
-        .spawn(move || run_here(args));
+        .spawn(move || {
+            let _ = done.send(run_here(args));
+        });
     match worker {
-        Ok(handle) => handle
-            .join()
-            .unwrap_or_else(|_| fail("the decision failed".into())),
+        // The worker is left behind on a timeout: returning ends the process.
+        Ok(_) => match result.recv_timeout(deadline()) {
+            Ok(outcome) => outcome,
+            Err(RecvTimeoutError::Timeout) => fail(format!(
+                "the decision took longer than {} s (a command the parser is slow on, or tool versions that do not answer)",
+                deadline().as_secs()
+            )),
+            Err(RecvTimeoutError::Disconnected) => fail("the decision failed".into()),
+        },
         Err(e) => fail(format!(
             "cannot start the decision (a thread with a {} MiB stack): {e}",
             DECIDE_STACK_BYTES >> 20

@@ -10,7 +10,7 @@
 
 use brush_parser::ast;
 use brush_parser::word::{self, WordPiece, WordPieceWithSource};
-use brush_parser::{Parser, ParserOptions};
+use brush_parser::{ParserOptions, Token};
 
 /// Longest command analysed; anything longer is not allowed without approval.
 pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
@@ -240,6 +240,46 @@ fn screen(command: &str, depth: usize) -> Option<String> {
     })
 }
 
+/// Most `(` and `((` tokens in one script that also holds a `case` (whose
+/// patterns end in a lone `)`, so unclosed brackets cannot be counted).
+pub const MAX_OPENINGS_WITH_CASE: usize = 16;
+
+/// Refuses scripts whose `(` and `((` tokens do not close, before brush-parser
+/// sees them: its parser backtracks on each unclosed one, and the time doubles
+/// every one or two (cargo fuzz found 30 bytes of `(` and newlines that took
+/// seconds; 20 unclosed took 7 s in a release build). Unbalanced brackets are a
+/// syntax error for bash too. A closed bracket costs nothing, so balanced
+/// scripts of any size pass; where `case` patterns add lone `)`s, the openings
+/// are capped instead.
+fn screen_parentheses(tokens: &[Token]) -> Option<String> {
+    let (mut open, mut openings, mut unbalanced, mut case) = (0usize, 0usize, false, false);
+    for t in tokens {
+        match t {
+            Token::Operator(op, _) => {
+                let opens = op.matches('(').count();
+                let closes = op.matches(')').count();
+                openings += opens;
+                open += opens;
+                if closes > open {
+                    unbalanced = true;
+                }
+                open = open.saturating_sub(closes);
+            }
+            Token::Word(w, _) => case |= w == "case" || w == "esac",
+        }
+    }
+    if case {
+        return (openings > MAX_OPENINGS_WITH_CASE).then(|| {
+            format!(
+                "the command has {openings} `(` with a `case`; over {MAX_OPENINGS_WITH_CASE} are not analysed"
+            )
+        });
+    }
+    (unbalanced || open > 0).then(|| {
+        "the shell syntax could not be parsed (the parentheses do not balance)".to_string()
+    })
+}
+
 #[derive(Default)]
 struct Walker {
     out: Parsed,
@@ -268,8 +308,19 @@ impl Walker {
             self.unresolved(why);
             return;
         }
-        let mut parser = Parser::new(text.as_bytes(), &options());
-        match parser.parse_program() {
+        let options = options();
+        let tokens = match brush_parser::uncached_tokenize_str(text, &options.tokenizer_options()) {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                self.unresolved(format!("the shell syntax could not be parsed ({e})"));
+                return;
+            }
+        };
+        if let Some(why) = screen_parentheses(&tokens) {
+            self.unresolved(why);
+            return;
+        }
+        match brush_parser::parse_tokens(&tokens, &options) {
             Ok(program) => {
                 for list in &program.complete_commands {
                     self.compound_list(list, depth);
@@ -918,6 +969,35 @@ mod tests {
             assert!(!parse(hang).unresolved.is_empty(), "{hang:?}");
         }
         assert!(!parse("echo \x1b[2Jhidden").unresolved.is_empty());
+        // brush-parser 0.4 backtracks on every unclosed `(` (cargo fuzz: this one
+        // took over 10 s under the fuzzer); refused from the tokens first.
+        for slow in [
+            "\nO\n(((((((((((((((((\n\n((((((((\n\n",
+            &"( ".repeat(40),
+            &format!("{}x\n\n{}", "( ".repeat(20), "( ".repeat(20)),
+            "( x ) )",
+            ") (",
+            &format!("{}{}", "case x in a) ;; esac\n".repeat(30), "( ".repeat(30)),
+        ] {
+            let why = parse(slow).unresolved.join("; ");
+            assert!(
+                why.contains("parentheses do not balance") || why.contains("with a `case`"),
+                "{slow:?}: {why}"
+            );
+        }
+        // Balanced brackets pass, however many.
+        for fine in [
+            "( x ) && ".repeat(100) + "true",
+            format!("{}x{}", "( ".repeat(40), " )".repeat(40)),
+            "(( i++ )); f() ( ls ); x=$( (echo a) )".to_string(),
+            "case $x in (a) ls ;; b) pwd ;; esac".to_string(),
+        ] {
+            assert!(
+                parse(&fine).unresolved.is_empty(),
+                "{fine:?}: {:?}",
+                parse(&fine).unresolved
+            );
+        }
         let many = format!("echo{}", " a".repeat(MAX_WORDS));
         assert!(!parse(&many).unresolved.is_empty());
         assert!(parse(&many[..many.len() - 2]).unresolved.is_empty());
