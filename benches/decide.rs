@@ -86,20 +86,59 @@ fn request(c: &str) -> Request {
     }
 }
 
-/// p50, p99 and p99.9 of single decisions over the mix, in microseconds.
-fn percentiles(engine: &Engine, ctx: &FixedContext, rounds: usize) -> (f64, f64, f64) {
+/// The value at quantile `q` of sorted samples.
+fn at(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+/// p50, p99 and p99.9 of single decisions over the mix, in microseconds, and the
+/// p50 and p99 of each command of the mix.
+fn percentiles(
+    engine: &Engine,
+    ctx: &FixedContext,
+    rounds: usize,
+) -> ((f64, f64, f64), Vec<(f64, f64)>) {
     let requests: Vec<Request> = MIX.iter().map(|c| request(c)).collect();
-    let mut samples = Vec::with_capacity(rounds * requests.len());
+    let mut each: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); requests.len()];
     for _ in 0..rounds {
-        for r in &requests {
+        for (r, samples) in requests.iter().zip(each.iter_mut()) {
             let t = Instant::now();
             black_box(engine.decide(black_box(r), ctx));
             samples.push(t.elapsed().as_nanos() as f64 / 1000.0);
         }
     }
-    samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    (at(0.50), at(0.99), at(0.999))
+    summarise(each)
+}
+
+/// p50 and p99 of parsing alone (brush-parser and the walk of its syntax tree,
+/// wrappers unwrapped): the share of a decision the shell parser takes.
+fn parse_percentiles(rounds: usize) -> ((f64, f64, f64), Vec<(f64, f64)>) {
+    let mut each: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); MIX.len()];
+    for _ in 0..rounds {
+        for (c, samples) in MIX.iter().zip(each.iter_mut()) {
+            let t = Instant::now();
+            black_box(fleetkit::enforce::wrappers::expand(black_box(c)));
+            samples.push(t.elapsed().as_nanos() as f64 / 1000.0);
+        }
+    }
+    summarise(each)
+}
+
+/// The mix's p50, p99 and p99.9, and each command's p50 and p99.
+fn summarise(mut each: Vec<Vec<f64>>) -> ((f64, f64, f64), Vec<(f64, f64)>) {
+    let mut all: Vec<f64> = each.iter().flatten().copied().collect();
+    all.sort_by(f64::total_cmp);
+    let per_command = each
+        .iter_mut()
+        .map(|s| {
+            s.sort_by(f64::total_cmp);
+            (at(s, 0.50), at(s, 0.99))
+        })
+        .collect();
+    (
+        (at(&all, 0.50), at(&all, 0.99), at(&all, 0.999)),
+        per_command,
+    )
 }
 
 fn bench(c: &mut Criterion) {
@@ -109,12 +148,21 @@ fn bench(c: &mut Criterion) {
     let rounds = if measuring { 5_000 } else { 5 };
     for (name, policy) in [("example", example_policy()), ("1000-rules", big_policy())] {
         let engine = Engine::compile(&policy).expect("compiles");
-        let (p50, p99, p999) = percentiles(&engine, &ctx, rounds);
+        let ((p50, p99, p999), per_command) = percentiles(&engine, &ctx, rounds);
         eprintln!(
             "decide/{name}: {} single decisions over {} commands: p50 {p50:.1} µs, p99 {p99:.1} µs, p99.9 {p999:.1} µs",
             rounds * MIX.len(),
             MIX.len()
         );
+        let ((q50, q99, _), parse_each) = parse_percentiles(rounds);
+        eprintln!("  of which parsing: p50 {q50:.1} µs, p99 {q99:.1} µs");
+        for (command, ((p50, p99), (q50, q99))) in
+            MIX.iter().zip(per_command.into_iter().zip(parse_each))
+        {
+            eprintln!(
+                "  {p50:>6.1} µs p50 {p99:>6.1} µs p99 (parsing {q50:>5.1} / {q99:>5.1})  {command}"
+            );
+        }
         c.bench_function(&format!("compile/{name}"), |b| {
             b.iter(|| Engine::compile(black_box(&policy)).expect("compiles"))
         });

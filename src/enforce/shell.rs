@@ -192,6 +192,9 @@ fn screen(command: &str, depth: usize) -> Option<String> {
             c as u32
         ));
     }
+    if let Some(why) = open_expansion_after_here_doc(command) {
+        return Some(why);
+    }
     let bytes = command.as_bytes();
     let (mut nesting, mut deepest, mut digits) = (0usize, 0usize, 0usize);
     for &b in bytes {
@@ -240,6 +243,51 @@ fn screen(command: &str, depth: usize) -> Option<String> {
     })
 }
 
+/// A line with a here-document operator that leaves an expansion (`$(`, `${`,
+/// `$[`, a backquote) open after it, with more lines to come: brush-parser 0.4's
+/// tokenizer panics on some (cargo fuzz: `<<x $(a)${` and a newline), and bash
+/// would read the here-document's body from inside the expansion. Counted without
+/// regard to quotes, so it errs towards refusing.
+fn open_expansion_after_here_doc(command: &str) -> Option<String> {
+    let mut lines = command.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        let Some(at) = here_doc_operator(line) else {
+            continue;
+        };
+        if lines.peek().is_none() {
+            break;
+        }
+        let rest = &line.as_bytes()[at..];
+        let (mut depth, mut backquote) = (0usize, false);
+        for (i, &b) in rest.iter().enumerate() {
+            match b {
+                b'$' if matches!(rest.get(i + 1), Some(b'(' | b'{' | b'[')) => depth += 1,
+                b'`' => backquote = !backquote,
+                b')' | b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if depth > 0 || backquote {
+            return Some(
+                "a here-document's line leaves an expansion open across lines, which is not analysed"
+                    .into(),
+            );
+        }
+    }
+    None
+}
+
+/// Where `<<` (or `<<-`) starts in `line`, not `<<<`.
+fn here_doc_operator(line: &str) -> Option<usize> {
+    let b = line.as_bytes();
+    (0..b.len().saturating_sub(1)).find(|&i| {
+        b[i] == b'<'
+            && b[i + 1] == b'<'
+            && b.get(i + 2) != Some(&b'<')
+            && (i == 0 || b[i - 1] != b'<')
+    })
+}
+
 /// Most `(` and `((` tokens in one script that also holds a `case` (whose
 /// patterns end in a lone `)`, so unclosed brackets cannot be counted).
 pub const MAX_OPENINGS_WITH_CASE: usize = 16;
@@ -278,6 +326,17 @@ fn screen_parentheses(tokens: &[Token]) -> Option<String> {
     (unbalanced || open > 0).then(|| {
         "the shell syntax could not be parsed (the parentheses do not balance)".to_string()
     })
+}
+
+/// A word that is its own text: only characters that start no expansion, quote,
+/// escape, pattern or extended glob (`ls`, `--context=dev-1`, `src/main.rs`).
+/// Most words are; skipping brush-parser's word parser for them is a third of a
+/// simple command's parse.
+fn is_plain(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=,%^".contains(&b))
 }
 
 #[derive(Default)]
@@ -675,6 +734,14 @@ impl Walker {
 
     /// Quote removal of one word; command substitutions inside it are walked.
     fn word(&mut self, w: &ast::Word, depth: usize) -> Word {
+        if is_plain(&w.value) {
+            // What word::parse gives for it: one literal text piece, no pattern.
+            return Word {
+                text: w.value.clone(),
+                dynamic: None,
+                glob: false,
+            };
+        }
         match word::parse(&w.value, &options()) {
             Ok(pieces) => {
                 let mut text = String::new();
@@ -953,6 +1020,35 @@ mod tests {
         assert_eq!(p.invocations[0].stdin_text.as_deref(), Some("rm -rf /\n"));
     }
 
+    /// The plain-word shortcut gives what brush-parser's word parser gives.
+    #[test]
+    fn plain_words_are_what_the_word_parser_says() {
+        let alphabet = b"aZ09_-./:=,%^";
+        let mut words: Vec<String> = vec!["--context=prod-eu".into(), "a.b/c:d".into()];
+        for &a in alphabet {
+            for &b in alphabet {
+                for &c in alphabet {
+                    words.push(String::from_utf8(vec![a, b, c]).unwrap());
+                }
+            }
+        }
+        for w in &words {
+            assert!(is_plain(w));
+            let pieces = word::parse(w, &options()).unwrap();
+            assert!(
+                matches!(pieces.as_slice(), [p] if matches!(&p.piece, WordPiece::Text(t) if t == w)),
+                "{w}: {pieces:?}"
+            );
+            assert!(!is_pattern(w));
+        }
+        for w in [
+            "", "a$b", "a`b", "'a'", "\\a", "~", "*", "a?", "[a]", "{a,b}", "@(a)", "+(a)", "!(a)",
+            "a b",
+        ] {
+            assert!(!is_plain(w), "{w}");
+        }
+    }
+
     #[test]
     fn hostile_inputs_are_refused_not_parsed() {
         assert!(!parse("echo 99999999999>f").unresolved.is_empty());
@@ -969,6 +1065,30 @@ mod tests {
             assert!(!parse(hang).unresolved.is_empty(), "{hang:?}");
         }
         assert!(!parse("echo \x1b[2Jhidden").unresolved.is_empty());
+        // brush-parser 0.4's tokenizer panics on these (cargo fuzz, minimised).
+        for panics in [
+            "<<x $(a)${\nx",
+            "cat <<x $(a)$(\nx",
+            "<<x \"$(a)\"${\nx",
+            "echo <<x $(a)$((\nx",
+            "<</s\u{fffd}>$(@)${\n/s\u{fffd}",
+        ] {
+            let why = parse(panics).unresolved.join("; ");
+            assert!(why.contains("here-document"), "{panics:?}: {why}");
+        }
+        // Here-documents as assistants write them still parse.
+        for fine in [
+            "git commit -m \"$(cat <<'EOF'\nFix x\n\nBody\nEOF\n)\"",
+            "cat > notes.txt <<'EOF'\na $(b) ${c}\nEOF",
+            "cat <<EOF > $(mktemp)\nbody\nEOF",
+            "bash <<< 'ls'",
+        ] {
+            assert!(
+                parse(fine).unresolved.is_empty(),
+                "{fine:?}: {:?}",
+                parse(fine).unresolved
+            );
+        }
         // brush-parser 0.4 backtracks on every unclosed `(` (cargo fuzz: this one
         // took over 10 s under the fuzzer); refused from the tokens first.
         for slow in [
