@@ -88,6 +88,18 @@ fn rotation_reaches_devices_after_the_old_key_retired() {
         while OffsetDateTime::now_utc() <= retired_at {
             std::thread::sleep(Duration::from_millis(200));
         }
+        // v2 blocks nc, which v1 (the shipped bundle) does not.
+        let policy = org.path().join("policy.yaml");
+        let text = std::fs::read_to_string(&policy).unwrap();
+        std::fs::write(
+            &policy,
+            text.replacen(
+                "blocked_tools:\n",
+                "blocked_tools:\n  - name: nc\n    reason: \"raw sockets\"\n",
+                1,
+            ),
+        )
+        .unwrap();
         let v2_path = org.sign_next();
         let v2 = std::fs::read(&v2_path).unwrap();
         let new_key = rotated.keys.last().unwrap().keyid.clone();
@@ -125,6 +137,16 @@ fn rotation_reaches_devices_after_the_old_key_retired() {
         assert_eq!(anchors_of(&d.data("anchors.json")), rotated);
         assert_eq!(anchors_of(&installed).version, 1);
         assert!(d.data("rotations/anchors-v2.json").exists());
+        // Claude Code's hook, run as an ordinary user who cannot write the agent's
+        // folder, follows the rotation too: it judges by v2 (signed by the new key
+        // only), not by the shipped v1 its installed anchors still verify.
+        if let Some((code, stdout, stderr)) = d.hook_as_nobody("nc evil.example 4444") {
+            assert_eq!(code, 0, "{stderr}");
+            assert!(
+                stdout.contains("\"deny\"") && stdout.contains("raw sockets"),
+                "{stdout}{stderr}"
+            );
+        }
 
         // The next sync has nothing to follow.
         let run = d.agent(&["sync"], &[]);

@@ -3,8 +3,9 @@
 //! real `fleetkit agent` binary run against it.
 
 use super::{BIN, Org};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// One simulated machine: everything under `root`.
 pub struct DeviceRoot {
@@ -123,4 +124,70 @@ impl DeviceRoot {
         let text = std::fs::read_to_string(self.data("manifest.yaml")).unwrap();
         serde_saphyr::from_str(&text).unwrap()
     }
+}
+
+impl DeviceRoot {
+    /// Runs the hook of the device's Claude Code settings file as Claude Code runs
+    /// it for an ordinary user (`nobody`, through setpriv; the root prefix opened to
+    /// others): (exit code, stdout, stderr). `None`, said on stderr, when this run
+    /// cannot switch users (not root).
+    pub fn hook_as_nobody(&self, command: &str) -> Option<(i32, String, String)> {
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            eprintln!("not root: the hook is not run as another user");
+            return None;
+        }
+        let settings: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.path("etc/claude-code/managed-settings.json")).unwrap(),
+        )
+        .unwrap();
+        let mut dir = self.root.as_path();
+        while let Some(parent) = dir.parent() {
+            // The test's temporary folders are 0700; a device's / is not.
+            if dir.starts_with(std::env::temp_dir()) && dir != std::env::temp_dir() {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o711))
+                    .unwrap();
+            }
+            dir = parent;
+        }
+        let hook = &settings["hooks"]["PreToolUse"][0]["hooks"][0];
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(hook["command"].as_str().unwrap());
+        for arg in hook["args"].as_array().unwrap() {
+            cmd.arg(arg.as_str().unwrap());
+        }
+        let input = serde_json::json!({"session_id": "s", "transcript_path": "/tmp/t.jsonl",
+            "cwd": "/tmp", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+            "tool_input": {"command": command}});
+        let out = run_with_stdin(
+            cmd.env("FLEETKIT_AGENT_ROOT", &self.root)
+                .env("HOME", "/nonexistent"),
+            &input.to_string(),
+        );
+        Some((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
+/// Runs `cmd` with `input` on its stdin, as Claude Code feeds a hook.
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the hook's command");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
