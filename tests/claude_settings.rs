@@ -259,21 +259,7 @@ fn the_agent_keeps_claude_code_in_step_with_the_policy() {
     }
 
     // A new policy (nc blocked) reaches the settings within one sync.
-    let policy = org.path().join("policy.yaml");
-    let text = std::fs::read_to_string(&policy).unwrap();
-    assert!(
-        text.contains("blocked_tools:\n"),
-        "the starter policy blocks tools"
-    );
-    std::fs::write(
-        &policy,
-        text.replacen(
-            "blocked_tools:\n",
-            "blocked_tools:\n  - name: nc\n    reason: \"raw sockets\"\n",
-            1,
-        ),
-    )
-    .unwrap();
+    org.block_tool("nc", "raw sockets");
     let v2 = org.sign_next();
     server
         .admin(&org)

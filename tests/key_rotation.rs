@@ -89,17 +89,7 @@ fn rotation_reaches_devices_after_the_old_key_retired() {
             std::thread::sleep(Duration::from_millis(200));
         }
         // v2 blocks nc, which v1 (the shipped bundle) does not.
-        let policy = org.path().join("policy.yaml");
-        let text = std::fs::read_to_string(&policy).unwrap();
-        std::fs::write(
-            &policy,
-            text.replacen(
-                "blocked_tools:\n",
-                "blocked_tools:\n  - name: nc\n    reason: \"raw sockets\"\n",
-                1,
-            ),
-        )
-        .unwrap();
+        org.block_tool("nc", "raw sockets");
         let v2_path = org.sign_next();
         let v2 = std::fs::read(&v2_path).unwrap();
         let new_key = rotated.keys.last().unwrap().keyid.clone();

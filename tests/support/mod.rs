@@ -259,6 +259,19 @@ impl Org {
         std::fs::read_to_string(self.path().join("keys/issuing-ca.pem")).unwrap()
     }
 
+    /// Adds `tool` to the workspace policy's `blocked_tools` (signed at the next
+    /// [`Org::sign_next`]): a decision that tells two policy versions apart.
+    pub fn block_tool(&self, tool: &str, reason: &str) {
+        let policy = self.path().join("policy.yaml");
+        let text = std::fs::read_to_string(&policy).unwrap();
+        assert!(
+            text.contains("blocked_tools:\n"),
+            "the starter policy blocks tools"
+        );
+        let entry = format!("blocked_tools:\n  - name: {tool}\n    reason: \"{reason}\"\n");
+        std::fs::write(&policy, text.replacen("blocked_tools:\n", &entry, 1)).unwrap();
+    }
+
     /// Signs the next policy version; returns the bundle path.
     pub fn sign_next(&self) -> PathBuf {
         let out = fleetkit(&["--workspace", &self.ws(), "policy", "sign"]);
