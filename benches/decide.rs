@@ -8,9 +8,12 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fleetkit::enforce::{Engine, FixedContext, Request};
-use fleetkit::policy::OrgPolicy;
 use std::hint::black_box;
 use std::time::Instant;
+
+#[path = "fixtures/decide_policies.rs"]
+mod fixtures;
+use fixtures::{big_policy, context, example_policy};
 
 /// The commands of the mix: what an assistant runs all day, and the evasions.
 const MIX: &[&str] = &[
@@ -31,53 +34,6 @@ const MIX: &[&str] = &[
     "for f in *.rs; do wc -l \"$f\"; done",
     "$(echo rm) -rf /",
 ];
-
-fn example_policy() -> OrgPolicy {
-    let text = include_str!("../examples/acme-corp/policy.yaml");
-    fleetkit::policy::parse(&fleetkit::diag::SourceFile::new("policy.yaml", text))
-        .expect("valid example policy")
-        .policy
-}
-
-/// The example policy plus 500 blocked patterns and 500 allowed tools.
-fn big_policy() -> OrgPolicy {
-    let mut p = example_policy();
-    for i in 0..500 {
-        p.safety
-            .blocked_patterns
-            .push(fleetkit::policy::BlockedPattern {
-                pattern: format!(r"rm\s+-rf\s+/data/set{i}(/|$)"),
-                reason: format!("rule {i}: protects data set {i}"),
-            });
-        p.allowed_tools.push(fleetkit::policy::AllowedTool {
-            name: format!("tool-{i}"),
-            versions: vec![format!(">=1.{i}.0"), format!("<{}.0.0", i + 2)],
-            approved_contexts: vec!["dev-*".into()],
-            blocked_contexts: vec!["prod-*".into()],
-            required_flags: vec!["--dry-run".into()],
-            ..Default::default()
-        });
-    }
-    p
-}
-
-fn context() -> FixedContext {
-    let mut ctx = FixedContext {
-        kube_context: Some("dev-eu".into()),
-        home: Some("/home/dev".into()),
-        cwd: Some("/home/dev/src".into()),
-        ..FixedContext::default()
-    };
-    for (t, v) in [
-        ("git", "2.39.5"),
-        ("kubectl", "1.28.2"),
-        ("terraform", "1.6.6"),
-        ("aws", "2.15.30"),
-    ] {
-        ctx.versions.insert(t.into(), v.into());
-    }
-    ctx
-}
 
 fn request(c: &str) -> Request {
     Request::Command {

@@ -2,9 +2,9 @@
 //! inference backend and model), allow, ask for approval, or deny, naming the rule
 //! that decided. ADR-002's question, answered on the device.
 //!
-//! [`Engine::compile`] turns a validated policy into a ready form once (one
-//! `RegexSet` for the blocked patterns, one `GlobSet` for the dangerous paths,
-//! parsed version requirements); [`Engine::decide`] is then a pure function of the
+//! [`Engine::compile`] turns a validated policy into a ready form once (the
+//! blocked patterns and dangerous paths indexed by their literals and compiled
+//! when a command first needs them, parsed version requirements); [`Engine::decide`] is then a pure function of the
 //! engine, the request and a [`Context`]. The README's "Decision engine" section is
 //! the spec: precedence deny > ask > allow, fail closed on what cannot be analysed,
 //! the three enforcement modes.
@@ -16,6 +16,7 @@ pub mod claude_settings;
 pub mod context;
 mod launchers;
 pub mod paths;
+mod patterns;
 pub mod shell;
 mod tools;
 pub mod wrappers;
@@ -24,7 +25,7 @@ pub use context::{Context, FixedContext, SystemContext};
 
 use crate::policy::{EnforcementMode, OrgPolicy, RiskTolerance};
 use paths::{PathList, PathRules};
-use regex::RegexSet;
+use patterns::BlockedPatterns;
 use serde::{Deserialize, Serialize};
 use shell::Invocation;
 
@@ -107,7 +108,7 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Engine {
     policy: OrgPolicy,
-    patterns: RegexSet,
+    patterns: BlockedPatterns,
     paths: PathRules,
     tools: tools::Tools,
 }
@@ -117,23 +118,17 @@ pub struct Engine {
 #[error("the policy cannot be compiled: {0}")]
 pub struct CompileError(String);
 
-/// Largest compiled size of the blocked patterns together.
-const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
-
 impl Engine {
     /// Compiles a validated policy.
     pub fn compile(policy: &OrgPolicy) -> Result<Self, CompileError> {
-        let patterns = regex::RegexSetBuilder::new(
+        let patterns = BlockedPatterns::compile(
             policy
                 .safety
                 .blocked_patterns
                 .iter()
                 .map(|p| p.pattern.as_str()),
         )
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| CompileError(e.to_string()))?;
+        .map_err(CompileError)?;
         let paths =
             PathRules::compile(&policy.safety.additional_dangerous_paths).map_err(CompileError)?;
         let tools = tools::Tools::compile(policy).map_err(CompileError)?;
@@ -287,7 +282,7 @@ impl Engine {
         haystacks.extend(expanded.invocations.iter().map(Invocation::render));
         if !self.patterns.is_empty() {
             for h in &haystacks {
-                if let Some(i) = self.patterns.matches(h).iter().next() {
+                if let Some(i) = self.patterns.first_match(h) {
                     let p = &self.policy.safety.blocked_patterns[i];
                     out.push(Finding {
                         verdict: Verdict::Deny,

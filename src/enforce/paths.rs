@@ -8,7 +8,7 @@
 //! of a dangerous path (`rm -rf /data` deletes `/data/production/*`) and on the
 //! folder a glob argument expands in (`rm -rf /data/*`).
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use aho_corasick::AhoCorasick;
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -232,11 +232,7 @@ impl PathRules {
                 matcher: OnceLock::new(),
             });
         }
-        // The non-contiguous NFA builds in microseconds; a path is searched once.
-        let literals = AhoCorasick::builder()
-            .kind(Some(AhoCorasickKind::NoncontiguousNFA))
-            .build(&literals)
-            .map_err(|e| e.to_string())?;
+        let literals = super::patterns::literal_index(&literals)?;
         Ok(Self {
             entries,
             literals,

@@ -24,6 +24,9 @@ use std::hint::black_box;
 use std::str::FromStr;
 use std::time::Instant;
 
+#[path = "../../fixtures/decide_policies.rs"]
+mod fixtures;
+
 /// One request both engines decide: the command line for fleetkit, its parts for
 /// Cedar.
 struct Case {
@@ -94,13 +97,6 @@ const CASES: &[Case] = &[
     },
 ];
 
-fn example_policy() -> OrgPolicy {
-    let text = include_str!("../../../examples/acme-corp/policy.yaml");
-    fleetkit::policy::parse(&fleetkit::diag::SourceFile::new("policy.yaml", text))
-        .expect("valid example policy")
-        .policy
-}
-
 /// The example's tool rules in Cedar.
 const EXAMPLE_CEDAR: &str = r#"
 permit(principal, action == Action::"run", resource);
@@ -131,25 +127,10 @@ forbid(principal, action == Action::"run", resource == Tool::"aws")
 "#;
 
 /// The example plus 500 tools with the same four kinds of rule and 500 patterns,
-/// for both engines.
+/// for both engines (fleetkit's from the shared fixtures).
 fn big_policies() -> (OrgPolicy, String) {
-    let mut p = example_policy();
     let mut cedar = String::from(EXAMPLE_CEDAR);
-    for i in 0..500 {
-        p.safety
-            .blocked_patterns
-            .push(fleetkit::policy::BlockedPattern {
-                pattern: format!(r"rm\s+-rf\s+/data/set{i}(/|$)"),
-                reason: format!("rule {i}: protects data set {i}"),
-            });
-        p.allowed_tools.push(fleetkit::policy::AllowedTool {
-            name: format!("tool-{i}"),
-            versions: vec![format!(">=1.{i}.0"), format!("<{}.0.0", i + 2)],
-            approved_contexts: vec!["dev-*".into()],
-            blocked_contexts: vec!["prod-*".into()],
-            required_flags: vec!["--dry-run".into()],
-            ..Default::default()
-        });
+    for i in 0..fixtures::BIG_RULES {
         cedar.push_str(&format!(
             r#"
 @verdict("deny")
@@ -172,25 +153,7 @@ forbid(principal, action == Action::"run", resource == Tool::"tool-{i}")
             hi = (i + 2) * 1_000_000,
         ));
     }
-    (p, cedar)
-}
-
-fn fleetkit_context() -> FixedContext {
-    let mut ctx = FixedContext {
-        kube_context: Some("dev-eu".into()),
-        home: Some("/home/dev".into()),
-        cwd: Some("/home/dev/src".into()),
-        ..FixedContext::default()
-    };
-    for (t, v) in [
-        ("git", "2.39.5"),
-        ("kubectl", "1.28.2"),
-        ("terraform", "1.6.6"),
-        ("aws", "2.15.30"),
-    ] {
-        ctx.versions.insert(t.into(), v.into());
-    }
-    ctx
+    (fixtures::big_policy(), cedar)
 }
 
 /// Cedar with the verdict annotations read once.
@@ -294,10 +257,14 @@ fn percentiles(rounds: usize, mut decide: impl FnMut(&Case)) -> (f64, f64) {
 }
 
 fn bench(c: &mut Criterion) {
-    let ctx = fleetkit_context();
+    let ctx = fixtures::context();
     let (big, big_cedar) = big_policies();
     for (name, policy, cedar_text) in [
-        ("example", example_policy(), EXAMPLE_CEDAR.to_string()),
+        (
+            "example",
+            fixtures::example_policy(),
+            EXAMPLE_CEDAR.to_string(),
+        ),
         ("1000-rules", big, big_cedar),
     ] {
         let engine = Engine::compile(&policy).expect("compiles");
