@@ -288,6 +288,50 @@ fn here_doc_operator(line: &str) -> Option<usize> {
     })
 }
 
+/// Refuses a word (or here-document body) that brush-parser 0.4's word parser
+/// takes exponential time on: a parameter expansion whose `[` does not close
+/// before its `}` (`${e[}` six times in one word took 15 s in a release build;
+/// cargo fuzz found it). Bash rejects these too. Quotes are not followed, so a
+/// quoted bracket inside `${…}` errs towards refusing.
+fn screen_word(text: &str) -> Option<String> {
+    if !text.contains("${") {
+        return None;
+    }
+    // One frame per open `${`: its nested plain braces, and its open brackets.
+    let mut frames: Vec<(usize, usize)> = Vec::new();
+    let mut unclosed = false;
+    let mut prev = '\0';
+    for c in text.chars() {
+        match c {
+            '{' if prev == '$' => frames.push((0, 0)),
+            '{' => {
+                if let Some(f) = frames.last_mut() {
+                    f.0 += 1;
+                }
+            }
+            '}' => match frames.last_mut() {
+                Some(f) if f.0 > 0 => f.0 -= 1,
+                Some(_) => unclosed |= frames.pop().is_some_and(|(_, brackets)| brackets > 0),
+                None => {}
+            },
+            '[' => {
+                if let Some(f) = frames.last_mut() {
+                    f.1 += 1;
+                }
+            }
+            ']' => {
+                if let Some(f) = frames.last_mut() {
+                    f.1 = f.1.saturating_sub(1);
+                }
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    (unclosed || frames.iter().any(|(_, brackets)| *brackets > 0))
+        .then(|| "a parameter expansion whose `[` do not close, which is not analysed".to_string())
+}
+
 /// Most `(` and `((` tokens in one script that also holds a `case` (whose
 /// patterns end in a lone `)`, so unclosed brackets cannot be counted).
 pub const MAX_OPENINGS_WITH_CASE: usize = 16;
@@ -375,6 +419,13 @@ impl Walker {
                 return;
             }
         };
+        if let Some(why) = tokens.iter().find_map(|t| match t {
+            Token::Word(w, _) => screen_word(w),
+            Token::Operator(..) => None,
+        }) {
+            self.unresolved(why);
+            return;
+        }
         if let Some(why) = screen_parentheses(&tokens) {
             self.unresolved(why);
             return;
@@ -516,7 +567,9 @@ impl Walker {
 
     fn arithmetic(&mut self, expr: &str, depth: usize) {
         // Arithmetic text may hold command substitutions; bash runs them.
-        if expr.contains("$(") || expr.contains('`') {
+        if let Some(why) = screen_word(expr) {
+            self.unresolved(why);
+        } else if expr.contains("$(") || expr.contains('`') {
             let pieces = word::parse(&format!("\"{expr}\""), &options());
             match pieces {
                 Ok(p) => {
@@ -689,7 +742,13 @@ impl Walker {
                 T::Fd(_) => {}
             },
             ast::IoRedirect::HereDocument(_, doc) => {
-                if doc.requires_expansion {
+                if let Some(why) = doc
+                    .requires_expansion
+                    .then(|| screen_word(&doc.doc.value))
+                    .flatten()
+                {
+                    self.unresolved(why);
+                } else if doc.requires_expansion {
                     match word::parse_heredoc(&doc.doc.value, &options()) {
                         Ok(pieces) => {
                             let mut unused = false;
@@ -1075,6 +1134,30 @@ mod tests {
         ] {
             let why = parse(panics).unresolved.join("; ");
             assert!(why.contains("here-document"), "{panics:?}: {why}");
+        }
+        // brush-parser 0.4's word parser is exponential in unclosed `[` of
+        // parameter expansions (cargo fuzz; 15 s for six in a release build).
+        for slow in [
+            format!("echo {}", "${e[}".repeat(8)),
+            format!("echo \"{}\"", "${!e[}".repeat(8)),
+            format!("cat <<EOF\n{}\nEOF", "${ e[}".repeat(8)),
+            format!("echo $(( {} ))", "${e[}".repeat(8)),
+            format!("echo {}{}", "${e[}".repeat(8), "]".repeat(8)),
+            format!("echo {}{}", "]".repeat(8), "${e[}".repeat(8)),
+        ] {
+            let why = parse(&slow).unresolved.join("; ");
+            assert!(why.contains("`[` do not close"), "{slow:?}: {why}");
+        }
+        for fine in [
+            "echo ${a[1]} ${b[${c[2]}]} [x",
+            "echo ${a:-{x}} ${a[i]:-x} ]${b}[",
+            "echo \"${arr[@]}\" ${#arr[*]}",
+        ] {
+            assert!(
+                parse(fine).unresolved.is_empty(),
+                "{fine}: {:?}",
+                parse(fine).unresolved
+            );
         }
         // Here-documents as assistants write them still parse.
         for fine in [
