@@ -16,7 +16,7 @@
 
 use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request};
 use criterion::{Criterion, criterion_group, criterion_main};
-use fleetkit::enforce::{Engine, FixedContext, Request as FkRequest};
+use fleetkit::enforce::{Engine, Request as FkRequest};
 use fleetkit::policy::OrgPolicy;
 use serde_json::json;
 use std::collections::HashSet;
