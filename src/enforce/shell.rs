@@ -195,6 +195,20 @@ fn screen(command: &str, depth: usize) -> Option<String> {
     if let Some(why) = open_expansion_after_here_doc(command) {
         return Some(why);
     }
+    // brush-parser 0.4's tokenizer loops forever, allocating, on `$(<<  x ` (two
+    // blanks after `<<`, a blank at the end; cargo fuzz). Nobody types two.
+    if command.lines().any(|l| {
+        here_doc_operator(l).is_some_and(|at| {
+            let after = l[at + 2..].strip_prefix('-').unwrap_or(&l[at + 2..]);
+            after
+                .chars()
+                .take_while(|c| matches!(c, ' ' | '\t'))
+                .count()
+                >= 2
+        })
+    }) {
+        return Some("a here-document operator followed by several blanks".into());
+    }
     let bytes = command.as_bytes();
     let (mut nesting, mut deepest, mut digits) = (0usize, 0usize, 0usize);
     for &b in bytes {
@@ -330,6 +344,24 @@ fn screen_word(text: &str) -> Option<String> {
     }
     (unclosed || frames.iter().any(|(_, brackets)| *brackets > 0))
         .then(|| "a parameter expansion whose `[` do not close, which is not analysed".to_string())
+}
+
+/// `text` with each unescaped backslash-newline removed, as bash reads an unquoted
+/// here-document's body: a newline after an odd run of backslashes continues the
+/// line, after an even run it does not.
+fn join_continued_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut backslashes = 0usize;
+    for c in text.chars() {
+        if c == '\n' && backslashes % 2 == 1 {
+            out.pop();
+            backslashes = 0;
+            continue;
+        }
+        backslashes = if c == '\\' { backslashes + 1 } else { 0 };
+        out.push(c);
+    }
+    out
 }
 
 /// Most `(` and `((` tokens in one script that also holds a `case` (whose
@@ -742,14 +774,17 @@ impl Walker {
                 T::Fd(_) => {}
             },
             ast::IoRedirect::HereDocument(_, doc) => {
-                if let Some(why) = doc
-                    .requires_expansion
-                    .then(|| screen_word(&doc.doc.value))
-                    .flatten()
-                {
+                // Bash joins a body's continued lines before expanding it
+                // (`$\` + newline + `(cmd)` runs cmd); brush-parser does not.
+                let body = if doc.requires_expansion {
+                    join_continued_lines(&doc.doc.value)
+                } else {
+                    doc.doc.value.clone()
+                };
+                if let Some(why) = doc.requires_expansion.then(|| screen_word(&body)).flatten() {
                     self.unresolved(why);
                 } else if doc.requires_expansion {
-                    match word::parse_heredoc(&doc.doc.value, &options()) {
+                    match word::parse_heredoc(&body, &options()) {
                         Ok(pieces) => {
                             let mut unused = false;
                             self.pieces(
@@ -764,7 +799,7 @@ impl Walker {
                         Err(_) => self.unresolved("a here-document could not be parsed".into()),
                     }
                 }
-                *stdin_text = Some(doc.doc.value.clone());
+                *stdin_text = Some(body);
             }
             ast::IoRedirect::HereString(_, w) => {
                 let w = self.word(w, depth);
@@ -1159,12 +1194,35 @@ mod tests {
                 parse(fine).unresolved
             );
         }
+        // brush-parser 0.4's tokenizer never returns on these (cargo fuzz).
+        for hang in [
+            "$(``````<<\t\t``````\t",
+            "$(<<  x ",
+            "echo \"$(cat <<-\t x ",
+        ] {
+            let why = parse(hang).unresolved.join("; ");
+            assert!(why.contains("several blanks"), "{hang:?}: {why}");
+        }
+        // Continued lines in an unquoted here-document are joined first, as bash
+        // does: `$\` + newline + `(rm -rf ~)` is a command substitution
+        // (red-team round 4).
+        let hidden = parse(": <<EOF\n$\\\n(rm -rf ~)\nEOF");
+        assert!(
+            hidden
+                .invocations
+                .iter()
+                .any(|i| i.argv.first().is_some_and(|w| w.text == "rm")),
+            "{hidden:?}"
+        );
+        assert_eq!(join_continued_lines("a\\\nb\\\\\nc"), "ab\\\\\nc");
         // Here-documents as assistants write them still parse.
         for fine in [
             "git commit -m \"$(cat <<'EOF'\nFix x\n\nBody\nEOF\n)\"",
             "cat > notes.txt <<'EOF'\na $(b) ${c}\nEOF",
             "cat <<EOF > $(mktemp)\nbody\nEOF",
             "bash <<< 'ls'",
+            "cat << 'EOF'\nx\nEOF",
+            "cat <<-\tEOF\n\tx\n\tEOF",
         ] {
             assert!(
                 parse(fine).unresolved.is_empty(),
