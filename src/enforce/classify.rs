@@ -1129,10 +1129,38 @@ pub fn copy_destination(inv: &Invocation) -> Option<(&Word, Vec<String>)> {
     Some((dest, names))
 }
 
-/// The words of a command that could name files (not options, not `k=v`).
+/// The words of a command that could name files (not options, not `k=v`, not
+/// git's messages: `git commit -m "$(cat <<'EOF' …)"` writes no file named by its
+/// message, and what the substitution runs is judged on its own).
 pub fn path_arguments(inv: &Invocation) -> impl Iterator<Item = &Word> {
-    inv.argv.iter().skip(1).filter(|w| {
-        let t = w.text.as_str();
-        !t.starts_with('-') || t.contains('/')
-    })
+    let git = inv
+        .argv
+        .first()
+        .and_then(command_name)
+        .is_some_and(|n| n == "git");
+    inv.argv
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(move |(i, w)| {
+            let t = w.text.as_str();
+            let message = git
+                && inv
+                    .argv
+                    .get(i - 1)
+                    .is_some_and(|p| is_git_message_option(&p.text));
+            !message && (!t.starts_with('-') || t.contains('/'))
+        })
+        .map(|(_, w)| w)
+}
+
+/// `-m`, `--message`, and short clusters ending in `m` (`-am`): git options whose
+/// value is a message.
+fn is_git_message_option(word: &str) -> bool {
+    word == "--message"
+        || (word.starts_with('-')
+            && !word.starts_with("--")
+            && word.len() >= 2
+            && word.ends_with('m')
+            && word[1..].chars().all(|c| c.is_ascii_alphabetic()))
 }
