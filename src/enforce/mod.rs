@@ -17,6 +17,7 @@ pub mod context;
 mod launchers;
 pub mod paths;
 mod patterns;
+mod prefilter;
 pub mod shell;
 mod tools;
 pub mod wrappers;

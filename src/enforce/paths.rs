@@ -8,7 +8,7 @@
 //! of a dangerous path (`rm -rf /data` deletes `/data/production/*`) and on the
 //! folder a glob argument expands in (`rm -rf /data/*`).
 
-use aho_corasick::AhoCorasick;
+use super::prefilter::LiteralIndex;
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -144,11 +144,8 @@ pub struct PathRules {
     /// Per glob: its list, the folder before its first wildcard
     /// (`/data/production`), whether it ends in `/*` or `/**`, and its matcher.
     entries: Vec<Entry>,
-    /// The globs' literal runs; pattern `k` belongs to glob `owners[k]`.
-    literals: AhoCorasick,
-    owners: Vec<usize>,
-    /// Globs with no literal run (`*`): compared with every path.
-    always: Vec<usize>,
+    /// The globs' literal runs (globs without one, `*`, meet every path).
+    literals: LiteralIndex,
 }
 
 #[derive(Debug, Clone)]
@@ -192,7 +189,7 @@ impl PathRules {
     /// Compiles the policy's globs and the built-in lists.
     pub fn compile(policy_globs: &[String]) -> Result<Self, String> {
         let mut entries = Vec::new();
-        let (mut literals, mut owners, mut always) = (Vec::new(), Vec::new(), Vec::new());
+        let mut literals = Vec::new();
         // In this order the first hit of a kind decides among equal verdicts: the
         // enforcement files, then the policy's own paths, then the built-in lists.
         let lists = ENFORCEMENT_PATHS
@@ -217,13 +214,7 @@ impl PathRules {
             if let PathList::Policy(_) = list {
                 parse_glob(&norm).map_err(|e| format!("`{glob}`: {e}"))?;
             }
-            match longest_literal(&norm) {
-                Some(lit) => {
-                    literals.push(lit);
-                    owners.push(entries.len());
-                }
-                None => always.push(entries.len()),
-            }
+            literals.push(longest_literal(&norm));
             entries.push(Entry {
                 list,
                 prefix: literal_dir(&norm),
@@ -232,22 +223,13 @@ impl PathRules {
                 matcher: OnceLock::new(),
             });
         }
-        let literals = super::patterns::literal_index(&literals)?;
-        Ok(Self {
-            entries,
-            literals,
-            owners,
-            always,
-        })
+        let literals = LiteralIndex::new(literals)?;
+        Ok(Self { entries, literals })
     }
 
     /// Marks in `seen` the globs that match `path`.
     fn matches_into(&self, path: &str, seen: &mut [bool]) {
-        let candidates = self
-            .literals
-            .find_overlapping_iter(path)
-            .map(|m| self.owners[m.pattern().as_usize()])
-            .chain(self.always.iter().copied());
+        let candidates = self.literals.candidates(path);
         for i in candidates {
             if !seen[i] && self.entries[i].is_match(path) {
                 seen[i] = true;

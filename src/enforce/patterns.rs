@@ -10,7 +10,7 @@
 //! first time a text reaches it. The answer is the one the `RegexSet` gave: the
 //! lowest-numbered pattern that matches (a test holds the two together).
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use super::prefilter::LiteralIndex;
 use regex::Regex;
 use regex_syntax::ast::{self, Ast};
 use std::sync::OnceLock;
@@ -22,11 +22,9 @@ const REGEX_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct BlockedPatterns {
     patterns: Vec<Lazy>,
-    literals: AhoCorasick,
-    /// Pattern `k` of `literals` is the literal of pattern `owners[k]`.
-    owners: Vec<usize>,
-    /// Patterns with no literal to look for (`(?i)curl`, `.*`): tried on every text.
-    always: Vec<usize>,
+    /// The patterns' literals (patterns without one, `(?i)curl`, `.*`, are tried
+    /// on every text).
+    literals: LiteralIndex,
 }
 
 #[derive(Debug, Clone)]
@@ -56,30 +54,21 @@ impl BlockedPatterns {
     /// Parses every pattern (a syntax error is reported now) and indexes its
     /// literal.
     pub fn compile<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        let (mut lazy, mut literals, mut owners, mut always) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (i, source) in patterns.into_iter().enumerate() {
+        let (mut lazy, mut literals) = (Vec::new(), Vec::new());
+        for source in patterns {
             let parsed = ast::parse::Parser::new()
                 .parse(source)
                 .map_err(|e| format!("`{source}`: {e}"))?;
-            match required_literal(&parsed) {
-                Some(lit) => {
-                    literals.push(lit);
-                    owners.push(i);
-                }
-                None => always.push(i),
-            }
+            literals.push(required_literal(&parsed));
             lazy.push(Lazy {
                 source: source.to_string(),
                 compiled: OnceLock::new(),
             });
         }
-        let literals = literal_index(&literals)?;
+        let literals = LiteralIndex::new(literals)?;
         Ok(Self {
             patterns: lazy,
             literals,
-            owners,
-            always,
         })
     }
 
@@ -89,28 +78,13 @@ impl BlockedPatterns {
 
     /// The lowest-numbered pattern that matches `text`.
     pub fn first_match(&self, text: &str) -> Option<usize> {
-        let mut candidates: Vec<usize> = self
-            .literals
-            .find_overlapping_iter(text)
-            .map(|m| self.owners[m.pattern().as_usize()])
-            .chain(self.always.iter().copied())
-            .collect();
+        let mut candidates: Vec<usize> = self.literals.candidates(text).collect();
         candidates.sort_unstable();
         candidates.dedup();
         candidates
             .into_iter()
             .find(|&i| self.patterns[i].is_match(text))
     }
-}
-
-/// One automaton finding any of `literals` (the prefilter of these patterns and of
-/// the dangerous-path globs). The non-contiguous NFA builds in microseconds, and
-/// each text is searched once.
-pub(super) fn literal_index(literals: &[String]) -> Result<AhoCorasick, String> {
-    AhoCorasick::builder()
-        .kind(Some(AhoCorasickKind::NoncontiguousNFA))
-        .build(literals)
-        .map_err(|e| e.to_string())
 }
 
 /// The longest run of literal characters that every match of the pattern contains:
