@@ -523,6 +523,29 @@ fn claude_code_hook_answers_as_claude_code_reads_it() {
             "deny",
             "enforcement",
         ),
+        // The fourth red-team round: `sc.exe` is the service controller (not
+        // Set-Content), named destinations and New-Item's -Name, folder writes.
+        (
+            r"sc.exe create evil binPath= C:\x.exe",
+            "ask",
+            "creates or reconfigures a service",
+        ),
+        (
+            r"Copy-Item -Destination C:\Users\dev\.claude -Path evil\settings.json",
+            "ask",
+            "c:/users/dev/.claude",
+        ),
+        (
+            r"ni -Path C:\Users\dev\.claude -Name settings.json -Value x",
+            "ask",
+            "c:/users/dev/.claude",
+        ),
+        (
+            r"Copy-Item -Recurse evil C:\Users\dev\.claude",
+            "ask",
+            "c:/users/dev/.claude",
+        ),
+        (r"cmd.exe /q/c calc", "ask", "runs code"),
     ] {
         let (d, why) = hook_answer(&hook(&medium, &hook_input("PowerShell", command)));
         assert_eq!(d, verdict, "{command}: {why}");

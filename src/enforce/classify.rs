@@ -784,12 +784,16 @@ pub fn classes(inv: &Invocation, allowed_tool: bool) -> Vec<&'static str> {
             add(HIGH_RISK);
         }
     }
+    // Without regard to case: Windows' tools take `reg SAVE`, `cmdkey /LIST`.
     for (c, subs) in CREDENTIAL_COMMANDS {
         if name == *c
             && (subs.is_empty()
-                || subs
-                    .iter()
-                    .any(|s| joined.starts_with(s) || args.contains(s)))
+                || subs.iter().any(|s| {
+                    joined
+                        .get(..s.len())
+                        .is_some_and(|head| head.eq_ignore_ascii_case(s))
+                        || args.iter().any(|a| a.eq_ignore_ascii_case(s))
+                }))
         {
             add(CREDENTIALS);
         }
@@ -1039,9 +1043,36 @@ pub fn writes_its_paths(inv: &Invocation, classes: &[&str]) -> bool {
     let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
     WRITERS.contains(&name.as_str())
         || (READ_ONLY_COMMANDS.contains(&name.as_str()) && writes_despite_name(&name, &args))
-        || (name == "sed" && args.iter().any(|a| a.starts_with("-i")))
+        || edits_in_place(&name, &args)
         || (name == "find" && args.contains(&"-delete"))
         || classes.contains(&DESTRUCTIVE)
+}
+
+/// Editors of their input files: `sed -i`/`-Ei`/`--in-place`, `perl -pi`, `ruby
+/// -i`, `gawk -i inplace` (an awk library that rewrites each file it reads).
+fn edits_in_place(name: &str, args: &[&str]) -> bool {
+    let cluster_with_i = |a: &&str| a.starts_with('-') && !a.starts_with("--") && a.contains('i');
+    match name {
+        "sed" | "gsed" => args
+            .iter()
+            .any(|a| cluster_with_i(a) || a.starts_with("--in-place")),
+        // Up to the first switch that takes the rest of the word (`-Mutf8`, `-e`).
+        "perl" | "ruby" => args.iter().take_while(|a| a.starts_with('-')).any(|a| {
+            !a.starts_with("--")
+                && a.chars()
+                    .skip(1)
+                    .take_while(|c| !"eEMmIxlCd0rI".contains(*c))
+                    .any(|c| c == 'i')
+        }),
+        "awk" | "gawk" => {
+            args.iter()
+                .any(|a| a.starts_with("-iinplace") || a.starts_with("--include=inplace"))
+                || args
+                    .windows(2)
+                    .any(|p| matches!(p[0], "-i" | "--include") && p[1].starts_with("inplace"))
+        }
+        _ => false,
+    }
 }
 
 /// The words that name a file the command writes through an option or as its
@@ -1099,22 +1130,63 @@ pub fn output_arguments(inv: &Invocation) -> Vec<&Word> {
     out
 }
 
-/// The destination of `cp`, `mv`, `install` and `ln` with the file names its
-/// sources get there: the destination may be a folder (`cp settings.json
-/// ~/.claude/` writes `~/.claude/settings.json`). `None` for other commands, fewer
-/// than two operands, or `-t DIR` forms (where [`output_arguments`] has the folder).
-pub fn copy_destination(inv: &Invocation) -> Option<(&Word, Vec<String>)> {
+/// Where `cp`, `mv`, `install`, `ln` and `git mv` put their sources.
+pub struct CopyInto<'a> {
+    /// The destination word: a folder, or the new name.
+    pub dest: &'a Word,
+    /// The names the sources get inside the destination folder.
+    pub names: Vec<String>,
+    /// Whether only those names are written there: `cp FILE… DIR` and `install`
+    /// copy files. `mv`, `ln`, `cp -r` and `git mv` may instead make the
+    /// destination itself, a folder of the source's contents (`mv evil .claude`
+    /// when `.claude` does not exist yet).
+    pub names_only: bool,
+}
+
+/// The destination of `cp`, `mv`, `install`, `ln` and `git mv` with the file
+/// names its sources get there: the destination may be a folder (`cp
+/// settings.json ~/.claude/` writes `~/.claude/settings.json`). `-t DIR` and
+/// `--target-directory=DIR` name it first. `None` for other commands or fewer
+/// than two operands.
+pub fn copy_destination(inv: &Invocation) -> Option<CopyInto<'_>> {
     let name = inv.argv.first().and_then(command_name)?;
-    if !matches!(name.as_str(), "cp" | "mv" | "install" | "ln") {
-        return None;
+    let skip = match name.as_str() {
+        "cp" | "mv" | "install" | "ln" => 1,
+        "git" if inv.argv.get(1).is_some_and(|w| w.text == "mv") => 2,
+        _ => return None,
+    };
+    let args = &inv.argv[skip..];
+    let mut target = None;
+    let mut operands: Vec<&Word> = Vec::new();
+    let mut recursive = false;
+    let mut k = 0;
+    while k < args.len() {
+        let t = args[k].text.as_str();
+        if t == "-t" || t == "--target-directory" {
+            target = args.get(k + 1);
+            k += 2;
+            continue;
+        }
+        if t.starts_with("--target-directory=") {
+            target = Some(&args[k]);
+        } else if t.starts_with("--") {
+            recursive |= matches!(t, "--recursive" | "--archive" | "--directory");
+        } else if t.starts_with('-') && t.len() > 1 {
+            // cp's `-r`, `-R`, `-a`; install's `-d` makes folders.
+            recursive |= t.contains(if name == "install" {
+                &['d'][..]
+            } else {
+                &['r', 'R', 'a'][..]
+            });
+        } else {
+            operands.push(&args[k]);
+        }
+        k += 1;
     }
-    let operands: Vec<&Word> = inv
-        .argv
-        .iter()
-        .skip(1)
-        .filter(|w| !w.text.starts_with('-'))
-        .collect();
-    let (dest, sources) = operands.split_last()?;
+    let (dest, sources) = match target {
+        Some(dest) => (dest, operands.as_slice()),
+        None => operands.split_last().map(|(d, s)| (*d, s))?,
+    };
     if sources.is_empty() {
         return None;
     }
@@ -1126,7 +1198,12 @@ pub fn copy_destination(inv: &Invocation) -> Option<(&Word, Vec<String>)> {
             (!base.is_empty() && base != "." && base != "..").then(|| base.to_string())
         })
         .collect();
-    Some((dest, names))
+    let names_only = matches!(name.as_str(), "cp" | "install") && !recursive;
+    Some(CopyInto {
+        dest,
+        names,
+        names_only,
+    })
 }
 
 /// The words of a command that could name files (not options, not `k=v`, not

@@ -447,9 +447,14 @@ fn powershell_program(name: &str) -> Result<String, String> {
             "`{name}` runs code or installs software the policy engine cannot read; approval required"
         ));
     }
+    // `sc.exe` is the service controller, not `sc` (Set-Content): a name with
+    // `.exe` is the program, which the bash rules know by its stem.
+    if stem != base {
+        return Ok(stem.to_string());
+    }
     if let Some((_, tool)) = CMDLET_EQUIVALENTS
         .iter()
-        .find(|(names, _)| names.contains(&lower.as_str()) || names.contains(&stem))
+        .find(|(names, _)| names.contains(&lower.as_str()))
     {
         return Ok((*tool).to_string());
     }
@@ -524,12 +529,47 @@ pub fn powershell_as_bash(command: &str) -> Result<String, String> {
     if let Some(first) = judged.first_mut() {
         *first = powershell_program(&words[0])?;
     }
-    let words = judged;
+    let words = named_parameters_in_place(judged);
     Ok(words
         .iter()
         .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
         .collect::<Vec<_>>()
         .join(" "))
+}
+
+/// Named parameters put where the bash tool they stand for reads them:
+/// `Copy-Item -Destination D -Path S` and `Move-Item` (any prefix, `-d`, `-dest`)
+/// have their destination last, as `cp S D`; `New-Item -Path P -Name N` creates
+/// `P/N`, which is added as a path of its own.
+fn named_parameters_in_place(mut words: Vec<String>) -> Vec<String> {
+    let value_of = |words: &[String], names: &[&str]| {
+        words.iter().position(|w| {
+            w.strip_prefix('-').is_some_and(|p| {
+                !p.is_empty() && names.iter().any(|n| n.starts_with(&p.to_ascii_lowercase()))
+            })
+        })
+    };
+    match words.first().map(String::as_str) {
+        Some("cp" | "mv") => {
+            if let Some(k) = value_of(&words, &["destination"])
+                && k + 1 < words.len()
+            {
+                let dest = words.remove(k + 1);
+                words.remove(k);
+                words.push(dest);
+            }
+        }
+        Some("touch") => {
+            let path = value_of(&words, &["path"]).and_then(|k| words.get(k + 1));
+            let name = value_of(&words, &["name"]).and_then(|k| words.get(k + 1));
+            if let (Some(p), Some(n)) = (path, name) {
+                let joined = format!("{}/{n}", p.trim_end_matches('/'));
+                words.push(joined);
+            }
+        }
+        _ => {}
+    }
+    words
 }
 
 /// The answer for a decision; `None` when the hook should say nothing.

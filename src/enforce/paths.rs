@@ -157,6 +157,56 @@ struct Entry {
     /// (the policy's own globs are also parsed when the policy compiles).
     glob: String,
     matcher: OnceLock<Option<GlobMatcher>>,
+    /// For a glob anchored anywhere (`**/.claude/settings.json`): the folders its
+    /// matches lie in (`.claude`), since a command that puts files of its own
+    /// choosing in such a folder (`tar -C .claude`, `mv evil .claude`) may write
+    /// a match.
+    folders: Vec<Head>,
+}
+
+/// A folder an anywhere-anchored glob's matches lie in, without the `**/`.
+#[derive(Debug, Clone)]
+struct Head {
+    text: String,
+    /// For a head with a wildcard (`.config/*`), built on first use.
+    matcher: Option<OnceLock<Option<GlobMatcher>>>,
+}
+
+impl Head {
+    /// The heads of `glob` (normalised): `**/a/b/c` has `a` and `a/b`.
+    fn of(glob: &str) -> Vec<Head> {
+        let Some(rest) = glob.strip_prefix("**/") else {
+            return Vec::new();
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        (1..parts.len())
+            .map(|k| parts[..k].join("/"))
+            .filter(|h| !h.ends_with("**"))
+            .map(|text| Head {
+                matcher: text.contains(['*', '?', '[', '{']).then(OnceLock::new),
+                text,
+            })
+            .collect()
+    }
+
+    fn is_match(&self, path: &str) -> bool {
+        match &self.matcher {
+            None => {
+                path == self.text
+                    || path
+                        .strip_suffix(self.text.as_str())
+                        .is_some_and(|p| p.ends_with('/'))
+            }
+            Some(m) => m
+                .get_or_init(|| {
+                    parse_glob(&format!("**/{}", self.text))
+                        .ok()
+                        .map(|g| g.compile_matcher())
+                })
+                .as_ref()
+                .is_some_and(|m| m.is_match(path)),
+        }
+    }
 }
 
 impl Entry {
@@ -173,6 +223,18 @@ fn parse_glob(normalised: &str) -> Result<Glob, globset::Error> {
         .literal_separator(false)
         .backslash_escape(false)
         .build()
+}
+
+/// What a command does with a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    /// Writes it, or, for a folder, may put anything in it (`tar -C DIR`, `mv
+    /// SRC DIR`).
+    Write,
+    /// Writes files of known names into it (`cp a b DIR/`): those are judged
+    /// as paths of their own, and the folder only as a write of its own.
+    WriteInto,
 }
 
 /// One match of a path against the rules.
@@ -219,6 +281,7 @@ impl PathRules {
                 list,
                 prefix: literal_dir(&norm),
                 trailing: norm.ends_with("/*") || norm.ends_with("/**"),
+                folders: Head::of(&norm),
                 glob: norm,
                 matcher: OnceLock::new(),
             });
@@ -237,12 +300,45 @@ impl PathRules {
         }
     }
 
-    /// The rules `path` falls under. `write`: the command writes there, so an
-    /// ancestor of a dangerous path counts too. `glob`: the word was a pattern the
-    /// shell expands, so the folder it expands in counts as written.
-    pub fn hits(&self, path: &str, write: bool, glob: bool) -> Vec<PathHit> {
+    /// Marks in `seen` the globs that a file the shell pattern `pattern` expands
+    /// to may match (`~/.mozilla/firefox/*/logins.json`, `/home/*/.ssh/id_rsa`,
+    /// `~/.kube/co*`): the pattern with its wildcards standing for one name, or
+    /// for nothing, and each rule's example file (its own wildcards standing for
+    /// one name) tried against the pattern as bash reads it.
+    fn glob_matches_into(&self, pattern: &str, seen: &mut [bool]) {
+        for stand_in in ["x", ""] {
+            let one = pattern
+                .replace("**", stand_in)
+                .replace(['*', '?'], stand_in);
+            self.matches_into(&one, seen);
+        }
+        let Ok(word) = GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .backslash_escape(false)
+            .build()
+        else {
+            return;
+        };
+        let word = word.compile_matcher();
+        for (i, e) in self.entries.iter().enumerate() {
+            if !seen[i]
+                && let Some(example) = example_of(&e.glob)
+                && word.is_match(&example)
+            {
+                seen[i] = true;
+            }
+        }
+    }
+
+    /// The rules `path` falls under. `access`: whether the command reads or
+    /// writes there (a write also counts on an ancestor of a dangerous path).
+    /// `glob`: the word was a pattern the shell expands, so the folder it expands
+    /// in counts as written.
+    pub fn hits(&self, path: &str, access: Access, glob: bool) -> Vec<PathHit> {
+        let write = access != Access::Read;
         let mut out = Vec::new();
         let folder;
+        let pattern = path;
         let path = if glob {
             folder = literal_dir(path);
             folder.as_str()
@@ -254,6 +350,9 @@ impl PathRules {
         }
         let mut seen = vec![false; self.entries.len()];
         self.matches_into(path, &mut seen);
+        if glob {
+            self.glob_matches_into(pattern, &mut seen);
+        }
         if write {
             // Writing a folder may write anything in it: a glob for every file under
             // a folder (`**/start menu/programs/startup/**`) counts for the folder.
@@ -261,7 +360,8 @@ impl PathRules {
         }
         for (i, e) in self.entries.iter().enumerate() {
             let folder_itself = e.trailing && path == e.prefix;
-            let ancestor = (write || glob) && is_ancestor(path, &e.prefix);
+            let ancestor = ((write || glob) && is_ancestor(path, &e.prefix))
+                || (access == Access::Write && e.folders.iter().any(|h| h.is_match(path)));
             if (seen[i] || folder_itself || ancestor)
                 && !out.iter().any(|h: &PathHit| h.list == e.list)
             {
@@ -274,6 +374,69 @@ impl PathRules {
         }
         out
     }
+}
+
+/// A file a rule's glob matches, its wildcards standing for one name `x`
+/// (`**/.kube/config` → `~/.kube/config`); `None` for classes and alternatives.
+fn example_of(glob: &str) -> Option<String> {
+    if glob.contains(['[', '{']) {
+        return None;
+    }
+    let rooted = match glob.strip_prefix("**/") {
+        Some(rest) => format!("~/{rest}"),
+        None => glob.to_string(),
+    };
+    Some(rooted.replace("**", "x").replace(['*', '?'], "x"))
+}
+
+/// The words bash's brace expansion makes of `word` (`{~/.ssh/id_rsa,x}` is
+/// `~/.ssh/id_rsa` and `x`, tilde expanded after), at most 64; the word itself
+/// when it holds no `{…,…}`. Sequences (`{1..9}`) are left as written.
+pub fn brace_expand(word: &str) -> Vec<String> {
+    const MAX: usize = 64;
+    let mut done = Vec::new();
+    let mut todo = vec![word.to_string()];
+    while let Some(w) = todo.pop() {
+        match brace_alternatives(&w) {
+            Some(alts) if done.len() + todo.len() + alts.len() <= MAX => todo.extend(alts),
+            _ => done.push(w),
+        }
+    }
+    done
+}
+
+/// The first `{a,b}` of `word` expanded one level, or `None`.
+fn brace_alternatives(word: &str) -> Option<Vec<String>> {
+    let bytes = word.as_bytes();
+    for open in (0..bytes.len()).filter(|&i| bytes[i] == b'{') {
+        let mut depth = 0;
+        let mut commas = Vec::new();
+        for (k, &b) in bytes.iter().enumerate().skip(open) {
+            match b {
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        if commas.is_empty() {
+                            break;
+                        }
+                        let (head, tail) = (&word[..open], &word[k + 1..]);
+                        let mut cuts = vec![open];
+                        cuts.extend(&commas);
+                        cuts.push(k);
+                        return Some(
+                            cuts.windows(2)
+                                .map(|c| format!("{head}{}{tail}", &word[c[0] + 1..c[1]]))
+                                .collect(),
+                        );
+                    }
+                }
+                b',' if depth == 1 => commas.push(k),
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// The longest run of a (normalised) glob that every matching path contains:
@@ -331,6 +494,14 @@ pub fn normalise(word: &str, cwd: Option<&str>, home: Option<&str>) -> Option<St
     let is_windows =
         |p: &str| p.len() >= 2 && p.as_bytes()[1] == b':' && p.as_bytes()[0].is_ascii_alphabetic();
     let mut p = slashes(word);
+    // Win32's namespace prefixes: `\\?\C:\x` and `\\.\C:\x` name `C:\x`.
+    if let Some(rest) = ["//?/", "//./", "/??/"]
+        .iter()
+        .find_map(|pre| p.strip_prefix(*pre))
+        .filter(|rest| is_windows(rest))
+    {
+        p = Cow::Owned(rest.to_string());
+    }
     // Relative paths first (the working folder may itself be `~/…`), then `~`.
     if !p.starts_with('/') && !p.starts_with('~') && !is_windows(&p) {
         let cwd = slashes(cwd?);
@@ -348,10 +519,11 @@ pub fn normalise(word: &str, cwd: Option<&str>, home: Option<&str>) -> Option<St
         // home by their `**/` form).
         p = Cow::Owned(format!("/home/{user}"));
     }
-    let windows = is_windows(&p);
+    let mut windows = is_windows(&p);
     if !p.starts_with('/') && !windows {
         return None;
     }
+    let drive: String;
     let mut parts: Vec<&str> = Vec::new();
     // `/proc/self/root/etc/shadow` is `/etc/shadow`.
     let mut rest = p.split('/');
@@ -369,6 +541,16 @@ pub fn normalise(word: &str, cwd: Option<&str>, home: Option<&str>) -> Option<St
             }
             other => parts.push(other),
         }
+    }
+    // Git Bash's `/c/…`, WSL's `/mnt/c/…` and Cygwin's `/cygdrive/c/…` are `C:/…`.
+    if !windows && let Some(k) = msys_drive(&parts) {
+        drive = format!("{}:", parts[k]);
+        parts.drain(..=k);
+        parts.insert(0, &drive);
+        windows = true;
+    }
+    if windows && !windows_components(&mut parts) {
+        return None;
     }
     let mut out = String::with_capacity(p.len() + 1);
     if !windows {
@@ -402,6 +584,48 @@ pub fn normalise(word: &str, cwd: Option<&str>, home: Option<&str>) -> Option<St
         }
     }
     Some(out)
+}
+
+/// Where a drive letter stands in a POSIX spelling of a Windows path: `/c/…` (Git
+/// Bash), `/mnt/c/…` (WSL), `/cygdrive/c/…` (Cygwin).
+fn msys_drive(parts: &[&str]) -> Option<usize> {
+    let letter = |p: &str| p.len() == 1 && p.as_bytes()[0].is_ascii_alphabetic();
+    match parts {
+        ["mnt" | "cygdrive", d, ..] if letter(d) => Some(1),
+        [d, ..] if letter(d) => Some(0),
+        _ => None,
+    }
+}
+
+/// Windows reads a path's components after the drive as the file they name:
+/// trailing dots and spaces are dropped (`ProgramData.` is `ProgramData`) and
+/// `name:stream` or `name::$DATA` is a stream of `name`. `false` when a component
+/// cannot be compared: a short (8.3) name such as `PROGRA~3`, which only the file
+/// system can map to its long name, or one made only of dots and spaces.
+fn windows_components(parts: &mut [&str]) -> bool {
+    for part in parts.iter_mut().skip(1) {
+        let base = part.split(':').next().unwrap_or(part);
+        let trimmed = base.trim_end_matches(['.', ' ']);
+        if trimmed.is_empty() || is_short_name(trimmed) {
+            return false;
+        }
+        *part = trimmed;
+    }
+    true
+}
+
+/// A Windows short (8.3) name: up to six characters, `~`, a digit (`PROGRA~3`,
+/// `DOCUME~1.TXT`).
+fn is_short_name(component: &str) -> bool {
+    component.split_once('~').is_some_and(|(head, tail)| {
+        !head.is_empty() && head.len() <= 6 && tail.starts_with(|c: char| c.is_ascii_digit())
+    })
+}
+
+/// Whether a word holds a Windows short (8.3) name, which no
+/// dangerous-path rule can be compared with (`C:\PROGRA~3\ClaudeCode`).
+pub fn has_short_name(word: &str) -> bool {
+    slashes(word).split('/').any(is_short_name)
 }
 
 /// `s` with `\\` written `/`, allocating only when there is one.
@@ -516,12 +740,77 @@ mod tests {
             Some("~/.aws/credentials")
         );
         assert_eq!(normalise("x", None, None), None);
+        // Windows paths as other shells and APIs spell them.
+        for spelling in [
+            "/c/ProgramData/ClaudeCode/x",
+            "//c/ProgramData/ClaudeCode/x",
+            "/mnt/c/ProgramData/ClaudeCode/x",
+            "/cygdrive/C/ProgramData/ClaudeCode/x",
+            r"\\?\C:\ProgramData\ClaudeCode\x",
+            r"\\.\C:\ProgramData\ClaudeCode\x",
+            r"C:\ProgramData.\ClaudeCode \x",
+            r"C:\ProgramData\ClaudeCode\x::$DATA",
+            r"C:\ProgramData\ClaudeCode\x:hidden",
+        ] {
+            assert_eq!(
+                n(spelling).as_deref(),
+                Some("c:/programdata/claudecode/x"),
+                "{spelling}"
+            );
+        }
+        // A short name cannot be compared: the word is not placed.
+        assert_eq!(n(r"C:\PROGRA~3\ClaudeCode\x"), None);
+        assert!(has_short_name(r"C:\PROGRA~3\ClaudeCode\x"));
+        // Outside Windows paths `~1` is an ordinary name.
+        assert_eq!(n("~/src/x~1").as_deref(), Some("~/src/x~1"));
+        assert_eq!(n(r"C:\x\. .\y"), None);
+    }
+
+    #[test]
+    fn braces_expand_as_bash_does() {
+        let mut got = brace_expand("{~/.ssh/id_rsa,/dev/null}");
+        got.sort();
+        assert_eq!(got, ["/dev/null", "~/.ssh/id_rsa"]);
+        let mut got = brace_expand("a{b,c{d,e}}f");
+        got.sort();
+        assert_eq!(got, ["abf", "acdf", "acef"]);
+        assert_eq!(brace_expand("{1..9}"), ["{1..9}"]);
+        assert_eq!(brace_expand("x"), ["x"]);
+        // At most 64 words: the rest stays as written.
+        assert!(brace_expand(&"{a,b}".repeat(10)).len() <= 64);
+    }
+
+    #[test]
+    fn globs_and_folders_reach_the_rules_they_may_touch() {
+        let r = PathRules::compile(&[]).unwrap();
+        let lists = |p, a, g| r.hits(p, a, g).iter().map(|h| h.list).collect::<Vec<_>>();
+        for pattern in [
+            "~/.mozilla/firefox/*/logins.json",
+            "/home/*/.ssh/id_rsa",
+            "~/.kube/co*",
+            "~/.ssh/id_*",
+        ] {
+            assert!(
+                lists(pattern, Access::Read, true).contains(&PathList::Secret),
+                "{pattern}"
+            );
+        }
+        assert!(lists("~/src/*.rs", Access::Read, true).is_empty());
+        // A folder written with contents of the command's choosing may receive a
+        // startup file; one given only named files does not.
+        assert!(lists("/w/app/.claude", Access::Write, false).contains(&PathList::Startup));
+        assert!(lists("/w/app/.git", Access::Write, false).contains(&PathList::Startup));
+        assert!(lists("/w/app/.claude", Access::WriteInto, false).is_empty());
+        assert!(lists("/w/app/build", Access::Write, false).is_empty());
     }
 
     #[test]
     fn hits_follow_writes_and_ancestors() {
         let r = PathRules::compile(&["/data/production/*".into()]).unwrap();
-        let lists = |p, w, g| r.hits(p, w, g).iter().map(|h| h.list).collect::<Vec<_>>();
+        let lists = |p, w, g| {
+            let w = if w { Access::Write } else { Access::Read };
+            r.hits(p, w, g).iter().map(|h| h.list).collect::<Vec<_>>()
+        };
         assert_eq!(
             lists("/data/production/a/b", false, false),
             [PathList::Policy(0)]

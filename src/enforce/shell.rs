@@ -8,6 +8,7 @@
 //! engine can refuse to allow what it cannot see. Nothing here expands or runs
 //! anything.
 
+use super::here_docs::Lifted;
 use brush_parser::ast;
 use brush_parser::word::{self, WordPiece, WordPieceWithSource};
 use brush_parser::{ParserOptions, Token};
@@ -130,17 +131,39 @@ pub struct Parsed {
 
 /// Parses `command` as bash would.
 pub fn parse(command: &str) -> Parsed {
+    // Quoted here-documents' bodies are text: lifted out first (within the size
+    // limits, which the command as written is held to), and the lifted reading
+    // kept only if the parser confirms it.
+    let within_limits =
+        command.len() <= MAX_COMMAND_BYTES && command.split_ascii_whitespace().count() <= MAX_WORDS;
+    if within_limits && let Some(lifted) = Lifted::new(command) {
+        let text = lifted.text.clone();
+        let mut walker = Walker {
+            lifted: Some(lifted),
+            ..Walker::default()
+        };
+        walker.script(&text, 0);
+        if walker.lifted.as_ref().is_some_and(Lifted::confirmed) {
+            return walker.finish();
+        }
+    }
     let mut walker = Walker::default();
     walker.script(command, 0);
-    if walker.quoted_substitution && walker.evaluates_text {
-        walker.unresolved(
-            "a quoted value holds a command substitution and the line evaluates text \
+    walker.finish()
+}
+
+impl Walker {
+    fn finish(mut self) -> Parsed {
+        if self.quoted_substitution && self.evaluates_text {
+            self.unresolved(
+                "a quoted value holds a command substitution and the line evaluates text \
              (arithmetic, `[[ ]]`, `let`, `declare`, `printf -v`, `test -v`, `${!…}`, `${…@P}`), \
              where bash may run it"
-                .into(),
-        );
+                    .into(),
+            );
+        }
+        self.out
     }
-    walker.out
 }
 
 fn options() -> ParserOptions {
@@ -302,18 +325,23 @@ fn here_doc_operator(line: &str) -> Option<usize> {
     })
 }
 
+/// Most parameter expansions with an unclosed `[` in one word: the parse time
+/// grows about twentyfold with each (debug build: 3 → 0.01 s, 4 → 0.16 s, 5 →
+/// 3.5 s), and `"${x:-[}"` is an ordinary default value.
+const MAX_UNCLOSED_BRACKETS: usize = 2;
+
 /// Refuses a word (or here-document body) that brush-parser 0.4's word parser
-/// takes exponential time on: a parameter expansion whose `[` does not close
-/// before its `}` (`${e[}` six times in one word took 15 s in a release build;
-/// cargo fuzz found it). Bash rejects these too. Quotes are not followed, so a
-/// quoted bracket inside `${…}` errs towards refusing.
+/// takes exponential time on: more than [`MAX_UNCLOSED_BRACKETS`] parameter
+/// expansions whose `[` does not close before their `}` (`${e[}` six times in one
+/// word took 15 s in a release build; cargo fuzz found it). Quotes are not
+/// followed, so quoted brackets inside `${…}` count too.
 fn screen_word(text: &str) -> Option<String> {
     if !text.contains("${") {
         return None;
     }
     // One frame per open `${`: its nested plain braces, and its open brackets.
     let mut frames: Vec<(usize, usize)> = Vec::new();
-    let mut unclosed = false;
+    let mut unclosed = 0usize;
     let mut prev = '\0';
     for c in text.chars() {
         match c {
@@ -325,7 +353,9 @@ fn screen_word(text: &str) -> Option<String> {
             }
             '}' => match frames.last_mut() {
                 Some(f) if f.0 > 0 => f.0 -= 1,
-                Some(_) => unclosed |= frames.pop().is_some_and(|(_, brackets)| brackets > 0),
+                Some(_) => {
+                    unclosed += usize::from(frames.pop().is_some_and(|(_, brackets)| brackets > 0))
+                }
                 None => {}
             },
             '[' => {
@@ -342,7 +372,8 @@ fn screen_word(text: &str) -> Option<String> {
         }
         prev = c;
     }
-    (unclosed || frames.iter().any(|(_, brackets)| *brackets > 0))
+    let unclosed = unclosed + frames.iter().filter(|(_, brackets)| *brackets > 0).count();
+    (unclosed > MAX_UNCLOSED_BRACKETS)
         .then(|| "a parameter expansion whose `[` do not close, which is not analysed".to_string())
 }
 
@@ -428,6 +459,8 @@ struct Walker {
     /// value is parsed again (`x='a[$(cmd)]'; (( x ))`).
     quoted_substitution: bool,
     evaluates_text: bool,
+    /// The quoted here-documents' bodies, when they were lifted out.
+    lifted: Option<Lifted>,
 }
 
 impl Walker {
@@ -776,7 +809,12 @@ impl Walker {
             ast::IoRedirect::HereDocument(_, doc) => {
                 // Bash joins a body's continued lines before expanding it
                 // (`$\` + newline + `(cmd)` runs cmd); brush-parser does not.
-                let body = if doc.requires_expansion {
+                let restored = self.lifted.as_mut().and_then(|l| {
+                    l.restore(&doc.doc.value, !doc.requires_expansion, &doc.here_end.value)
+                });
+                let body = if let Some(text) = restored {
+                    text
+                } else if doc.requires_expansion {
                     join_continued_lines(&doc.doc.value)
                 } else {
                     doc.doc.value.clone()

@@ -37,6 +37,12 @@ pub const NEUTRAL_WRAPPERS: &[&str] = &[
     "caffeinate",
     "xargs",
     "watch",
+    "winpty",
+    "taskset",
+    "flock",
+    "chrt",
+    "numactl",
+    "firejail",
 ];
 
 /// The shells whose `-c` string and standard-input script are parsed.
@@ -179,6 +185,29 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
             options_then_command(&args, &[], false)
         }
         "caffeinate" => options_then_command(&args, &["-t", "-w"], false),
+        "winpty" => options_then_command(&args, &["--mouse", "-Xallow-non-tty"], false),
+        // `taskset MASK CMD`, `taskset -c LIST CMD`; `-p` changes a running process.
+        "taskset"
+            if args
+                .iter()
+                .any(|a| a.text.starts_with("-p") || a.text == "--pid") =>
+        {
+            Inner::Nothing
+        }
+        "taskset" => options_then_command(&args, &[], true),
+        "chrt"
+            if args
+                .iter()
+                .any(|a| a.text.starts_with("-p") || a.text == "--pid") =>
+        {
+            Inner::Nothing
+        }
+        "chrt" => options_then_command(&args, &["-T", "-P", "-D"], true),
+        "numactl" => numactl(&args),
+        "firejail" => options_then_command(&args, &[], false),
+        "flock" => flock(&args),
+        "script" => script_command(&args),
+        "tmux" | "screen" | "byobu" | "dtach" | "abduco" => terminal_multiplexer(&name, &args),
         "exec" => options_then_command(&args, &["-a"], false),
         "nice" => options_then_command(&args, &["-n", "--adjustment"], false),
         "ionice" => options_then_command(&args, &["-c", "-n", "--class", "--classdata"], false),
@@ -451,6 +480,102 @@ fn watch(args: &[&Word]) -> Inner {
     script_of(&args[i.min(args.len())..])
 }
 
+/// `numactl [options] CMD`: its options are glued (`--cpunodebind=0`, `-N0`) or
+/// take the next word (`-N 0`).
+fn numactl(args: &[&Word]) -> Inner {
+    const WITH_VALUE: &[&str] = &[
+        "-a",
+        "-b",
+        "-C",
+        "-i",
+        "-l",
+        "-m",
+        "-N",
+        "-p",
+        "-P",
+        "--interleave",
+        "--membind",
+        "--cpunodebind",
+        "--physcpubind",
+        "--preferred",
+        "--preferred-many",
+    ];
+    options_then_command(args, WITH_VALUE, false)
+}
+
+/// `flock [options] FILE|DIR CMD…`, `flock [options] FILE -c STRING` (run by
+/// `sh -c`), or `flock [options] FD` (locks an open file, runs nothing).
+fn flock(args: &[&Word]) -> Inner {
+    let i = skip_options(args, &["-w", "--timeout", "-E", "--conflict-exit-code"]);
+    let rest = &args[i.min(args.len())..];
+    match rest {
+        [] | [_] => Inner::Nothing,
+        [_, c, script, ..] if c.text == "-c" || c.text == "--command" => script_word(script),
+        [_, ..] => Inner::Argv(i + 1),
+    }
+}
+
+/// `script [options] [FILE]`: with `-c STRING` it runs the string through the
+/// user's shell; without, an interactive shell.
+fn script_command(args: &[&Word]) -> Inner {
+    for (k, w) in args.iter().enumerate() {
+        let t = w.text.as_str();
+        if let Some(inline) = t.strip_prefix("--command=") {
+            return Inner::Script(inline.to_string());
+        }
+        let cluster_c = t.starts_with('-') && !t.starts_with("--") && t.ends_with('c');
+        if t == "--command" || cluster_c {
+            return match args.get(k + 1) {
+                Some(s) => script_word(s),
+                None => Inner::Unknown("`script -c` without a command".into()),
+            };
+        }
+    }
+    Inner::Nothing
+}
+
+/// tmux, screen and their kind run a command in a terminal of their own, later
+/// or in the background (`tmux new -d 'CMD'`, `tmux send-keys … Enter`, `screen
+/// -dm CMD`): not followed. Listing and attaching run nothing new.
+fn terminal_multiplexer(name: &str, args: &[&Word]) -> Inner {
+    const HARMLESS: &[&str] = &[
+        "ls",
+        "list-sessions",
+        "list-windows",
+        "lsw",
+        "list-panes",
+        "lsp",
+        "attach",
+        "attach-session",
+        "a",
+        "at",
+        "kill-session",
+        "kill-server",
+        "has-session",
+        "has",
+        "-ls",
+        "-list",
+        "-r",
+        "-x",
+        "-v",
+        "-V",
+        "-h",
+        "--help",
+        "-version",
+    ];
+    // tmux chains commands with `;` (`tmux new -d CMD \; attach`).
+    let harmless = args
+        .first()
+        .is_none_or(|a| HARMLESS.contains(&a.text.as_str()))
+        && !args.iter().any(|a| a.text.ends_with(';'));
+    if harmless {
+        return Inner::Nothing;
+    }
+    Inner::Unknown(format!(
+        "`{name}` runs a command in a terminal session of its own, which the policy engine does not follow"
+    ))
+}
+
 /// `ssh [options] host [command…]`: the command runs on the host, through its shell.
 fn ssh(args: &[&Word]) -> Inner {
     const WITH_VALUE: &str = "BbcDEeFIiJLlmOoPpQRSWw";
@@ -618,6 +743,24 @@ mod tests {
         assert_eq!(names("sh <<EOF\nrm -rf /\nEOF\n"), ["sh", "rm"]);
         assert_eq!(names("bash -euxo pipefail -c 'rm x'"), ["bash", "rm"]);
         assert_eq!(names("KUBECTL.EXE get x"), ["kubectl"]);
+        // The fourth red-team round's wrappers.
+        assert_eq!(names("winpty rm -rf ~"), ["winpty", "rm"]);
+        assert_eq!(names("taskset -c 0 nc x 1"), ["taskset", "nc"]);
+        assert_eq!(names("taskset 1 rm x"), ["taskset", "rm"]);
+        assert_eq!(names("taskset -p 1 123"), ["taskset"]);
+        assert_eq!(names("flock /tmp/l nc x 1"), ["flock", "nc"]);
+        assert_eq!(names("flock -x /tmp/l -c 'nc x 1'"), ["flock", "nc"]);
+        assert_eq!(names("flock 9"), ["flock"]);
+        assert_eq!(names("script -qc 'nc x 1' /dev/null"), ["script", "nc"]);
+        assert_eq!(
+            names("numactl --cpunodebind=0 -m 0 nc x 1"),
+            ["numactl", "nc"]
+        );
+        assert!(!expand("tmux new -d 'nc x 1'").unresolved.is_empty());
+        assert!(!expand(r"tmux ls \; new -d 'nc x 1'").unresolved.is_empty());
+        assert!(!expand("screen -dm nc x 1").unresolved.is_empty());
+        assert!(expand("tmux ls").unresolved.is_empty());
+        assert!(expand("screen -ls").unresolved.is_empty());
     }
 
     #[test]
