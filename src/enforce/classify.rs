@@ -484,6 +484,34 @@ pub const SECRET_PATHS: &[&str] = &[
     "**/.zsh_history",
     "**/.psql_history",
     "**/.mysql_history",
+    "**/.python_history",
+    "**/.node_repl_history",
+    "**/.local/share/fish/fish_history",
+    // Browser cookies (session tokens) and the other stores of red-team round 5.
+    "**/cookies",
+    "**/firefox/**/cookies.sqlite",
+    "**/.cargo/credentials",
+    "**/.cargo/credentials.toml",
+    "**/.config/hub",
+    "**/.terraform.d/credentials.tfrc.json",
+    "**/.local/share/keyrings/**",
+    "**/.password-store/**",
+    "**/user/globalstorage/state.vscdb",
+    "C:/Windows/System32/config/RegBack/**",
+    "C:/Windows/repair/**",
+    "/proc/*/environ",
+    // Browser profiles by their folders, so that reading a whole folder above
+    // them (`zip -r x ~/.config`, `grep -r pass ~`) reaches them.
+    "~/.config/google-chrome/**/login data",
+    "~/.config/chromium/**/login data",
+    "~/.config/bravesoftware/**/login data",
+    "~/.config/microsoft-edge/**/login data",
+    "~/Library/Application Support/Google/Chrome/**/login data",
+    "~/AppData/Local/Google/Chrome/User Data/**/login data",
+    "~/AppData/Local/Microsoft/Edge/User Data/**/login data",
+    "~/.mozilla/firefox/**/logins.json",
+    "~/Library/Application Support/Firefox/**/logins.json",
+    "~/AppData/Roaming/Mozilla/Firefox/**/logins.json",
 ];
 
 /// Database clients: their use against a production host or database.
@@ -1046,6 +1074,34 @@ pub fn writes_its_paths(inv: &Invocation, classes: &[&str]) -> bool {
         || edits_in_place(&name, &args)
         || (name == "find" && args.contains(&"-delete"))
         || classes.contains(&DESTRUCTIVE)
+}
+
+/// Whether the command reads whole folders it is given: `grep -r`, `rg`, `ag`,
+/// `ack`, `zip -r`, `7z a`, backup tools. A folder above a secret (`grep -r
+/// AKIA ~`) then reads the secret.
+pub fn reads_trees(inv: &Invocation) -> bool {
+    let Some(name) = inv.argv.first().and_then(command_name) else {
+        return false;
+    };
+    let args: Vec<&str> = inv.argv.iter().skip(1).map(|w| w.text.as_str()).collect();
+    let short = |letters: &[char]| {
+        args.iter()
+            .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains(letters))
+    };
+    match name.as_str() {
+        "grep" | "egrep" | "fgrep" | "zgrep" => {
+            short(&['r', 'R'])
+                || args.iter().any(|a| {
+                    a.starts_with("--recursive")
+                        || a.starts_with("--dereference-recursive")
+                        || *a == "recurse"
+                })
+        }
+        "rg" | "ag" | "ack" | "rclone" | "restic" | "borg" | "duplicity" => true,
+        "zip" => short(&['r', 'R']) || args.contains(&"--recurse-paths"),
+        "7z" | "7za" | "7zr" => args.first().is_some_and(|a| matches!(*a, "a" | "u")),
+        _ => false,
+    }
 }
 
 /// Editors of their input files: `sed -i`/`-Ei`/`--in-place`, `perl -pi`, `ruby

@@ -108,22 +108,71 @@ impl Lifted {
     }
 }
 
+/// Refuses here-documents that brush-parser 0.4 reads otherwise than bash 5.2
+/// (red-team round 5), so that neither the parser nor the lifting is trusted on
+/// them:
+/// - a delimiter holding `$` (`<<$'EOF'` ends at `EOF` for bash, at `$EOF` for
+///   the parser);
+/// - a line with several here-documents, one of them inside `$(…)`, `<(…)` or
+///   backquotes (bash reads the inner body first);
+/// - a here-document inside a substitution whose delimiter is followed by `)`
+///   on a later line (`EOF)` ends it for bash, not for the parser).
+pub fn screen(command: &str) -> Option<String> {
+    if !command.contains("<<") {
+        return None;
+    }
+    let lines: Vec<&str> = command.split('\n').collect();
+    for (n, line) in lines.iter().enumerate() {
+        let ops = operators(line);
+        if ops.iter().any(|o| o.written.contains('$')) {
+            return Some("a here-document delimiter holding `$`, which is not analysed".into());
+        }
+        if ops.len() > 1 && ops.iter().any(|o| o.nested) {
+            return Some(
+                "several here-documents on one line, one inside a substitution, which is not analysed"
+                    .into(),
+            );
+        }
+        for o in ops.iter().filter(|o| o.nested) {
+            let closes = lines[n + 1..].iter().any(|l| {
+                l.trim_start_matches('\t')
+                    .strip_prefix(o.delimiter.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with(')'))
+            });
+            if closes {
+                return Some(
+                    "a here-document in a substitution closed on its delimiter's line, which is not analysed"
+                        .into(),
+                );
+            }
+        }
+    }
+    None
+}
+
 /// A here-document operator on a line.
 struct Operator {
     delimiter: String,
+    /// The delimiter word as written.
+    written: String,
     quoted: bool,
     /// `<<-`: leading tabs are removed from the body and the delimiter line.
     strip_tabs: bool,
+    /// Inside `$(…)`, `<(…)`, `>(…)` or backquotes.
+    nested: bool,
 }
 
-/// The here-document operators of a line, in order, outside quotes (a `$(`
-/// inside double quotes starts a fresh context, as in `"$(cat <<'EOF'`).
+/// The here-document operators of a line, in order, outside quotes and
+/// arithmetic (a `$(` inside double quotes starts a fresh context, as in
+/// `"$(cat <<'EOF'`; `$((1<<4))` shifts).
 fn operators(line: &str) -> Vec<Operator> {
     #[derive(Clone, Copy, PartialEq)]
     enum Ctx {
         Plain,
         Single,
         Double,
+        Backquote,
+        Arithmetic,
     }
     let b = line.as_bytes();
     let mut stack = vec![Ctx::Plain];
@@ -132,26 +181,50 @@ fn operators(line: &str) -> Vec<Operator> {
     while i < b.len() {
         let ctx = *stack.last().unwrap_or(&Ctx::Plain);
         let c = b[i];
+        let next = b.get(i + 1).copied();
         match (ctx, c) {
             (Ctx::Single, b'\'') => {
                 stack.pop();
             }
             (Ctx::Single, _) => {}
             (_, b'\\') => i += 1,
-            (_, b'$') if b.get(i + 1) == Some(&b'(') => {
+            (Ctx::Arithmetic, b')') if next == Some(b')') => {
+                stack.pop();
+                i += 1;
+            }
+            (Ctx::Arithmetic, _) => {}
+            (_, b'$') if next == Some(b'(') && b.get(i + 2) == Some(&b'(') => {
+                stack.push(Ctx::Arithmetic);
+                i += 2;
+            }
+            (_, b'$') if next == Some(b'(') => {
                 stack.push(Ctx::Plain);
                 i += 1;
             }
+            (Ctx::Backquote, b'`') => {
+                stack.pop();
+            }
+            (Ctx::Plain | Ctx::Double, b'`') => stack.push(Ctx::Backquote),
             (Ctx::Double, b'"') => {
                 stack.pop();
             }
             (Ctx::Double, _) => {}
-            (Ctx::Plain, b'\'') => stack.push(Ctx::Single),
-            (Ctx::Plain, b'"') => stack.push(Ctx::Double),
+            (Ctx::Plain | Ctx::Backquote, b'(') if next == Some(b'(') => {
+                stack.push(Ctx::Arithmetic);
+                i += 1;
+            }
+            (Ctx::Plain | Ctx::Backquote, b'<' | b'>') if next == Some(b'(') => {
+                stack.push(Ctx::Plain);
+                i += 1;
+            }
+            (Ctx::Plain | Ctx::Backquote, b'\'') => stack.push(Ctx::Single),
+            (Ctx::Plain | Ctx::Backquote, b'"') => stack.push(Ctx::Double),
             (Ctx::Plain, b')') if stack.len() > 1 => {
                 stack.pop();
             }
-            (Ctx::Plain, b'<') if b.get(i + 1) == Some(&b'<') && b.get(i + 2) != Some(&b'<') => {
+            (Ctx::Plain | Ctx::Backquote, b'<')
+                if next == Some(b'<') && b.get(i + 2) != Some(&b'<') =>
+            {
                 let strip_tabs = b.get(i + 2) == Some(&b'-');
                 let start = i + 2 + usize::from(strip_tabs);
                 let (word, end) = delimiter_word(&line[start..]);
@@ -161,7 +234,9 @@ fn operators(line: &str) -> Vec<Operator> {
                 out.push(Operator {
                     quoted: word.contains(['\'', '"', '\\']),
                     delimiter: unquote(word),
+                    written: word.to_string(),
                     strip_tabs,
+                    nested: stack.len() > 1,
                 });
                 i = start + end;
                 continue;
@@ -231,6 +306,29 @@ mod tests {
             Some("Fix :) it\n\nBody (1\n")
         );
         assert!(l.confirmed());
+    }
+
+    /// Red-team round 5: where brush-parser 0.4 and bash 5.2 read a
+    /// here-document differently, the command is refused.
+    #[test]
+    fn here_documents_the_parser_misreads_are_refused() {
+        for hostile in [
+            "cat <<'A' $(cat <<'B')\nB\nA\nrm -rf ~\nB",
+            "cat <<'A' <(cat <<'B')\nB\nA\nB",
+            "cat <<$'EOF'\nx\nEOF\nrm -rf ~\n$EOF",
+            "cat <<E$'O'F\nx\nEOF",
+            "x=$(cat <<'EOF'\nhi\nEOF)\nrm -rf ~\ny=$(cat <<'EOF'\nEOF\n)",
+        ] {
+            assert!(screen(hostile).is_some(), "{hostile:?}");
+        }
+        for fine in [
+            "git commit -m \"$(cat <<'EOF'\nFix (x\nEOF\n)\"",
+            "x=$((1<<4)); cat <<'EOF'\ny\nEOF",
+            "cat <<'A' <<'B'\na\nA\nb\nB",
+            "echo '<<$x'",
+        ] {
+            assert!(screen(fine).is_none(), "{fine:?}");
+        }
     }
 
     #[test]

@@ -48,9 +48,25 @@ pub fn unread_code(name: &str, args: &[&str], reads_stdin: bool) -> Option<Strin
         "wmic" if lower.iter().any(|a| a == "call") && lower.iter().any(|a| a == "create") => {
             Some("`wmic … call create` starts a program the policy engine cannot read".into())
         }
-        "powershell" | "pwsh" if powershell_runs_a_string(name, &lower, reads_stdin) => Some(format!(
+        "wmic" if lower.iter().any(|a| a.contains("subscription") || a.contains("consumer")) => {
+            Some("`wmic` writes a WMI event subscription, which runs a program on an event".into())
+        }
+        "msiexec" if option("y") || option("z") => Some(
+            "`msiexec /y` registers a DLL (runs its registration code), which the policy engine cannot read".into(),
+        ),
+        "explorer" if !args.is_empty() => Some(
+            "`explorer` opens a program or file with its handler, which the policy engine cannot read".into(),
+        ),
+        "netsh" if lower.windows(2).any(|p| p[0] == "add" && p[1] == "helper") => Some(
+            "`netsh add helper` makes netsh load a DLL every time it runs".into(),
+        ),
+        "powershell" | "pwsh" | "pwsh-preview" | "powershell_ise"
+            if powershell_runs_a_string(name, &lower, reads_stdin) =>
+        {
+            Some(format!(
             "`{name}` runs a command string (or its standard input) in PowerShell's language, which is not analysed from a bash line"
-        )),
+        ))
+        }
         "wsl" if wsl_runs_a_command(&lower) => Some(
             "`wsl` runs a command inside a Linux distribution, which the policy engine does not analyse".into(),
         ),
@@ -80,6 +96,7 @@ pub fn autostart(name: &str, args: &[&str]) -> Option<String> {
             "`schtasks` creates or changes a scheduled task"
         }
         "at" if !args.is_empty() && !option("l") => "`at` schedules a command",
+        "batch" => "`batch` schedules a command",
         "sc" if [0, 1].iter().any(|&k| {
             matches!(
                 operand(k).map(String::as_str),
@@ -93,7 +110,9 @@ pub fn autostart(name: &str, args: &[&str]) -> Option<String> {
             Some("import" | "restore" | "load") => {
                 "`reg` loads registry settings from a file, which the policy engine does not read"
             }
-            Some("add" | "copy") if is_autorun_key(&lower.join(" ")) => {
+            Some("add" | "copy")
+                if is_autorun_key(&lower.join(" ")) || is_autorun_value(&lower) =>
+            {
                 "`reg` writes a registry key that starts programs"
             }
             _ => return None,
@@ -165,7 +184,7 @@ fn powershell_runs_a_string(name: &str, lower: &[String], reads_stdin: bool) -> 
             .or_else(|| a.strip_prefix(['-', '/', '\u{2013}', '\u{2014}', '\u{2015}']))
         else {
             // The first operand: a command (powershell) or a script file (pwsh).
-            return name == "powershell" && !a.ends_with(".ps1");
+            return name != "pwsh" && !a.ends_with(".ps1");
         };
         if p.is_empty() {
             return true; // `-`: commands from standard input
@@ -180,7 +199,12 @@ fn powershell_runs_a_string(name: &str, lower: &[String], reads_stdin: bool) -> 
         if "file".starts_with(p) {
             return lower.get(i + 1).is_none_or(|f| f == "-");
         }
-        if matches!(p, "?" | "help" | "h" | "version" | "v") {
+        if matches!(p, "?" | "help" | "h") {
+            return false;
+        }
+        // `pwsh -v` prints the version; Windows PowerShell's `-Version N` picks
+        // the engine that then runs the rest.
+        if "version".starts_with(p) && name == "pwsh" {
             return false;
         }
         // Parameters that take a value.
@@ -200,10 +224,31 @@ fn powershell_runs_a_string(name: &str, lower: &[String], reads_stdin: bool) -> 
             "custompipename",
         ]
         .iter()
-        .any(|v| (v.starts_with(p) && p.len() >= 2) || *v == p);
+        .any(|v| v.starts_with(p));
         i += if takes_value { 2 } else { 1 };
     }
     reads_stdin
+}
+
+/// A value `reg add KEY /v NAME` names that starts a program wherever its key
+/// is: `Load` and `Run` (under `Windows NT\CurrentVersion\Windows`), the
+/// screensaver (`SCRNSAVE.EXE`), `Userinit`, `Shell`, `AutoRun`, `Debugger`.
+fn is_autorun_value(lower: &[String]) -> bool {
+    lower.windows(2).any(|p| {
+        is_option(&p[0], "v")
+            && matches!(
+                p[1].as_str(),
+                "load"
+                    | "run"
+                    | "scrnsave.exe"
+                    | "userinit"
+                    | "shell"
+                    | "autorun"
+                    | "debugger"
+                    | "appinit_dlls"
+                    | "monitorprocess"
+            )
+    })
 }
 
 /// `systemctl [--user] enable|link|reenable|preset|edit|set-property …`: a unit
@@ -233,8 +278,32 @@ fn wsl_runs_a_command(lower: &[String]) -> bool {
     while i < lower.len() {
         match lower[i].as_str() {
             "-e" | "--exec" | "--" => return true,
-            "-d" | "--distribution" | "-u" | "--user" | "--cd" => i += 2,
-            a if a.starts_with('-') => return false,
+            "-d" | "--distribution" | "-u" | "--user" | "--cd" | "--shell-type"
+            | "--distribution-id" => i += 2,
+            // Commands of wsl itself, which run nothing in Linux.
+            "-l"
+            | "--list"
+            | "--status"
+            | "--shutdown"
+            | "--terminate"
+            | "-t"
+            | "--update"
+            | "--version"
+            | "-v"
+            | "--help"
+            | "--export"
+            | "--import"
+            | "--unregister"
+            | "--set-default"
+            | "-s"
+            | "--set-version"
+            | "--set-default-version"
+            | "--install"
+            | "--mount"
+            | "--unmount"
+            | "--manage" => return false,
+            // Other options (`--system`, newer ones) come before a command.
+            a if a.starts_with('-') => i += 1,
             _ => return true,
         }
     }

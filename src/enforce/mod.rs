@@ -400,10 +400,12 @@ impl Engine {
         path_words.extend(inv.redirects.iter().map(|r| (&r.target, r.write)));
         let low = self.policy.safety.risk_tolerance == RiskTolerance::Low;
         let copy_into = classify::copy_destination(inv);
+        let reads_trees = classify::reads_trees(inv);
         for (word, write) in path_words {
             // `cp settings.json ~/.claude/` writes `~/.claude/settings.json`.
             let into = copy_into.as_ref().filter(|c| std::ptr::eq(c.dest, word));
             let access = match (write, into) {
+                (false, _) if reads_trees => Access::ReadTree,
                 (false, _) => Access::Read,
                 (true, Some(c)) if c.names_only => Access::WriteInto,
                 (true, _) => Access::Write,

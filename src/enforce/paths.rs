@@ -235,6 +235,9 @@ pub enum Access {
     /// Writes files of known names into it (`cp a b DIR/`): those are judged
     /// as paths of their own, and the folder only as a write of its own.
     WriteInto,
+    /// Reads it and, for a folder, everything under it (`grep -r`, `zip -r`):
+    /// the secrets and the policy's paths below it count.
+    ReadTree,
 }
 
 /// One match of a path against the rules.
@@ -306,27 +309,55 @@ impl PathRules {
     /// for nothing, and each rule's example file (its own wildcards standing for
     /// one name) tried against the pattern as bash reads it.
     fn glob_matches_into(&self, pattern: &str, seen: &mut [bool]) {
+        // Extended globs (`@(kube)`, `!(x)`, `+(a|b)`) as `*`: they match no more.
+        let pattern = without_extended_globs(pattern);
         for stand_in in ["x", ""] {
             let one = pattern
                 .replace("**", stand_in)
                 .replace(['*', '?'], stand_in);
             self.matches_into(&one, seen);
         }
-        let Ok(word) = GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .backslash_escape(false)
-            .build()
-        else {
+        let as_bash_reads = |p: &str| {
+            GlobBuilder::new(p)
+                .literal_separator(true)
+                .backslash_escape(false)
+                .build()
+                .ok()
+                .map(|g| g.compile_matcher())
+        };
+        let Some(word) = as_bash_reads(&pattern) else {
             return;
         };
-        let word = word.compile_matcher();
+        // The pattern's last components, for rules anchored anywhere: its last
+        // `n` components may name the rule's file (`*/Login?Data` names `login
+        // data`), unless its last name is wildcards alone (`src/*`).
+        let parts: Vec<&str> = pattern.split('/').collect();
+        let literal_name = parts
+            .last()
+            .is_some_and(|p| p.chars().any(|c| !"*?".contains(c)));
+        let mut tails: Vec<Option<Option<GlobMatcher>>> = Vec::new();
         for (i, e) in self.entries.iter().enumerate() {
-            if !seen[i]
-                && let Some(example) = example_of(&e.glob)
-                && word.is_match(&example)
-            {
-                seen[i] = true;
-            }
+            let Some(example) = example_of(&e.glob) else {
+                continue;
+            };
+            let anywhere = example
+                .strip_prefix("~/")
+                .filter(|_| e.glob.starts_with("**/"));
+            let tail_hit = anywhere.is_some_and(|tail| {
+                let n = tail.split('/').count();
+                if tails.len() < n {
+                    tails.resize(n, None);
+                }
+                tails[n - 1]
+                    .get_or_insert_with(|| {
+                        (literal_name && n <= parts.len())
+                            .then(|| as_bash_reads(&parts[parts.len() - n..].join("/")))
+                            .flatten()
+                    })
+                    .as_ref()
+                    .is_some_and(|t| t.is_match(tail))
+            });
+            seen[i] |= tail_hit || word.is_match(&example);
         }
     }
 
@@ -335,7 +366,8 @@ impl PathRules {
     /// `glob`: the word was a pattern the shell expands, so the folder it expands
     /// in counts as written.
     pub fn hits(&self, path: &str, access: Access, glob: bool) -> Vec<PathHit> {
-        let write = access != Access::Read;
+        let write = matches!(access, Access::Write | Access::WriteInto);
+        let tree = access == Access::ReadTree;
         let mut out = Vec::new();
         let folder;
         let pattern = path;
@@ -360,8 +392,13 @@ impl PathRules {
         }
         for (i, e) in self.entries.iter().enumerate() {
             let folder_itself = e.trailing && path == e.prefix;
+            // A folder read whole counts for what is read below it: secrets and
+            // the policy's own paths, not the system and startup lists.
+            let below = access == Access::Write
+                || (tree && matches!(e.list, PathList::Secret | PathList::Policy(_)));
             let ancestor = ((write || glob) && is_ancestor(path, &e.prefix))
-                || (access == Access::Write && e.folders.iter().any(|h| h.is_match(path)));
+                || (below && is_ancestor(path, &e.prefix))
+                || (below && e.folders.iter().any(|h| h.is_match(path)));
             if (seen[i] || folder_itself || ancestor)
                 && !out.iter().any(|h: &PathHit| h.list == e.list)
             {
@@ -374,6 +411,37 @@ impl PathRules {
         }
         out
     }
+}
+
+/// `pattern` with bash's extended globs (`@(…)`, `?(…)`, `+(…)`, `*(…)`, `!(…)`)
+/// written `*`, which matches at least what each does within one name.
+fn without_extended_globs(pattern: &str) -> Cow<'_, str> {
+    if !pattern.contains('(') {
+        return Cow::Borrowed(pattern);
+    }
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if "@?+*!".contains(c) && chars.peek() == Some(&'(') {
+            let mut depth = 0;
+            for d in chars.by_ref() {
+                match d {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            out.push('*');
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A file a rule's glob matches, its wildcards standing for one name `x`

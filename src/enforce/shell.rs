@@ -134,6 +134,12 @@ pub fn parse(command: &str) -> Parsed {
     // Quoted here-documents' bodies are text: lifted out first (within the size
     // limits, which the command as written is held to), and the lifted reading
     // kept only if the parser confirms it.
+    if let Some(why) = super::here_docs::screen(command) {
+        return Parsed {
+            unresolved: vec![why],
+            ..Parsed::default()
+        };
+    }
     let within_limits =
         command.len() <= MAX_COMMAND_BYTES && command.split_ascii_whitespace().count() <= MAX_WORDS;
     if within_limits && let Some(lifted) = Lifted::new(command) {
@@ -314,11 +320,19 @@ fn open_expansion_after_here_doc(command: &str) -> Option<String> {
     None
 }
 
-/// Where `<<` (or `<<-`) starts in `line`, not `<<<`.
+/// Where `<<` (or `<<-`) starts in `line`, not `<<<`, nor a shift inside
+/// `((…))` or `$((…))`.
 fn here_doc_operator(line: &str) -> Option<usize> {
     let b = line.as_bytes();
+    let mut arithmetic = 0usize;
     (0..b.len().saturating_sub(1)).find(|&i| {
-        b[i] == b'<'
+        if b[i] == b'(' && b[i + 1] == b'(' {
+            arithmetic += 1;
+        } else if b[i] == b')' && b[i + 1] == b')' {
+            arithmetic = arithmetic.saturating_sub(1);
+        }
+        arithmetic == 0
+            && b[i] == b'<'
             && b[i + 1] == b'<'
             && b.get(i + 2) != Some(&b'<')
             && (i == 0 || b[i - 1] != b'<')
@@ -794,7 +808,18 @@ impl Walker {
                     let write = matches!(kind, K::Write | K::Append | K::ReadAndWrite | K::Clobber);
                     out.push(Redirect { target, write });
                 }
-                T::ProcessSubstitution(_, sub) => self.compound_list(&sub.list, depth),
+                T::ProcessSubstitution(_, sub) => {
+                    self.compound_list(&sub.list, depth);
+                    // `bash < <(curl …)`: what the command reads is only known then.
+                    out.push(Redirect {
+                        target: Word {
+                            text: "<(…)".into(),
+                            dynamic: Some("a process substitution".into()),
+                            glob: false,
+                        },
+                        write: matches!(kind, K::Write | K::Append | K::Clobber),
+                    });
+                }
                 T::Duplicate(w) => {
                     let target = self.word(w, depth);
                     // `>&file` is `&>file`: a write, unless it names a descriptor.
@@ -1023,7 +1048,9 @@ impl Walker {
 /// Whether unquoted text is a pattern the shell expands: `*`, `?`, a `[…]` class,
 /// or a brace expansion `{a,b}` / `{1..3}` (a lone `[` is the test command).
 fn is_pattern(s: &str) -> bool {
-    if s.contains(['*', '?']) {
+    // `@(…)`, `+(…)`, `!(…)`: extended globs, which `shopt -s extglob` on an
+    // earlier line turns on.
+    if s.contains(['*', '?']) || s.contains("@(") || s.contains("+(") || s.contains("!(") {
         return true;
     }
     let class = s.find('[').is_some_and(|i| s[i + 1..].contains(']'));

@@ -142,6 +142,10 @@ enum Inner {
     Script(String),
     /// Something runs that cannot be seen.
     Unknown(String),
+    /// The command starts at one of these indices (the wrapper's options are
+    /// not all known, so a word may be an option's value or the command): each
+    /// is judged.
+    Either(Vec<usize>),
 }
 
 /// Most wrappers around one command (`env env env … rm`): each is a level of
@@ -185,7 +189,7 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
             options_then_command(&args, &[], false)
         }
         "caffeinate" => options_then_command(&args, &["-t", "-w"], false),
-        "winpty" => options_then_command(&args, &["--mouse", "-Xallow-non-tty"], false),
+        "winpty" => options_then_command(&args, &[], false),
         // `taskset MASK CMD`, `taskset -c LIST CMD`; `-p` changes a running process.
         "taskset"
             if args
@@ -206,6 +210,46 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
         "numactl" => numactl(&args),
         "firejail" => options_then_command(&args, &[], false),
         "flock" => flock(&args),
+        // Programs that run a command after options this engine does not list
+        // one by one: each word that may start the command is judged.
+        "setpriv" | "unshare" | "nsenter" | "pkexec" | "strace" | "ltrace" | "valgrind"
+        | "fakeroot" | "eatmydata" | "proxychains" | "proxychains4" | "torsocks" | "xvfb-run"
+        | "dbus-launch" | "ssh-agent" | "cgexec" | "rlwrap" | "prlimit" | "systemd-inhibit"
+        | "cpulimit" | "trickle" | "parallel" | "runcon" | "sandbox-exec" | "catchsegv"
+        | "chpst" | "sudo-rs" | "doas-rs" => loose_options(&args, 0),
+        "faketime" | "setarch" => loose_options(&args, 1),
+        "launchctl" => match args.first().map(|a| a.text.as_str()) {
+            Some("asuser" | "bsexec") => shifted(loose_options(&args[2.min(args.len())..], 0), 2),
+            _ => Inner::Nothing,
+        },
+        "perf" => match args.first().map(|a| a.text.as_str()) {
+            Some("stat" | "record" | "trace" | "top" | "sched" | "mem" | "kvm" | "c2c") => {
+                shifted(loose_options(&args[1..], 0), 1)
+            }
+            _ => Inner::Nothing,
+        },
+        "gdb" | "lldb" => match args
+            .iter()
+            .position(|a| a.text == "--args" || a.text == "--")
+        {
+            Some(k) if k + 1 < args.len() => Inner::Argv(k + 1),
+            _ => Inner::Nothing,
+        },
+        // `sg GROUP -c CMD` and `sg GROUP CMD…` run through `sh -c`; `runuser`
+        // takes `-c` as su does, or a command after its options.
+        "sg" => match args.get(1) {
+            Some(c) if c.text == "-c" => args.get(2).map_or(Inner::Nothing, |w| script_word(w)),
+            Some(_) => script_of(&args[1..]),
+            None => Inner::Nothing,
+        },
+        "runuser" => match args
+            .iter()
+            .position(|a| a.text == "-c" || a.text == "--command")
+        {
+            Some(k) => args.get(k + 1).map_or(Inner::Nothing, |w| script_word(w)),
+            None => loose_options(&args, 0),
+        },
+        "toybox" => options_then_command(&args, &[], false),
         "script" => script_command(&args),
         "tmux" | "screen" | "byobu" | "dtach" | "abduco" => terminal_multiplexer(&name, &args),
         "exec" => options_then_command(&args, &["-a"], false),
@@ -219,6 +263,14 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
         "watch" => watch(&args),
         "ssh" => ssh(&args),
         "eval" => script_of(&args),
+        "source" | "." => match args.first() {
+            Some(f) if f.dynamic.is_some() => Inner::Unknown(format!(
+                "`{name}` runs a script given as `{}`, only known when it runs",
+                f.text
+            )),
+            Some(f) if reads_standard_input(&f.text) => stdin_script(&name, &inv),
+            _ => Inner::Nothing,
+        },
         n if SHELLS.contains(&n) => shell_script(n, &args, &inv),
         _ => {
             out.invocations.push(inv);
@@ -227,6 +279,7 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
     };
     let wrapper_argv_len = match &inner {
         Inner::Argv(i) => *i + 1,
+        Inner::Either(at) => at.first().map_or(inv.argv.len(), |i| i + 1),
         _ => inv.argv.len(),
     };
     let mut wrapped = inv.wrappers.clone();
@@ -234,13 +287,34 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
     // The wrapper is judged as itself (with its own options only).
     let own = Invocation {
         argv: inv.argv[..wrapper_argv_len.min(inv.argv.len())].to_vec(),
-        wraps: matches!(inner, Inner::Argv(_)),
+        wraps: matches!(inner, Inner::Argv(_) | Inner::Either(_)),
         ..inv.clone()
     };
     out.invocations.push(own);
     match inner {
         Inner::Nothing => {}
-        Inner::Argv(i) => {
+        Inner::Argv(i) => unwrap_at(i, &inv, &name, wrapped, depth, out),
+        Inner::Either(at) => {
+            for i in at {
+                unwrap_at(i, &inv, &name, wrapped.clone(), depth, out);
+            }
+        }
+        Inner::Script(s) => expand_into(&s, &wrapped, depth + 1, out),
+        Inner::Unknown(why) => out.unresolved.push(why),
+    }
+}
+
+/// Judges the command that starts after index `i` of a wrapper's arguments.
+fn unwrap_at(
+    i: usize,
+    inv: &Invocation,
+    name: &str,
+    wrapped: Vec<String>,
+    depth: usize,
+    out: &mut Expanded,
+) {
+    {
+        {
             let mut argv = inv.argv[i + 1..].to_vec();
             let mut assignments = inv.assignments.clone();
             if name == "env" {
@@ -281,8 +355,6 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
             };
             unwrap_one(inner, depth, out);
         }
-        Inner::Script(s) => expand_into(&s, &wrapped, depth + 1, out),
-        Inner::Unknown(why) => out.unresolved.push(why),
     }
 }
 
@@ -480,6 +552,54 @@ fn watch(args: &[&Word]) -> Inner {
     script_of(&args[i.min(args.len())..])
 }
 
+/// The command after a wrapper's options when which options take a value is not
+/// known: every word that may start it (the first word after the options, and
+/// each one before it that may be an option's value instead) is a candidate,
+/// at most 8. `positional`: words that come first and are not options
+/// (faketime's time, setarch's architecture).
+fn loose_options(args: &[&Word], positional: usize) -> Inner {
+    let mut at = Vec::new();
+    let mut left = positional;
+    for (j, w) in args.iter().enumerate() {
+        let t = w.text.as_str();
+        if t == "--" {
+            if j + 1 < args.len() {
+                at.push(j + 1);
+            }
+            break;
+        }
+        if t.starts_with('-') && t.len() > 1 {
+            continue;
+        }
+        if left > 0 {
+            left -= 1;
+            continue;
+        }
+        at.push(j);
+        let after_option = j > 0 && {
+            let p = args[j - 1].text.as_str();
+            p.starts_with('-') && p.len() > 1 && !p.contains('=')
+        };
+        if !after_option || at.len() >= 8 {
+            break;
+        }
+    }
+    if at.is_empty() {
+        Inner::Nothing
+    } else {
+        Inner::Either(at)
+    }
+}
+
+/// `inner` found in `args[by..]`, its indices made relative to `args`.
+fn shifted(inner: Inner, by: usize) -> Inner {
+    match inner {
+        Inner::Argv(i) => Inner::Argv(i + by),
+        Inner::Either(at) => Inner::Either(at.into_iter().map(|i| i + by).collect()),
+        other => other,
+    }
+}
+
 /// `numactl [options] CMD`: its options are glued (`--cpunodebind=0`, `-N0`) or
 /// take the next word (`-N 0`).
 fn numactl(args: &[&Word]) -> Inner {
@@ -520,11 +640,14 @@ fn flock(args: &[&Word]) -> Inner {
 fn script_command(args: &[&Word]) -> Inner {
     for (k, w) in args.iter().enumerate() {
         let t = w.text.as_str();
-        if let Some(inline) = t.strip_prefix("--command=") {
+        // getopt takes any unambiguous prefix of a long option (`--comm`, `--c`).
+        let (long, inline) = t.split_once('=').unwrap_or((t, ""));
+        let command = long.len() > 2 && long.starts_with("--") && "--command".starts_with(long);
+        if command && t.contains('=') {
             return Inner::Script(inline.to_string());
         }
         let cluster_c = t.starts_with('-') && !t.starts_with("--") && t.ends_with('c');
-        if t == "--command" || cluster_c {
+        if command || cluster_c {
             return match args.get(k + 1) {
                 Some(s) => script_word(s),
                 None => Inner::Unknown("`script -c` without a command".into()),
@@ -640,11 +763,14 @@ fn shell_script(name: &str, args: &[&Word], inv: &Invocation) -> Inner {
     if name == "busybox" {
         match args.first().and_then(|w| command_name(w)) {
             Some(n) if SHELLS.contains(&n.as_str()) => args = &args[1..],
-            _ => return Inner::Nothing,
+            // Any other applet is that program (`busybox nc …`).
+            Some(_) => return Inner::Argv(0),
+            None => return Inner::Nothing,
         }
     }
     let mut i = 0;
     let mut dash_c = false;
+    let mut dash_s = false;
     while i < args.len() {
         let t = args[i].text.as_str();
         if t == "--" || t == "-" {
@@ -662,6 +788,10 @@ fn shell_script(name: &str, args: &[&Word], inv: &Invocation) -> Inner {
         if !t.starts_with("--") && t[1..].contains('c') {
             dash_c = true;
         }
+        // `-s`: the script is standard input, and the operands are its arguments.
+        if !t.starts_with("--") && t.starts_with('-') && t[1..].contains('s') {
+            dash_s = true;
+        }
         // `-euxo pipefail`: a cluster ending in `o` takes the next word.
         i += if !t.starts_with("--") && t.ends_with(['o', 'O']) {
             2
@@ -675,10 +805,39 @@ fn shell_script(name: &str, args: &[&Word], inv: &Invocation) -> Inner {
             None => Inner::Unknown(format!("`{name} -c` without a command")),
         };
     }
-    if i < args.len() {
-        // A script file: it runs as any program does; its content is not read.
-        return Inner::Nothing;
+    if i < args.len() && !dash_s {
+        let file = args[i];
+        if file.dynamic.is_some() {
+            // `bash <(curl …)`, `bash "$F"`.
+            return Inner::Unknown(format!(
+                "`{name}` runs a script given as `{}`, only known when it runs",
+                file.text
+            ));
+        }
+        if !reads_standard_input(&file.text) {
+            // A script file: it runs as any program does; its content is not read.
+            return Inner::Nothing;
+        }
     }
+    stdin_script(name, inv)
+}
+
+/// `/dev/stdin`, `/dev/fd/N`, `/proc/self/fd/N`: a file name that is the
+/// command's standard input or another open descriptor (a here-document's).
+pub fn reads_standard_input(file: &str) -> bool {
+    let fd = |rest: &str| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit());
+    file == "-"
+        || file == "/dev/stdin"
+        || file.strip_prefix("/dev/fd/").is_some_and(fd)
+        || file
+            .strip_prefix("/proc/")
+            .and_then(|r| r.split_once("/fd/"))
+            .is_some_and(|(_, n)| fd(n))
+}
+
+/// The script a shell (or `source`) reads from its standard input: a
+/// here-document or here-string is parsed; a pipe or a file is not known.
+fn stdin_script(name: &str, inv: &Invocation) -> Inner {
     if let Some(text) = &inv.stdin_text {
         return Inner::Script(text.clone());
     }
