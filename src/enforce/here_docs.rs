@@ -121,23 +121,42 @@ pub fn screen(command: &str) -> Option<String> {
     if !command.contains("<<") {
         return None;
     }
-    let lines: Vec<&str> = command.split('\n').collect();
-    for (n, line) in lines.iter().enumerate() {
-        let ops = operators(line);
-        if ops.iter().any(|o| o.written.contains('$')) {
-            return Some("a here-document delimiter holding `$`, which is not analysed".into());
+    // Read as text, not through the lexer (red-team round 6 fooled a lexer with
+    // line continuations, quotes left open and `$'\''`): continued lines joined,
+    // every `<<` that is not part of `<<<` nor an arithmetic shift counted.
+    let joined = command.replace("\\\n", "");
+    let ops = textual_operators(&joined);
+    if ops.iter().any(|(word, _)| word.contains('$')) {
+        return Some("a here-document delimiter holding `$`, which is not analysed".into());
+    }
+    let substitutes =
+        |t: &str| t.contains("$(") || t.contains('`') || t.contains("<(") || t.contains(">(");
+    if ops.len() > 1 {
+        // A here-document inside a substitution beside another one: on one
+        // line, or on a line that leaves the substitution open.
+        for line in joined.split('\n') {
+            let here = textual_operators(line).len();
+            let opens = line.matches("$(").count()
+                + line.matches("<(").count()
+                + line.matches(">(").count();
+            let open_after =
+                opens > line.matches(')').count() || line.matches('`').count() % 2 == 1;
+            if (here > 1 && substitutes(line)) || (here > 0 && open_after) {
+                return Some(
+                    "several here-documents with one inside a substitution, which is not analysed"
+                        .into(),
+                );
+            }
         }
-        if ops.len() > 1 && ops.iter().any(|o| o.nested) {
-            return Some(
-                "several here-documents on one line, one inside a substitution, which is not analysed"
-                    .into(),
-            );
-        }
-        for o in ops.iter().filter(|o| o.nested) {
-            let closes = lines[n + 1..].iter().any(|l| {
+    }
+    let substitutes = substitutes(&joined);
+    if substitutes {
+        for (word, _) in &ops {
+            let delimiter = unquote(word);
+            let closes = joined.split('\n').any(|l| {
                 l.trim_start_matches('\t')
-                    .strip_prefix(o.delimiter.as_str())
-                    .is_some_and(|rest| rest.trim_start().starts_with(')'))
+                    .strip_prefix(delimiter.as_str())
+                    .is_some_and(|rest| !rest.is_empty() && rest.trim_start().starts_with(')'))
             });
             if closes {
                 return Some(
@@ -150,16 +169,49 @@ pub fn screen(command: &str) -> Option<String> {
     None
 }
 
+/// Every here-document operator of `text` as text (quotes not followed): the
+/// delimiter word as written, and where it ends. Not `<<<`, nor `<<` inside
+/// `((…))`.
+fn textual_operators(text: &str) -> Vec<(&str, usize)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut arithmetic = 0usize;
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] == b'(' && b[i + 1] == b'(' {
+            arithmetic += 1;
+        } else if b[i] == b')' && b[i + 1] == b')' {
+            arithmetic = arithmetic.saturating_sub(1);
+        }
+        let operator = b[i] == b'<'
+            && b[i + 1] == b'<'
+            && b.get(i + 2) != Some(&b'<')
+            && (i == 0 || b[i - 1] != b'<');
+        // A shift only if the arithmetic closes after it on the line: `$((echo
+        // x) )` is a command substitution that never closes as arithmetic.
+        let shift = arithmetic > 0 && {
+            let rest = &b[i..];
+            let line = &rest[..rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len())];
+            line.windows(2).any(|w| w == b"))")
+        };
+        if operator && !shift {
+            let start = i + 2 + usize::from(b.get(i + 2) == Some(&b'-'));
+            let (word, end) = delimiter_word(&text[start..]);
+            out.push((word, start + end));
+            i = start + end.max(1);
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
 /// A here-document operator on a line.
 struct Operator {
     delimiter: String,
-    /// The delimiter word as written.
-    written: String,
     quoted: bool,
     /// `<<-`: leading tabs are removed from the body and the delimiter line.
     strip_tabs: bool,
-    /// Inside `$(…)`, `<(…)`, `>(…)` or backquotes.
-    nested: bool,
 }
 
 /// The here-document operators of a line, in order, outside quotes and
@@ -223,7 +275,9 @@ fn operators(line: &str) -> Vec<Operator> {
                 stack.pop();
             }
             (Ctx::Plain | Ctx::Backquote, b'<')
-                if next == Some(b'<') && b.get(i + 2) != Some(&b'<') =>
+                if next == Some(b'<')
+                    && b.get(i + 2) != Some(&b'<')
+                    && (i == 0 || b[i - 1] != b'<') =>
             {
                 let strip_tabs = b.get(i + 2) == Some(&b'-');
                 let start = i + 2 + usize::from(strip_tabs);
@@ -234,9 +288,7 @@ fn operators(line: &str) -> Vec<Operator> {
                 out.push(Operator {
                     quoted: word.contains(['\'', '"', '\\']),
                     delimiter: unquote(word),
-                    written: word.to_string(),
                     strip_tabs,
-                    nested: stack.len() > 1,
                 });
                 i = start + end;
                 continue;
@@ -325,7 +377,8 @@ mod tests {
             "git commit -m \"$(cat <<'EOF'\nFix (x\nEOF\n)\"",
             "x=$((1<<4)); cat <<'EOF'\ny\nEOF",
             "cat <<'A' <<'B'\na\nA\nb\nB",
-            "echo '<<$x'",
+            "bash <<< \"$VAR\"",
+            "cat > a.ts <<'EOF'\nconst x = `${a}`;\nif (a << 2) {}\nEOF",
         ] {
             assert!(screen(fine).is_none(), "{fine:?}");
         }

@@ -409,6 +409,19 @@ fn join_continued_lines(text: &str) -> String {
     out
 }
 
+/// A redirection that gives the command input only known when it runs (another
+/// descriptor, a here-document on one): a shell given it runs unknown commands.
+fn other_input() -> Redirect {
+    Redirect {
+        target: Word {
+            text: "&…".into(),
+            dynamic: Some("another descriptor's input".into()),
+            glob: false,
+        },
+        write: false,
+    }
+}
+
 /// Most `(` and `((` tokens in one script that also holds a `case` (whose
 /// patterns end in a lone `)`, so unclosed brackets cannot be counted).
 pub const MAX_OPENINGS_WITH_CASE: usize = 16;
@@ -829,8 +842,23 @@ impl Walker {
                         out.push(Redirect { target, write });
                     }
                 }
+                // `0<&3`: standard input from another descriptor, which may be a
+                // here-document a shell then runs.
+                T::Fd(_) if matches!(kind, K::DuplicateInput) => out.push(other_input()),
                 T::Fd(_) => {}
             },
+            ast::IoRedirect::HereDocument(fd, doc) if fd.is_some_and(|n| n != 0) => {
+                // `3<<'EOF'`: not standard input, but a file `bash /dev/fd/3`
+                // reads; its body is not a script judged for this command.
+                if doc.requires_expansion {
+                    self.here_doc_expansions(&join_continued_lines(&doc.doc.value), depth);
+                }
+                out.push(other_input());
+            }
+            ast::IoRedirect::HereString(fd, w) if fd.is_some_and(|n| n != 0) => {
+                self.word(w, depth);
+                out.push(other_input());
+            }
             ast::IoRedirect::HereDocument(_, doc) => {
                 // Bash joins a body's continued lines before expanding it
                 // (`$\` + newline + `(cmd)` runs cmd); brush-parser does not.
@@ -844,23 +872,8 @@ impl Walker {
                 } else {
                     doc.doc.value.clone()
                 };
-                if let Some(why) = doc.requires_expansion.then(|| screen_word(&body)).flatten() {
-                    self.unresolved(why);
-                } else if doc.requires_expansion {
-                    match word::parse_heredoc(&body, &options()) {
-                        Ok(pieces) => {
-                            let mut unused = false;
-                            self.pieces(
-                                "",
-                                &pieces,
-                                &mut String::new(),
-                                &mut None,
-                                &mut unused,
-                                depth,
-                            );
-                        }
-                        Err(_) => self.unresolved("a here-document could not be parsed".into()),
-                    }
+                if doc.requires_expansion {
+                    self.here_doc_expansions(&body, depth);
                 }
                 *stdin_text = Some(body);
             }
@@ -875,6 +888,28 @@ impl Walker {
                     write: true,
                 });
             }
+        }
+    }
+
+    /// Judges what an unquoted here-document's body runs when bash expands it.
+    fn here_doc_expansions(&mut self, body: &str, depth: usize) {
+        if let Some(why) = screen_word(body) {
+            self.unresolved(why);
+            return;
+        }
+        match word::parse_heredoc(body, &options()) {
+            Ok(pieces) => {
+                let mut unused = false;
+                self.pieces(
+                    "",
+                    &pieces,
+                    &mut String::new(),
+                    &mut None,
+                    &mut unused,
+                    depth,
+                );
+            }
+            Err(_) => self.unresolved("a here-document could not be parsed".into()),
         }
     }
 

@@ -46,7 +46,10 @@ pub const NEUTRAL_WRAPPERS: &[&str] = &[
 ];
 
 /// The shells whose `-c` string and standard-input script are parsed.
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"];
+const SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "rbash", "fish", "tcsh", "csh",
+    "yash", "posh", "lksh", "oksh", "pdksh", "ksh93", "elvish",
+];
 
 /// The name a command word resolves to: its file name without directories or a
 /// Windows executable extension, in lower case (`/usr/bin/kubectl`, `\kubectl`,
@@ -185,9 +188,8 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
                 options_then_command(&args, &[], false)
             }
         }
-        "builtin" | "nohup" | "setsid" | "unbuffer" | "time" => {
-            options_then_command(&args, &[], false)
-        }
+        "builtin" | "nohup" | "setsid" | "unbuffer" => options_then_command(&args, &[], false),
+        "time" => options_then_command(&args, &["-o", "-f", "--output", "--format"], false),
         "caffeinate" => options_then_command(&args, &["-t", "-w"], false),
         "winpty" => options_then_command(&args, &[], false),
         // `taskset MASK CMD`, `taskset -c LIST CMD`; `-p` changes a running process.
@@ -217,7 +219,13 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
         | "dbus-launch" | "ssh-agent" | "cgexec" | "rlwrap" | "prlimit" | "systemd-inhibit"
         | "cpulimit" | "trickle" | "parallel" | "runcon" | "sandbox-exec" | "catchsegv"
         | "chpst" | "sudo-rs" | "doas-rs" => loose_options(&args, 0),
-        "faketime" | "setarch" => loose_options(&args, 1),
+        // faketime's time (after a value option or not), setarch's
+        // architecture (absent under its other names: `linux32`, `x86_64`).
+        "faketime" => either(loose_options(&args, 1), loose_options(&args, 2)),
+        "setarch" => either(loose_options(&args, 0), loose_options(&args, 1)),
+        "linux32" | "linux64" | "i386" | "x86_64" | "arm64" | "aarch64" | "ppc64" | "uname26" => {
+            loose_options(&args, 0)
+        }
         "launchctl" => match args.first().map(|a| a.text.as_str()) {
             Some("asuser" | "bsexec") => shifted(loose_options(&args[2.min(args.len())..], 0), 2),
             _ => Inner::Nothing,
@@ -237,17 +245,21 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
         },
         // `sg GROUP -c CMD` and `sg GROUP CMD…` run through `sh -c`; `runuser`
         // takes `-c` as su does, or a command after its options.
-        "sg" => match args.get(1) {
-            Some(c) if c.text == "-c" => args.get(2).map_or(Inner::Nothing, |w| script_word(w)),
-            Some(_) => script_of(&args[1..]),
-            None => Inner::Nothing,
-        },
-        "runuser" => match args
-            .iter()
-            .position(|a| a.text == "-c" || a.text == "--command")
-        {
-            Some(k) => args.get(k + 1).map_or(Inner::Nothing, |w| script_word(w)),
-            None => loose_options(&args, 0),
+        "sg" => {
+            // `sg [-] GROUP [-c] CMD`.
+            let rest = match args.first() {
+                Some(d) if d.text == "-" => &args[1..],
+                _ => &args[..],
+            };
+            match rest.get(1) {
+                Some(c) if c.text == "-c" => rest.get(2).map_or(Inner::Nothing, |w| script_word(w)),
+                Some(_) => script_of(&rest[1..]),
+                None => Inner::Nothing,
+            }
+        }
+        "runuser" => match su(&args) {
+            Inner::Nothing => loose_options(&args, 0),
+            inner => inner,
         },
         "toybox" => options_then_command(&args, &[], false),
         "script" => script_command(&args),
@@ -255,17 +267,28 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
         "exec" => options_then_command(&args, &["-a"], false),
         "nice" => options_then_command(&args, &["-n", "--adjustment"], false),
         "ionice" => options_then_command(&args, &["-c", "-n", "--class", "--classdata"], false),
-        "stdbuf" => options_then_command(&args, &["-i", "-o", "-e"], false),
+        "stdbuf" => options_then_command(
+            &args,
+            &["-i", "-o", "-e", "--input", "--output", "--error"],
+            false,
+        ),
         "chroot" => options_then_command(&args, &["--userspec", "--groups"], true),
         "timeout" => options_then_command(&args, &["-s", "-k", "--signal", "--kill-after"], true),
         "xargs" => xargs(&args),
         "find" => find(&inv, out),
         "watch" => watch(&args),
         "ssh" => ssh(&args),
-        "eval" => script_of(&args),
-        "source" | "." => match args.first() {
+        "eval" => script_of(match args.first() {
+            Some(a) if a.text == "--" => &args[1..],
+            _ => &args[..],
+        }),
+        "source" | "." => match args.iter().find(|a| a.text != "--") {
             Some(f) if f.dynamic.is_some() => Inner::Unknown(format!(
                 "`{name}` runs a script given as `{}`, only known when it runs",
+                f.text
+            )),
+            Some(f) if opens_a_descriptor(&f.text) => Inner::Unknown(format!(
+                "`{name}` runs a script read from `{}`, another descriptor, which cannot be analysed",
                 f.text
             )),
             Some(f) if reads_standard_input(&f.text) => stdin_script(&name, &inv),
@@ -391,10 +414,31 @@ fn skip_options(args: &[&Word], with_value: &[&str]) -> usize {
         if !t.starts_with('-') || t == "-" {
             break;
         }
-        i += if with_value.contains(&t) { 2 } else { 1 };
+        i += if takes_value(t, with_value) { 2 } else { 1 };
     }
     // An option that takes a value may be the last word.
     i.min(args.len())
+}
+
+/// Whether option word `t` takes the next word as its value: listed as is, a
+/// GNU long option given by a prefix (`--sig` for `--signal`), or a cluster of
+/// short options ending in one that takes a value (`-ca NAME`).
+fn takes_value(t: &str, with_value: &[&str]) -> bool {
+    if with_value.contains(&t) {
+        return true;
+    }
+    if let Some(long) = t.strip_prefix("--") {
+        return !long.is_empty()
+            && !t.contains('=')
+            && with_value
+                .iter()
+                .any(|v| v.starts_with("--") && v.starts_with(t));
+    }
+    t.len() > 2
+        && t.chars()
+            .last()
+            .is_some_and(|c| with_value.contains(&format!("-{c}").as_str()))
+        && t[1..].chars().all(|c| c.is_ascii_alphabetic())
 }
 
 fn command_at(args: &[&Word], i: usize) -> Inner {
@@ -407,7 +451,28 @@ fn command_at(args: &[&Word], i: usize) -> Inner {
 
 fn sudo(args: &[&Word]) -> Inner {
     const WITH_VALUE: &[&str] = &[
-        "-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-U", "-T", "-R",
+        "-u",
+        "-g",
+        "-h",
+        "-p",
+        "-C",
+        "-D",
+        "-r",
+        "-t",
+        "-U",
+        "-T",
+        "-R",
+        "--user",
+        "--group",
+        "--host",
+        "--prompt",
+        "--close-from",
+        "--chdir",
+        "--role",
+        "--type",
+        "--other-user",
+        "--command-timeout",
+        "--chroot",
     ];
     let end = skip_options(args, WITH_VALUE);
     if let Some(e) = args[..end]
@@ -427,17 +492,31 @@ fn sudo(args: &[&Word]) -> Inner {
     command_at(args, end)
 }
 
+/// `su [options] [user] -c CMD`: `-c CMD`, `-cCMD`, `--command[=]CMD` and
+/// `--session-command` by any GNU prefix (`--comm`).
 fn su(args: &[&Word]) -> Inner {
-    let mut i = 0;
-    while i < args.len() {
-        let t = args[i].text.as_str();
-        if (t == "-c" || t == "--command") && i + 1 < args.len() {
-            return script_word(args[i + 1]);
+    for (i, w) in args.iter().enumerate() {
+        let t = w.text.as_str();
+        let (name, inline) = t.split_once('=').map_or((t, None), |(n, v)| (n, Some(v)));
+        let long = name.len() > 3
+            && name.starts_with("--")
+            && ("--command".starts_with(name) || "--session-command".starts_with(name));
+        if long {
+            return match inline {
+                Some(v) => Inner::Script(v.to_string()),
+                None => args.get(i + 1).map_or(Inner::Nothing, |w| script_word(w)),
+            };
         }
-        if let Some(s) = t.strip_prefix("--command=") {
-            return Inner::Script(s.to_string());
+        if let Some(rest) = t.strip_prefix('-').filter(|r| !r.starts_with('-'))
+            && let Some(k) = rest.find('c')
+        {
+            let value = &rest[k + 1..];
+            return if value.is_empty() {
+                args.get(i + 1).map_or(Inner::Nothing, |w| script_word(w))
+            } else {
+                Inner::Script(value.to_string())
+            };
         }
-        i += 1;
     }
     Inner::Nothing
 }
@@ -483,7 +562,22 @@ fn env(args: &[&Word]) -> Inner {
 fn xargs(args: &[&Word]) -> Inner {
     // Long options take their value after `=` only (`--max-lines[=N]`, `--eof[=E]`
     // are optional); `-i`, `-l`, `-e` take theirs attached.
-    const WITH_VALUE: &[&str] = &["-I", "-L", "-n", "-P", "-s", "-d", "-E", "-a"];
+    const WITH_VALUE: &[&str] = &[
+        "-I",
+        "-L",
+        "-n",
+        "-P",
+        "-s",
+        "-d",
+        "-E",
+        "-a",
+        "--arg-file",
+        "--delimiter",
+        "--max-args",
+        "--max-procs",
+        "--max-chars",
+        "--process-slot-var",
+    ];
     // Without a command xargs runs echo.
     command_at(args, skip_options(args, WITH_VALUE))
 }
@@ -543,7 +637,9 @@ fn watch(args: &[&Word]) -> Inner {
     let mut i = 0;
     while i < args.len() && args[i].text.starts_with('-') {
         let t = args[i].text.as_str();
-        i += if ["-n", "-d", "--interval", "-q"].contains(&t) {
+        i += if ["-n", "--interval", "-q"].contains(&t)
+            || t.starts_with("--int") && !t.contains('=')
+        {
             2
         } else {
             1
@@ -555,7 +651,7 @@ fn watch(args: &[&Word]) -> Inner {
 /// The command after a wrapper's options when which options take a value is not
 /// known: every word that may start it (the first word after the options, and
 /// each one before it that may be an option's value instead) is a candidate,
-/// at most 8. `positional`: words that come first and are not options
+/// at most 32. `positional`: words that come first and are not options
 /// (faketime's time, setarch's architecture).
 fn loose_options(args: &[&Word], positional: usize) -> Inner {
     let mut at = Vec::new();
@@ -580,7 +676,7 @@ fn loose_options(args: &[&Word], positional: usize) -> Inner {
             let p = args[j - 1].text.as_str();
             p.starts_with('-') && p.len() > 1 && !p.contains('=')
         };
-        if !after_option || at.len() >= 8 {
+        if !after_option || at.len() >= 32 {
             break;
         }
     }
@@ -588,6 +684,26 @@ fn loose_options(args: &[&Word], positional: usize) -> Inner {
         Inner::Nothing
     } else {
         Inner::Either(at)
+    }
+}
+
+/// The candidates of both readings.
+fn either(a: Inner, b: Inner) -> Inner {
+    let at = |i: Inner| match i {
+        Inner::Argv(k) => vec![k],
+        Inner::Either(v) => v,
+        _ => Vec::new(),
+    };
+    let mut all = at(a);
+    for k in at(b) {
+        if !all.contains(&k) {
+            all.push(k);
+        }
+    }
+    if all.is_empty() {
+        Inner::Nothing
+    } else {
+        Inner::Either(all)
     }
 }
 
@@ -626,7 +742,10 @@ fn numactl(args: &[&Word]) -> Inner {
 /// `flock [options] FILE|DIR CMD…`, `flock [options] FILE -c STRING` (run by
 /// `sh -c`), or `flock [options] FD` (locks an open file, runs nothing).
 fn flock(args: &[&Word]) -> Inner {
-    let i = skip_options(args, &["-w", "--timeout", "-E", "--conflict-exit-code"]);
+    let i = skip_options(
+        args,
+        &["-w", "--timeout", "--wait", "-E", "--conflict-exit-code"],
+    );
     let rest = &args[i.min(args.len())..];
     match rest {
         [] | [_] => Inner::Nothing,
@@ -645,6 +764,15 @@ fn script_command(args: &[&Word]) -> Inner {
         let command = long.len() > 2 && long.starts_with("--") && "--command".starts_with(long);
         if command && t.contains('=') {
             return Inner::Script(inline.to_string());
+        }
+        // `-qc CMD`, `-cCMD`: in a cluster, what follows `c` is its value.
+        if let Some(k) = t
+            .strip_prefix('-')
+            .filter(|r| !r.starts_with('-'))
+            .and_then(|r| r.find('c'))
+            && k + 2 < t.len()
+        {
+            return Inner::Script(t[k + 2..].to_string());
         }
         let cluster_c = t.starts_with('-') && !t.starts_with("--") && t.ends_with('c');
         if command || cluster_c {
@@ -814,6 +942,12 @@ fn shell_script(name: &str, args: &[&Word], inv: &Invocation) -> Inner {
                 file.text
             ));
         }
+        if opens_a_descriptor(&file.text) {
+            return Inner::Unknown(format!(
+                "`{name}` runs a script read from `{}`, another descriptor, which cannot be analysed",
+                file.text
+            ));
+        }
         if !reads_standard_input(&file.text) {
             // A script file: it runs as any program does; its content is not read.
             return Inner::Nothing;
@@ -822,22 +956,45 @@ fn shell_script(name: &str, args: &[&Word], inv: &Invocation) -> Inner {
     stdin_script(name, inv)
 }
 
+/// `/dev/fd/N` or `/proc/PID/fd/N` for a descriptor other than 0.
+fn opens_a_descriptor(file: &str) -> bool {
+    let names: Vec<&str> = file
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    names.len() >= 2
+        && names[names.len() - 2] == "fd"
+        && names[names.len() - 1].parse::<u32>().is_ok_and(|n| n != 0)
+}
+
 /// `/dev/stdin`, `/dev/fd/N`, `/proc/self/fd/N`: a file name that is the
 /// command's standard input or another open descriptor (a here-document's).
 pub fn reads_standard_input(file: &str) -> bool {
-    let fd = |rest: &str| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit());
+    // Any spelling (`//dev/stdin`, `/dev/./stdin`, `../../dev/stdin`, `stdin`
+    // after `cd /dev`): the last names decide.
+    let names: Vec<&str> = file
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    let number = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
     file == "-"
-        || file == "/dev/stdin"
-        || file.strip_prefix("/dev/fd/").is_some_and(fd)
-        || file
-            .strip_prefix("/proc/")
-            .and_then(|r| r.split_once("/fd/"))
-            .is_some_and(|(_, n)| fd(n))
+        || names.last() == Some(&"stdin")
+        || (names.len() >= 2 && names[names.len() - 2] == "fd" && number(names[names.len() - 1]))
 }
 
 /// The script a shell (or `source`) reads from its standard input: a
 /// here-document or here-string is parsed; a pipe or a file is not known.
 fn stdin_script(name: &str, inv: &Invocation) -> Inner {
+    // `0<&3`, `< <(…)`: the input is another descriptor's, whatever else is set.
+    if inv
+        .redirects
+        .iter()
+        .any(|r| !r.write && r.target.dynamic.is_some())
+    {
+        return Inner::Unknown(format!(
+            "`{name}` runs commands read from another descriptor or a substitution, which cannot be analysed"
+        ));
+    }
     if let Some(text) = &inv.stdin_text {
         return Inner::Script(text.clone());
     }
@@ -851,7 +1008,11 @@ fn stdin_script(name: &str, inv: &Invocation) -> Inner {
             "`{name}` runs commands read from a file, which are not analysed"
         ));
     }
-    Inner::Nothing
+    // No input of its own: whatever encloses it (`{ bash; } <<'EOF'`, a
+    // function, `exec 3<<…`) decides what it reads.
+    Inner::Unknown(format!(
+        "`{name}` runs commands read from its standard input, which is not known here"
+    ))
 }
 
 fn quote(s: &str) -> String {
