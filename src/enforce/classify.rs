@@ -1092,9 +1092,12 @@ pub fn reads_trees(inv: &Invocation) -> bool {
         "grep" | "egrep" | "fgrep" | "zgrep" => {
             short(&['r', 'R'])
                 || args.iter().any(|a| {
-                    a.starts_with("--recursive")
+                    // `--recu` (a GNU prefix), `--directories=recurse`, `-d recurse`.
+                    (a.len() >= 5 && "--recursive".starts_with(a))
+                        || a.starts_with("--recursive")
                         || a.starts_with("--dereference-recursive")
                         || *a == "recurse"
+                        || (a.starts_with("--d") && a.ends_with("=recurse"))
                 })
         }
         "rg" | "ag" | "ack" | "rclone" | "restic" | "borg" | "duplicity" => true,

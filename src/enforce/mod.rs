@@ -490,7 +490,16 @@ impl Engine {
                     }
                     continue;
                 };
-                for hit in self.paths.hits(&norm, access, word.glob) {
+                // `grep -r AKIA /home` reads the home folder too, which the
+                // normal form writes `~`.
+                let mut hits = self.paths.hits(&norm, access, word.glob);
+                if access == Access::ReadTree
+                    && let Some(h) = home.and_then(|h| paths::normalise(h, None, None))
+                    && (norm == "/" || h.starts_with(&format!("{norm}/")))
+                {
+                    hits.extend(self.paths.hits("~", access, false));
+                }
+                for hit in hits {
                     let (verdict, rule, why) = match hit.list {
                         PathList::Enforcement if write => (
                             Verdict::Deny,

@@ -358,6 +358,12 @@ impl PathRules {
                     .is_some_and(|t| t.is_match(tail))
             });
             seen[i] |= tail_hit || word.is_match(&example);
+            // Name by name (a wildcard in a secret folder's own name:
+            // `/home/*/.a?s/credentials`), when the last name says something.
+            if !seen[i] && literal_name {
+                let rule: Vec<&str> = e.glob.split('/').collect();
+                seen[i] = names_meet(&parts, &rule);
+            }
         }
     }
 
@@ -411,6 +417,93 @@ impl PathRules {
         }
         out
     }
+}
+
+/// Whether some path matches both the pattern `a` and the rule `b` (lists of names;
+/// the rule's `**` stands for any number of names): name by name, two literal names
+/// must be equal, a pattern must match the other's literal name, and two
+/// patterns are taken to meet.
+fn names_meet(a: &[&str], b: &[&str]) -> bool {
+    fn wild(s: &str) -> bool {
+        s.contains(['*', '?', '['])
+    }
+    fn one(x: &str, y: &str) -> bool {
+        match (wild(x), wild(y)) {
+            (false, false) => x == y,
+            (true, false) => name_matches(x, y),
+            (false, true) => name_matches(y, x),
+            // Two patterns: their fixed starts and ends must agree (`*.rs`
+            // never meets `*.p12`).
+            (true, true) => {
+                let head = |s: &str| s[..s.find(['*', '?', '[']).unwrap_or(s.len())].to_string();
+                let tail = |s: &str| s[s.rfind(['*', '?', ']']).map_or(0, |k| k + 1)..].to_string();
+                let (hx, hy, tx, ty) = (head(x), head(y), tail(x), tail(y));
+                (hx.starts_with(&hy) || hy.starts_with(&hx))
+                    && (tx.ends_with(&ty) || ty.ends_with(&tx))
+            }
+        }
+    }
+    fn go(a: &[&str], b: &[&str], budget: &mut u32) -> bool {
+        if *budget == 0 {
+            return true; // too many ways to try: take them to meet
+        }
+        *budget -= 1;
+        match (a.first(), b.first()) {
+            (None, None) => true,
+            // The rule's `**` is any number of names; the pattern's is one
+            // name, as bash reads it without globstar.
+            (_, Some(&"**")) => go(a, &b[1..], budget) || (!a.is_empty() && go(&a[1..], b, budget)),
+            (Some(x), Some(y)) => one(x, y) && go(&a[1..], &b[1..], budget),
+            _ => false,
+        }
+    }
+    go(a, b, &mut 10_000)
+}
+
+/// Whether the shell pattern `pattern` (`*`, `?`, `[…]` taken as any one
+/// character) matches the name `name`; as bash does, a wildcard does not match
+/// a leading `.`.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    if name.starts_with('.') && !pattern.starts_with('.') {
+        return false;
+    }
+    let mut p: Vec<char> = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == '[' {
+            for d in chars.by_ref() {
+                if d == ']' {
+                    break;
+                }
+            }
+            p.push('?');
+        } else {
+            p.push(c);
+        }
+    }
+    let t: Vec<char> = name.chars().collect();
+    // Classic wildcard matching with one star backtrack point.
+    let (mut i, mut j, mut star, mut mark) = (0usize, 0usize, None, 0usize);
+    while j < t.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    while i < p.len() && p[i] == '*' {
+        i += 1;
+    }
+    i == p.len()
 }
 
 /// `pattern` with bash's extended globs (`@(…)`, `?(…)`, `+(…)`, `*(…)`, `!(…)`)
@@ -864,6 +957,29 @@ mod tests {
             );
         }
         assert!(lists("~/src/*.rs", Access::Read, true).is_empty());
+        // A wildcard in a secret folder's own name (red-team round 6); `**` in
+        // a pattern is one name, and does not reach into dot folders.
+        for pattern in [
+            "/home/*/.a?s/credentials",
+            "/proc/self/envir?n",
+            "/root/.ss?/id_*",
+        ] {
+            assert!(
+                lists(pattern, Access::Read, true).contains(&PathList::Secret),
+                "{pattern}"
+            );
+        }
+        for pattern in [
+            "/w/app/src/**/*.ts",
+            "/w/a/**/b",
+            "/w/x/[n]ginx",
+            "/w/src/*.json",
+        ] {
+            assert!(
+                !lists(pattern, Access::Read, true).contains(&PathList::Secret),
+                "{pattern}"
+            );
+        }
         // A folder written with contents of the command's choosing may receive a
         // startup file; one given only named files does not.
         assert!(lists("/w/app/.claude", Access::Write, false).contains(&PathList::Startup));

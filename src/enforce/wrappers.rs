@@ -828,7 +828,21 @@ fn terminal_multiplexer(name: &str, args: &[&Word]) -> Inner {
 }
 
 /// `ssh [options] host [command…]`: the command runs on the host, through its shell.
+/// Options that run a local command (`-o ProxyCommand=…`, `LocalCommand`,
+/// `KnownHostsCommand`, `Match exec`) or read another configuration (`-F`) ask.
 fn ssh(args: &[&Word]) -> Inner {
+    let runs_locally = args.iter().any(|a| {
+        let t = a.text.to_ascii_lowercase();
+        t.contains("proxycommand")
+            || t.contains("localcommand")
+            || t.contains("knownhostscommand")
+            || (a.text.starts_with("-F"))
+    });
+    if runs_locally {
+        return Inner::Unknown(
+            "`ssh` is given an option that runs a local command or reads another configuration, which is not analysed".into(),
+        );
+    }
     const WITH_VALUE: &str = "BbcDEeFIiJLlmOoPpQRSWw";
     let mut i = 0;
     while i < args.len() {
