@@ -1112,11 +1112,13 @@ pub fn reads_trees(inv: &Invocation) -> bool {
 fn edits_in_place(name: &str, args: &[&str]) -> bool {
     let cluster_with_i = |a: &&str| a.starts_with('-') && !a.starts_with("--") && a.contains('i');
     match name {
-        "sed" | "gsed" => args
-            .iter()
-            .any(|a| cluster_with_i(a) || a.starts_with("--in-place")),
+        "sed" | "gsed" => args.iter().any(|a| {
+            let long = a.split('=').next().unwrap_or(a);
+            cluster_with_i(a) || (long.len() >= 4 && "--in-place".starts_with(long))
+        }),
         // Up to the first switch that takes the rest of the word (`-Mutf8`, `-e`).
-        "perl" | "ruby" => args.iter().take_while(|a| a.starts_with('-')).any(|a| {
+        // Anywhere on the line: `perl -pe CODE -i FILE` edits FILE too.
+        "perl" | "ruby" => args.iter().filter(|a| a.starts_with('-')).any(|a| {
             !a.starts_with("--")
                 && a.chars()
                     .skip(1)
@@ -1124,11 +1126,17 @@ fn edits_in_place(name: &str, args: &[&str]) -> bool {
                     .any(|c| c == 'i')
         }),
         "awk" | "gawk" => {
-            args.iter()
-                .any(|a| a.starts_with("-iinplace") || a.starts_with("--include=inplace"))
-                || args
-                    .windows(2)
-                    .any(|p| matches!(p[0], "-i" | "--include") && p[1].starts_with("inplace"))
+            let include = |a: &str| {
+                let long = a.split('=').next().unwrap_or(a);
+                a == "-i" || (long.len() >= 4 && "--include".starts_with(long))
+            };
+            args.iter().any(|a| {
+                a.starts_with("-iinplace")
+                    || (include(a) && a.ends_with("=inplace"))
+                    || (a.contains("@include") && a.contains("inplace"))
+            }) || args
+                .windows(2)
+                .any(|p| include(p[0]) && p[1].starts_with("inplace"))
         }
         _ => false,
     }
@@ -1150,6 +1158,10 @@ pub fn output_arguments(inv: &Invocation) -> Vec<&Word> {
         "--output-file",
         "--target-directory",
         "-t",
+        // wget's and curl's folders for the files they fetch.
+        "-P",
+        "--directory-prefix",
+        "--output-dir",
     ];
     let args: Vec<&Word> = inv.argv.iter().skip(1).collect();
     let mut out = Vec::new();
@@ -1165,10 +1177,14 @@ pub fn output_arguments(inv: &Invocation) -> Vec<&Word> {
             "--log-file=",
             "--output-file=",
             "--target-directory=",
+            "--directory-prefix=",
+            "--output-dir=",
         ]
         .iter()
         .any(|p| t.starts_with(p))
-            || (t.starts_with("-o") && t.len() > 2 && !t.starts_with("--"))
+            || ((t.starts_with("-o") || t.starts_with("-O") || t.starts_with("-P"))
+                && t.len() > 2
+                && !t.starts_with("--"))
         {
             out.push(*w);
         }
@@ -1193,6 +1209,9 @@ pub fn output_arguments(inv: &Invocation) -> Vec<&Word> {
 pub struct CopyInto<'a> {
     /// The destination word: a folder, or the new name.
     pub dest: &'a Word,
+    /// The destination as a path (`.claude` for `-t.claude` or
+    /// `--target-dir=.claude`).
+    pub folder: String,
     /// The names the sources get inside the destination folder.
     pub names: Vec<String>,
     /// Whether only those names are written there: `cp FILE… DIR` and `install`
@@ -1215,21 +1234,48 @@ pub fn copy_destination(inv: &Invocation) -> Option<CopyInto<'_>> {
         _ => return None,
     };
     let args = &inv.argv[skip..];
-    let mut target = None;
+    let mut target: Option<(&Word, String)> = None;
     let mut operands: Vec<&Word> = Vec::new();
     let mut recursive = false;
+    let mut parents = false;
     let mut k = 0;
     while k < args.len() {
         let t = args[k].text.as_str();
-        if t == "-t" || t == "--target-directory" {
-            target = args.get(k + 1);
-            k += 2;
+        let (long, inline) = t.split_once('=').map_or((t, None), |(n, v)| (n, Some(v)));
+        // `--target-directory` by any GNU prefix (`--target-dir`, `--t`).
+        if long.len() >= 3 && long.starts_with("--") && "--target-directory".starts_with(long) {
+            match inline {
+                Some(v) => target = Some((&args[k], v.to_string())),
+                None => {
+                    target = args.get(k + 1).map(|w| (w, w.text.clone()));
+                    k += 1;
+                }
+            }
+            k += 1;
             continue;
         }
-        if t.starts_with("--target-directory=") {
-            target = Some(&args[k]);
-        } else if t.starts_with("--") {
+        // `-t DIR` alone or at the end of a cluster, or glued (`-t.claude`,
+        // `-sft.git/hooks`).
+        if t.starts_with('-')
+            && !t.starts_with("--")
+            && t.len() > 1
+            && let Some(at) = t[1..].find('t').map(|p| p + 1)
+            && name != "install"
+        {
+            let glued = &t[at + 1..];
+            if glued.is_empty() {
+                target = args.get(k + 1).map(|w| (w, w.text.clone()));
+                k += 1;
+            } else {
+                target = Some((&args[k], glued.to_string()));
+            }
+            recursive |= t[..at].contains(['r', 'R', 'a']);
+            k += 1;
+            continue;
+        }
+        if t.starts_with("--") {
             recursive |= matches!(t, "--recursive" | "--archive" | "--directory");
+            parents |= t == "--parents";
         } else if t.starts_with('-') && t.len() > 1 {
             // cp's `-r`, `-R`, `-a`; install's `-d` makes folders.
             recursive |= t.contains(if name == "install" {
@@ -1242,9 +1288,11 @@ pub fn copy_destination(inv: &Invocation) -> Option<CopyInto<'_>> {
         }
         k += 1;
     }
-    let (dest, sources) = match target {
+    let ((dest, folder), sources) = match target {
         Some(dest) => (dest, operands.as_slice()),
-        None => operands.split_last().map(|(d, s)| (*d, s))?,
+        None => operands
+            .split_last()
+            .map(|(d, s)| ((*d, d.text.clone()), s))?,
     };
     if sources.is_empty() {
         return None;
@@ -1253,13 +1301,19 @@ pub fn copy_destination(inv: &Invocation) -> Option<CopyInto<'_>> {
         .iter()
         .filter_map(|w| {
             let base = w.text.trim_end_matches(['/', '\\']);
-            let base = base.rsplit(['/', '\\']).next().unwrap_or(base);
+            // `cp --parents hooks/pre-commit .git/` writes `.git/hooks/pre-commit`.
+            let base = if parents {
+                base.trim_start_matches("./")
+            } else {
+                base.rsplit(['/', '\\']).next().unwrap_or(base)
+            };
             (!base.is_empty() && base != "." && base != "..").then(|| base.to_string())
         })
         .collect();
     let names_only = matches!(name.as_str(), "cp" | "install") && !recursive;
     Some(CopyInto {
         dest,
+        folder,
         names,
         names_only,
     })

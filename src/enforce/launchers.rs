@@ -78,6 +78,12 @@ pub fn unread_code(name: &str, args: &[&str], reads_stdin: bool) -> Option<Strin
         {
             Some("`msiexec` installs a package fetched from the network, which the policy engine cannot read".into())
         }
+        "sed" | "gsed" if sed_script_runs_or_writes(args) => Some(
+            "`sed`'s script runs a shell command (`e`) or writes a file (`w`), which the policy engine does not follow".into(),
+        ),
+        "awk" | "gawk" | "mawk" | "nawk" if awk_program_runs_or_writes(args) => Some(format!(
+            "`{name}`'s program runs a command (`system`, a pipe) or writes a file (`print > FILE`), which the policy engine does not follow"
+        )),
         "bitsadmin" if option("setnotifycmdline") => Some(
             "`bitsadmin /setnotifycmdline` makes BITS run a program later, which the policy engine cannot read".into(),
         ),
@@ -248,6 +254,97 @@ fn is_autorun_value(lower: &[String]) -> bool {
                     | "appinit_dlls"
                     | "monitorprocess"
             )
+    })
+}
+
+/// sed's scripts (`-e S`, `--expression=S`, or the first operand): a command
+/// `e`, `w` or `W`, or an `s` command with the `e` or `w` flag.
+fn sed_script_runs_or_writes(args: &[&str]) -> bool {
+    let mut scripts: Vec<&str> = Vec::new();
+    let mut explicit = false;
+    let mut k = 0;
+    while k < args.len() {
+        let a = args[k];
+        if a == "-e" || a == "--expression" {
+            scripts.extend(args.get(k + 1).copied());
+            explicit = true;
+            k += 2;
+            continue;
+        }
+        if let Some(v) = a.strip_prefix("--expression=") {
+            scripts.push(v);
+            explicit = true;
+        } else if let Some(v) = a.strip_prefix("-e").filter(|v| !v.is_empty()) {
+            scripts.push(v);
+            explicit = true;
+        }
+        k += 1;
+    }
+    if !explicit {
+        scripts.extend(args.iter().copied().find(|a| !a.starts_with('-')));
+    }
+    scripts
+        .iter()
+        .any(|s| s.split(['\n', ';']).any(sed_command_runs_or_writes))
+}
+
+/// One sed command, its address skipped (line numbers, `$`, `,`, `!`,
+/// `/regex/`).
+fn sed_command_runs_or_writes(command: &str) -> bool {
+    let mut chars = command
+        .trim_start_matches([' ', '\t', '{', '}'])
+        .chars()
+        .peekable();
+    while let Some(&c) = chars.peek() {
+        if c == '/' {
+            chars.next();
+            let mut escaped = false;
+            for d in chars.by_ref() {
+                if d == '/' && !escaped {
+                    break;
+                }
+                escaped = d == '\\' && !escaped;
+            }
+        } else if c.is_ascii_digit() || matches!(c, '$' | ',' | '!' | ' ' | '~' | '+') {
+            chars.next();
+        } else {
+            break;
+        }
+    }
+    match chars.next() {
+        Some('e' | 'w' | 'W') => true,
+        Some('s') => {
+            let Some(delim) = chars.next() else {
+                return false;
+            };
+            let (mut seen, mut escaped) = (0, false);
+            let mut flags = String::new();
+            for c in chars {
+                if seen == 2 {
+                    flags.push(c);
+                } else if c == delim && !escaped {
+                    seen += 1;
+                }
+                escaped = c == '\\' && !escaped;
+            }
+            flags.contains(['e', 'w'])
+        }
+        _ => false,
+    }
+}
+
+/// awk's program (its first operand) runs a command (`system(`, `| "cmd"`,
+/// `"cmd" | getline`) or writes a file (`print > "f"`). A comparison (`$1 >
+/// 5`) is told apart only by `print`/`printf` before the `>`, so the check errs
+/// towards asking.
+fn awk_program_runs_or_writes(args: &[&str]) -> bool {
+    args.iter().find(|a| !a.starts_with('-')).is_some_and(|p| {
+        p.contains("system(")
+            || p.contains("getline")
+            || p.split([';', '{', '}', '\n']).any(|statement| {
+                let s = statement.trim_start();
+                s.starts_with("print") && s.contains(['>', '|'])
+            })
     })
 }
 

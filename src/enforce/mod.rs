@@ -401,6 +401,12 @@ impl Engine {
         let low = self.policy.safety.risk_tolerance == RiskTolerance::Low;
         let copy_into = classify::copy_destination(inv);
         let reads_trees = classify::reads_trees(inv);
+        // The destination folder even when its word is an option (`-t.claude`).
+        if let Some(c) = &copy_into
+            && !path_words.iter().any(|(w, _)| std::ptr::eq(*w, c.dest))
+        {
+            path_words.push((c.dest, true));
+        }
         for (word, write) in path_words {
             // `cp settings.json ~/.claude/` writes `~/.claude/settings.json`.
             let into = copy_into.as_ref().filter(|c| std::ptr::eq(c.dest, word));
@@ -456,10 +462,17 @@ impl Engine {
                     each
                 })
                 .collect();
+            // The folder itself when its word also holds an option (`-t.claude`).
+            if let Some(c) = into.filter(|c| c.folder != word.text) {
+                for cwd in cwds {
+                    placed.push((
+                        word.text.as_str(),
+                        paths::normalise(&c.folder, cwd.as_deref(), home),
+                    ));
+                }
+            }
             for name in sources.unwrap_or_default() {
-                let folder = path_candidates(&word.text)
-                    .pop()
-                    .unwrap_or(word.text.as_str());
+                let folder = into.map_or(word.text.as_str(), |c| c.folder.as_str());
                 let inside = format!("{}/{name}", folder.trim_end_matches(['/', '\\']));
                 for cwd in cwds {
                     if let Some(norm) = paths::normalise(&inside, cwd.as_deref(), home) {
