@@ -1103,6 +1103,11 @@ pub fn reads_trees(inv: &Invocation) -> bool {
         "rg" | "ag" | "ack" | "rclone" | "restic" | "borg" | "duplicity" => true,
         "zip" => short(&['r', 'R']) || args.contains(&"--recurse-paths"),
         "7z" | "7za" | "7zr" => args.first().is_some_and(|a| matches!(*a, "a" | "u")),
+        // Cloud copies of whole folders.
+        "gsutil" | "gcloud" => short(&['r', 'R']) || args.contains(&"--recursive"),
+        "aws" | "azcopy" => {
+            args.contains(&"sync") || args.iter().any(|a| *a == "--recursive" || *a == "-r")
+        }
         _ => false,
     }
 }

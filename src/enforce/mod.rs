@@ -884,6 +884,16 @@ fn git_runs_code(inv: &Invocation) -> Option<String> {
             "`git {a}` sets configuration for this run, which can make git run a program"
         ));
     }
+    // `git init --template DIR`, `git clone --template=DIR`: the template's
+    // hooks are installed and run at the next commit.
+    if let Some(a) = args.iter().find(|a| {
+        let long = a.split('=').next().unwrap_or(a);
+        long.len() >= 4 && "--template".starts_with(long)
+    }) {
+        return Some(format!(
+            "`git {a}` installs hooks from a template folder, which git then runs"
+        ));
+    }
     const RUNS: &[&str] = &[
         "alias.",
         "core.",
