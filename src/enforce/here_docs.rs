@@ -126,7 +126,7 @@ pub fn screen(command: &str) -> Option<String> {
     // every `<<` that is not part of `<<<` nor an arithmetic shift counted.
     let joined = command.replace("\\\n", "");
     let ops = textual_operators(&joined);
-    if ops.iter().any(|(word, _)| word.contains('$')) {
+    if ops.iter().any(|op| op.word.contains('$')) {
         return Some("a here-document delimiter holding `$`, which is not analysed".into());
     }
     let substitutes =
@@ -151,8 +151,8 @@ pub fn screen(command: &str) -> Option<String> {
     }
     let substitutes = substitutes(&joined);
     if substitutes {
-        for (word, _) in &ops {
-            let delimiter = unquote(word);
+        for op in &ops {
+            let delimiter = unquote(op.word);
             let closes = joined.split('\n').any(|l| {
                 l.trim_start_matches('\t')
                     .strip_prefix(delimiter.as_str())
@@ -169,10 +169,31 @@ pub fn screen(command: &str) -> Option<String> {
     None
 }
 
-/// Every here-document operator of `text` as text (quotes not followed): the
-/// delimiter word as written, and where it ends. Not `<<<`, nor `<<` inside
-/// `((…))`.
-fn textual_operators(text: &str) -> Vec<(&str, usize)> {
+/// Where the first here-document operator of `line` starts, read as text (see
+/// [`textual_operators`]).
+pub fn first_operator(line: &str) -> Option<usize> {
+    textual_operators(line).first().map(|op| op.at)
+}
+
+/// A here-document operator read as text.
+struct TextualOperator<'a> {
+    /// Where its `<<` starts.
+    at: usize,
+    /// The delimiter word as written.
+    word: &'a str,
+}
+
+/// Whether `<<` at `i` of `b` is a here-document operator's: not part of `<<<`.
+fn is_operator_at(b: &[u8], i: usize) -> bool {
+    b[i] == b'<'
+        && b.get(i + 1) == Some(&b'<')
+        && b.get(i + 2) != Some(&b'<')
+        && (i == 0 || b[i - 1] != b'<')
+}
+
+/// Every here-document operator of `text` as text (quotes not followed). Not
+/// `<<<`, nor a shift inside `((…))` that closes on its line.
+fn textual_operators(text: &str) -> Vec<TextualOperator<'_>> {
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut arithmetic = 0usize;
@@ -183,10 +204,6 @@ fn textual_operators(text: &str) -> Vec<(&str, usize)> {
         } else if b[i] == b')' && b[i + 1] == b')' {
             arithmetic = arithmetic.saturating_sub(1);
         }
-        let operator = b[i] == b'<'
-            && b[i + 1] == b'<'
-            && b.get(i + 2) != Some(&b'<')
-            && (i == 0 || b[i - 1] != b'<');
         // A shift only if the arithmetic closes after it on the line: `$((echo
         // x) )` is a command substitution that never closes as arithmetic.
         let shift = arithmetic > 0 && {
@@ -194,10 +211,10 @@ fn textual_operators(text: &str) -> Vec<(&str, usize)> {
             let line = &rest[..rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len())];
             line.windows(2).any(|w| w == b"))")
         };
-        if operator && !shift {
+        if is_operator_at(b, i) && !shift {
             let start = i + 2 + usize::from(b.get(i + 2) == Some(&b'-'));
             let (word, end) = delimiter_word(&text[start..]);
-            out.push((word, start + end));
+            out.push(TextualOperator { at: i, word });
             i = start + end.max(1);
             continue;
         }
@@ -274,11 +291,7 @@ fn operators(line: &str) -> Vec<Operator> {
             (Ctx::Plain, b')') if stack.len() > 1 => {
                 stack.pop();
             }
-            (Ctx::Plain | Ctx::Backquote, b'<')
-                if next == Some(b'<')
-                    && b.get(i + 2) != Some(&b'<')
-                    && (i == 0 || b[i - 1] != b'<') =>
-            {
+            (Ctx::Plain | Ctx::Backquote, b'<') if is_operator_at(b, i) => {
                 let strip_tabs = b.get(i + 2) == Some(&b'-');
                 let start = i + 2 + usize::from(strip_tabs);
                 let (word, end) = delimiter_word(&line[start..]);

@@ -298,13 +298,7 @@ fn sed_command_runs_or_writes(command: &str) -> bool {
     while let Some(&c) = chars.peek() {
         if c == '/' {
             chars.next();
-            let mut escaped = false;
-            for d in chars.by_ref() {
-                if d == '/' && !escaped {
-                    break;
-                }
-                escaped = d == '\\' && !escaped;
-            }
+            past_delimiter(&mut chars, '/');
         } else if c.is_ascii_digit() || matches!(c, '$' | ',' | '!' | ' ' | '~' | '+') {
             chars.next();
         } else {
@@ -317,19 +311,24 @@ fn sed_command_runs_or_writes(command: &str) -> bool {
             let Some(delim) = chars.next() else {
                 return false;
             };
-            let (mut seen, mut escaped) = (0, false);
-            let mut flags = String::new();
-            for c in chars {
-                if seen == 2 {
-                    flags.push(c);
-                } else if c == delim && !escaped {
-                    seen += 1;
-                }
-                escaped = c == '\\' && !escaped;
-            }
-            flags.contains(['e', 'w'])
+            // The pattern, the replacement, then the flags.
+            past_delimiter(&mut chars, delim);
+            past_delimiter(&mut chars, delim);
+            chars.any(|flag| matches!(flag, 'e' | 'w'))
         }
         _ => false,
+    }
+}
+
+/// Consumes `chars` up to and including the next `delim` that no backslash
+/// escapes (the end of a sed address `/re/` or of an `s` command's part).
+fn past_delimiter(chars: &mut impl Iterator<Item = char>, delim: char) {
+    let mut escaped = false;
+    for c in chars.by_ref() {
+        if c == delim && !escaped {
+            return;
+        }
+        escaped = c == '\\' && !escaped;
     }
 }
 

@@ -401,6 +401,11 @@ impl Engine {
         let low = self.policy.safety.risk_tolerance == RiskTolerance::Low;
         let copy_into = classify::copy_destination(inv);
         let reads_trees = classify::reads_trees(inv);
+        // The home folder as the paths a tree-reading command names are written:
+        // `grep -r AKIA /home` reads it too.
+        let home_folder = home
+            .filter(|_| reads_trees)
+            .and_then(|h| paths::normalise(h, None, None));
         // The destination folder even when its word is an option (`-t.claude`).
         if let Some(c) = &copy_into
             && !path_words.iter().any(|(w, _)| std::ptr::eq(*w, c.dest))
@@ -507,7 +512,7 @@ impl Engine {
                 // normal form writes `~`.
                 let mut hits = self.paths.hits(&norm, access, word.glob);
                 if access == Access::ReadTree
-                    && let Some(h) = home.and_then(|h| paths::normalise(h, None, None))
+                    && let Some(h) = &home_folder
                     && (norm == "/" || h.starts_with(&format!("{norm}/")))
                 {
                     hits.extend(self.paths.hits("~", access, false));

@@ -8,7 +8,7 @@
 //! engine can refuse to allow what it cannot see. Nothing here expands or runs
 //! anything.
 
-use super::here_docs::Lifted;
+use super::here_docs::{Lifted, first_operator};
 use brush_parser::ast;
 use brush_parser::word::{self, WordPiece, WordPieceWithSource};
 use brush_parser::{ParserOptions, Token};
@@ -227,7 +227,7 @@ fn screen(command: &str, depth: usize) -> Option<String> {
     // brush-parser 0.4's tokenizer loops forever, allocating, on `$(<<  x ` (two
     // blanks after `<<`, a blank at the end; cargo fuzz). Nobody types two.
     if command.lines().any(|l| {
-        here_doc_operator(l).is_some_and(|at| {
+        first_operator(l).is_some_and(|at| {
             let after = l[at + 2..].strip_prefix('-').unwrap_or(&l[at + 2..]);
             after
                 .chars()
@@ -294,7 +294,7 @@ fn screen(command: &str, depth: usize) -> Option<String> {
 fn open_expansion_after_here_doc(command: &str) -> Option<String> {
     let mut lines = command.split('\n').peekable();
     while let Some(line) = lines.next() {
-        let Some(at) = here_doc_operator(line) else {
+        let Some(at) = first_operator(line) else {
             continue;
         };
         if lines.peek().is_none() {
@@ -318,25 +318,6 @@ fn open_expansion_after_here_doc(command: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// Where `<<` (or `<<-`) starts in `line`, not `<<<`, nor a shift inside
-/// `((…))` or `$((…))`.
-fn here_doc_operator(line: &str) -> Option<usize> {
-    let b = line.as_bytes();
-    let mut arithmetic = 0usize;
-    (0..b.len().saturating_sub(1)).find(|&i| {
-        if b[i] == b'(' && b[i + 1] == b'(' {
-            arithmetic += 1;
-        } else if b[i] == b')' && b[i + 1] == b')' {
-            arithmetic = arithmetic.saturating_sub(1);
-        }
-        arithmetic == 0
-            && b[i] == b'<'
-            && b[i + 1] == b'<'
-            && b.get(i + 2) != Some(&b'<')
-            && (i == 0 || b[i - 1] != b'<')
-    })
 }
 
 /// Most parameter expansions with an unclosed `[` in one word: the parse time

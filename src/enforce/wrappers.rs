@@ -188,12 +188,14 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
                 options_then_command(&args, &[], false)
             }
         }
-        "builtin" | "nohup" | "setsid" | "unbuffer" => options_then_command(&args, &[], false),
+        "builtin" | "nohup" | "setsid" | "unbuffer" | "winpty" | "firejail" | "toybox" => {
+            options_then_command(&args, &[], false)
+        }
         "time" => options_then_command(&args, &["-o", "-f", "--output", "--format"], false),
         "caffeinate" => options_then_command(&args, &["-t", "-w"], false),
-        "winpty" => options_then_command(&args, &[], false),
-        // `taskset MASK CMD`, `taskset -c LIST CMD`; `-p` changes a running process.
-        "taskset"
+        // `taskset MASK CMD`, `taskset -c LIST CMD`, `chrt PRIO CMD`; `-p` changes
+        // a running process.
+        "taskset" | "chrt"
             if args
                 .iter()
                 .any(|a| a.text.starts_with("-p") || a.text == "--pid") =>
@@ -201,16 +203,8 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
             Inner::Nothing
         }
         "taskset" => options_then_command(&args, &[], true),
-        "chrt"
-            if args
-                .iter()
-                .any(|a| a.text.starts_with("-p") || a.text == "--pid") =>
-        {
-            Inner::Nothing
-        }
         "chrt" => options_then_command(&args, &["-T", "-P", "-D"], true),
         "numactl" => numactl(&args),
-        "firejail" => options_then_command(&args, &[], false),
         "flock" => flock(&args),
         // Programs that run a command after options this engine does not list
         // one by one: each word that may start the command is judged.
@@ -261,7 +255,6 @@ fn unwrap_one(inv: Invocation, depth: usize, out: &mut Expanded) {
             Inner::Nothing => loose_options(&args, 0),
             inner => inner,
         },
-        "toybox" => options_then_command(&args, &[], false),
         "script" => script_command(&args),
         "tmux" | "screen" | "byobu" | "dtach" | "abduco" => terminal_multiplexer(&name, &args),
         "exec" => options_then_command(&args, &["-a"], false),
