@@ -16,6 +16,7 @@ pub mod claude_settings;
 pub mod context;
 mod here_docs;
 mod launchers;
+mod listers;
 pub mod paths;
 mod patterns;
 mod prefilter;
@@ -104,6 +105,15 @@ pub struct Decision {
     pub classes: Vec<&'static str>,
     /// Every finding, strongest first.
     pub findings: Vec<Finding>,
+}
+
+/// Where a command's paths are placed.
+struct Placing<'a> {
+    /// Every folder the line may be in when the command runs (`cd` moves it).
+    cwds: &'a [Option<String>],
+    home: Option<&'a str>,
+    /// Folders whose files the command receives from `xargs` (`find ~ | xargs cat`).
+    listed: &'a [shell::Word],
 }
 
 /// A policy ready to decide.
@@ -303,7 +313,7 @@ impl Engine {
         // path is checked in all of them; a `cd` to a folder only known at run time
         // makes the folder unknown.
         let mut cwds: Vec<Option<String>> = vec![cwd.map(str::to_string)];
-        for inv in &expanded.invocations {
+        for (at, inv) in expanded.invocations.iter().enumerate() {
             // `env -C DIR`, `git -C DIR`, `make -C DIR`, `tar -C DIR`: that command's folder.
             // (Kept for the rest of the line: `env -C DIR git …` is unwrapped into
             // `env -C DIR` and then `git …`.)
@@ -320,7 +330,14 @@ impl Engine {
                     }
                 }
             }
-            self.invocation(inv, &cwds, home.as_deref(), ctx, out, classes);
+            // `find ~ | xargs cat`: the files xargs hands over are under find's folders.
+            let listed = listers::listed_folders(&expanded.invocations, at);
+            let place = Placing {
+                cwds: &cwds,
+                home: home.as_deref(),
+                listed: &listed,
+            };
+            self.invocation(inv, place, ctx, out, classes);
             let name = inv.argv.first().and_then(wrappers::command_name);
             if matches!(
                 name.as_deref(),
@@ -349,12 +366,12 @@ impl Engine {
     fn invocation(
         &self,
         inv: &Invocation,
-        cwds: &[Option<String>],
-        home: Option<&str>,
+        place: Placing,
         ctx: &dyn Context,
         out: &mut Vec<Finding>,
         all_classes: &mut Vec<&'static str>,
     ) {
+        let Placing { cwds, home, listed } = place;
         let rendered = inv.render();
         let mut push = |verdict, rule: String, reason: String| {
             out.push(Finding {
@@ -398,13 +415,14 @@ impl Engine {
             }
         }
         path_words.extend(inv.redirects.iter().map(|r| (&r.target, r.write)));
+        path_words.extend(listed.iter().map(|w| (w, writes)));
         let low = self.policy.safety.risk_tolerance == RiskTolerance::Low;
         let copy_into = classify::copy_destination(inv);
         let reads_trees = classify::reads_trees(inv);
         // The home folder as the paths a tree-reading command names are written:
         // `grep -r AKIA /home` reads it too.
         let home_folder = home
-            .filter(|_| reads_trees)
+            .filter(|_| reads_trees || !listed.is_empty())
             .and_then(|h| paths::normalise(h, None, None));
         // The destination folder even when its word is an option (`-t.claude`).
         if let Some(c) = &copy_into
@@ -415,8 +433,9 @@ impl Engine {
         for (word, write) in path_words {
             // `cp settings.json ~/.claude/` writes `~/.claude/settings.json`.
             let into = copy_into.as_ref().filter(|c| std::ptr::eq(c.dest, word));
+            let tree = reads_trees || listed.iter().any(|l| std::ptr::eq(l, word));
             let access = match (write, into) {
-                (false, _) if reads_trees => Access::ReadTree,
+                (false, _) if tree => Access::ReadTree,
                 (false, _) => Access::Read,
                 (true, Some(c)) if c.names_only => Access::WriteInto,
                 (true, _) => Access::Write,

@@ -335,6 +335,13 @@ impl PathRules {
         let literal_name = parts
             .last()
             .is_some_and(|p| p.chars().any(|c| !"*?".contains(c)));
+        // A folder's name partly spelled with wildcards (`.gnup?`) says something
+        // too: `/home/*/.gnup?/private-keys-v1.d/*` is compared name by name with
+        // the rules for whole folders (`**/.gnupg/**`), not with those for files
+        // (`*` meets `*.pem` in any folder, as `cat src/*` does).
+        let partial_folder = parts[..parts.len().saturating_sub(1)]
+            .iter()
+            .any(|p| p.contains(['*', '?', '[']) && p.chars().any(|c| !"*?[]!".contains(c)));
         let mut tails: Vec<Option<Option<GlobMatcher>>> = Vec::new();
         for (i, e) in self.entries.iter().enumerate() {
             let Some(example) = example_of(&e.glob) else {
@@ -360,7 +367,7 @@ impl PathRules {
             seen[i] |= tail_hit || word.is_match(&example);
             // Name by name (a wildcard in a secret folder's own name:
             // `/home/*/.a?s/credentials`), when the last name says something.
-            if !seen[i] && literal_name {
+            if !seen[i] && (literal_name || (partial_folder && e.glob.ends_with("/**"))) {
                 let rule: Vec<&str> = e.glob.split('/').collect();
                 seen[i] = names_meet(&parts, &rule);
             }
@@ -371,7 +378,26 @@ impl PathRules {
     /// writes there (a write also counts on an ancestor of a dangerous path).
     /// `glob`: the word was a pattern the shell expands, so the folder it expands
     /// in counts as written.
+    ///
+    /// A path in another home folder (`/home/bob/.config/gh/hosts.yml`,
+    /// `/home/*/…`, which may be the user's own) also meets the rules written
+    /// for the home folder (`~/.config/gh/**`): a secret is one in any home.
     pub fn hits(&self, path: &str, access: Access, glob: bool) -> Vec<PathHit> {
+        let mut out = self.hits_at(path, access, glob);
+        if let Some(home_form) = in_a_home(path) {
+            for hit in self.hits_at(&home_form, access, glob) {
+                if !out.iter().any(|h| h.list == hit.list) {
+                    out.push(PathHit {
+                        path: path.to_string(),
+                        ..hit
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn hits_at(&self, path: &str, access: Access, glob: bool) -> Vec<PathHit> {
         let write = matches!(access, Access::Write | Access::WriteInto);
         let tree = access == Access::ReadTree;
         let mut out = Vec::new();
@@ -416,6 +442,26 @@ impl PathRules {
             }
         }
         out
+    }
+}
+
+/// A path (normalised) in a home folder other than the user's, written from
+/// that home: `/home/bob/.ssh` and `/home/*/.ssh` are `~/.ssh`. Linux's and
+/// macOS's homes, root's, and Windows' profiles.
+fn in_a_home(path: &str) -> Option<String> {
+    let rest = ["/root", "/var/root"]
+        .iter()
+        .find_map(|h| path.strip_prefix(h))
+        .or_else(|| {
+            ["/home/", "/users/", "c:/users/"]
+                .iter()
+                .find_map(|h| path.strip_prefix(h))
+                .map(|user_on| user_on.find('/').map_or("", |k| &user_on[k..]))
+        })?;
+    match rest {
+        "" => Some("~".into()),
+        r if r.starts_with('/') => Some(format!("~{r}")),
+        _ => None,
     }
 }
 
@@ -963,6 +1009,11 @@ mod tests {
             "/home/*/.a?s/credentials",
             "/proc/self/envir?n",
             "/root/.ss?/id_*",
+            // A bare wildcard last, in a folder spelled with one; a rule of the
+            // home folder reached from any home (round 6's leftovers).
+            "/home/*/.gnup?/private-keys-v1.d/*",
+            "/home/*/.config/gh/hosts.y?l",
+            "/users/*/.config/gh/*",
         ] {
             assert!(
                 lists(pattern, Access::Read, true).contains(&PathList::Secret),
@@ -974,6 +1025,9 @@ mod tests {
             "/w/a/**/b",
             "/w/x/[n]ginx",
             "/w/src/*.json",
+            "/w/src/*",
+            "/home/al/projects/a?c/*",
+            "/home/bob/src/*.md",
         ] {
             assert!(
                 !lists(pattern, Access::Read, true).contains(&PathList::Secret),
@@ -986,6 +1040,25 @@ mod tests {
         assert!(lists("/w/app/.git", Access::Write, false).contains(&PathList::Startup));
         assert!(lists("/w/app/.claude", Access::WriteInto, false).is_empty());
         assert!(lists("/w/app/build", Access::Write, false).is_empty());
+    }
+
+    #[test]
+    fn other_homes_are_written_from_the_home_folder() {
+        assert_eq!(
+            in_a_home("/home/bob/.ssh/id_rsa").as_deref(),
+            Some("~/.ssh/id_rsa")
+        );
+        assert_eq!(in_a_home("/home/*/.config").as_deref(), Some("~/.config"));
+        assert_eq!(in_a_home("c:/users/bob/.aws").as_deref(), Some("~/.aws"));
+        assert_eq!(in_a_home("/root").as_deref(), Some("~"));
+        assert_eq!(in_a_home("/home/bob").as_deref(), Some("~"));
+        assert_eq!(in_a_home("/rootfs/x"), None);
+        assert_eq!(in_a_home("/etc/passwd"), None);
+        let r = PathRules::compile(&[]).unwrap();
+        let hit = r.hits("/home/bob/.config/gh/hosts.yml", Access::Read, false);
+        assert_eq!(hit[0].list, PathList::Secret);
+        // The path is reported as written, not as the home form compared.
+        assert_eq!(hit[0].path, "/home/bob/.config/gh/hosts.yml");
     }
 
     #[test]

@@ -51,6 +51,10 @@ const SHELLS: &[&str] = &[
     "yash", "posh", "lksh", "oksh", "pdksh", "ksh93", "elvish",
 ];
 
+/// Why the last argument of a command `xargs` runs is not known: it stands for
+/// the words xargs reads from standard input.
+pub const XARGS_INPUT: &str = "arguments read from standard input by xargs";
+
 /// The name a command word resolves to: its file name without directories or a
 /// Windows executable extension, in lower case (`/usr/bin/kubectl`, `\kubectl`,
 /// `KUBECTL.EXE` are all `kubectl`). `None` when only the shell knows it.
@@ -355,7 +359,7 @@ fn unwrap_at(
             if name == "xargs" {
                 argv.push(Word {
                     text: "…".into(),
-                    dynamic: Some("arguments read from standard input by xargs".into()),
+                    dynamic: Some(XARGS_INPUT.into()),
                     glob: false,
                 });
             }
