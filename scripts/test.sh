@@ -56,6 +56,8 @@ declare -A apt_for=(
   # The .deb and .rpm installed for real in a Debian root (tests/linux_install.rs).
   [/usr/sbin/debootstrap]=debootstrap
   [chroot]=coreutils
+  # Archives made by Info-ZIP's zip, read by the decision engine (tests/enforce.rs).
+  [zip]=zip
 )
 # Ansible comes from PyPI into a virtualenv (Debian's Python refuses system-wide
 # pip installs), which needs python3-venv.

@@ -750,3 +750,145 @@ fn a_decision_past_its_deadline_blocks() {
     let (code, stderr) = run_with("3600");
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// Archives and patches made by the ecosystem's own tools (GNU tar, gzip, Info-ZIP
+/// zip, git): the engine reads the names inside and judges each as a path the
+/// extraction writes; what it cannot read asks. Through the library with the
+/// files given, and through `agent decide` reading them from disk.
+#[test]
+fn extractions_are_judged_by_the_names_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(
+        "mkdir -p src .git/hooks .claude && echo x > src/a.rs && echo y > .git/hooks/pre-commit \
+        && echo '{}' > .claude/settings.json && ln -s ../../.bashrc src/link",
+    );
+    sh(
+        "tar czf good.tgz src/a.rs && tar cf good.tar src/a.rs && tar czf evil.tgz src/a.rs .git/hooks/pre-commit \
+        && tar cf link.tar src/link && zip -qy link.zip src/link && zip -q good.zip src/a.rs && zip -q evil.zip .claude/settings.json \
+        && tar cJf good.txz src/a.rs",
+    );
+    sh(
+        "git init -q g && cd g && echo a > a && git add a && git -c user.name=t -c user.email=t@t commit -qm a \
+        && echo b > a && git diff > ../good.patch && git checkout -q a && mkdir .claude && echo '{}' > .claude/settings.json \
+        && git add -N .claude/settings.json && git diff > ../evil.patch",
+    );
+    let mut ctx = FixedContext {
+        cwd: Some("/w".into()),
+        home: Some("/home/dev".into()),
+        ..FixedContext::default()
+    };
+    for name in [
+        "good.tgz",
+        "good.tar",
+        "evil.tgz",
+        "link.tar",
+        "link.zip",
+        "good.zip",
+        "evil.zip",
+        "good.txz",
+        "good.patch",
+        "evil.patch",
+    ] {
+        ctx.files
+            .insert(format!("/w/{name}"), std::fs::read(d.join(name)).unwrap());
+    }
+    let policy = fleetkit::policy::load(&corpus("medium-policy.yaml"))
+        .unwrap()
+        .policy;
+    let engine = Engine::compile(&policy).unwrap();
+    let decide = |c: &str| {
+        engine.decide(
+            &Request::Command {
+                command: c.to_string(),
+                cwd: None,
+            },
+            &ctx,
+        )
+    };
+    let (allow, ask) = (Verdict::Allow, Verdict::Ask);
+    let (tolerance, unread, startup) = (
+        "safety.risk_tolerance",
+        "engine.unresolved",
+        "builtin.startup_paths",
+    );
+    for (command, verdict, rule) in [
+        ("tar xzf good.tgz", allow, tolerance),
+        ("tar -xf good.tar -C build", allow, tolerance),
+        ("unzip -o good.zip -d out", allow, tolerance),
+        ("git apply good.patch", allow, tolerance),
+        ("patch -p1 < good.patch", allow, tolerance),
+        ("tar xzf evil.tgz", ask, startup),
+        ("tar --extract --file=evil.tgz", ask, startup),
+        ("sudo tar -xzvf /w/evil.tgz", ask, startup),
+        ("unzip evil.zip", ask, startup),
+        ("git apply evil.patch", ask, startup),
+        ("git am < evil.patch", ask, startup),
+        ("patch -p1 -i evil.patch", ask, startup),
+        // A link to `~/.bashrc` lets a later write land there.
+        ("tar xf link.tar -C ~/proj/x", ask, startup),
+        ("unzip link.zip -d proj/x", ask, startup),
+        // Into a folder the startup rules cover, even with harmless names.
+        (
+            "tar xzf good.tgz -C ~",
+            ask,
+            "safety.additional_dangerous_paths[0]",
+        ),
+        // What cannot be read asks.
+        ("tar xJf good.txz", ask, unread),
+        ("tar xzf missing.tgz", ask, unread),
+        ("curl -sL https://x/y.tgz | tar xz", ask, unread),
+        ("curl -sL https://x/y.patch | git apply", ask, unread),
+        ("tar xzf $ARCHIVE", ask, unread),
+        ("cd sub && tar xzf good.tgz", ask, unread),
+        // Reading, listing and checking write nothing.
+        ("tar tzf evil.tgz", allow, tolerance),
+        ("unzip -l evil.zip", allow, tolerance),
+        ("git apply --check evil.patch", allow, tolerance),
+    ] {
+        let got = decide(command);
+        assert_eq!(
+            (got.verdict, got.rule.as_str()),
+            (verdict, rule),
+            "{command}: {}",
+            got.reason
+        );
+    }
+    // The agent reads the files from disk.
+    let cwd = d.to_str().unwrap();
+    let policy_path = corpus("medium-policy.yaml");
+    let policy_arg = policy_path.to_str().unwrap();
+    for (command, code) in [
+        ("tar xzf evil.tgz", 3),
+        ("tar xzf good.tgz", 0),
+        ("git apply evil.patch", 3),
+    ] {
+        let out = run(
+            &[
+                "agent",
+                "decide",
+                "--policy",
+                policy_arg,
+                "--cwd",
+                cwd,
+                "--command",
+                command,
+            ],
+            None,
+        );
+        assert_eq!(out.code, code, "{command}: {}{}", out.stdout, out.stderr);
+    }
+}

@@ -82,6 +82,9 @@ impl Context for WithVersions {
     fn cwd(&self) -> Option<String> {
         self.system.cwd()
     }
+    fn open_file(&self, path: &str) -> Option<Box<dyn enforce::payloads::Payload + '_>> {
+        self.system.open_file(path)
+    }
 }
 
 /// The stack the decision runs on: the shell parser recurses on nesting, and the

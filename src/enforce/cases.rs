@@ -49,6 +49,8 @@ impl CaseContext {
             kube_context: self.kube_context.clone(),
             home: self.home.clone(),
             cwd: self.cwd.clone(),
+            // Cases name no archive or patch contents: extractions ask.
+            files: Default::default(),
         };
         if let Some(o) = over {
             ctx.versions.extend(o.versions.clone());

@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::payloads::Payload;
+
 /// The facts a decision may read.
 pub trait Context {
     /// The version a tool reports (`"1.27.3"`), `None` when it is not installed or
@@ -27,6 +29,10 @@ pub trait Context {
     fn home(&self) -> Option<String>;
     /// The working folder commands run in, when the request does not say.
     fn cwd(&self) -> Option<String>;
+    /// An archive or patch a command extracts or applies (`path` as the command
+    /// names it, absolute), read for the names it writes. `None` when it is not a
+    /// regular file that can be opened.
+    fn open_file(&self, path: &str) -> Option<Box<dyn Payload + '_>>;
 }
 
 /// Fixed answers (tests, `fleetkit policy test` cases).
@@ -37,6 +43,8 @@ pub struct FixedContext {
     pub kube_context: Option<String>,
     pub home: Option<String>,
     pub cwd: Option<String>,
+    /// Files by path: the archives and patches a command may name.
+    pub files: BTreeMap<String, Vec<u8>>,
 }
 
 impl Context for FixedContext {
@@ -54,6 +62,10 @@ impl Context for FixedContext {
     }
     fn cwd(&self) -> Option<String> {
         self.cwd.clone()
+    }
+    fn open_file(&self, path: &str) -> Option<Box<dyn Payload + '_>> {
+        let bytes = self.files.get(path)?;
+        Some(Box::new(std::io::Cursor::new(bytes.as_slice())))
     }
 }
 
@@ -231,6 +243,16 @@ impl Context for SystemContext {
         std::env::current_dir()
             .ok()
             .map(|p| p.display().to_string())
+    }
+
+    fn open_file(&self, path: &str) -> Option<Box<dyn Payload + '_>> {
+        // A regular file only: opening a FIFO (`mkfifo a.tar`) or a device would
+        // block the decision until the deadline.
+        if !std::fs::metadata(path).ok()?.is_file() {
+            return None;
+        }
+        let file = std::fs::File::open(path).ok()?;
+        Some(Box::new(file))
     }
 }
 

@@ -14,11 +14,13 @@ pub mod classify;
 pub mod claude_code;
 pub mod claude_settings;
 pub mod context;
+mod extractions;
 mod here_docs;
 mod launchers;
 mod listers;
 pub mod paths;
 mod patterns;
+pub mod payloads;
 mod prefilter;
 pub mod shell;
 mod tools;
@@ -111,6 +113,9 @@ pub struct Decision {
 struct Placing<'a> {
     /// Every folder the line may be in when the command runs (`cd` moves it).
     cwds: &'a [Option<String>],
+    /// The request's working folder as given (not normalised), for opening files;
+    /// `None` when the line may have moved (`cd x && tar xf a.tar`).
+    cwd: Option<&'a str>,
     home: Option<&'a str>,
     /// Folders whose files the command receives from `xargs` (`find ~ | xargs cat`).
     listed: &'a [shell::Word],
@@ -314,6 +319,9 @@ impl Engine {
         // makes the folder unknown.
         let mut cwds: Vec<Option<String>> = vec![cwd.map(str::to_string)];
         for (at, inv) in expanded.invocations.iter().enumerate() {
+            // Whether the line may have moved before this command (its own `-C`
+            // aside: tar and unzip open their archive where they were started).
+            let moved = cwds.len() > 1;
             // `env -C DIR`, `git -C DIR`, `make -C DIR`, `tar -C DIR`: that command's folder.
             // (Kept for the rest of the line: `env -C DIR git …` is unwrapped into
             // `env -C DIR` and then `git …`.)
@@ -334,6 +342,7 @@ impl Engine {
             let listed = listers::listed_folders(&expanded.invocations, at);
             let place = Placing {
                 cwds: &cwds,
+                cwd: cwd.filter(|_| !moved),
                 home: home.as_deref(),
                 listed: &listed,
             };
@@ -371,7 +380,12 @@ impl Engine {
         out: &mut Vec<Finding>,
         all_classes: &mut Vec<&'static str>,
     ) {
-        let Placing { cwds, home, listed } = place;
+        let Placing {
+            cwds,
+            cwd,
+            home,
+            listed,
+        } = place;
         let rendered = inv.render();
         let mut push = |verdict, rule: String, reason: String| {
             out.push(Finding {
@@ -416,6 +430,26 @@ impl Engine {
         }
         path_words.extend(inv.redirects.iter().map(|r| (&r.target, r.write)));
         path_words.extend(listed.iter().map(|w| (w, writes)));
+        // `tar xzf a.tgz`, `git apply x.patch`: the files named inside, each a
+        // path written.
+        let extracted = match extractions::extraction(inv) {
+            Some(e) => match extracted_paths(&e, cwd, home, ctx) {
+                Ok(words) => words,
+                Err(why) => {
+                    push(
+                        Verdict::Ask,
+                        "engine.unresolved".into(),
+                        format!(
+                            "`{}` writes the files named inside {why}: not allowed without approval",
+                            e.program
+                        ),
+                    );
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        path_words.extend(extracted.iter().map(|w| (w, true)));
         let low = self.policy.safety.risk_tolerance == RiskTolerance::Low;
         let copy_into = classify::copy_destination(inv);
         let reads_trees = classify::reads_trees(inv);
@@ -828,6 +862,96 @@ fn installed_location(word: &str) -> bool {
 }
 
 /// A word starting with `$HOME` or `${HOME}` and otherwise static, as `~…`.
+/// The paths an extraction writes (each member's name, stripped and joined to
+/// its folder, and where its links point), or why they cannot be known.
+/// `cwd`: the folder a relative file is opened in, when known.
+fn extracted_paths(
+    e: &extractions::Extraction,
+    cwd: Option<&str>,
+    home: Option<&str>,
+    ctx: &dyn Context,
+) -> Result<Vec<shell::Word>, String> {
+    use extractions::{Source, Strip};
+    let what = if e.archive { "an archive" } else { "a patch" };
+    let word = match &e.source {
+        Source::Unknown(why) => return Err(format!("{what}, which cannot be read ({why})")),
+        Source::File(w) => w,
+    };
+    let named = format!("`{}`", word.text);
+    let Some(value) = word.value().filter(|_| !word.glob) else {
+        return Err(format!("{named}, a file only known when the shell runs"));
+    };
+    let path = if let Some(rest) = value.strip_prefix("~/") {
+        home.map(|h| format!("{}/{rest}", h.trim_end_matches('/')))
+    } else if value.starts_with('/') || value.get(1..2) == Some(":") {
+        Some(value.to_string())
+    } else {
+        cwd.map(|c| format!("{}/{value}", c.trim_end_matches('/')))
+    };
+    let Some(path) = path else {
+        return Err(format!("{named}, whose folder is not known"));
+    };
+    let Some(mut file) = ctx.open_file(&path) else {
+        return Err(format!("{named}, which cannot be opened as a file"));
+    };
+    let names: Vec<(String, Option<String>)> = if e.archive {
+        payloads::archive_members(&mut *file)
+            .map_err(|why| format!("{named}, which cannot be read ({why})"))?
+            .into_iter()
+            .map(|m| (m.name, m.link))
+            .collect()
+    } else {
+        payloads::patch_targets(&mut *file)
+            .map_err(|why| format!("{named}, which cannot be read ({why})"))?
+            .into_iter()
+            .map(|n| (n, None))
+            .collect()
+    };
+    let folder = match &e.folder {
+        Some(f) => match f.value() {
+            Some(v) => v.trim_end_matches('/').to_string(),
+            None => {
+                return Err(format!(
+                    "{named}, into a folder only known when the shell runs"
+                ));
+            }
+        },
+        None => ".".to_string(),
+    };
+    let mut out = Vec::new();
+    // Members are joined to the folder; an absolute link target stays as it is.
+    let mut add = |name: &str| {
+        let text = if name.starts_with('/') {
+            name.to_string()
+        } else {
+            format!("{folder}/{name}")
+        };
+        let word = shell::Word::literal(&text);
+        if !out.iter().any(|w: &shell::Word| w.text == word.text) {
+            out.push(word);
+        }
+    };
+    for (name, link) in &names {
+        let stripped = match e.strip {
+            Strip::Components(n) => payloads::strip_components(name, n).into_iter().collect(),
+            Strip::AnySuffix => payloads::all_suffixes(name),
+        };
+        for n in &stripped {
+            add(n);
+        }
+        // A link lets later members, or later commands, write where it points.
+        if let Some(target) = link {
+            if target.starts_with('/') {
+                add(target);
+            } else if let Some(n) = stripped.first() {
+                let parent = n.rsplit_once('/').map_or("", |(p, _)| p);
+                add(&format!("{parent}/{target}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn home_relative(w: &shell::Word) -> Option<shell::Word> {
     w.dynamic.as_ref()?;
     let rest = w
