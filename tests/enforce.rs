@@ -779,7 +779,7 @@ fn extractions_are_judged_by_the_names_inside() {
     sh(
         "tar czf good.tgz src/a.rs && tar cf good.tar src/a.rs && tar czf evil.tgz src/a.rs .git/hooks/pre-commit \
         && tar cf link.tar src/link && zip -qy link.zip src/link && zip -q good.zip src/a.rs && zip -q evil.zip .claude/settings.json \
-        && tar cJf good.txz src/a.rs",
+        && tar cJf good.txz src/a.rs && cat good.tar evil.zip > poly.zip",
     );
     sh(
         "git init -q g && cd g && echo a > a && git add a && git -c user.name=t -c user.email=t@t commit -qm a \
@@ -797,6 +797,7 @@ fn extractions_are_judged_by_the_names_inside() {
         "evil.tgz",
         "link.tar",
         "link.zip",
+        "poly.zip",
         "good.zip",
         "evil.zip",
         "good.txz",
@@ -841,6 +842,11 @@ fn extractions_are_judged_by_the_names_inside() {
         // A link to `~/.bashrc` lets a later write land there.
         ("tar xf link.tar -C ~/proj/x", ask, startup),
         ("unzip link.zip -d proj/x", ask, startup),
+        // A tar with a zip appended: tar reads the start, unzip the end; both
+        // readings count. unzip given a file that is not a zip tries `NAME.zip`.
+        ("unzip poly.zip", ask, startup),
+        ("bsdtar xf poly.zip", ask, startup),
+        ("unzip good.tar", ask, unread),
         // Into a folder the startup rules cover, even with harmless names.
         (
             "tar xzf good.tgz -C ~",

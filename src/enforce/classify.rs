@@ -512,6 +512,17 @@ pub const SECRET_PATHS: &[&str] = &[
     "~/.mozilla/firefox/**/logins.json",
     "~/Library/Application Support/Firefox/**/logins.json",
     "~/AppData/Roaming/Mozilla/Firefox/**/logins.json",
+    // Red-team round 7: database, build-tool and cloud-sync credentials.
+    "**/.pgpass",
+    "**/.my.cnf",
+    "**/.m2/settings.xml",
+    "**/.gem/credentials",
+    "**/.config/rclone/rclone.conf",
+    "**/.s3cfg",
+    "**/.boto",
+    "**/.config/op/**",
+    "**/appdata/roaming/github cli/hosts.yml",
+    "**/.config/gh/hosts.yml",
 ];
 
 /// Database clients: their use against a production host or database.
@@ -1167,6 +1178,8 @@ pub fn output_arguments(inv: &Invocation) -> Vec<&Word> {
         "-P",
         "--directory-prefix",
         "--output-dir",
+        // patch's file of rejected hunks.
+        "--reject-file",
     ];
     let args: Vec<&Word> = inv.argv.iter().skip(1).collect();
     let mut out = Vec::new();
@@ -1184,6 +1197,7 @@ pub fn output_arguments(inv: &Invocation) -> Vec<&Word> {
             "--target-directory=",
             "--directory-prefix=",
             "--output-dir=",
+            "--reject-file=",
         ]
         .iter()
         .any(|p| t.starts_with(p))

@@ -3,6 +3,7 @@
 //! where the names come from, what is stripped from them and where they land; the
 //! names themselves are read by [`super::payloads`].
 
+use super::payloads::Format;
 use super::shell::{Invocation, Word};
 use super::wrappers::command_name;
 
@@ -30,8 +31,8 @@ pub struct Extraction {
     /// The command's name (`tar`, `git apply`).
     pub program: String,
     pub source: Source,
-    /// An archive (`true`) or a patch.
-    pub archive: bool,
+    /// An archive (`Some`, read as the tool reads it) or a patch.
+    pub archive: Option<Format>,
     /// The folder the names are joined to, when an option gives one (else the
     /// working folder).
     pub folder: Option<Word>,
@@ -47,8 +48,149 @@ pub fn extraction(inv: &Invocation) -> Option<Extraction> {
         "unzip" => unzip(args),
         "git" => git(inv, args),
         "patch" | "gpatch" => patch(inv, args),
+        "7z" | "7za" | "7zz" | "7zr" => seven_zip(&name, args),
+        "jar" => jar(args),
+        n if n.starts_with("python") => python_module(args),
+        // Extractors whose formats are not read: their names cannot be judged.
+        "cpio" | "bsdcpio" if has_option(args, &["-i", "--extract"], 'i') => {
+            Some(unread(&name, "its archive's format is not read"))
+        }
+        "pax" if has_option(args, &["-r"], 'r') => {
+            Some(unread(&name, "its archive's format is not read"))
+        }
+        "ar" if args
+            .first()
+            .is_some_and(|a| a.text.trim_start_matches('-').contains('x')) =>
+        {
+            Some(unread(&name, "its archive's format is not read"))
+        }
+        "dpkg" | "dpkg-deb"
+            if args.iter().any(|a| {
+                matches!(
+                    a.text.as_str(),
+                    "-x" | "-X" | "--extract" | "--vextract" | "-R" | "--raw-extract"
+                )
+            }) =>
+        {
+            Some(unread(&name, "a package's files are not read"))
+        }
+        "unsquashfs" | "unar" | "aunpack" | "cabextract" | "unrar" | "unlzma" | "lha" | "arj"
+        | "unace" | "unarj" => Some(unread(&name, "its archive's format is not read")),
+        "atool" if has_option(args, &["-x", "-X", "--extract", "--extract-to"], 'x') => {
+            Some(unread(&name, "its archive's format is not read"))
+        }
+        "ditto" if has_option(args, &["-x"], 'x') => {
+            Some(unread(&name, "its archive's format is not read"))
+        }
+        "gem" if args.first().is_some_and(|a| a.text == "unpack") => {
+            Some(unread(&name, "a gem's files are not read"))
+        }
         _ => None,
     }
+}
+
+/// An extraction whose names cannot be read.
+fn unread(name: &str, why: &str) -> Extraction {
+    Extraction {
+        program: name.to_string(),
+        source: Source::Unknown(format!("`{name}`: {why}")),
+        archive: Some(Format::Any),
+        folder: None,
+        strip: Strip::Components(0),
+    }
+}
+
+/// Whether `args` hold one of `long` options or a short cluster with `letter`.
+fn has_option(args: &[Word], long: &[&str], letter: char) -> bool {
+    args.iter().any(|a| {
+        let t = a.text.as_str();
+        long.iter()
+            .any(|l| t == *l || t.starts_with(&format!("{l}=")))
+            || (t.starts_with('-') && !t.starts_with("--") && t[1..].contains(letter))
+    })
+}
+
+/// `7z x|e ARCHIVE [-oDIR]`: `e` drops the folders (any suffix of a name may be
+/// written).
+fn seven_zip(name: &str, args: &[Word]) -> Option<Extraction> {
+    let sub = args.first()?.text.to_ascii_lowercase();
+    if sub != "x" && sub != "e" {
+        return None;
+    }
+    let mut archive = None;
+    let mut folder = None;
+    for w in &args[1..] {
+        if let Some(dir) = w.text.strip_prefix("-o") {
+            folder = Some(value_of(w, dir));
+        } else if !w.text.starts_with('-') && archive.is_none() {
+            archive = Some(w.clone());
+        }
+    }
+    Some(Extraction {
+        program: name.to_string(),
+        source: archive.map_or_else(
+            || Source::Unknown(format!("`{name}` names no archive")),
+            Source::File,
+        ),
+        archive: Some(Format::Any),
+        folder,
+        strip: if sub == "e" {
+            Strip::AnySuffix
+        } else {
+            Strip::Components(0)
+        },
+    })
+}
+
+/// `jar xf ARCHIVE`, `jar -xf ARCHIVE`, `jar --extract --file=ARCHIVE` (a zip).
+fn jar(args: &[Word]) -> Option<Extraction> {
+    let first = args.first()?.text.trim_start_matches('-');
+    let extract = (first.contains('x') && !first.starts_with('-'))
+        || args.iter().any(|a| a.text == "--extract");
+    if !extract {
+        return None;
+    }
+    let file = args.iter().enumerate().find_map(|(i, w)| {
+        if let Some(v) = w.text.strip_prefix("--file=") {
+            return Some(value_of(w, v));
+        }
+        (i > 0 && !w.text.starts_with('-')).then(|| w.clone())
+    });
+    Some(Extraction {
+        program: "jar".into(),
+        source: file.map_or_else(
+            || Source::Unknown("`jar` reads its archive from standard input".into()),
+            Source::File,
+        ),
+        archive: Some(Format::Zip),
+        folder: None,
+        strip: Strip::Components(0),
+    })
+}
+
+/// `python -m zipfile -e ARCHIVE DIR`, `python -m tarfile -e ARCHIVE [DIR]`.
+fn python_module(args: &[Word]) -> Option<Extraction> {
+    let m = args.iter().position(|a| a.text == "-m")?;
+    let module = args.get(m + 1)?.text.as_str();
+    let format = match module {
+        "zipfile" => Format::Zip,
+        "tarfile" => Format::Any,
+        _ => return None,
+    };
+    let rest = &args[m + 2..];
+    let e = rest
+        .iter()
+        .position(|a| a.text == "-e" || a.text == "--extract")?;
+    Some(Extraction {
+        program: format!("python -m {module}"),
+        source: rest.get(e + 1).cloned().map_or_else(
+            || Source::Unknown(format!("`python -m {module} -e` names no archive")),
+            Source::File,
+        ),
+        archive: Some(format),
+        folder: rest.get(e + 2).cloned(),
+        strip: Strip::Components(0),
+    })
 }
 
 /// The input a command reads when no file is named: a `<` redirection, or
@@ -71,6 +213,8 @@ fn standard_input(inv: &Invocation, program: &str) -> Source {
 /// input), `-C DIR`, `--strip-components=N`.
 fn tar(inv: &Invocation, name: &str, args: &[Word]) -> Option<Extraction> {
     let (mut extract, mut file, mut folder, mut strip) = (false, None, None, 0usize);
+    // An option that renames the members (`--transform`, `--one-top-level`).
+    let mut renamed: Option<String> = None;
     // Old style: the first word's letters are options whose values follow in order.
     let mut values: Vec<char> = Vec::new();
     let mut i = 0;
@@ -82,7 +226,12 @@ fn tar(inv: &Invocation, name: &str, args: &[Word]) -> Option<Extraction> {
         values = first
             .text
             .chars()
-            .filter(|c| matches!(c, 'f' | 'C' | 'b' | 'T' | 'X' | 'N' | 'L' | 'K' | 'g' | 'V'))
+            .filter(|c| {
+                matches!(
+                    c,
+                    'f' | 'C' | 'b' | 'T' | 'X' | 'N' | 'L' | 'K' | 'g' | 'V' | 'I' | 'F' | 'H'
+                )
+            })
             .collect();
         i = 1;
     }
@@ -108,21 +257,26 @@ fn tar(inv: &Invocation, name: &str, args: &[Word]) -> Option<Extraction> {
                     args.get(i).cloned()
                 }
             };
-            match key {
-                "extract" | "get" => extract = true,
-                "file" => file = value(),
-                "directory" => folder = value(),
-                "strip-components" | "strip" => {
-                    strip = value().and_then(|v| v.text.parse().ok()).unwrap_or(0);
-                }
-                _ => {}
+            // GNU tar takes any unambiguous prefix (`--ext`, `--fil=`, `--dir`);
+            // an ambiguous one is an error, so reading it as either is safe.
+            let is = |full: &str, min: usize| key.len() >= min && full.starts_with(key);
+            if is("extract", 3) || is("get", 2) {
+                extract = true;
+            } else if is("file", 2) {
+                file = value();
+            } else if is("directory", 3) {
+                folder = value();
+            } else if is("strip-components", 3) {
+                strip = value().and_then(|v| v.text.parse().ok()).unwrap_or(0);
+            } else if is("transform", 3) || is("xform", 2) || is("one-top-level", 3) {
+                renamed = Some(format!("`{t}`"));
             }
         } else if let Some(cluster) = t.strip_prefix('-').filter(|c| !c.is_empty()) {
             // `-xzf FILE`, `-xzfFILE`, `-C DIR`, `-CDIR`.
             for (k, c) in cluster.char_indices() {
                 match c {
                     'x' => extract = true,
-                    'f' | 'C' => {
+                    'f' | 'C' | 'I' | 'F' | 'T' | 'X' | 'N' | 'g' | 'K' | 'L' | 'V' | 'b' | 'H' => {
                         let attached = &cluster[k + 1..];
                         let value = if attached.is_empty() {
                             i += 1;
@@ -130,10 +284,10 @@ fn tar(inv: &Invocation, name: &str, args: &[Word]) -> Option<Extraction> {
                         } else {
                             Some(value_of(&args[i], attached))
                         };
-                        if c == 'f' {
-                            file = value;
-                        } else {
-                            folder = value;
+                        match c {
+                            'f' => file = value,
+                            'C' => folder = value,
+                            _ => {}
                         }
                         break;
                     }
@@ -147,6 +301,10 @@ fn tar(inv: &Invocation, name: &str, args: &[Word]) -> Option<Extraction> {
         return None;
     }
     let source = match file {
+        _ if renamed.is_some() => Source::Unknown(format!(
+            "`{name}` renames the members ({})",
+            renamed.unwrap_or_default()
+        )),
         Some(w) if w.text == "-" => standard_input(inv, name),
         Some(w) => Source::File(w),
         // Without `-f` tar reads `$TAPE` or standard input.
@@ -155,7 +313,7 @@ fn tar(inv: &Invocation, name: &str, args: &[Word]) -> Option<Extraction> {
     Some(Extraction {
         program: name.to_string(),
         source,
-        archive: true,
+        archive: Some(Format::Any),
         folder,
         strip: Strip::Components(strip),
     })
@@ -215,7 +373,7 @@ fn unzip(args: &[Word]) -> Option<Extraction> {
             || Source::Unknown("`unzip` names no archive".into()),
             Source::File,
         ),
-        archive: true,
+        archive: Some(Format::Zip),
         folder,
         strip: Strip::Components(0),
     })
@@ -302,7 +460,7 @@ fn git(inv: &Invocation, args: &[Word]) -> Option<Extraction> {
     Some(Extraction {
         program,
         source,
-        archive: false,
+        archive: None,
         folder,
         strip: Strip::Components(strip),
     })
@@ -316,28 +474,61 @@ fn patch(inv: &Invocation, args: &[Word]) -> Option<Extraction> {
     let mut positional = Vec::new();
     let mut i = 0;
     while i < args.len() {
-        let t = args[i].text.as_str();
-        let next = args.get(i + 1);
-        match t {
-            "--dry-run" | "-C" | "--check" => return None,
-            "-i" | "--input" => {
-                input = next.cloned();
+        let w = &args[i];
+        let t = w.text.as_str();
+        // The option and its value (`--dir=X`, `--dir X`, `-dX`, `-d X`), by any
+        // unambiguous GNU prefix of its long name. (`-o` and `--reject-file`
+        // files are judged as output arguments.)
+        let (option, attached) = if let Some(long) = t.strip_prefix("--") {
+            let (key, value) = long
+                .split_once('=')
+                .map_or((long, None), |(k, v)| (k, Some(v)));
+            let named = [
+                ("dry-run", 2, "--dry-run"),
+                ("check", 2, "--dry-run"),
+                ("input", 2, "-i"),
+                ("directory", 2, "-d"),
+                ("strip", 2, "-p"),
+                ("output", 2, "-o"),
+                ("reject-file", 3, "-r"),
+                ("prefix", 2, "-B"),
+                ("basename-prefix", 2, "-Y"),
+                ("suffix", 2, "-z"),
+                ("ifdef", 2, "-D"),
+                ("fuzz", 2, "-F"),
+                ("version-control", 2, "-V"),
+                ("quoting-style", 2, "-Q"),
+            ]
+            .iter()
+            .find(|(full, min, _)| key.len() >= *min && full.starts_with(key))
+            .map_or("", |(_, _, short)| *short);
+            (named, value)
+        } else if let (Some(o), Some(rest)) = (t.get(..2), t.get(2..))
+            && o.starts_with('-')
+            && o != "--"
+        {
+            (o, (!rest.is_empty()).then_some(rest))
+        } else {
+            ("", None)
+        };
+        let mut value = || match attached {
+            Some(v) => Some(value_of(w, v)),
+            None => {
                 i += 1;
+                args.get(i).cloned()
             }
-            "-d" | "--directory" => {
-                folder = next.cloned();
-                i += 1;
-            }
-            "-p" | "--strip" => {
-                strip = next
-                    .and_then(|w| w.text.parse().ok())
+        };
+        match option {
+            "--dry-run" | "-C" => return None,
+            "-i" => input = value(),
+            "-d" => folder = value(),
+            "-p" => {
+                strip = value()
+                    .and_then(|v| v.text.parse().ok())
                     .map_or(Strip::AnySuffix, Strip::Components);
-                i += 1;
             }
-            "-o" | "--output" | "-B" | "-r" | "-z" | "-D" | "-F" | "-V" | "-Y" => i += 1,
-            _ if t.starts_with("-p") || t.starts_with("--strip=") => {
-                let n = t.trim_start_matches("-p").trim_start_matches("--strip=");
-                strip = n.parse().map_or(Strip::AnySuffix, Strip::Components);
+            "-o" | "-r" | "-B" | "-Y" | "-z" | "-D" | "-F" | "-V" | "-Q" => {
+                value();
             }
             _ if t.starts_with('-') => {}
             _ => positional.push(i),
@@ -357,7 +548,7 @@ fn patch(inv: &Invocation, args: &[Word]) -> Option<Extraction> {
     Some(Extraction {
         program: "patch".into(),
         source,
-        archive: false,
+        archive: None,
         folder,
         strip,
     })
@@ -408,6 +599,21 @@ mod tests {
         );
         assert_eq!(of("tar czf a.tgz src"), None);
         assert_eq!(of("tar -tzf a.tgz"), None);
+        // GNU prefixes (red-team round 7).
+        assert_eq!(
+            of("tar --ext --fil=a.tar --dir x"),
+            Some(("tar".into(), file("a.tar"), file("x"), c(0)))
+        );
+        assert_eq!(of("tar --ge -f a.tar").map(|e| e.1), Some(file("a.tar")));
+        assert_eq!(
+            of("tar -xzf a.tgz --xform=s,a,.git/hooks/x,").map(|e| e.1),
+            Some(None)
+        );
+        assert_eq!(
+            of("tar -xf a.tar --one-top-level=.claude").map(|e| e.1),
+            Some(None)
+        );
+        assert_eq!(of("tar -xIzstd -f a.tar").map(|e| e.1), Some(file("a.tar")));
     }
 
     #[test]
@@ -456,5 +662,19 @@ mod tests {
         assert_eq!(of("patch --dry-run -p1 < x.patch"), None);
         assert_eq!(of("patch main.c fix.diff"), None);
         assert_eq!(of("git status"), None);
+        // Red-team round 7: other extractors.
+        assert_eq!(
+            of("7z x a.zip -oout"),
+            Some(("7z".into(), file("a.zip"), file("out"), c(0)))
+        );
+        assert_eq!(of("jar xf a.jar").map(|e| e.1), Some(file("a.jar")));
+        assert_eq!(
+            of("python3 -m zipfile -e a.zip .").map(|e| (e.1, e.2)),
+            Some((file("a.zip"), file(".")))
+        );
+        assert_eq!(of("cpio -id < a.cpio").map(|e| e.1), Some(None));
+        assert_eq!(of("ar x lib.a").map(|e| e.1), Some(None));
+        assert_eq!(of("cpio -o < list"), None);
+        assert_eq!(of("python3 -m http.server"), None);
     }
 }

@@ -84,6 +84,9 @@ pub fn unread_code(name: &str, args: &[&str], reads_stdin: bool) -> Option<Strin
         "awk" | "gawk" | "mawk" | "nawk" if awk_program_runs_or_writes(args) => Some(format!(
             "`{name}`'s program runs a command (`system`, a pipe) or writes a file (`print > FILE`), which the policy engine does not follow"
         )),
+        "tar" | "gtar" | "bsdtar" if tar_runs_a_program(args) => Some(format!(
+            "`{name}` runs a program of its options' choosing (`--to-command`, `--checkpoint-action=exec`, `-I`/`--use-compress-program`, `--rsh-command`, `-F`/`--info-script`), which the policy engine does not follow"
+        )),
         "bitsadmin" if option("setnotifycmdline") => Some(
             "`bitsadmin /setnotifycmdline` makes BITS run a program later, which the policy engine cannot read".into(),
         ),
@@ -330,6 +333,35 @@ fn past_delimiter(chars: &mut impl Iterator<Item = char>, delim: char) {
         }
         escaped = c == '\\' && !escaped;
     }
+}
+
+/// tar's options that run a program: `--to-command`, `--checkpoint-action=exec`,
+/// `--use-compress-program` (`-I`), `--rsh-command`, `--info-script` /
+/// `--new-volume-script` (`-F`), by any GNU prefix; `-I` and `-F` in a cluster or
+/// in the old-style first word.
+fn tar_runs_a_program(args: &[&str]) -> bool {
+    const RUNS: &[(&str, usize)] = &[
+        ("--to-command", 5),
+        ("--checkpoint-action", 12),
+        ("--use-compress-program", 5),
+        ("--rsh-command", 5),
+        ("--info-script", 5),
+        ("--new-volume-script", 5),
+    ];
+    args.iter().enumerate().any(|(i, a)| {
+        let key = a.split('=').next().unwrap_or(a);
+        if key.starts_with("--") {
+            return RUNS
+                .iter()
+                .any(|(full, min)| key.len() >= *min && full.starts_with(key));
+        }
+        let letters = match a.strip_prefix('-') {
+            Some(cluster) => cluster,
+            None if i == 0 => a,
+            None => return false,
+        };
+        letters.chars().all(|c| c.is_ascii_alphanumeric()) && letters.contains(['I', 'F'])
+    })
 }
 
 /// awk's program (its first operand) runs a command (`system(`, `| "cmd"`,

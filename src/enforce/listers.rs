@@ -1,21 +1,18 @@
-//! The folders whose files a pipeline hands to `xargs`.
+//! The folders whose files a line hands to a command as names it reads later.
 //!
 //! `find ~ | xargs cat` reads every file in the home folder, secrets included,
-//! though no word of `cat` names one: its arguments arrive on standard input. When
-//! the stage feeding `xargs` (through filters such as `grep` or `sort`) is a file
-//! lister (`find`, `fd`, `locate`), the files are those under the lister's start
-//! folders, so the command `xargs` runs is judged as reading (or writing) those
-//! folders whole. Other producers (`cat list.txt | xargs cat`) name files nobody
-//! can know before the line runs; they are left to the command's own class.
+//! though no word of `cat` names one: its arguments arrive on standard input. So do
+//! `find ~ | parallel cat`, `for f in $(find ~); do cat "$f"; done`, `while read f;
+//! do cat "$f"; done < <(find ~)`, `find ~ > l; xargs cat < l` and `find ~ | cpio
+//! -o`. When a line holds a file lister (`find`, `fd`, `locate`, `tree`, `du -a`,
+//! `ls -R`, `rg --files`), a command on it that takes names it does not spell
+//! (from `xargs` or `parallel`, a variable, a list on standard input) is judged
+//! as reading (or writing) the lister's folders whole. Without a lister on the
+//! line (`cat list.txt | xargs cat`) the names cannot be known before the line
+//! runs; they are left to the command's own class.
 
 use super::shell::{Invocation, Word};
-use super::wrappers::{XARGS_INPUT, command_name};
-
-/// Commands that pass file names through, a subset of their input lines.
-const FILTERS: &[&str] = &[
-    "grep", "egrep", "fgrep", "sort", "uniq", "head", "tail", "sed", "gsed", "awk", "gawk", "mawk",
-    "cut", "tr", "tee", "cat", "shuf", "tac",
-];
+use super::wrappers::command_name;
 
 /// Commands that read only names and metadata, never a file's contents.
 const NAMES_ONLY: &[&str] = &[
@@ -23,44 +20,56 @@ const NAMES_ONLY: &[&str] = &[
     "[",
 ];
 
-/// The folders whose files `invocations[at]` receives from `xargs`: empty when it
-/// is not run by `xargs`, or its input does not come from a file lister.
+/// The folders whose files `invocations[at]` may receive as names it does not
+/// spell: empty when it spells all of its names, or the line lists no folder.
 pub fn listed_folders(invocations: &[Invocation], at: usize) -> Vec<Word> {
     let Some(inv) = invocations.get(at) else {
         return Vec::new();
     };
-    if !inv
-        .argv
-        .iter()
-        .any(|w| w.dynamic.as_deref() == Some(XARGS_INPUT))
-    {
+    let Some(name) = inv.argv.first().and_then(command_name) else {
+        return Vec::new();
+    };
+    let args = &inv.argv[1..];
+    let takes_names = args.iter().any(|w| w.dynamic.is_some())
+        || inv
+            .wrappers
+            .iter()
+            .any(|w| matches!(w.as_str(), "xargs" | "parallel"))
+        || reads_a_list(&name, args);
+    if inv.wraps || !takes_names || NAMES_ONLY.contains(&name.as_str()) {
         return Vec::new();
     }
-    // The stages before it in its pipeline, nearest first; wrappers' own parts
-    // (`xargs -0`, `sudo`) and what `xargs` runs are not stages of their own.
-    let earlier = invocations[..at].iter().rev().filter(|i| {
-        i.pipeline == inv.pipeline && !i.wraps && !i.wrappers.iter().any(|w| w == "xargs")
-    });
-    let names_only = inv
-        .argv
-        .first()
-        .and_then(command_name)
-        .is_some_and(|n| NAMES_ONLY.contains(&n.as_str()));
-    if !inv.piped_input || names_only {
-        return Vec::new();
-    }
-    for stage in earlier {
-        let Some(name) = stage.argv.first().and_then(command_name) else {
-            return Vec::new();
+    let mut out: Vec<Word> = Vec::new();
+    for (k, other) in invocations.iter().enumerate() {
+        if k == at || other.wraps {
+            continue;
+        }
+        let Some(lister) = other.argv.first().and_then(command_name) else {
+            continue;
         };
-        if let Some(roots) = start_folders(&name, &stage.argv[1..]) {
-            return roots;
-        }
-        if !(stage.piped_input && FILTERS.contains(&name.as_str())) {
-            return Vec::new();
+        for root in start_folders(&lister, &other.argv[1..]).unwrap_or_default() {
+            if !out.iter().any(|w| w.text == root.text) {
+                out.push(root);
+            }
         }
     }
-    Vec::new()
+    out
+}
+
+/// Commands that read a list of file names on standard input: `cpio -o`, `zip
+/// -@`, `tar -T -` / `--files-from`, `rsync --files-from`.
+fn reads_a_list(name: &str, args: &[Word]) -> bool {
+    let has = |f: &dyn Fn(&str) -> bool| args.iter().any(|w| f(&w.text));
+    match name {
+        "cpio" | "bsdcpio" => has(&|t| {
+            t == "--create" || (t.starts_with('-') && !t.starts_with("--") && t.contains('o'))
+        }),
+        "zip" => has(&|t| t == "-@" || t == "--names-stdin"),
+        "tar" | "gtar" | "bsdtar" | "rsync" => {
+            has(&|t| t == "-T" || t.starts_with("--files-from") || t.starts_with("-T"))
+        }
+        _ => false,
+    }
 }
 
 /// The folders a file lister walks, `None` when `name` lists no files.
@@ -88,6 +97,21 @@ fn start_folders(name: &str, args: &[Word]) -> Option<Vec<Word>> {
         "fd" | "fdfind" => fd_paths(args),
         // The whole file system, from the locate database.
         "locate" | "plocate" | "mlocate" | "slocate" => vec![Word::literal("/")],
+        "tree" => operands(args),
+        "du" if args
+            .iter()
+            .any(|w| w.text.starts_with('-') && w.text.contains('a')) =>
+        {
+            operands(args)
+        }
+        "ls" if args.iter().any(|w| {
+            w.text == "--recursive"
+                || (w.text.starts_with('-') && !w.text.starts_with("--") && w.text.contains('R'))
+        }) =>
+        {
+            operands(args)
+        }
+        "rg" if args.iter().any(|w| w.text == "--files") => operands(args),
         _ => return None,
     };
     Some(if roots.is_empty() {
@@ -95,6 +119,15 @@ fn start_folders(name: &str, args: &[Word]) -> Option<Vec<Word>> {
     } else {
         roots
     })
+}
+
+/// The words that are not options (a lister's folders; an option's value may be
+/// read as one, which only makes the check stricter).
+fn operands(args: &[Word]) -> Vec<Word> {
+    args.iter()
+        .filter(|w| !w.text.starts_with('-'))
+        .cloned()
+        .collect()
 }
 
 /// fd's search paths: the positional words after its pattern, and
@@ -193,11 +226,29 @@ mod tests {
     }
 
     #[test]
+    fn names_taken_on_the_same_line_are_the_listers() {
+        // Red-team round 7.
+        assert_eq!(folders("find ~ | parallel cat"), ["~"]);
+        assert_eq!(
+            folders("for f in $(find ~ -type f); do cat \"$f\"; done"),
+            ["~"]
+        );
+        assert_eq!(
+            folders("while read f; do cat \"$f\"; done < <(find ~)"),
+            ["~"]
+        );
+        assert_eq!(folders("find ~ > /tmp/l; xargs cat < /tmp/l"), ["~"]);
+        assert_eq!(folders("find ~ | cpio -o"), ["~"]);
+        assert_eq!(folders("tree -afi ~ | xargs cat"), ["~"]);
+        assert_eq!(folders("du -a ~ | cut -f2 | xargs cat"), ["~"]);
+    }
+
+    #[test]
     fn other_producers_name_nothing() {
         assert!(folders("cat list.txt | xargs cat").is_empty());
         assert!(folders("find ~ | wc -l").is_empty());
-        assert!(folders("find ~; xargs cat < list").is_empty());
         assert!(folders("git ls-files | xargs wc -l").is_empty());
         assert!(folders("find / -name x | xargs ls -l").is_empty());
+        assert!(folders("find ~; cat notes.txt").is_empty());
     }
 }

@@ -564,9 +564,13 @@ impl Engine {
                 // `grep -r AKIA /home` reads the home folder too, which the
                 // normal form writes `~`.
                 let mut hits = self.paths.hits(&norm, access, word.glob);
+                // Every user's home is under `/home`, `/Users` or `C:\Users`.
+                let holds_homes = matches!(norm.as_str(), "/" | "/home" | "/users" | "c:/users");
                 if access == Access::ReadTree
-                    && let Some(h) = &home_folder
-                    && (norm == "/" || h.starts_with(&format!("{norm}/")))
+                    && (holds_homes
+                        || home_folder
+                            .as_ref()
+                            .is_some_and(|h| h.starts_with(&format!("{norm}/"))))
                 {
                     hits.extend(self.paths.hits("~", access, false));
                 }
@@ -872,7 +876,11 @@ fn extracted_paths(
     ctx: &dyn Context,
 ) -> Result<Vec<shell::Word>, String> {
     use extractions::{Source, Strip};
-    let what = if e.archive { "an archive" } else { "a patch" };
+    let what = if e.archive.is_some() {
+        "an archive"
+    } else {
+        "a patch"
+    };
     let word = match &e.source {
         Source::Unknown(why) => return Err(format!("{what}, which cannot be read ({why})")),
         Source::File(w) => w,
@@ -894,8 +902,8 @@ fn extracted_paths(
     let Some(mut file) = ctx.open_file(&path) else {
         return Err(format!("{named}, which cannot be opened as a file"));
     };
-    let names: Vec<(String, Option<String>)> = if e.archive {
-        payloads::archive_members(&mut *file)
+    let names: Vec<(String, Option<String>)> = if let Some(format) = e.archive {
+        payloads::archive_members(&mut *file, format)
             .map_err(|why| format!("{named}, which cannot be read ({why})"))?
             .into_iter()
             .map(|m| (m.name, m.link))
@@ -932,6 +940,15 @@ fn extracted_paths(
         }
     };
     for (name, link) in &names {
+        // A folder's own entry creates it empty; its files are members of their own.
+        if name.ends_with('/') && link.is_none() {
+            continue;
+        }
+        // An absolute name is written there with `tar -P` or bsdtar's `-P`, and
+        // under the folder otherwise: both are judged.
+        if name.starts_with('/') {
+            add(name);
+        }
         let stripped = match e.strip {
             Strip::Components(n) => payloads::strip_components(name, n).into_iter().collect(),
             Strip::AnySuffix => payloads::all_suffixes(name),

@@ -107,6 +107,23 @@ pub const STARTUP_PATHS: &[&str] = &[
     "**/.git/hooks/**",
     "**/.gitattributes",
     "**/.envrc",
+    // Red-team round 7: submodules' hooks, git hook managers, editor tasks that
+    // run when a folder opens, cargo's configuration (runners, wrappers), and the
+    // home folder's other files that start programs.
+    "**/.git/modules/**/hooks/**",
+    "**/.git/modules/**/config",
+    "**/.husky/**",
+    "**/.vscode/tasks.json",
+    "**/.cargo/config.toml",
+    "**/.cargo/config",
+    "**/.bash_logout",
+    "**/.vimrc",
+    "**/.gdbinit",
+    "**/.pam_environment",
+    "~/.local/bin/**",
+    "~/.local/share/systemd/user/**",
+    "~/.ipython/**/startup/**",
+    "**/site-packages/*.pth",
     "~/.npmrc",
     "~/.config/autostart/**",
     "~/.config/systemd/**",

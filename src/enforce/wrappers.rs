@@ -53,7 +53,7 @@ const SHELLS: &[&str] = &[
 
 /// Why the last argument of a command `xargs` runs is not known: it stands for
 /// the words xargs reads from standard input.
-pub const XARGS_INPUT: &str = "arguments read from standard input by xargs";
+const XARGS_INPUT: &str = "arguments read from standard input by xargs";
 
 /// The name a command word resolves to: its file name without directories or a
 /// Windows executable extension, in lower case (`/usr/bin/kubectl`, `\kubectl`,
