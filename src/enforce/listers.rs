@@ -20,9 +20,28 @@ const NAMES_ONLY: &[&str] = &[
     "[",
 ];
 
+/// The start folders of every file lister on a line, by its place among the
+/// line's invocations: found once per line, then shared by [`listed_folders`].
+pub fn line_listers(invocations: &[Invocation]) -> Vec<(usize, Vec<Word>)> {
+    invocations
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| !i.wraps)
+        .filter_map(|(k, i)| {
+            let name = i.argv.first().and_then(command_name)?;
+            start_folders(&name, &i.argv[1..]).map(|roots| (k, roots))
+        })
+        .collect()
+}
+
 /// The folders whose files `invocations[at]` may receive as names it does not
 /// spell: empty when it spells all of its names, or the line lists no folder.
-pub fn listed_folders(invocations: &[Invocation], at: usize) -> Vec<Word> {
+/// `listers`: the line's, from [`line_listers`].
+pub fn listed_folders(
+    invocations: &[Invocation],
+    at: usize,
+    listers: &[(usize, Vec<Word>)],
+) -> Vec<Word> {
     let Some(inv) = invocations.get(at) else {
         return Vec::new();
     };
@@ -40,16 +59,10 @@ pub fn listed_folders(invocations: &[Invocation], at: usize) -> Vec<Word> {
         return Vec::new();
     }
     let mut out: Vec<Word> = Vec::new();
-    for (k, other) in invocations.iter().enumerate() {
-        if k == at || other.wraps {
-            continue;
-        }
-        let Some(lister) = other.argv.first().and_then(command_name) else {
-            continue;
-        };
-        for root in start_folders(&lister, &other.argv[1..]).unwrap_or_default() {
+    for (_, roots) in listers.iter().filter(|(k, _)| *k != at) {
+        for root in roots {
             if !out.iter().any(|w| w.text == root.text) {
-                out.push(root);
+                out.push(root.clone());
             }
         }
     }
@@ -202,7 +215,8 @@ mod tests {
             .iter()
             .rposition(|i| !i.wraps)
             .expect("an invocation");
-        listed_folders(&expanded.invocations, at)
+        let listers = line_listers(&expanded.invocations);
+        listed_folders(&expanded.invocations, at, &listers)
             .into_iter()
             .map(|w| w.text)
             .collect()

@@ -318,6 +318,7 @@ impl Engine {
         // path is checked in all of them; a `cd` to a folder only known at run time
         // makes the folder unknown.
         let mut cwds: Vec<Option<String>> = vec![cwd.map(str::to_string)];
+        let line_listers = listers::line_listers(&expanded.invocations);
         for (at, inv) in expanded.invocations.iter().enumerate() {
             // Whether the line may have moved before this command (its own `-C`
             // aside: tar and unzip open their archive where they were started).
@@ -339,7 +340,7 @@ impl Engine {
                 }
             }
             // `find ~ | xargs cat`: the files xargs hands over are under find's folders.
-            let listed = listers::listed_folders(&expanded.invocations, at);
+            let listed = listers::listed_folders(&expanded.invocations, at, &line_listers);
             let place = Placing {
                 cwds: &cwds,
                 cwd: cwd.filter(|_| !moved),
