@@ -93,7 +93,7 @@ pub enum ReadError {
 }
 
 #[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(|e| FsError::new("cannot set permissions on", path, e))
@@ -103,7 +103,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
 /// SYSTEM and Administrators can read, with inheritance from ProgramData removed
 /// (where every user could otherwise read it).
 #[cfg(windows)]
-fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
     if mode & 0o077 != 0 {
         return Ok(());
     }
@@ -130,12 +130,12 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
 }
 
 #[cfg(not(any(unix, windows)))]
-fn set_mode(_path: &Path, _mode: u32) -> Result<(), FsError> {
+pub(crate) fn set_mode(_path: &Path, _mode: u32) -> Result<(), FsError> {
     Ok(())
 }
 
 #[cfg(unix)]
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     // Best effort: some filesystems refuse fsync on a directory; the data is already
     // durable, only the rename's durability is at stake.
     if let Ok(d) = fs::File::open(dir) {
@@ -144,7 +144,7 @@ fn sync_dir(dir: &Path) {
 }
 
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) {}
+pub(crate) fn sync_dir(_dir: &Path) {}
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@
 //! - [`anchors`]: the trust anchors document and its signed rotation chain;
 //! - [`protocol`]: the JSON bodies exchanged by the agent and the server;
 //! - [`agent`]: the device side: registration, manifest, policy sync;
+//! - [`audit`]: the hash-chained audit log, its checkpoints and verification;
 //! - [`server`]: enrollment, inventory and distribution over HTTPS;
 //! - [`build`], [`targets`]: `fleetkit build`: the payload built once, handed to one
 //!   module per artefact; `fleetkit inspect`;
@@ -22,6 +23,7 @@
 
 pub mod agent;
 pub mod anchors;
+pub mod audit;
 #[cfg(feature = "admin")]
 pub mod build;
 pub mod bundle;

@@ -77,6 +77,24 @@ pub fn check_chain(
     key: &KeyPair,
     now: OffsetDateTime,
 ) -> Result<CheckedChain> {
+    let (checked, leaf_key) = check_issued(chain_pem, roots_pem, machine_id, now)?;
+    if leaf_key != key.public_key_raw() {
+        return Err(IdentityError::BadChain(
+            "the machine certificate does not carry this device's public key".into(),
+        ));
+    }
+    Ok(checked)
+}
+
+/// Verifies that `chain_pem` is a machine certificate for `machine_id`, issued under
+/// one of `roots_pem` and valid at `at`; returns it with the leaf's public key (the
+/// raw subject public key bits), for whoever checks a signature made with it.
+pub fn check_issued(
+    chain_pem: &str,
+    roots_pem: &[String],
+    machine_id: &str,
+    now: OffsetDateTime,
+) -> Result<(CheckedChain, Vec<u8>)> {
     let bad = |m: String| IdentityError::BadChain(m);
     let ders = pem_certificates(chain_pem).map_err(bad)?;
     if ders.len() != 2 {
@@ -155,22 +173,21 @@ pub fn check_chain(
             "the machine certificate names `{cn}`, this machine is `{machine_id}`"
         )));
     }
-    if leaf.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-        return Err(bad(
-            "the machine certificate does not carry this device's public key".into(),
-        ));
-    }
+    let leaf_key = leaf.public_key().subject_public_key.data.to_vec();
     let v = leaf.validity();
     let not_before = OffsetDateTime::from_unix_timestamp(v.not_before.timestamp())
         .map_err(|e| bad(e.to_string()))?;
     let not_after = OffsetDateTime::from_unix_timestamp(v.not_after.timestamp())
         .map_err(|e| bad(e.to_string()))?;
-    Ok(CheckedChain {
-        chain_pem: ders.iter().map(|d| to_pem(d)).collect(),
-        fingerprint: fingerprint_der(&ders[0]),
-        not_before,
-        not_after,
-    })
+    Ok((
+        CheckedChain {
+            chain_pem: ders.iter().map(|d| to_pem(d)).collect(),
+            fingerprint: fingerprint_der(&ders[0]),
+            not_before,
+            not_after,
+        },
+        leaf_key,
+    ))
 }
 
 fn parse(der: &[u8]) -> std::result::Result<X509Certificate<'_>, String> {

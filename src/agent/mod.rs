@@ -11,6 +11,7 @@
 //! - [`offline`]: the offline modes as one pure decision;
 //! - [`manifest`]: the device manifest and its fact mirrors;
 //! - [`register`], [`sync`], [`status`]: the commands;
+//! - [`audit`]: the audit records of its own runs and the upkeep of the log;
 //! - [`rotation`]: following the org's key rotation chain before a bundle is verified;
 //! - [`windows`]: the MSI's enrollment values, the device's registry record and the
 //!   machine Root store, on Windows.
@@ -20,6 +21,7 @@
 //! certificate it returns and every policy bundle are checked against them, never
 //! against what the server says.
 
+pub mod audit;
 pub mod claude_code;
 pub mod client;
 pub mod facts;
@@ -292,6 +294,9 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
         .map_err(|e| FsError::new("cannot open", &path, e))?;
     file.lock()
         .map_err(|e| FsError::new("cannot lock", &path, e))?;
+    // Every run as the agent makes sure the hook, run as a user, has an inbox to
+    // hand its audit records to (the folder is root's, 1733).
+    let _ = crate::audit::inbox::prepare(&data_dir.join("audit-inbox"));
     if let Ok(entries) = std::fs::read_dir(data_dir) {
         for entry in entries.flatten() {
             if entry

@@ -221,6 +221,13 @@ impl Agent {
             now,
             &checked,
         ));
+        let registered = self
+            .event(crate::audit::Event::Registered, now)
+            .with_detail("certificate_fingerprint", checked.fingerprint.clone());
+        // The identity is saved; the next sync's upkeep catches up an audit write
+        // that fails here, so it does not fail the registration.
+        let _ = self.record_events(vec![registered], now);
+        let _ = self.audit_upkeep(now);
         Ok(Registered::Enrolled {
             device_id: answer.device_id,
             machine_id: answer.machine_id,

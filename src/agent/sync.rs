@@ -15,6 +15,7 @@ use super::offline::{self, Holdings, InForce};
 use super::register::RegisterOptions;
 use super::state::{EnrollmentStatus, SyncRecord};
 use super::{Agent, AgentError, Result};
+use crate::audit::{Event, Record};
 use crate::bundle::Verified;
 use crate::fsutil::{self, PUBLIC_MODE};
 use crate::protocol::{CheckinRequest, DeviceFacts, ErrorCode, RenewRequest};
@@ -75,10 +76,46 @@ impl Agent {
         let settings_warning = self.apply_claude_settings(now).warning();
         self.save_state()?;
         self.write_manifest(&facts, now)?;
+        let audit_warnings = self.audit_sync(&result, now);
         result.map(|mut report| {
             report.warnings.extend(settings_warning);
+            report.warnings.extend(audit_warnings);
             report
         })
+    }
+
+    /// Records what this sync changed, then the audit upkeep (inbox, retention,
+    /// checkpoint). Problems are warnings: the sync's outcome stands.
+    fn audit_sync(&self, result: &Result<SyncReport>, now: OffsetDateTime) -> Vec<String> {
+        let mut events = Vec::new();
+        match result {
+            Ok(report) => {
+                if let Synced::Updated { from, to } = report.synced {
+                    events.push(
+                        self.event(Event::PolicyInstalled, now)
+                            .with_detail("from", from)
+                            .with_detail("to", to),
+                    );
+                }
+                if let Some(until) = report.renewed_until {
+                    events.push(
+                        self.event(Event::Renewed, now)
+                            .with_detail("not_after", crate::clock::rfc3339(until)),
+                    );
+                }
+            }
+            Err(e @ (AgentError::BundleRejected(_) | AgentError::RotationRefused { .. })) => {
+                let mut r = self.event(Event::PolicyRefused, now);
+                r.reason = Record::text(&e.to_string());
+                events.push(r.with_detail("code", e.code()));
+            }
+            Err(_) => {}
+        }
+        let mut warnings: Vec<String> = self.record_events(events, now).into_iter().collect();
+        if let Err(e) = self.audit_upkeep(now) {
+            warnings.push(format!("audit upkeep failed: {e}"));
+        }
+        warnings
     }
 
     fn sync_registered(&mut self, facts: &DeviceFacts, now: OffsetDateTime) -> Result<SyncReport> {
@@ -285,6 +322,13 @@ impl Agent {
         let until = self.renew_with(&client, &facts, now)?;
         self.save_state()?;
         self.write_manifest(&facts, now)?;
+        let renewed = self
+            .event(Event::Renewed, now)
+            .with_detail("not_after", crate::clock::rfc3339(until));
+        // The certificate is saved; an audit write that fails is caught up by the
+        // next sync's upkeep, so it does not fail the renewal.
+        let _ = self.record_events(vec![renewed], now);
+        let _ = self.audit_upkeep(now);
         Ok(until)
     }
 

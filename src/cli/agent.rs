@@ -40,6 +40,9 @@ pub enum AgentCommand {
     /// Exit: 0 done or nothing to do, 1 failed or someone else's file, 3 (--check)
     /// a run would change the file.
     ClaudeSettings(ClaudeSettingsArgs),
+    /// The device's audit log: verify the chain, run its upkeep, show records.
+    #[command(subcommand)]
+    Audit(super::audit_log::AuditCommand),
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +112,7 @@ pub fn run(cmd: AgentCommand) -> Result<(), Failure> {
         AgentCommand::Renew(args) => renew(args),
         AgentCommand::Decide(args) => super::decide::run(args),
         AgentCommand::ClaudeSettings(args) => claude_settings(args),
+        AgentCommand::Audit(cmd) => super::audit_log::run(cmd),
     }
 }
 

@@ -220,33 +220,91 @@ fn context(args: &DecideArgs) -> Result<WithVersions, Failure> {
     })
 }
 
-fn policy(args: &DecideArgs) -> Result<OrgPolicy, Failure> {
+/// Where the device's decisions are recorded. `None` when deciding with `--policy
+/// FILE`: a policy under test is not the device's, and its answers prove nothing.
+struct Recorder {
+    audit: fleetkit::audit::DeviceAudit,
+    subject: fleetkit::audit::Subject,
+    policy: OrgPolicy,
+}
+
+impl Recorder {
+    /// Records `decision` when the policy asks for it. A required record that
+    /// cannot be written turns an allowed command into a question (nothing the
+    /// policy wants on record runs unrecorded without someone saying yes); the
+    /// reason is on stderr either way.
+    fn record(
+        &self,
+        request: &Request,
+        decision: &mut Decision,
+        source: &str,
+    ) -> Result<(), String> {
+        if !fleetkit::audit::required(&self.policy, decision.verdict) {
+            return Ok(());
+        }
+        let now = fleetkit::clock::now();
+        let record =
+            fleetkit::audit::decision_record(&self.subject, request, decision, source, now);
+        let Err(why) = self.audit.record(record, now) else {
+            return Ok(());
+        };
+        eprintln!("fleetkit: the decision could not be recorded in the audit log: {why}");
+        if decision.applied == Verdict::Allow {
+            decision.applied = Verdict::Ask;
+            decision.rule = "audit.unwritable".into();
+            decision.reason = format!(
+                "the audit log cannot be written ({why}), and the policy requires this decision on record"
+            );
+            return Err(decision.reason.clone());
+        }
+        Ok(())
+    }
+
+    /// Records hook input that could not be read (blocked).
+    fn record_unreadable(&self, input: &[u8], why: &str) {
+        let now = fleetkit::clock::now();
+        let record =
+            fleetkit::audit::unreadable_input_record(&self.subject, input, why, "claude-code", now);
+        if let Err(e) = self.audit.record(record, now) {
+            eprintln!("fleetkit: the refusal could not be recorded in the audit log: {e}");
+        }
+    }
+}
+
+fn policy(args: &DecideArgs) -> Result<(OrgPolicy, Option<Recorder>), Failure> {
     match &args.policy {
         Some(path) => fleetkit::policy::load(path)
-            .map(|c| c.policy)
+            .map(|c| (c.policy, None))
             .map_err(Failure::Diagnostics),
         None => {
             let agent = Agent::open_to_read(&args.common.root).map_err(|e| {
                 let help = e.help();
                 Failure::invalid(e.to_string(), help)
             })?;
-            agent
-                .policy_in_force(fleetkit::clock::now())
-                .map(|(_, p)| p)
-                .ok_or_else(|| {
-                    Failure::invalid(
-                        "this device holds no policy that verifies",
-                        "run `fleetkit agent sync`, or give --policy FILE",
-                    )
-                })
+            let (version, policy) =
+                agent
+                    .policy_in_force(fleetkit::clock::now())
+                    .ok_or_else(|| {
+                        Failure::invalid(
+                            "this device holds no policy that verifies",
+                            "run `fleetkit agent sync`, or give --policy FILE",
+                        )
+                    })?;
+            let recorder = Recorder {
+                audit: agent.audit(),
+                subject: agent.audit_subject(Some((version, &policy))),
+                policy: policy.clone(),
+            };
+            Ok((policy, Some(recorder)))
         }
     }
 }
 
-fn engine(args: &DecideArgs) -> Result<Engine, Failure> {
-    let policy = policy(args)?;
-    Engine::compile(&policy)
-        .map_err(|e| Failure::invalid(e.to_string(), "fix the policy and sign it again"))
+fn engine(args: &DecideArgs) -> Result<(Engine, Option<Recorder>), Failure> {
+    let (policy, recorder) = policy(args)?;
+    let engine = Engine::compile(&policy)
+        .map_err(|e| Failure::invalid(e.to_string(), "fix the policy and sign it again"))?;
+    Ok((engine, recorder))
 }
 
 fn decide(args: &DecideArgs) -> Result<Decision, Failure> {
@@ -272,7 +330,12 @@ fn decide(args: &DecideArgs) -> Result<Decision, Failure> {
         }
     };
     let ctx = context(args)?;
-    Ok(engine(args)?.decide(&request, &ctx))
+    let (engine, recorder) = engine(args)?;
+    let mut decision = engine.decide(&request, &ctx);
+    if let Some(recorder) = &recorder {
+        let _ = recorder.record(&request, &mut decision, "cli");
+    }
+    Ok(decision)
 }
 
 /// A word quoted for bash when it needs it.
@@ -294,41 +357,74 @@ fn hook(args: &DecideArgs) -> Result<Option<serde_json::Value>, String> {
         .take(enforce::claude_code::MAX_INPUT_BYTES as u64 + 1)
         .read_to_end(&mut input)
         .map_err(|e| format!("cannot read the hook input: {e}"))?;
-    let Some((request, hook_input)) =
-        enforce::claude_code::request(&input).map_err(|e| e.to_string())?
-    else {
-        return Ok(None);
-    };
     let failure_text = |f: Failure| match f {
         Failure::Invalid { message, help } => format!("{message} ({help})"),
         Failure::Diagnostics(d) => d.to_string(),
         Failure::Usage(m) => m,
         other => format!("{other:?}"),
     };
-    let engine = engine(args).map_err(failure_text)?;
+    let (engine, recorder) = engine(args).map_err(failure_text)?;
+    let (request, hook_input) = match enforce::claude_code::request(&input) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            if let Some(recorder) = &recorder {
+                recorder.record_unreadable(&input, &e.to_string());
+            }
+            return Err(e.to_string());
+        }
+    };
     let ctx = context(args).map_err(failure_text)?;
-    let decision = match (&request, hook_input.tool_name.as_str()) {
+    let (request, mut decision) = match (&request, hook_input.tool_name.as_str()) {
         (Request::Command { command, cwd }, "PowerShell") => {
-            let why = match enforce::claude_code::powershell_as_bash(command) {
+            match enforce::claude_code::powershell_as_bash(command) {
                 Ok(bash) => {
                     let as_bash = Request::Command {
                         command: bash,
                         cwd: cwd.clone(),
                     };
-                    return Ok(enforce::claude_code::answer(&engine.decide(&as_bash, &ctx)));
+                    let decision = engine.decide(&as_bash, &ctx);
+                    (request, decision)
                 }
-                Err(why) => why,
-            };
-            if engine.policy().enforcement.mode != fleetkit::policy::EnforcementMode::Enforce {
-                return Ok(None);
+                Err(why) => {
+                    let decision = unresolved_powershell(&engine, why);
+                    (request, decision)
+                }
             }
-            return Ok(Some(enforce::claude_code::hook_output(
-                "ask",
-                "engine.unresolved",
-                &why,
-            )));
         }
-        _ => engine.decide(&request, &ctx),
+        _ => {
+            let decision = engine.decide(&request, &ctx);
+            (request, decision)
+        }
     };
+    if let Some(recorder) = &recorder
+        && let Err(why) = recorder.record(&request, &mut decision, "claude-code")
+    {
+        return Ok(Some(enforce::claude_code::hook_output(
+            "ask",
+            "audit.unwritable",
+            &why,
+        )));
+    }
     Ok(enforce::claude_code::answer(&decision))
+}
+
+/// A PowerShell command fleetkit cannot read as bash: asked under enforce, let
+/// through (and recorded) otherwise.
+fn unresolved_powershell(engine: &Engine, why: String) -> Decision {
+    let mode = engine.policy().enforcement.mode;
+    let applied = if mode == fleetkit::policy::EnforcementMode::Enforce {
+        Verdict::Ask
+    } else {
+        Verdict::Allow
+    };
+    Decision {
+        verdict: Verdict::Ask,
+        applied,
+        mode: mode.as_str(),
+        rule: "engine.unresolved".into(),
+        reason: why,
+        classes: Vec::new(),
+        findings: Vec::new(),
+    }
 }

@@ -5,6 +5,7 @@
 //! (clap's own, and ours for arguments clap cannot judge).
 
 mod agent;
+mod audit_log;
 #[cfg(feature = "admin")]
 mod build;
 mod decide;
