@@ -73,6 +73,12 @@ pub struct SignArgs {
     /// Where to write the bundle (default: bundles/policy-v<N>.json in the workspace).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Sign with this enforcement mode instead of the policy file's. `audit-only`
+    /// is a dry run in the field: devices decide and record every decision but
+    /// block nothing; measure it with `fleetkit audit stats`, then sign again
+    /// with `enforce`.
+    #[arg(long, value_name = "MODE", value_parser = ["enforce", "audit-only", "permissive"])]
+    mode: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +291,11 @@ fn sign(ctx: &Context, args: SignArgs) -> Result<(), Failure> {
         version: args.version,
         lifetime: args.expires,
         out: args.out,
+        mode: args.mode.as_deref().map(|m| match m {
+            "audit-only" => fleetkit::policy::EnforcementMode::AuditOnly,
+            "permissive" => fleetkit::policy::EnforcementMode::Permissive,
+            _ => fleetkit::policy::EnforcementMode::Enforce,
+        }),
     };
     let report = fleetkit::workspace::sign::sign_policy(&ws, &opts).map_err(|e| match e {
         fleetkit::workspace::sign::SignError::Policy(d) => Failure::Diagnostics(d),
@@ -297,7 +308,7 @@ fn sign(ctx: &Context, args: SignArgs) -> Result<(), Failure> {
         note(w.to_string());
     }
     say(format!(
-        "signed policy bundle v{} for {} → {}\n  issued {}, expires {}\n  signed by {} key(s): {}\n  sha256:{}",
+        "signed policy bundle v{} for {} → {}\n  issued {}, expires {}\n  signed by {} key(s): {}\n  sha256:{}\n  enforcement mode: {}{}",
         report.version,
         report.org,
         report.path.display(),
@@ -305,7 +316,14 @@ fn sign(ctx: &Context, args: SignArgs) -> Result<(), Failure> {
         report.expires_at,
         report.keyids.len(),
         report.keyids.join(", "),
-        report.sha256
+        report.sha256,
+        report.mode.as_str(),
+        match report.mode {
+            fleetkit::policy::EnforcementMode::AuditOnly =>
+                " (devices decide and record, block nothing: a dry run)",
+            fleetkit::policy::EnforcementMode::Permissive => " (devices block denials only)",
+            fleetkit::policy::EnforcementMode::Enforce => "",
+        }
     ));
     Ok(())
 }
@@ -379,6 +397,7 @@ impl PolicyCommand {
             version: None,
             expires: None,
             out: None,
+            mode: None,
         })
     }
     /// `policy verify BUNDLE --anchors ANCHORS`.

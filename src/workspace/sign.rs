@@ -25,6 +25,10 @@ pub struct SignOptions {
     pub lifetime: Option<time::Duration>,
     /// Output path (default: `bundles/policy-v<N>.json`).
     pub out: Option<PathBuf>,
+    /// Sign with this enforcement mode instead of the policy file's: an
+    /// `audit-only` release is a dry run in the field (devices decide and record,
+    /// never block), measured with `fleetkit audit stats` before it is enforced.
+    pub mode: Option<crate::policy::EnforcementMode>,
 }
 
 /// What was signed.
@@ -37,6 +41,8 @@ pub struct SignReport {
     pub expires_at: String,
     pub keyids: Vec<String>,
     pub sha256: String,
+    /// The enforcement mode signed into the bundle.
+    pub mode: crate::policy::EnforcementMode,
     pub warnings: Diagnostics,
 }
 
@@ -117,7 +123,10 @@ pub fn signing_keys(
 
 /// Signs the workspace policy. Nothing is written unless every check passed.
 pub fn sign_policy(ws: &Workspace, opts: &SignOptions) -> Result<SignReport, SignError> {
-    let checked = crate::policy::load(&ws.policy_path()).map_err(SignError::Policy)?;
+    let mut checked = crate::policy::load(&ws.policy_path()).map_err(SignError::Policy)?;
+    if let Some(mode) = opts.mode {
+        checked.policy.enforcement.mode = mode;
+    }
     if checked.policy.organization != ws.config.org {
         return Err(SignError::OrgMismatch {
             policy: checked.policy.organization.clone(),
@@ -193,6 +202,7 @@ pub fn sign_policy(ws: &Workspace, opts: &SignOptions) -> Result<SignReport, Sig
         expires_at: crate::clock::rfc3339(expires_at),
         keyids: keys.iter().map(PolicyKey::keyid).collect(),
         sha256: hex::encode(Sha256::digest(&bytes)),
+        mode: checked.policy.enforcement.mode,
         warnings: checked.warnings,
     })
 }
