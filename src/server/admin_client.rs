@@ -141,6 +141,32 @@ impl AdminClient {
         self.answer(&url, request.call())
     }
 
+    /// `GET /v1/admin/audit` with the given query parameters.
+    pub fn audit_list(&self, query: &[(&str, String)]) -> Result<AuditPage> {
+        self.get_with_query("/v1/admin/audit", query)
+    }
+
+    /// `GET /v1/admin/audit/stats` with the given query parameters.
+    pub fn audit_stats(&self, query: &[(&str, String)]) -> Result<AuditStats> {
+        self.get_with_query("/v1/admin/audit/stats", query)
+    }
+
+    fn get_with_query<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        let url = self.url(path);
+        let mut request = self
+            .agent
+            .get(&url)
+            .header("Authorization", &self.authorization);
+        for (k, v) in query {
+            request = request.query(*k, v);
+        }
+        self.answer(&url, request.call())
+    }
+
     pub fn remove_device(&self, id: &str) -> Result<DeviceRecord> {
         let url = self.url(&format!("/v1/admin/devices/{}", url_escape(id)));
         let sent = self

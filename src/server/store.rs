@@ -12,7 +12,9 @@
 
 use crate::protocol::{DeviceFacts, DeviceRecord, TokenKind};
 
+pub mod audit;
 pub mod scep;
+pub use audit::{AuditFilter, AuditHead, AuditRow};
 pub use scep::{NewScepCert, ScepCertRow, ScepRecorded};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -281,7 +283,8 @@ pub struct DeviceFilter {
 /// certificate PEM and previous certificate (ownership proofs, idempotent enrollment
 /// and renewal).
 /// Schema 3 added tokens.kind and the SCEP certificates table.
-const SCHEMA_VERSION: &str = "3";
+/// Schema 4 added the audit records and heads (new tables only).
+const SCHEMA_VERSION: &str = "4";
 
 fn schema(backend: Backend) -> Vec<String> {
     let blob = match backend {
@@ -375,6 +378,9 @@ fn schema(backend: Backend) -> Vec<String> {
             published_at BIGINT NOT NULL)"
         ),
     ]
+    .into_iter()
+    .chain(audit::schema())
+    .collect()
 }
 
 const TOKEN_COLUMNS: &str =
@@ -493,6 +499,12 @@ impl Store {
                     ] {
                         sqlx::query(statement).execute(&mut *tx).await?;
                     }
+                }
+                // Schema 4's tables were made above (CREATE … IF NOT EXISTS).
+                if matches!(schema.as_deref(), Some("1") | Some("2") | Some("3")) {
+                    sqlx::query("UPDATE meta SET value = '4' WHERE key = 'schema'")
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             None => {

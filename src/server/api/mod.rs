@@ -4,6 +4,7 @@
 //! - [`device`]: enroll, renew, check-in: the device's own endpoints;
 //! - [`distribution`]: the published bundle (device side) and publishing;
 //! - [`admin`]: tokens, inventory, removal, publishing (bearer credential);
+//! - [`audit`]: devices send their audit records; admins query and count them;
 //! - [`respond`]: refusals with their codes, capped body reading;
 //! - [`checks`]: input checks shared by the endpoints;
 //! - [`rotation`]: the key rotation chain: stored, served, and the anchors it makes;
@@ -13,6 +14,7 @@
 //! module and one more `merge`.
 
 pub mod admin;
+pub mod audit;
 pub mod checks;
 pub mod device;
 pub mod distribution;
@@ -51,6 +53,7 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(device::routes())
+        .merge(audit::routes())
         .merge(admin::routes())
         .merge(rotation::routes())
         .merge(scep::routes())

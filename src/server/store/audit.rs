@@ -1,0 +1,452 @@
+//! The fleet's audit records: what every device decided, as it recorded it.
+//!
+//! One row per record, keyed by the record's id (a repeat upload stores nothing
+//! twice) and unique per (device, seq). Each row keeps the exact line the device
+//! wrote, so the chain can be re-checked from the server's copy alone, beside the
+//! columns the admin queries filter on. `team` is the team the server holds the
+//! device in when the record arrives, never what the record claims.
+//!
+//! Indexes: every filter of `fleetkit audit list` leads an index that ends in
+//! `time`, so "the newest N of team X since T" is an index range scan whatever
+//! the table's size (benches/audit_query.rs measures it at 10 million rows).
+//!
+//! `audit_heads` holds, per device, where its chain stands on the server (the last
+//! seq and line hash), so the next upload is checked to continue it.
+
+use super::{Result, Store};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// The audit tables and indexes (part of the store's schema).
+pub(super) fn schema() -> Vec<String> {
+    let mut out = vec![
+        "CREATE TABLE IF NOT EXISTS audit_records (
+            id TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            time_ms BIGINT NOT NULL,
+            event TEXT NOT NULL,
+            team TEXT NOT NULL,
+            username TEXT,
+            policy_version BIGINT,
+            mode TEXT,
+            source TEXT,
+            decision TEXT,
+            applied TEXT,
+            rule TEXT,
+            reason TEXT,
+            command TEXT,
+            command_sha256 TEXT,
+            cwd TEXT,
+            line TEXT NOT NULL,
+            received_at BIGINT NOT NULL)"
+            .to_string(),
+        "CREATE UNIQUE INDEX IF NOT EXISTS audit_device_seq ON audit_records (device_id, seq)"
+            .to_string(),
+        "CREATE TABLE IF NOT EXISTS audit_heads (
+            device_id TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            hash TEXT NOT NULL,
+            breaks BIGINT NOT NULL DEFAULT 0,
+            last_break TEXT)"
+            .to_string(),
+    ];
+    for (name, columns) in INDEXES {
+        out.push(format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON audit_records ({columns})"
+        ));
+    }
+    out
+}
+
+/// The query indexes: one per filter, each ending in `time_ms`.
+const INDEXES: [(&str, &str); 6] = [
+    ("audit_time", "time_ms"),
+    ("audit_team_time", "team, time_ms"),
+    ("audit_user_time", "username, time_ms"),
+    ("audit_device_time", "device_id, time_ms"),
+    ("audit_decision_time", "decision, time_ms"),
+    ("audit_rule_time", "rule, time_ms"),
+];
+
+/// One stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: String,
+    pub device_id: String,
+    pub seq: i64,
+    pub time_ms: i64,
+    pub event: String,
+    pub team: String,
+    pub username: Option<String>,
+    pub policy_version: Option<i64>,
+    pub mode: Option<String>,
+    pub source: Option<String>,
+    pub decision: Option<String>,
+    pub applied: Option<String>,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    pub command: Option<String>,
+    pub command_sha256: Option<String>,
+    pub cwd: Option<String>,
+    pub line: String,
+}
+
+/// Where a device's chain stands on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// What an admin query selects. Times are Unix milliseconds, `until` exclusive.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub team: Option<String>,
+    pub user: Option<String>,
+    pub device: Option<String>,
+    pub decision: Option<String>,
+    pub rule: Option<String>,
+    pub event: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+const COLUMNS: &str = "id, device_id, seq, time_ms, event, team, username, policy_version, mode, \
+    source, decision, applied, rule, reason, command, command_sha256, cwd, line";
+
+fn audit_row(row: &AnyRow) -> Result<AuditRow> {
+    Ok(AuditRow {
+        id: row.try_get(0)?,
+        device_id: row.try_get(1)?,
+        seq: row.try_get(2)?,
+        time_ms: row.try_get(3)?,
+        event: row.try_get(4)?,
+        team: row.try_get(5)?,
+        username: row.try_get(6)?,
+        policy_version: row.try_get(7)?,
+        mode: row.try_get(8)?,
+        source: row.try_get(9)?,
+        decision: row.try_get(10)?,
+        applied: row.try_get(11)?,
+        rule: row.try_get(12)?,
+        reason: row.try_get(13)?,
+        command: row.try_get(14)?,
+        command_sha256: row.try_get(15)?,
+        cwd: row.try_get(16)?,
+        line: row.try_get(17)?,
+    })
+}
+
+/// A WHERE clause and its text values, `$1…` in order.
+struct Where {
+    sql: String,
+    texts: Vec<String>,
+    numbers: Vec<i64>,
+}
+
+impl AuditFilter {
+    /// The clause: text equalities first, then the time bounds (numbered after).
+    fn clause(&self) -> Where {
+        let mut parts = Vec::new();
+        let mut texts = Vec::new();
+        for (column, value) in [
+            ("team", &self.team),
+            ("username", &self.user),
+            ("device_id", &self.device),
+            ("decision", &self.decision),
+            ("rule", &self.rule),
+            ("event", &self.event),
+        ] {
+            if let Some(v) = value {
+                texts.push(v.clone());
+                parts.push(format!("{column} = ${}", texts.len()));
+            }
+        }
+        let mut numbers = Vec::new();
+        for (op, value) in [(">=", self.since), ("<", self.until)] {
+            if let Some(v) = value {
+                numbers.push(v);
+                parts.push(format!("time_ms {op} ${}", texts.len() + numbers.len()));
+            }
+        }
+        Where {
+            sql: if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", parts.join(" AND "))
+            },
+            texts,
+            numbers,
+        }
+    }
+}
+
+/// Binds a clause's values to a query.
+macro_rules! bind_where {
+    ($query:expr, $w:expr) => {{
+        let mut q = $query;
+        for t in &$w.texts {
+            q = q.bind(t.clone());
+        }
+        for n in &$w.numbers {
+            q = q.bind(*n);
+        }
+        q
+    }};
+}
+
+/// What [`Store::store_audit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuditStored {
+    pub stored: u64,
+    pub duplicates: u64,
+}
+
+/// One distinct recorded request, for the replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayRow {
+    pub team: String,
+    pub decision: String,
+    pub rule: String,
+    pub command: String,
+    pub cwd: Option<String>,
+    pub count: i64,
+}
+
+/// Counted rows of the stats queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountRow {
+    pub keys: Vec<String>,
+    pub count: i64,
+    pub extra: i64,
+}
+
+impl Store {
+    /// Where the device's chain stands on the server.
+    pub async fn audit_head(&self, device_id: &str) -> Result<Option<AuditHead>> {
+        sqlx::query("SELECT seq, hash FROM audit_heads WHERE device_id = $1")
+            .bind(device_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| {
+                Ok(AuditHead {
+                    seq: r.try_get(0)?,
+                    hash: r.try_get(1)?,
+                })
+            })
+            .transpose()
+    }
+
+    /// Stores `rows` (a record already held, by id or by device and seq, is
+    /// counted, not stored), moves the device's head forward to `head` when it is
+    /// further, and counts `breaks`. One transaction: the answer is sent after it.
+    pub async fn store_audit(
+        &self,
+        device_id: &str,
+        rows: &[AuditRow],
+        head: Option<&AuditHead>,
+        breaks: &[String],
+        now: i64,
+    ) -> Result<AuditStored> {
+        let _guard = self.lock_writes().await;
+        let mut tx = self.pool.begin().await?;
+        let mut done = AuditStored::default();
+        for r in rows {
+            let result = sqlx::query(&format!(
+                "INSERT INTO audit_records ({COLUMNS}, received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                 ON CONFLICT DO NOTHING"
+            ))
+            .bind(r.id.clone())
+            .bind(r.device_id.clone())
+            .bind(r.seq)
+            .bind(r.time_ms)
+            .bind(r.event.clone())
+            .bind(r.team.clone())
+            .bind(r.username.clone())
+            .bind(r.policy_version)
+            .bind(r.mode.clone())
+            .bind(r.source.clone())
+            .bind(r.decision.clone())
+            .bind(r.applied.clone())
+            .bind(r.rule.clone())
+            .bind(r.reason.clone())
+            .bind(r.command.clone())
+            .bind(r.command_sha256.clone())
+            .bind(r.cwd.clone())
+            .bind(r.line.clone())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if result.rows_affected() == 1 {
+                done.stored += 1;
+            } else {
+                done.duplicates += 1;
+            }
+        }
+        if let Some(head) = head {
+            let last_break = breaks.last().cloned();
+            sqlx::query(
+                "INSERT INTO audit_heads (device_id, seq, hash, breaks, last_break)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (device_id) DO UPDATE SET
+                   seq = CASE WHEN excluded.seq > audit_heads.seq THEN excluded.seq ELSE audit_heads.seq END,
+                   hash = CASE WHEN excluded.seq > audit_heads.seq THEN excluded.hash ELSE audit_heads.hash END,
+                   breaks = audit_heads.breaks + excluded.breaks,
+                   last_break = COALESCE(excluded.last_break, audit_heads.last_break)",
+            )
+            .bind(device_id.to_string())
+            .bind(head.seq)
+            .bind(head.hash.clone())
+            .bind(breaks.len() as i64)
+            .bind(last_break)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// The newest `limit` records matching `filter` (and whether there were more).
+    pub async fn audit_query(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<(Vec<AuditRow>, bool)> {
+        let w = filter.clause();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_records{} ORDER BY time_ms DESC, id DESC LIMIT {}",
+            w.sql,
+            limit as u64 + 1
+        );
+        let rows = bind_where!(sqlx::query(&sql), w)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = rows.iter().map(audit_row).collect::<Result<Vec<_>>>()?;
+        let more = out.len() > limit as usize;
+        out.truncate(limit as usize);
+        Ok((out, more))
+    }
+
+    /// Decisions by team, rule and verdict in the filter's window.
+    pub async fn audit_by_team_rule(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<CountRow>> {
+        let mut f = filter.clone();
+        f.event = Some("decision".into());
+        let w = f.clause();
+        let sql = format!(
+            "SELECT team, COALESCE(rule, ''), COALESCE(decision, ''), COUNT(*) AS n
+             FROM audit_records{} GROUP BY team, rule, decision ORDER BY n DESC, team, rule LIMIT {limit}",
+            w.sql
+        );
+        let rows = bind_where!(sqlx::query(&sql), w)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CountRow {
+                    keys: vec![r.try_get(0)?, r.try_get(1)?, r.try_get(2)?],
+                    count: r.try_get(3)?,
+                    extra: 0,
+                })
+            })
+            .collect()
+    }
+
+    /// The commands denied most often: (sha256, one spelling), count, devices.
+    pub async fn audit_top_denied(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<CountRow>> {
+        let mut f = filter.clone();
+        f.decision = Some("deny".into());
+        f.event = Some("decision".into());
+        let w = f.clause();
+        let sql = format!(
+            "SELECT COALESCE(command_sha256, ''), MIN(COALESCE(command, '')), COUNT(*) AS n,
+                    COUNT(DISTINCT device_id)
+             FROM audit_records{} GROUP BY command_sha256 ORDER BY n DESC, 1 LIMIT {limit}",
+            w.sql
+        );
+        let rows = bind_where!(sqlx::query(&sql), w)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CountRow {
+                    keys: vec![r.try_get(0)?, r.try_get(1)?],
+                    count: r.try_get(2)?,
+                    extra: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Devices that decided under an audit-only policy in the window: (device,
+    /// team, last time as ms text), decisions, decisions that would have blocked.
+    pub async fn audit_only_devices(&self, filter: &AuditFilter) -> Result<Vec<CountRow>> {
+        let mut f = filter.clone();
+        f.event = Some("decision".into());
+        let w = f.clause();
+        let mode_clause = if w.sql.is_empty() { " WHERE" } else { " AND" };
+        let sql = format!(
+            "SELECT device_id, MAX(team), MAX(time_ms), COUNT(*),
+                    SUM(CASE WHEN decision <> 'allow' THEN 1 ELSE 0 END)
+             FROM audit_records{}{mode_clause} mode = 'audit-only'
+             GROUP BY device_id ORDER BY device_id",
+            w.sql
+        );
+        let rows = bind_where!(sqlx::query(&sql), w)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let last: i64 = r.try_get(2)?;
+                let blocked: Option<i64> = r.try_get(4)?;
+                Ok(CountRow {
+                    keys: vec![r.try_get(0)?, r.try_get(1)?, last.to_string()],
+                    count: r.try_get(3)?,
+                    extra: blocked.unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// The recorded decision requests in the window for the impact analysis
+    /// replay: one row per distinct (command, cwd, team, verdict), with how many
+    /// times it was recorded. Commands cut at the device's cap replay as cut.
+    pub async fn audit_requests(&self, filter: &AuditFilter) -> Result<Vec<ReplayRow>> {
+        let mut f = filter.clone();
+        f.event = Some("decision".into());
+        let w = f.clause();
+        let command_clause = if w.sql.is_empty() { " WHERE" } else { " AND" };
+        let sql = format!(
+            "SELECT team, COALESCE(decision, ''), MIN(COALESCE(rule, '')), command,
+                    COALESCE(cwd, ''), COUNT(*)
+             FROM audit_records{}{command_clause} command IS NOT NULL
+             GROUP BY command, cwd, team, decision",
+            w.sql
+        );
+        let rows = bind_where!(sqlx::query(&sql), w)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let cwd: String = r.try_get(4)?;
+                Ok(ReplayRow {
+                    team: r.try_get(0)?,
+                    decision: r.try_get(1)?,
+                    rule: r.try_get(2)?,
+                    command: r.try_get(3)?,
+                    cwd: (!cwd.is_empty()).then_some(cwd),
+                    count: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+}
