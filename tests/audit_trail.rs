@@ -8,12 +8,49 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use support::agent::{DeviceRoot, Run, run_with_stdin};
+use support::siem::{Mode, Receiver};
 use support::*;
 
 /// A registered device of team `platform`, synced to policy v1.
 fn registered(org: &Org, server: &Server, dir: &Path) -> DeviceRoot {
     let token = create_token(server, org, "platform", 1, 3600).token;
     let d = DeviceRoot::install(org, dir, "device", &server.url(), "");
+    let run = d.register(&token);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = d.agent(&["sync"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    d
+}
+
+/// Signs the next policy version with the SIEM forwarding on, to `url`.
+fn with_siem(org: &Org, url: &str) {
+    let policy = org.path().join("policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    assert!(text.contains("send_to_siem: false"));
+    std::fs::write(
+        &policy,
+        text.replace(
+            "send_to_siem: false",
+            &format!("send_to_siem: true\n  siem_endpoint: \"{url}\""),
+        ),
+    )
+    .unwrap();
+    org.sign_next();
+}
+
+/// A registered, synced device whose SIEM credential is `credential`.
+fn siem_device(
+    org: &Org,
+    server: &Server,
+    dir: &Path,
+    credential: &str,
+    extra: &str,
+) -> DeviceRoot {
+    let cred = dir.join("siem-credential");
+    std::fs::write(&cred, credential).unwrap();
+    let token = create_token(server, org, "platform", 1, 3600).token;
+    let settings = format!("siem_credential_file: {}\n{extra}", cred.display());
+    let d = DeviceRoot::install(org, dir, "device", &server.url(), &settings);
     let run = d.register(&token);
     assert_eq!(run.code, 0, "{run:?}");
     let run = d.agent(&["sync"], &[]);
@@ -422,11 +459,15 @@ impl Lcg {
 }
 
 #[test]
-fn kill_9_while_writing_keeps_the_chain_and_every_answered_decision() {
+fn kill_9_while_writing_and_forwarding_keeps_the_chain_and_every_record_reaches_the_siem_once() {
     let org = Org::new();
+    let siem = Receiver::start(&org, "ApiKey s3cret");
+    with_siem(&org, &siem.url());
     let server = Server::start(&org, Db::Sqlite);
     let dir = tempfile::tempdir().unwrap();
-    let d = registered(&org, &server, dir.path());
+    let d = siem_device(&org, &server, dir.path(), "ApiKey s3cret", "");
+    // Each answer takes a while: kills land mid-batch too.
+    siem.set_delay_ms(20);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -499,6 +540,22 @@ fn kill_9_while_writing_keeps_the_chain_and_every_answered_decision() {
     let ids: std::collections::HashSet<&str> =
         all.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), all.len());
+    // Every record reached the SIEM, in order, and is held there once, though
+    // batches were sent again after the kills.
+    siem.set_delay_ms(0);
+    let run = d.agent(&["audit", "upkeep", "--json"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let all = records(&d);
+    let log_seqs: Vec<u64> = all.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(siem.seqs(), log_seqs, "in order, each once");
+    let held = siem.held.lock().unwrap();
+    eprintln!(
+        "{} records held by the SIEM, {} deliveries, {} refused as already held",
+        held.docs.len(),
+        held.deliveries,
+        held.conflicts
+    );
+    assert_eq!(held.deliveries, held.docs.len() as u64 + held.conflicts);
     let _ = run_with_stdin;
 }
 
@@ -666,4 +723,132 @@ fn the_server_holds_each_record_once_and_answers_list_and_stats_on_both_stores()
         assert_eq!(run.code, 0, "{run:?}");
         assert!(run.stderr.contains("audit chain broken"), "{db:?}: {run:?}");
     }
+}
+
+/// The log's seqs, and whether the SIEM holds exactly those, in order.
+fn siem_has_the_log(d: &DeviceRoot, siem: &Receiver) {
+    let log: Vec<u64> = records(d)
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(siem.seqs(), log);
+}
+
+#[test]
+fn the_siem_gets_every_record_once_in_order_through_an_outage_and_a_refused_credential() {
+    let org = Org::new();
+    let siem = Receiver::start(&org, "ApiKey s3cret");
+    with_siem(&org, &siem.url());
+    let server = Server::start(&org, Db::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let d = siem_device(
+        &org,
+        &server,
+        dir.path(),
+        "ApiKey s3cret",
+        "siem_spool_max_records: 50\n",
+    );
+    assert!(siem.requests() > 0, "the sync forwarded");
+    assert_eq!(decide(&d, "rm -rf /").code, 4);
+    assert_eq!(decide(&d, "ls").code, 0);
+    let run = d.agent(&["audit", "upkeep"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("to the SIEM"), "{run:?}");
+    siem_has_the_log(&d, &siem);
+    assert!(
+        siem.held
+            .lock()
+            .unwrap()
+            .authorizations
+            .iter()
+            .all(|a| a.as_deref() == Some("ApiKey s3cret"))
+    );
+
+    // Down: nothing is lost; the run says why and fails; the status shows it.
+    siem.set_mode(Mode::Down);
+    for c in ["ls -l", "rm -rf ~", "cat /etc/hosts"] {
+        decide(&d, c);
+    }
+    let run = d.agent(&["audit", "upkeep"], &[]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("cannot reach the SIEM"), "{run:?}");
+    let status = d.status();
+    assert!(status["siem"]["last_error"].as_str().is_some(), "{status}");
+    siem.set_mode(Mode::Up);
+    let run = d.agent(&["audit", "upkeep"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    siem_has_the_log(&d, &siem);
+    assert_eq!(d.status()["siem"]["last_error"], serde_json::Value::Null);
+
+    // A 500 is retried at the next run.
+    siem.set_mode(Mode::Status(500));
+    decide(&d, "ls -a");
+    let run = d.agent(&["audit", "upkeep"], &[]);
+    assert!(run.stderr.contains("answered 500"), "{run:?}");
+    siem.set_mode(Mode::Up);
+    assert_eq!(d.agent(&["audit", "upkeep"], &[]).code, 0);
+    siem_has_the_log(&d, &siem);
+
+    // The credential refused: reported, and not retried at every run.
+    siem.set_credential("ApiKey rotated");
+    decide(&d, "ls -b");
+    let run = d.agent(&["audit", "upkeep"], &[]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("refused the credential (401)"),
+        "{run:?}"
+    );
+    let asked = siem.requests();
+    let run = d.agent(&["audit", "upkeep"], &[]);
+    assert!(run.stderr.contains("not tried again before"), "{run:?}");
+    assert_eq!(siem.requests(), asked, "no request after a refusal");
+    let status = d.agent(&["status"], &[]);
+    assert!(
+        status.stdout.contains("refused the credential"),
+        "{status:?}"
+    );
+    // A new credential is tried at once.
+    std::fs::write(dir.path().join("siem-credential"), "ApiKey rotated").unwrap();
+    let run = d.agent(&["audit", "upkeep"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    siem_has_the_log(&d, &siem);
+
+    // The spool is bounded (50 records here): a long outage drops the oldest, and
+    // says so in the chain, which the SIEM then receives.
+    siem.set_mode(Mode::Down);
+    for i in 0..70 {
+        decide(&d, &format!("echo {i}"));
+    }
+    let run = d.agent(&["audit", "upkeep"], &[]);
+    assert_ne!(run.code, 0);
+    siem.set_mode(Mode::Up);
+    let run = d.agent(&["audit", "upkeep", "--json"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let seqs = siem.seqs();
+    let held = siem.held.lock().unwrap();
+    let dropped: Vec<&serde_json::Value> = held
+        .docs
+        .iter()
+        .filter(|r| r["event"] == "audit.dropped")
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:#?}");
+    let (from, to) = (
+        dropped[0]["detail"]["from_seq"].as_u64().unwrap(),
+        dropped[0]["detail"]["to_seq"].as_u64().unwrap(),
+    );
+    assert_eq!(dropped[0]["detail"]["count"], to - from + 1);
+    // Exactly the dropped range is missing at the SIEM, nothing else.
+    let log: Vec<u64> = records(&d)
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = log.into_iter().filter(|s| *s < from || *s > to).collect();
+    assert_eq!(seqs, expected);
+    drop(held);
+    assert_eq!(d.status()["siem"]["dropped"], to - from + 1);
+    assert_eq!(held_conflicts(&siem), 0, "nothing was sent twice");
+}
+
+fn held_conflicts(siem: &Receiver) -> u64 {
+    siem.held.lock().unwrap().conflicts
 }

@@ -157,6 +157,27 @@ impl DeviceClient {
         self.post_json("/v1/checkin", request)
     }
 
+    /// POSTs `body` to the base URL itself (the SIEM's bulk endpoint; this client is
+    /// then built with the SIEM's trusted roots and no identity): the status and up
+    /// to `limit` bytes of the answer. `authorization`: the header's whole value.
+    pub fn post_raw(
+        &self,
+        content_type: &str,
+        authorization: Option<&str>,
+        body: &[u8],
+        limit: u64,
+    ) -> Result<(u16, Vec<u8>)> {
+        let mut request = self
+            .agent
+            .post(&self.base)
+            .header("Content-Type", content_type);
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        let (status, _, bytes) = self.read(&self.base, request.send(body), limit)?;
+        Ok((status, bytes))
+    }
+
     /// `POST /v1/audit`: records of the device's chain, as written.
     pub fn audit(&self, upload: &AuditUpload) -> Result<AuditAck> {
         self.post_json("/v1/audit", upload)

@@ -12,6 +12,7 @@
 //! - [`manifest`]: the device manifest and its fact mirrors;
 //! - [`register`], [`sync`], [`status`]: the commands;
 //! - [`audit`]: the audit records of its own runs and the upkeep of the log;
+//! - [`siem`]: forwarding the audit log to the org's SIEM;
 //! - [`rotation`]: following the org's key rotation chain before a bundle is verified;
 //! - [`windows`]: the MSI's enrollment values, the device's registry record and the
 //!   machine Root store, on Windows.
@@ -33,6 +34,7 @@ pub mod policy_cache;
 pub mod register;
 pub mod rotation;
 pub mod settings;
+pub mod siem;
 pub mod state;
 pub mod status;
 pub mod sync;

@@ -47,6 +47,12 @@ struct RawSettings {
     managed_preferences_domain: Option<String>,
     #[serde(default)]
     claude_code_settings: Option<String>,
+    #[serde(default)]
+    siem_credential_file: Option<String>,
+    #[serde(default)]
+    siem_ca_file: Option<String>,
+    #[serde(default)]
+    siem_spool_max_records: Option<u64>,
 }
 
 /// Where the device belongs in the org: reported in facts, manifest and inventory.
@@ -86,6 +92,24 @@ pub struct AgentSettings {
     /// Whether the agent writes Claude Code's managed settings (`manage`, the
     /// default; `force`; `off`).
     pub claude_code_settings: super::claude_code::ClaudeSettingsMode,
+    /// A file (0600) holding the whole `Authorization` header value the SIEM wants
+    /// (`ApiKey …`, `Basic …`, `Bearer …`), when the policy forwards to one.
+    pub siem_credential_file: Option<std::path::PathBuf>,
+    /// PEM certificates the SIEM's TLS certificate may chain to, besides the org
+    /// root CA (e.g. the system bundle, for a SIEM with a public certificate).
+    pub siem_ca_file: Option<std::path::PathBuf>,
+    /// Records waiting for the SIEM beyond this are dropped, oldest first
+    /// (default [`super::siem::MAX_UNSENT`]).
+    pub siem_spool_max_records: u64,
+}
+
+/// An absolute path setting.
+fn absolute(key: &str, value: Option<String>) -> Result<Option<std::path::PathBuf>, String> {
+    match value {
+        None => Ok(None),
+        Some(v) if std::path::Path::new(&v).is_absolute() => Ok(Some(v.into())),
+        Some(v) => Err(format!("`{key}` is `{v}`; give an absolute path")),
+    }
 }
 
 /// Why the settings cannot be used.
@@ -172,6 +196,17 @@ impl AgentSettings {
                     )
                 })?,
             },
+            siem_credential_file: absolute("siem_credential_file", raw.siem_credential_file)?,
+            siem_ca_file: absolute("siem_ca_file", raw.siem_ca_file)?,
+            siem_spool_max_records: match raw.siem_spool_max_records {
+                None => super::siem::MAX_UNSENT,
+                Some(n) if (10..=100_000_000).contains(&n) => n,
+                Some(n) => {
+                    return Err(format!(
+                        "`siem_spool_max_records` is {n}; give 10 to 100000000"
+                    ));
+                }
+            },
         })
     }
 
@@ -209,6 +244,20 @@ impl AgentSettings {
                 "claude_code_settings: {}\n",
                 self.claude_code_settings.as_str()
             ));
+        }
+        if self.siem_spool_max_records != super::siem::MAX_UNSENT {
+            out.push_str(&format!(
+                "siem_spool_max_records: {}\n",
+                self.siem_spool_max_records
+            ));
+        }
+        for (key, value) in [
+            ("siem_credential_file", &self.siem_credential_file),
+            ("siem_ca_file", &self.siem_ca_file),
+        ] {
+            if let Some(p) = value {
+                out.push_str(&format!("{key}: {}\n", yaml_quote(&p.to_string_lossy())));
+            }
         }
         out
     }
@@ -300,6 +349,9 @@ mod tests {
             renew_at_percent: 50,
             managed_preferences_domain: Some("com.acme.fleetkit".into()),
             claude_code_settings: Default::default(),
+            siem_credential_file: None,
+            siem_ca_file: None,
+            siem_spool_max_records: crate::agent::siem::MAX_UNSENT,
         };
         assert_eq!(AgentSettings::parse(&s.to_yaml()).unwrap(), s);
     }

@@ -109,6 +109,9 @@ pub struct AgentState {
     /// Why the last forwarding of audit records to the server failed, if it did.
     #[serde(default)]
     pub audit_forward_error: Option<String>,
+    /// How far the org's SIEM acknowledged the audit records.
+    #[serde(default)]
+    pub siem: Option<super::siem::SiemState>,
 }
 
 /// The server acknowledged every audit record up to `seq` for `device_id` (a device

@@ -44,6 +44,8 @@ pub struct Status {
     pub audit_sent_seq: Option<u64>,
     /// Why the last forwarding of audit records to the server failed.
     pub audit_forward_error: Option<String>,
+    /// Forwarding to the org's SIEM, when the policy asks for it.
+    pub siem: Option<super::siem::SiemState>,
 }
 
 impl Agent {
@@ -126,6 +128,7 @@ impl Agent {
             in_force_note: note,
             audit_sent_seq: self.state.audit_sent.as_ref().map(|c| c.seq),
             audit_forward_error: self.state.audit_forward_error.clone(),
+            siem: self.state.siem.clone(),
         }
     }
 

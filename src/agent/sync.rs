@@ -142,6 +142,9 @@ impl Agent {
                 ));
             }
         }
+        if let Err(e) = self.siem_forward(now) {
+            warnings.push(format!("audit records not sent to the SIEM: {e}"));
+        }
         warnings
     }
 

@@ -294,6 +294,30 @@ impl AuditLog {
 }
 
 impl AuditLog {
+    /// The seq of the oldest record the log still holds.
+    pub fn first_seq(&self) -> Result<Option<u64>> {
+        use std::io::BufRead;
+        for path in self.segments()? {
+            let file = File::open(&path).map_err(io("cannot open", &path))?;
+            let mut reader = std::io::BufReader::new(file);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = (&mut reader)
+                    .take(MAX_LINE_BYTES as u64 + 1)
+                    .read_until(b'\n', &mut line)
+                    .map_err(io("cannot read", &path))?;
+                if n == 0 || line.last() != Some(&b'\n') {
+                    break;
+                }
+                if let Some(r) = Record::from_line(&line[..line.len() - 1]) {
+                    return Ok(Some(r.seq));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The records after seq `after`, as written (lines without their newline),
     /// oldest first: the first run of consecutive seqs, at most `max_records` and
     /// `max_bytes` of lines. Lines that are not records (a changed log) are

@@ -4,6 +4,7 @@
 //! - [`record`]: the record schema (v1), bounded whatever the input;
 //! - [`log`]: the hash chain in daily segments, its append, repair and retention;
 //! - [`checkpoint`]: the device key's signatures over the chain's head;
+//! - [`elastic_bulk`]: the envelope the SIEM receives the records in;
 //! - [`inbox`]: how an unprivileged hook hands its records to the agent;
 //! - [`verify`]: walks the chain and says where it breaks.
 //!
@@ -12,6 +13,7 @@
 //! inbox otherwise (the hook, as the user).
 
 pub mod checkpoint;
+pub mod elastic_bulk;
 pub mod inbox;
 pub mod log;
 pub mod record;

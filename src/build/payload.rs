@@ -313,6 +313,9 @@ impl Payload {
             renew_at_percent: config.enrollment.renew_at_percent,
             managed_preferences_domain: None,
             claude_code_settings: Default::default(),
+            siem_credential_file: None,
+            siem_ca_file: None,
+            siem_spool_max_records: crate::agent::siem::MAX_UNSENT,
         };
         let installer_identity = load_identity(
             "--installer-identity",

@@ -383,6 +383,21 @@ fn status(args: CommonArgs) -> Result<(), Failure> {
             .as_ref()
             .map_or(String::new(), |e| format!("; last send failed: {e}"))
     ));
+    if let Some(siem) = &s.siem {
+        say(format!(
+            "siem:          {}: acknowledged up to record {}{}{}",
+            siem.endpoint,
+            siem.seq,
+            if siem.dropped > 0 {
+                format!(", {} dropped", siem.dropped)
+            } else {
+                String::new()
+            },
+            siem.last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!("; last attempt failed: {e}"))
+        ));
+    }
     say(format!(
         "last sync:     {}",
         match (&s.last_sync, s.last_sync_ok) {

@@ -8,6 +8,7 @@ use super::agent::CommonArgs;
 use super::output::{Failure, say};
 use clap::{Args, Subcommand};
 use fleetkit::agent::Agent;
+use fleetkit::agent::siem::SiemOutcome;
 use fleetkit::audit::verify::{self, Report};
 use fleetkit::audit::{DeviceAudit, Record};
 use fleetkit::clock;
@@ -18,8 +19,8 @@ pub enum AuditCommand {
     /// Check the hash chain and the signed checkpoints: says where a record was
     /// edited, deleted, reordered or cut off. Exit 0 intact, 1 broken.
     Verify(CommonArgs),
-    /// Collect the inbox, prune by the retention period and sign a checkpoint now
-    /// (every `agent sync` does it).
+    /// Collect the inbox, prune by the retention period, sign a checkpoint and
+    /// forward to the SIEM now (every `agent sync` does it).
     Upkeep(CommonArgs),
     /// Print the newest records (JSON lines, as stored).
     Show(ShowArgs),
@@ -114,17 +115,26 @@ fn print_report(r: &Report) {
 }
 
 fn upkeep(args: &CommonArgs) -> Result<(), Failure> {
-    let agent = Agent::open(&args.root).map_err(|e| {
+    let mut agent = Agent::open(&args.root).map_err(|e| {
         let help = e.help();
         Failure::invalid(e.to_string(), help)
     })?;
-    let done = agent.audit_upkeep(clock::now()).map_err(invalid)?;
+    let now = clock::now();
+    let done = agent.audit_upkeep(now).map_err(invalid)?;
+    let siem = agent.siem_forward(now);
     if args.json {
         say(serde_json::json!({
             "collected": done.collected,
             "refused": done.refused,
             "pruned_segments": done.pruned_segments,
             "checkpoint": done.checkpoint,
+            "siem": match &siem {
+                Ok(SiemOutcome::Off) => serde_json::json!("off"),
+                Ok(SiemOutcome::Sent { records, duplicates, dropped, caught_up }) => serde_json::json!({
+                    "sent": records, "duplicates": duplicates, "dropped": dropped, "caught_up": caught_up
+                }),
+                Err(e) => serde_json::json!({"error": e}),
+            },
         })
         .to_string());
     } else {
@@ -137,6 +147,25 @@ fn upkeep(args: &CommonArgs) -> Result<(), Failure> {
                 .map_or("no new checkpoint".into(), |s| format!(
                     "checkpoint at record {s}"
                 ))
+        ));
+        if let Ok(SiemOutcome::Sent {
+            records, dropped, ..
+        }) = &siem
+        {
+            say(format!(
+                "sent {records} record(s) to the SIEM{}",
+                if *dropped > 0 {
+                    format!(" ({dropped} dropped: see the audit.dropped record)")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    }
+    if let Err(e) = siem {
+        return Err(Failure::invalid(
+            format!("audit records not sent to the SIEM: {e}"),
+            "they stay in the log and are sent at the next run",
         ));
     }
     Ok(())

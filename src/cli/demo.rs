@@ -332,6 +332,9 @@ fn install_device(
         renew_at_percent: 66,
         managed_preferences_domain: None,
         claude_code_settings: Default::default(),
+        siem_credential_file: None,
+        siem_ca_file: None,
+        siem_spool_max_records: fleetkit::agent::siem::MAX_UNSENT,
     };
     let io = |e: fleetkit::fsutil::FsError| fail(e, "");
     let public = fleetkit::fsutil::PUBLIC_MODE;

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod executables;
 pub mod scep;
+pub mod siem;
 pub mod wine;
 
 use fleetkit::protocol::*;
