@@ -18,6 +18,7 @@
 //! | `POST /v1/audit` | a device | [`AuditUpload`] (consecutive records of its chain, as written) → [`AuditAck`]; a record sent again is acknowledged, not stored twice |
 //! | `GET /v1/admin/audit` | admin | `?team=&user=&device=&decision=&rule=&event=&since=&until=&limit=` (times in Unix ms) → [`AuditPage`], newest first |
 //! | `GET /v1/admin/audit/stats` | admin | `?team=&since=&until=` → [`AuditStats`] |
+//! | `GET /v1/admin/audit/requests` | admin | `?team=&since=&until=` → [`RecordedRequests`]: the distinct recorded commands, counted (what `policy impact` replays) |
 //!
 //! Every refusal is an [`ApiError`] with a stable `code`, so that the agent and the CLI
 //! can say exactly why. Times are RFC 3339 strings in UTC.
@@ -480,4 +481,22 @@ pub struct AuditOnlyDevice {
     /// Decisions the policy would have denied or asked about.
     pub would_block: u64,
     pub last: String,
+}
+
+/// `GET /v1/admin/audit/requests`: the recorded command requests in a window, one
+/// entry per distinct (command, folder, team, recorded verdict).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedRequests {
+    pub requests: Vec<RecordedRequestCount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedRequestCount {
+    pub team: String,
+    pub command: String,
+    pub cwd: Option<String>,
+    pub decision: String,
+    pub count: u64,
 }

@@ -852,3 +852,75 @@ fn the_siem_gets_every_record_once_in_order_through_an_outage_and_a_refused_cred
 fn held_conflicts(siem: &Receiver) -> u64 {
     siem.held.lock().unwrap().conflicts
 }
+
+#[test]
+fn policy_impact_replays_what_the_fleet_ran_through_a_candidate_before_it_is_signed() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let d = registered(&org, &server, dir.path());
+    for _ in 0..3 {
+        assert_eq!(decide(&d, "echo hello").code, 0);
+    }
+    assert_eq!(decide(&d, "ls").code, 0);
+    assert_eq!(d.agent(&["sync"], &[]).code, 0);
+
+    let impact = |candidate: &Path, json: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--workspace", &org.ws(), "policy", "impact"])
+            .arg(candidate)
+            .args(["--server", &server.url(), "--since", "1d"]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The policy as signed: nothing moves.
+    let (code, stdout, stderr) = impact(&org.path().join("policy.yaml"), false);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("0 would change"), "{stdout}");
+    // A candidate that blocks `echo hello`: the three recorded requests move.
+    let text = std::fs::read_to_string(org.path().join("policy.yaml")).unwrap();
+    let candidate = dir.path().join("candidate.yaml");
+    assert!(text.contains("blocked_patterns:\n"));
+    std::fs::write(
+        &candidate,
+        text.replacen(
+            "blocked_patterns:\n",
+            "blocked_patterns:\n    - pattern: \"echo hello\"\n      reason: \"no greetings\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = impact(&candidate, true);
+    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["changed"], 3, "{report:#}");
+    assert_eq!(
+        report["overall"]["transitions"]["allow→deny"], 3,
+        "{report:#}"
+    );
+    assert_eq!(
+        report["by_team"]["platform"]["transitions"]["allow→deny"],
+        3
+    );
+    let example = &report["examples"]["allow→deny"][0];
+    assert_eq!(example["command"], "echo hello");
+    assert_eq!(example["count"], 3);
+    assert!(example["reason"].as_str().unwrap().contains("no greetings"));
+    let (_, human, _) = impact(&candidate, false);
+    assert!(
+        human.contains("allow→deny") && human.contains("echo hello"),
+        "{human}"
+    );
+    // A candidate that does not validate is refused with its location.
+    std::fs::write(&candidate, "version: 1\nnot_a_key: true\n").unwrap();
+    let (code, _, stderr) = impact(&candidate, false);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("candidate.yaml"), "{stderr}");
+}

@@ -16,6 +16,8 @@ mod demo;
 #[cfg(feature = "admin")]
 mod fleet;
 #[cfg(feature = "admin")]
+mod impact;
+#[cfg(feature = "admin")]
 mod init;
 #[cfg(feature = "admin")]
 mod intunewin;

@@ -27,6 +27,10 @@ pub enum PolicyCommand {
     /// it at their next sync. The workspace's key rotations (rotations/) that the
     /// server lacks are sent first, oldest first.
     Publish(PublishArgs),
+    /// Replay the fleet's recorded requests through a candidate policy and the
+    /// newest signed one: how many move allow→deny, deny→allow…, by team and rule,
+    /// with examples. Exit: 0 nothing changes, 3 something does.
+    Impact(super::impact::ImpactArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +136,7 @@ pub fn run(ctx: &Context, cmd: PolicyCommand) -> Result<(), Failure> {
         PolicyCommand::Sign(a) => sign(ctx, a),
         PolicyCommand::Verify(a) => verify(ctx, a),
         PolicyCommand::Publish(a) => publish(ctx, a),
+        PolicyCommand::Impact(a) => super::impact::run(ctx, a),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod claude_settings;
 pub mod context;
 mod extractions;
 mod here_docs;
+pub mod impact;
 mod launchers;
 mod listers;
 pub mod paths;

@@ -151,6 +151,11 @@ impl AdminClient {
         self.get_with_query("/v1/admin/audit/stats", query)
     }
 
+    /// `GET /v1/admin/audit/requests` with the given query parameters.
+    pub fn audit_requests(&self, query: &[(&str, String)]) -> Result<RecordedRequests> {
+        self.get_with_query("/v1/admin/audit/requests", query)
+    }
+
     fn get_with_query<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,

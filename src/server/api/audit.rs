@@ -37,6 +37,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/audit", post(upload))
         .route("/v1/admin/audit", get(list))
         .route("/v1/admin/audit/stats", get(stats))
+        .route("/v1/admin/audit/requests", get(requests))
 }
 
 fn bad(message: impl Into<String>) -> super::respond::Refusal {
@@ -355,6 +356,37 @@ async fn stats(
                     decisions: count(c),
                     would_block: c.extra.max(0) as u64,
                     last: millis_text(key(c, 2).parse().unwrap_or(0)),
+                })
+                .collect(),
+        })
+    }
+    .await;
+    reply(StatusCode::OK, result)
+}
+
+/// `GET /v1/admin/audit/requests`.
+async fn requests(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryResult,
+) -> Response {
+    let result: Answer<RecordedRequests> = async {
+        check_admin(&state, &headers)?;
+        let q = query_of(query)?;
+        let rows = state
+            .store
+            .audit_requests(&q.filter())
+            .await
+            .map_err(internal)?;
+        Ok(RecordedRequests {
+            requests: rows
+                .into_iter()
+                .map(|r| RecordedRequestCount {
+                    team: r.team,
+                    command: r.command,
+                    cwd: r.cwd,
+                    decision: r.decision,
+                    count: r.count.max(0) as u64,
                 })
                 .collect(),
         })
