@@ -196,6 +196,59 @@ macro_rules! bind_where {
     }};
 }
 
+/// Rows per INSERT statement: 19 values each stays under SQLite's 32,766 bound
+/// variables and PostgreSQL's 65,535 parameters.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Inserts `rows`, skipping any already held (by id, or by device and seq);
+/// returns how many were stored.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[AuditRow],
+    now: i64,
+) -> Result<u64> {
+    let mut stored = 0;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut sql = format!("INSERT INTO audit_records ({COLUMNS}, received_at) VALUES ");
+        for i in 0..chunk.len() {
+            let base = i * 19;
+            let params: Vec<String> = (1..=19).map(|k| format!("${}", base + k)).collect();
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            sql.push_str(&params.join(", "));
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.id.clone())
+                .bind(r.device_id.clone())
+                .bind(r.seq)
+                .bind(r.time_ms)
+                .bind(r.event.clone())
+                .bind(r.team.clone())
+                .bind(r.username.clone())
+                .bind(r.policy_version)
+                .bind(r.mode.clone())
+                .bind(r.source.clone())
+                .bind(r.decision.clone())
+                .bind(r.applied.clone())
+                .bind(r.rule.clone())
+                .bind(r.reason.clone())
+                .bind(r.command.clone())
+                .bind(r.command_sha256.clone())
+                .bind(r.cwd.clone())
+                .bind(r.line.clone())
+                .bind(now);
+        }
+        stored += q.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(stored)
+}
+
 /// What [`Store::store_audit`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AuditStored {
@@ -223,6 +276,19 @@ pub struct CountRow {
 }
 
 impl Store {
+    /// Loads records in bulk, outside any device's chain (imports, and the
+    /// benchmark's generated fleet): `rows` in transactions of 50,000.
+    pub async fn import_audit(&self, rows: &[AuditRow], now: i64) -> Result<u64> {
+        let mut stored = 0;
+        for chunk in rows.chunks(50_000) {
+            let _guard = self.lock_writes().await;
+            let mut tx = self.pool.begin().await?;
+            stored += insert_rows(&mut tx, chunk, now).await?;
+            tx.commit().await?;
+        }
+        Ok(stored)
+    }
+
     /// Where the device's chain stands on the server.
     pub async fn audit_head(&self, device_id: &str) -> Result<Option<AuditHead>> {
         sqlx::query("SELECT seq, hash FROM audit_heads WHERE device_id = $1")
@@ -251,40 +317,11 @@ impl Store {
     ) -> Result<AuditStored> {
         let _guard = self.lock_writes().await;
         let mut tx = self.pool.begin().await?;
-        let mut done = AuditStored::default();
-        for r in rows {
-            let result = sqlx::query(&format!(
-                "INSERT INTO audit_records ({COLUMNS}, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-                 ON CONFLICT DO NOTHING"
-            ))
-            .bind(r.id.clone())
-            .bind(r.device_id.clone())
-            .bind(r.seq)
-            .bind(r.time_ms)
-            .bind(r.event.clone())
-            .bind(r.team.clone())
-            .bind(r.username.clone())
-            .bind(r.policy_version)
-            .bind(r.mode.clone())
-            .bind(r.source.clone())
-            .bind(r.decision.clone())
-            .bind(r.applied.clone())
-            .bind(r.rule.clone())
-            .bind(r.reason.clone())
-            .bind(r.command.clone())
-            .bind(r.command_sha256.clone())
-            .bind(r.cwd.clone())
-            .bind(r.line.clone())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if result.rows_affected() == 1 {
-                done.stored += 1;
-            } else {
-                done.duplicates += 1;
-            }
-        }
+        let stored = insert_rows(&mut tx, rows, now).await?;
+        let done = AuditStored {
+            stored,
+            duplicates: rows.len() as u64 - stored,
+        };
         if let Some(head) = head {
             let last_break = breaks.last().cloned();
             sqlx::query(
