@@ -21,12 +21,6 @@
 # (scripts/macho-uuid.py) and SOURCE_DATE_EPOCH is the commit's time, so two
 # builds of one commit give the same bytes (scripts/reproducible-agents.sh checks it).
 # FLEETKIT_AGENTS_OUT and FLEETKIT_AGENTS_BUILD_DIR move the output and build folders.
-#
-# FLEETKIT_AGENTS_QUICK=1 (the test command sets it) builds the same code without
-# LTO and with 16 codegen units: the agents the tests run behave the same, take
-# ~30% less CPU to build (752 s → 539 s for linux-x86_64 on this 2-core machine),
-# and are ~3% larger. Releases and the size figures in the README use the full
-# profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -130,10 +124,6 @@ mkdir -p "$out"
 # rustup-built test binaries.
 export CARGO_TARGET_DIR="${FLEETKIT_AGENTS_BUILD_DIR:-$root/target/agents-build}"
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
-if [ "${FLEETKIT_AGENTS_QUICK:-0}" = 1 ]; then
-  export CARGO_PROFILE_AGENT_LTO=off CARGO_PROFILE_AGENT_CODEGEN_UNITS=16
-  echo "build-agents.sh: quick profile (no LTO, 16 codegen units): for tests, not for release" >&2
-fi
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 sysroot_src=$(/usr/bin/rustc --print sysroot)/lib/rustlib/src/rust
