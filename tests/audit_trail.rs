@@ -924,3 +924,83 @@ fn policy_impact_replays_what_the_fleet_ran_through_a_candidate_before_it_is_sig
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("candidate.yaml"), "{stderr}");
 }
+
+/// Unmounts on drop.
+struct Mounted(std::path::PathBuf);
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_loses_no_answered_decision_and_blocks_nothing_that_is_denied() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let d = registered(&org, &server, dir.path());
+    // The log's folder on a 256 KiB file system of its own.
+    let audit = d.data("audit");
+    let saved = dir.path().join("saved-audit");
+    std::fs::rename(&audit, &saved).unwrap();
+    std::fs::create_dir(&audit).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
+        .arg(&audit)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN): the full-disk case is not run"
+        );
+        return;
+    }
+    let _guard = Mounted(audit.clone());
+    for entry in std::fs::read_dir(&saved).unwrap().flatten() {
+        std::fs::copy(entry.path(), audit.join(entry.file_name())).unwrap();
+    }
+    assert_eq!(decide(&d, "ls").code, 0);
+    // Fill the disk.
+    let filler = audit.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![b'x'; 4096];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    // The segment's last page still has room for a few records; then the disk is
+    // full for the log too.
+    let mut answered = vec!["ls".to_string()];
+    let mut asked = None;
+    for i in 0..40 {
+        let command = format!("ls -l {i}");
+        let run = decide(&d, &command);
+        match run.code {
+            0 => answered.push(command),
+            3 => {
+                asked = Some(run);
+                break;
+            }
+            _ => panic!("{run:?}"),
+        }
+    }
+    let run = asked.expect("an allowed command asks once the log cannot be written");
+    assert!(run.stdout.contains("audit.unwritable"), "{run:?}");
+    assert!(run.stderr.contains("No space left"), "{run:?}");
+    assert_eq!(decide(&d, "rm -rf /").code, 4, "a denial stays a denial");
+    // Space again: recording resumes, and the chain holds every answered decision.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(decide(&d, "ls -a").code, 0);
+    answered.push("ls -a".into());
+    let (code, report) = verify(&d);
+    assert_eq!(code, 0, "{report:#}");
+    let texts: Vec<String> = records(&d)
+        .iter()
+        .filter_map(|r| r["request"]["text"].as_str().map(str::to_string))
+        .collect();
+    for c in &answered {
+        assert!(texts.contains(c), "answered but not on record: {c}");
+    }
+    eprintln!(
+        "{} decisions answered and recorded around a full disk",
+        answered.len()
+    );
+}

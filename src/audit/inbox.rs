@@ -20,7 +20,9 @@
 //!
 //! What this cannot prevent: until the agent's next run, the user owns the file and
 //! can change what their own hook wrote there. The chain is tamper evident from the
-//! moment of collection; `agent sync` collects on every run.
+//! moment of collection; `agent sync` collects on every run. On Windows the record's
+//! user is the one the file is named for (the folder's ACL, not a sticky bit, keeps
+//! users apart there), not read from the file's owner SID.
 
 use super::log::{AuditLog, Result};
 use super::record::{Event, MAX_LINE_BYTES, Record};
@@ -169,7 +171,7 @@ pub fn collect(dir: &Path, log: &AuditLog, now: OffsetDateTime) -> Result<Collec
     let mut batch = Vec::new();
     let mut collected = Vec::new();
     for (path, name) in files {
-        let Some((owner, bytes)) = read_locked(&path) else {
+        let Some((owner, bytes)) = read_locked(&path, &name) else {
             continue;
         };
         let mut refused = 0usize;
@@ -229,7 +231,7 @@ struct Owner {
 }
 
 /// Reads a renamed inbox file whole under its exclusive lock, with its owner.
-fn read_locked(path: &PathBuf) -> Option<(Owner, Vec<u8>)> {
+fn read_locked(path: &PathBuf, name: &str) -> Option<(Owner, Vec<u8>)> {
     let mut o = OpenOptions::new();
     o.read(true).write(true);
     #[cfg(unix)]
@@ -240,7 +242,7 @@ fn read_locked(path: &PathBuf) -> Option<(Owner, Vec<u8>)> {
     let file = o.open(path).ok()?;
     // Waits for a writer that had the file open before it was renamed.
     file.lock().ok()?;
-    let owner = owner_of(&file.metadata().ok()?);
+    let owner = owner_of(&file.metadata().ok()?, name);
     let mut bytes = Vec::new();
     (&file)
         .take(MAX_INBOX_BYTES + MAX_LINE_BYTES as u64)
@@ -250,7 +252,7 @@ fn read_locked(path: &PathBuf) -> Option<(Owner, Vec<u8>)> {
 }
 
 #[cfg(unix)]
-fn owner_of(meta: &fs::Metadata) -> Owner {
+fn owner_of(meta: &fs::Metadata, _name: &str) -> Owner {
     use std::os::unix::fs::MetadataExt;
     let uid = meta.uid();
     Owner {
@@ -259,11 +261,16 @@ fn owner_of(meta: &fs::Metadata) -> Owner {
     }
 }
 
+/// Windows: the user the file is named for (the hook names it after its own
+/// user). Weaker than the owner's SID, which this build does not read: said in
+/// the module comment.
 #[cfg(not(unix))]
-fn owner_of(_meta: &fs::Metadata) -> Owner {
+fn owner_of(_meta: &fs::Metadata, name: &str) -> Owner {
+    let stem = name.strip_suffix(".jsonl").unwrap_or(name);
+    let user = stem.split('-').next().unwrap_or(stem);
     Owner {
         uid: 0,
-        name: current_user(),
+        name: user.to_string(),
     }
 }
 

@@ -87,7 +87,17 @@ impl DeviceAudit {
         }
         #[cfg(not(unix))]
         {
-            true
+            // Windows: the folder's ACL decides; a user's process is refused there
+            // (the agent runs as SYSTEM), and hands its record to the inbox.
+            if std::fs::create_dir_all(self.log.dir()).is_err() {
+                return false;
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(self.log.dir().join("audit.lock"))
+                .is_ok()
         }
     }
 }
