@@ -84,7 +84,7 @@ fn row(i: u64, rng: &mut Lcg, now_ms: i64) -> AuditRow {
         username: Some(format!("user{user:05}")),
         policy_version: Some(7),
         mode: Some(
-            if device % 50 == 0 {
+            if device.is_multiple_of(50) {
                 "audit-only"
             } else {
                 "enforce"
