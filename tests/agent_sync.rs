@@ -362,7 +362,7 @@ fn kill_9_during_sync_leaves_the_old_or_the_new_policy_never_a_mix() {
 /// code as `fleetkit serve`'s), answering every request with `302 Location:
 /// <to><path>`. Returns its port and the request lines it saw.
 fn redirector(org: &Org, to: String) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let ca = fleetkit::pki::IssuingCa::load(&org.path().join("keys")).unwrap();
     let config = fleetkit::server::tls::server_config(
         &ca,
@@ -380,25 +380,10 @@ fn redirector(org: &Org, to: String) -> (u16, std::sync::Arc<std::sync::Mutex<Ve
         for tcp in listener.incoming().flatten() {
             let conn = rustls::ServerConnection::new(config.clone()).unwrap();
             let mut tls = rustls::StreamOwned::new(conn, tcp);
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).is_ok_and(|n| n == 1) {
-                head.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&head).into_owned();
             // The request body is read too: a socket closed with unread bytes
             // resets the connection, and the agent could see the reset before the
             // redirect (a flaky failure under load).
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            let mut body = vec![0u8; length];
-            let _ = tls.read_exact(&mut body);
+            let (head, _body) = support::siem::read_request(&mut tls).unwrap_or_default();
             let line = head.lines().next().unwrap_or_default().to_string();
             let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
             log.lock().unwrap().push(line);

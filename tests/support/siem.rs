@@ -137,7 +137,9 @@ impl Receiver {
     }
 }
 
-fn read_request<S: Read>(tls: &mut S) -> Option<(String, Vec<u8>)> {
+/// Reads one HTTP/1.1 request: its head (request line and headers) and its body
+/// (by Content-Length).
+pub fn read_request<S: Read>(tls: &mut S) -> Option<(String, Vec<u8>)> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
