@@ -15,7 +15,7 @@
 //!
 //! `cargo bench --bench audit` runs it at full size (FLEETKIT_BENCH_AUDIT_RECORDS
 //! changes the record count; PostgreSQL when FLEETKIT_TEST_POSTGRES is set); `cargo
-//! test --benches` runs it as a quick smoke run (20,000 records).
+//! test --benches` runs it as a quick smoke run (5,000 records).
 
 use fleetkit::enforce::Engine;
 use fleetkit::enforce::impact::{Recorded, replay};
@@ -294,7 +294,7 @@ fn main() {
     let records: u64 = std::env::var("FLEETKIT_BENCH_AUDIT_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if smoke { 20_000 } else { 10_000_000 });
+        .unwrap_or(if smoke { 5_000 } else { 10_000_000 });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -320,7 +320,7 @@ fn main() {
             .args([&base, "-q", "-c", &format!("DROP DATABASE {name}")])
             .status();
     }
-    let requests = if smoke { 20_000 } else { 1_000_000 };
-    bench_replay(requests, if smoke { 2_000 } else { 20_000 });
-    bench_replay(requests, if smoke { 5_000 } else { 100_000 });
+    let requests = if smoke { 5_000 } else { 1_000_000 };
+    bench_replay(requests, if smoke { 500 } else { 20_000 });
+    bench_replay(requests, if smoke { 1_000 } else { 100_000 });
 }
