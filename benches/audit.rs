@@ -62,8 +62,9 @@ fn command(i: u64) -> String {
     format!("{} # {}", COMMANDS[(i % 12) as usize], i / 12)
 }
 
-/// Record `i` of the generated fleet.
-fn row(i: u64, rng: &mut Lcg, now_ms: i64) -> AuditRow {
+/// Record `i` of `records` in the generated fleet: they arrive in time order over
+/// the last [`DAYS`] days (as devices send them), with a few seconds of jitter.
+fn row(i: u64, records: u64, rng: &mut Lcg, now_ms: i64) -> AuditRow {
     let device = rng.next(DEVICES);
     let team = device % TEAMS;
     let user = rng.next(USERS);
@@ -78,7 +79,9 @@ fn row(i: u64, rng: &mut Lcg, now_ms: i64) -> AuditRow {
         id: format!("{i:032x}"),
         device_id: format!("dev_{device:06}"),
         seq: i as i64,
-        time_ms: now_ms - (rng.next((DAYS * DAY_MS) as u64) as i64),
+        time_ms: now_ms - DAYS * DAY_MS
+            + (i as i128 * (DAYS * DAY_MS) as i128 / records.max(1) as i128) as i64
+            + rng.next(5_000) as i64,
         event: "decision".into(),
         team: format!("team-{team:02}"),
         username: Some(format!("user{user:05}")),
