@@ -136,7 +136,7 @@ fn bench_store(rt: &tokio::runtime::Runtime, name: &str, url: &str, records: u64
     while loaded < records {
         let n = batch.min(records - loaded);
         let rows: Vec<AuditRow> = (loaded..loaded + n)
-            .map(|i| row(i, &mut rng, now_ms))
+            .map(|i| row(i, records, &mut rng, now_ms))
             .collect();
         loaded += rt
             .block_on(store.import_audit(&rows, now_ms / 1000))
