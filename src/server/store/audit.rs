@@ -13,7 +13,7 @@
 //! `audit_heads` holds, per device, where its chain stands on the server (the last
 //! seq and line hash), so the next upload is checked to continue it.
 
-use super::{Result, Store};
+use super::{Backend, Result, Store};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -204,6 +204,7 @@ const ROWS_PER_INSERT: usize = 500;
 /// returns how many were stored.
 async fn insert_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     rows: &[AuditRow],
     now: i64,
 ) -> Result<u64> {
@@ -212,7 +213,15 @@ async fn insert_rows(
         let mut sql = format!("INSERT INTO audit_records ({COLUMNS}, received_at) VALUES ");
         for i in 0..chunk.len() {
             let base = i * 19;
-            let params: Vec<String> = (1..=19).map(|k| format!("${}", base + k)).collect();
+            // SQLite binds `?` by position; a `$N` there is a name, looked up one by
+            // one (quadratic in a 9,500-value statement: 2,300 rows/s instead of
+            // tens of thousands).
+            let params: Vec<String> = (1..=19)
+                .map(|k| match backend {
+                    Backend::Sqlite => "?".to_string(),
+                    Backend::Postgres => format!("${}", base + k),
+                })
+                .collect();
             if i > 0 {
                 sql.push(',');
             }
@@ -283,7 +292,7 @@ impl Store {
         for chunk in rows.chunks(50_000) {
             let _guard = self.lock_writes().await;
             let mut tx = self.pool.begin().await?;
-            stored += insert_rows(&mut tx, chunk, now).await?;
+            stored += insert_rows(&mut tx, self.backend, chunk, now).await?;
             tx.commit().await?;
         }
         Ok(stored)
@@ -317,7 +326,7 @@ impl Store {
     ) -> Result<AuditStored> {
         let _guard = self.lock_writes().await;
         let mut tx = self.pool.begin().await?;
-        let stored = insert_rows(&mut tx, rows, now).await?;
+        let stored = insert_rows(&mut tx, self.backend, rows, now).await?;
         let done = AuditStored {
             stored,
             duplicates: rows.len() as u64 - stored,
