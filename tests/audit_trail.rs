@@ -1004,3 +1004,44 @@ fn a_full_disk_loses_no_answered_decision_and_blocks_nothing_that_is_denied() {
         answered.len()
     );
 }
+
+#[test]
+fn a_device_speaks_only_for_itself_and_a_removed_one_is_refused() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let d = registered(&org, &server, dir.path());
+    // A record that claims another team and user is stored under the server's team.
+    assert_eq!(decide(&d, "echo team").code, 0);
+    edit_lines(&segment(&d), |l| {
+        let i = l.len() - 1;
+        let mut r: serde_json::Value = serde_json::from_str(&l[i]).unwrap();
+        r["team"] = "finance".into();
+        l[i] = r.to_string();
+    });
+    let run = d.agent(&["sync"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let held = listed(&org, &server, &[]);
+    assert!(held.iter().all(|r| r["team"] == "platform"), "{held:#?}");
+    assert!(listed(&org, &server, &["--team", "finance"]).is_empty());
+    // A record naming another machine is refused whole, and nothing is stored.
+    assert_eq!(decide(&d, "echo other").code, 0);
+    edit_lines(&segment(&d), |l| {
+        let i = l.len() - 1;
+        let mut r: serde_json::Value = serde_json::from_str(&l[i]).unwrap();
+        r["machine_id"] = "hw-someone-else".into();
+        l[i] = r.to_string();
+    });
+    let before = listed(&org, &server, &[]).len();
+    let run = d.agent(&["sync"], &[]);
+    assert!(run.stderr.contains("machine_mismatch"), "{run:?}");
+    assert_eq!(listed(&org, &server, &[]).len(), before);
+    // Removed: the device's records are refused; it says so in its status.
+    let device_id = d.status()["device_id"].as_str().unwrap().to_string();
+    server.admin(&org).remove_device(&device_id).unwrap();
+    assert_eq!(decide(&d, "echo removed").code, 0);
+    let _ = d.agent(&["sync"], &[]);
+    assert_eq!(listed(&org, &server, &[]).len(), before);
+    let status = d.status();
+    assert!(status["audit_forward_error"].as_str().is_some(), "{status}");
+}
