@@ -1045,3 +1045,41 @@ fn a_device_speaks_only_for_itself_and_a_removed_one_is_refused() {
     let status = d.status();
     assert!(status["audit_forward_error"].as_str().is_some(), "{status}");
 }
+
+#[test]
+fn checkpoints_signed_before_a_renewal_still_verify_after_the_old_key_retired() {
+    let org = Org::new();
+    let server = Server::start(&org, Db::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let d = registered(&org, &server, dir.path());
+    assert_eq!(decide(&d, "ls").code, 0);
+    assert_eq!(d.agent(&["audit", "upkeep"], &[]).code, 0);
+    let before = d.status()["certificate_fingerprint"].clone();
+    let run = d.agent(&["renew"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_ne!(
+        d.status()["certificate_fingerprint"],
+        before,
+        "a new key and certificate"
+    );
+    assert_eq!(decide(&d, "ls -l").code, 0);
+    let run = d.agent(&["sync"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        !run.stderr.contains("broken"),
+        "the server checks both keys' checkpoints: {run:?}"
+    );
+    let signers: std::collections::HashSet<String> = records(&d)
+        .iter()
+        .filter(|r| r["event"] == "audit.checkpoint")
+        .map(|r| {
+            r["detail"]["certificate_chain"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(signers.len() >= 2, "checkpoints by the old and the new key");
+    let (code, report) = verify(&d);
+    assert_eq!(code, 0, "{report:#}");
+}
