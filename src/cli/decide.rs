@@ -363,17 +363,20 @@ fn hook(args: &DecideArgs) -> Result<Option<serde_json::Value>, String> {
         Failure::Usage(m) => m,
         other => format!("{other:?}"),
     };
-    let (engine, recorder) = engine(args).map_err(failure_text)?;
+    // A tool the hook says nothing about costs no policy load (as before the audit
+    // trail); input it cannot read is blocked, and recorded when the device's
+    // policy can be loaded.
     let (request, hook_input) = match enforce::claude_code::request(&input) {
         Ok(Some(parsed)) => parsed,
         Ok(None) => return Ok(None),
         Err(e) => {
-            if let Some(recorder) = &recorder {
+            if let Ok((_, Some(recorder))) = engine(args) {
                 recorder.record_unreadable(&input, &e.to_string());
             }
             return Err(e.to_string());
         }
     };
+    let (engine, recorder) = engine(args).map_err(failure_text)?;
     let ctx = context(args).map_err(failure_text)?;
     let (request, mut decision) = match (&request, hook_input.tool_name.as_str()) {
         (Request::Command { command, cwd }, "PowerShell") => {
