@@ -208,7 +208,7 @@ fn bench_store(rt: &tokio::runtime::Runtime, name: &str, url: &str, records: u64
     for (what, since) in [("stats: last 24 h", day), ("stats: last 30 days", month)] {
         let filter = f(None, None, None, None, None, Some(since));
         let (median, slowest, groups) = timed(rt, || store.audit_by_team_rule(&filter, 200));
-        let groups = groups.unwrap();
+        let (groups, _) = groups.unwrap();
         let (tm, _, top) = timed(rt, || store.audit_top_denied(&filter, 20));
         let (dm, _, dry) = timed(rt, || store.audit_only_devices(&filter));
         println!(

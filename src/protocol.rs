@@ -443,7 +443,8 @@ pub struct AuditPage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditStats {
-    /// The decisions counted in `by_team_rule`.
+    /// Every decision in the window (`by_team_rule` lists the most frequent
+    /// groups only).
     pub decisions: u64,
     /// Decisions by team, rule and verdict, most frequent first.
     pub by_team_rule: Vec<TeamRuleCount>,
@@ -452,6 +453,13 @@ pub struct AuditStats {
     /// Devices that decided under an audit-only policy in the window (a dry run
     /// still in the field).
     pub audit_only_devices: Vec<AuditOnlyDevice>,
+    /// The server's audit retention removed the records before this time (RFC
+    /// 3339), `pruned_records` of them in all: a window reaching further back is
+    /// counted from what is left.
+    #[serde(default)]
+    pub pruned_before: Option<String>,
+    #[serde(default)]
+    pub pruned_records: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1083,3 +1083,251 @@ fn checkpoints_signed_before_a_renewal_still_verify_after_the_old_key_retired() 
     let (code, report) = verify(&d);
     assert_eq!(code, 0, "{report:#}");
 }
+
+/// A generated record of a fleet spread over `days` days before `now_ms`.
+fn generated_row(i: u64, now_ms: i64, days: i64) -> fleetkit::server::store::AuditRow {
+    // A fixed mix (no clock, no randomness): every team, rule and verdict recurs,
+    // and the times fall on every hour of every day, edges included.
+    let k = i.wrapping_mul(2_654_435_761) % 1_000_003;
+    let event = if i.is_multiple_of(7) {
+        "policy.installed"
+    } else {
+        "decision"
+    };
+    let decision = ["allow", "ask", "deny"][(k % 3) as usize];
+    let rule = (!k.is_multiple_of(5)).then(|| format!("rule[{}]", k % 4));
+    fleetkit::server::store::AuditRow {
+        id: format!("{i:032x}"),
+        device_id: format!("dev-{}", k % 9),
+        seq: i as i64,
+        time_ms: now_ms - days * 86_400_000 + (k as i64 * 7_919 * 1_000) % (days * 86_400_000),
+        event: event.into(),
+        team: format!("team-{}", k % 3),
+        username: Some(format!("user{}", k % 11)),
+        policy_version: Some(1),
+        mode: Some("enforce".into()),
+        source: Some("claude-code".into()),
+        decision: (event == "decision").then(|| decision.into()),
+        applied: (event == "decision").then(|| decision.into()),
+        rule: if event == "decision" { rule } else { None },
+        reason: None,
+        command: Some(format!("cmd {}", k % 13)),
+        command_sha256: Some(format!("{:064x}", k % 13)),
+        cwd: None,
+        line: "{}".into(),
+    }
+}
+
+/// What `audit_by_team_rule` must answer, counted from the rows themselves.
+fn counted(
+    rows: &[fleetkit::server::store::AuditRow],
+    f: &fleetkit::server::store::AuditFilter,
+) -> std::collections::BTreeMap<(String, String, String), i64> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in rows.iter().filter(|r| {
+        r.event == "decision"
+            && f.team.as_ref().is_none_or(|t| *t == r.team)
+            && f.user
+                .as_ref()
+                .is_none_or(|u| Some(u) == r.username.as_ref())
+            && f.rule.as_ref().is_none_or(|x| Some(x) == r.rule.as_ref())
+            && f.decision
+                .as_ref()
+                .is_none_or(|x| Some(x) == r.decision.as_ref())
+            && f.since.is_none_or(|s| r.time_ms >= s)
+            && f.until.is_none_or(|u| r.time_ms < u)
+    }) {
+        *out.entry((
+            r.team.clone(),
+            r.rule.clone().unwrap_or_default(),
+            r.decision.clone().unwrap_or_default(),
+        ))
+        .or_insert(0) += 1;
+    }
+    out
+}
+
+#[test]
+fn stats_from_daily_counts_match_the_records_through_repeats_an_upgrade_and_retention() {
+    use fleetkit::server::store::{AuditFilter, Store};
+    const DAY: i64 = 86_400_000;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Noon, so windows start and end inside days as well as on their edges.
+    let now_ms = 20_000 * DAY + DAY / 2;
+    let rows: Vec<_> = (0..6_000).map(|i| generated_row(i, now_ms, 10)).collect();
+    for db in databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = database_url(db, dir.path());
+        rt.block_on(async {
+            let store = Store::open(&url, "acme-corp", 2).await.unwrap();
+            // Two overlapping imports: the overlap is held once, and counted once.
+            assert_eq!(store.import_audit(&rows[..4_000], 0).await.unwrap(), 4_000);
+            assert_eq!(store.import_audit(&rows[2_000..], 0).await.unwrap(), 2_000);
+            let windows = |held: &[fleetkit::server::store::AuditRow]| {
+                let mut out = Vec::new();
+                for (since, until) in [
+                    (None, None),
+                    (Some(now_ms - 30 * DAY), None),
+                    (Some(now_ms - 3 * DAY), None),
+                    (Some(now_ms - 7 * DAY + 1), Some(now_ms - DAY / 3)),
+                    (Some(19_993 * DAY), Some(19_997 * DAY)),
+                    (Some(now_ms - 5 * DAY), Some(now_ms - 5 * DAY + 60_000)),
+                    (None, Some(now_ms - 4 * DAY)),
+                ] {
+                    for (team, rule, decision, user) in [
+                        (None, None, None, None),
+                        (Some("team-1"), None, None, None),
+                        (None, Some("rule[2]"), Some("deny"), None),
+                        (None, None, None, Some("user3")),
+                    ] {
+                        let f = AuditFilter {
+                            since,
+                            until,
+                            team: team.map(String::from),
+                            rule: rule.map(String::from),
+                            decision: decision.map(String::from),
+                            user: user.map(String::from),
+                            ..Default::default()
+                        };
+                        let expected = counted(held, &f);
+                        out.push((f, expected));
+                    }
+                }
+                out
+            };
+            let check = |store: &Store,
+                         held: Vec<fleetkit::server::store::AuditRow>,
+                         when: &'static str| {
+                let store = store.clone();
+                async move {
+                    for (f, expected) in windows(&held) {
+                        let (got, total) = store.audit_by_team_rule(&f, 10_000).await.unwrap();
+                        let got: std::collections::BTreeMap<_, _> = got
+                            .into_iter()
+                            .map(|c| {
+                                (
+                                    (c.keys[0].clone(), c.keys[1].clone(), c.keys[2].clone()),
+                                    c.count,
+                                )
+                            })
+                            .collect();
+                        assert_eq!(got, expected, "{db:?} {when}: {f:?}");
+                        assert_eq!(
+                            total,
+                            expected.values().sum::<i64>() as u64,
+                            "{db:?} {when}: {f:?}"
+                        );
+                    }
+                }
+            };
+            check(&store, rows.clone(), "after the imports").await;
+            // The limit keeps the most frequent groups; the total counts them all.
+            let (top, total) = store
+                .audit_by_team_rule(&AuditFilter::default(), 3)
+                .await
+                .unwrap();
+            assert_eq!(top.len(), 3);
+            assert!(top.windows(2).all(|w| w[0].count >= w[1].count));
+            assert_eq!(
+                total,
+                rows.iter().filter(|r| r.event == "decision").count() as u64
+            );
+            drop(store);
+
+            // A schema 4 database (no daily counts): rebuilt from its records on open.
+            let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+            for statement in [
+                "DROP TABLE audit_daily",
+                "UPDATE meta SET value = '4' WHERE key = 'schema'",
+            ] {
+                sqlx::query(statement).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+            let store = Store::open(&url, "acme-corp", 2).await.unwrap();
+            check(&store, rows.clone(), "after the upgrade").await;
+
+            // Retention: whole days before the 4 kept ones go, with their counts.
+            let cutoff = (now_ms / DAY - 4) * DAY;
+            let old = rows.iter().filter(|r| r.time_ms < cutoff).count() as u64;
+            assert!(old > 0 && old < rows.len() as u64);
+            let (removed, pruned) = store.prune_audit(4, now_ms).await.unwrap();
+            assert_eq!(
+                (removed, pruned.records, pruned.before_ms),
+                (old, old, cutoff),
+                "{db:?}"
+            );
+            let kept: Vec<_> = rows
+                .iter()
+                .filter(|r| r.time_ms >= cutoff)
+                .cloned()
+                .collect();
+            check(&store, kept.clone(), "after pruning").await;
+            let (listed, _) = store
+                .audit_query(&AuditFilter::default(), 100_000)
+                .await
+                .unwrap();
+            assert_eq!(listed.len(), kept.len(), "{db:?}");
+            assert!(listed.iter().all(|r| r.time_ms >= cutoff));
+            // Again the same day: nothing more goes, the mark stays.
+            assert_eq!(
+                store.prune_audit(4, now_ms + 3_600_000).await.unwrap(),
+                (0, pruned)
+            );
+            assert_eq!(store.audit_pruned().await.unwrap(), pruned);
+            // A device back from a long absence uploads old records: held (and
+            // counted) until the next run removes them again.
+            assert_eq!(
+                store.import_audit(&rows[..50], 0).await.unwrap(),
+                rows[..50].iter().filter(|r| r.time_ms < cutoff).count() as u64
+            );
+            let (again, total) = store.prune_audit(4, now_ms).await.unwrap();
+            assert_eq!(
+                (again, total.records),
+                (
+                    rows[..50].iter().filter(|r| r.time_ms < cutoff).count() as u64,
+                    old + again
+                )
+            );
+            check(&store, kept, "after pruning the late arrivals").await;
+        });
+    }
+}
+
+#[test]
+fn serve_prunes_audit_records_past_its_retention_and_stats_says_so() {
+    use fleetkit::server::store::Store;
+    const DAY: i64 = 86_400_000;
+    let org = Org::new();
+    let url = database_url(Db::Sqlite, org.dir.path());
+    let now_ms = fleetkit::clock::unix_millis(fleetkit::clock::now());
+    let rows: Vec<_> = (0..500).map(|i| generated_row(i, now_ms, 60)).collect();
+    let old = rows
+        .iter()
+        .filter(|r| r.time_ms < (now_ms / DAY - 30) * DAY)
+        .count();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&url, "acme-corp", 1).await.unwrap();
+        store.import_audit(&rows, 0).await.unwrap();
+    });
+    let (server, stderr) = Server::start_logged(&org, &[], &url, &["--audit-retention-days", "30"]);
+    assert!(
+        stderr.contains(&format!(
+            "audit retention: removed {old} record(s) older than 30 days"
+        )),
+        "{stderr}"
+    );
+    let listed = listed(&org, &server, &["--event", "decision"]);
+    assert_eq!(
+        listed.len(),
+        rows.iter()
+            .filter(|r| r.event == "decision" && r.time_ms >= (now_ms / DAY - 30) * DAY)
+            .count()
+    );
+    let stats = audit_cli(&org, &server, &["stats", "--since", "90d"]);
+    assert!(
+        stats.contains("the server's audit retention has removed the records before")
+            && stats.contains(&format!("({old} in all)")),
+        "{stats}"
+    );
+}

@@ -88,7 +88,7 @@ pub fn parse_when(s: &str) -> Result<i64, String> {
             fleetkit::clock::now() - d
         }
     };
-    Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
+    Ok(fleetkit::clock::unix_millis(at))
 }
 
 impl Window {
@@ -236,6 +236,12 @@ fn stats(ctx: &Context, a: StatsArgs) -> Result<(), Failure> {
         return Ok(());
     }
     say(format!("{} decision(s)", s.decisions));
+    if let Some(before) = &s.pruned_before {
+        say(format!(
+            "the server's audit retention has removed the records before {before} ({} in all)",
+            s.pruned_records
+        ));
+    }
     say(format!(
         "\n{:<16} {:<40} {:<6} {:>9}",
         "TEAM", "RULE", "VERDICT", "COUNT"

@@ -51,6 +51,12 @@ pub struct ServeArgs {
     /// such a client must enroll.
     #[arg(long)]
     scep_allow_des: bool,
+    /// Keep the fleet's audit records this many whole days, then remove them
+    /// (at start, then hourly). Default: keep them all. Keep at least the
+    /// devices' `audit.log_retention_days`, and what your auditors ask for.
+    #[arg(long, value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    audit_retention_days: Option<u32>,
 }
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
@@ -175,6 +181,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             max_db_connections: args.db_connections,
             scep_ra: Some(scep_ras),
             scep_allow_des: args.scep_allow_des,
+            audit_retention_days: args.audit_retention_days,
             limits: http::Limits::new(
                 fd_fit.max_connections,
                 args.max_connections_per_ip,
@@ -203,6 +210,13 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
             note(format!(
                 "warning: not storing {label} (anchors v{v}): it is above the workspace's anchors.json (v{}), left by a `fleetkit keys rotate` that did not finish; run `fleetkit keys rotate` to finish it (or move the file out of rotations/), then `fleetkit policy publish`",
                 anchors_version
+            ));
+        }
+        if bound.audit_pruned_at_start > 0 {
+            note(format!(
+                "audit retention: removed {} record(s) older than {} days",
+                bound.audit_pruned_at_start,
+                args.audit_retention_days.unwrap_or_default()
             ));
         }
         for v in &bound.published {

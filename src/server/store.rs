@@ -13,8 +13,11 @@
 use crate::protocol::{DeviceFacts, DeviceRecord, TokenKind};
 
 pub mod audit;
+mod audit_daily;
+mod audit_retention;
 pub mod scep;
 pub use audit::{AuditFilter, AuditHead, AuditRow};
+pub use audit_retention::Pruned;
 pub use scep::{NewScepCert, ScepCertRow, ScepRecorded};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -284,7 +287,9 @@ pub struct DeviceFilter {
 /// and renewal).
 /// Schema 3 added tokens.kind and the SCEP certificates table.
 /// Schema 4 added the audit records and heads (new tables only).
-const SCHEMA_VERSION: &str = "4";
+/// Schema 5 added the daily decision counts (rebuilt from the records on upgrade)
+/// and the audit retention marks in `meta`.
+const SCHEMA_VERSION: &str = "5";
 
 fn schema(backend: Backend) -> Vec<String> {
     let blob = match backend {
@@ -505,6 +510,18 @@ impl Store {
                     sqlx::query("UPDATE meta SET value = '4' WHERE key = 'schema'")
                         .execute(&mut *tx)
                         .await?;
+                }
+                // Schema 5's table was made above, empty: count what is held.
+                if matches!(
+                    schema.as_deref(),
+                    Some("1") | Some("2") | Some("3") | Some("4")
+                ) {
+                    for statement in [
+                        audit_daily::BACKFILL,
+                        "UPDATE meta SET value = '5' WHERE key = 'schema'",
+                    ] {
+                        sqlx::query(statement).execute(&mut *tx).await?;
+                    }
                 }
             }
             None => {

@@ -188,7 +188,7 @@ fn chain_breaks(
 fn row(r: &Record, line: &str, device_id: &str, team: &str) -> Answer<AuditRow> {
     let time = OffsetDateTime::parse(&r.time, &time::format_description::well_known::Rfc3339)
         .map_err(|_| bad(format!("record {} has a bad time `{}`", r.seq, r.time)))?;
-    let time_ms = (time.unix_timestamp_nanos() / 1_000_000) as i64;
+    let time_ms = crate::clock::unix_millis(time);
     let seq =
         i64::try_from(r.seq).map_err(|_| bad(format!("record seq {} is out of range", r.seq)))?;
     let request = r.request.as_ref();
@@ -317,7 +317,7 @@ async fn stats(
         let q = query_of(query)?;
         let filter = q.filter();
         let store = &state.store;
-        let by = store
+        let (by, decisions) = store
             .audit_by_team_rule(&filter, 200)
             .await
             .map_err(internal)?;
@@ -326,10 +326,11 @@ async fn stats(
             .await
             .map_err(internal)?;
         let dry = store.audit_only_devices(&filter).await.map_err(internal)?;
+        let pruned = store.audit_pruned().await.map_err(internal)?;
         let count = |c: &CountRow| c.count.max(0) as u64;
         let key = |c: &CountRow, i: usize| c.keys.get(i).cloned().unwrap_or_default();
         Ok(AuditStats {
-            decisions: by.iter().map(count).sum(),
+            decisions,
             by_team_rule: by
                 .iter()
                 .map(|c| TeamRuleCount {
@@ -358,6 +359,9 @@ async fn stats(
                     last: millis_text(key(c, 2).parse().unwrap_or(0)),
                 })
                 .collect(),
+            pruned_before: (pruned.records > 0 || pruned.before_ms > 0)
+                .then(|| millis_text(pruned.before_ms)),
+            pruned_records: pruned.records,
         })
     }
     .await;

@@ -13,7 +13,7 @@
 //! `audit_heads` holds, per device, where its chain stands on the server (the last
 //! seq and line hash), so the next upload is checked to continue it.
 
-use super::{Backend, Result, Store};
+use super::{Backend, Result, Store, audit_daily};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -51,6 +51,7 @@ pub(super) fn schema() -> Vec<String> {
             last_break TEXT)"
             .to_string(),
     ];
+    out.extend(audit_daily::schema());
     for (name, columns) in INDEXES {
         out.push(format!(
             "CREATE INDEX IF NOT EXISTS {name} ON audit_records ({columns})"
@@ -60,13 +61,15 @@ pub(super) fn schema() -> Vec<String> {
 }
 
 /// The query indexes: one per filter, each ending in `time_ms`.
-const INDEXES: [(&str, &str); 6] = [
+const INDEXES: [(&str, &str); 7] = [
     ("audit_time", "time_ms"),
     ("audit_team_time", "team, time_ms"),
     ("audit_user_time", "username, time_ms"),
     ("audit_device_time", "device_id, time_ms"),
     ("audit_decision_time", "decision, time_ms"),
     ("audit_rule_time", "rule, time_ms"),
+    // `audit stats`' devices under an audit-only release: a few in a fleet.
+    ("audit_mode_time", "mode, time_ms"),
 ];
 
 /// One stored record.
@@ -138,36 +141,30 @@ fn audit_row(row: &AnyRow) -> Result<AuditRow> {
     })
 }
 
-/// A WHERE clause and its text values, `$1…` in order.
-struct Where {
-    sql: String,
-    texts: Vec<String>,
-    numbers: Vec<i64>,
+/// A WHERE clause and its values: the texts bound first (`$1…`), then the numbers.
+pub(super) struct Where {
+    pub sql: String,
+    pub texts: Vec<String>,
+    pub numbers: Vec<i64>,
 }
 
-impl AuditFilter {
-    /// The clause: text equalities first, then the time bounds (numbered after).
-    fn clause(&self) -> Where {
+impl Where {
+    /// `column = value` for each text given, then `bound value` (such as
+    /// `time_ms >=`) for each number given, joined by AND.
+    pub fn new(equal: &[(&str, &Option<String>)], bounds: &[(&str, Option<i64>)]) -> Self {
         let mut parts = Vec::new();
         let mut texts = Vec::new();
-        for (column, value) in [
-            ("team", &self.team),
-            ("username", &self.user),
-            ("device_id", &self.device),
-            ("decision", &self.decision),
-            ("rule", &self.rule),
-            ("event", &self.event),
-        ] {
+        for (column, value) in equal {
             if let Some(v) = value {
                 texts.push(v.clone());
                 parts.push(format!("{column} = ${}", texts.len()));
             }
         }
         let mut numbers = Vec::new();
-        for (op, value) in [(">=", self.since), ("<", self.until)] {
+        for (bound, value) in bounds {
             if let Some(v) = value {
-                numbers.push(v);
-                parts.push(format!("time_ms {op} ${}", texts.len() + numbers.len()));
+                numbers.push(*v);
+                parts.push(format!("{bound} ${}", texts.len() + numbers.len()));
             }
         }
         Where {
@@ -179,6 +176,23 @@ impl AuditFilter {
             texts,
             numbers,
         }
+    }
+}
+
+impl AuditFilter {
+    /// The clause: text equalities first, then the time bounds (numbered after).
+    fn clause(&self) -> Where {
+        Where::new(
+            &[
+                ("team", &self.team),
+                ("username", &self.user),
+                ("device_id", &self.device),
+                ("decision", &self.decision),
+                ("rule", &self.rule),
+                ("event", &self.event),
+            ],
+            &[("time_ms >=", self.since), ("time_ms <", self.until)],
+        )
     }
 }
 
@@ -195,6 +209,7 @@ macro_rules! bind_where {
         q
     }};
 }
+pub(super) use bind_where;
 
 /// Rows per INSERT statement: 19 values each stays under SQLite's 32,766 bound
 /// variables and PostgreSQL's 65,535 parameters.
@@ -209,27 +224,15 @@ async fn insert_rows(
     now: i64,
 ) -> Result<u64> {
     let mut stored = 0;
+    let mut daily = audit_daily::DayCounts::new();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut sql = format!("INSERT INTO audit_records ({COLUMNS}, received_at) VALUES ");
-        for i in 0..chunk.len() {
-            let base = i * 19;
-            // SQLite binds `?` by position; a `$N` there is a name, looked up one by
-            // one (quadratic in a 9,500-value statement: 2,300 rows/s instead of
-            // tens of thousands).
-            let params: Vec<String> = (1..=19)
-                .map(|k| match backend {
-                    Backend::Sqlite => "?".to_string(),
-                    Backend::Postgres => format!("${}", base + k),
-                })
-                .collect();
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            sql.push_str(&params.join(", "));
-            sql.push(')');
-        }
-        sql.push_str(" ON CONFLICT DO NOTHING");
+        // RETURNING names only the rows really inserted: those, and no repeat,
+        // go into the daily counts.
+        let sql = format!(
+            "INSERT INTO audit_records ({COLUMNS}, received_at) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING time_ms, team, rule, decision, event",
+            placeholders(backend, chunk.len(), 19)
+        );
         let mut q = sqlx::query(&sql);
         for r in chunk {
             q = q
@@ -253,9 +256,53 @@ async fn insert_rows(
                 .bind(r.line.clone())
                 .bind(now);
         }
-        stored += q.execute(&mut **tx).await?.rows_affected();
+        let inserted = q.fetch_all(&mut **tx).await?;
+        stored += inserted.len() as u64;
+        for row in &inserted {
+            let event: String = row.try_get(4)?;
+            if event != "decision" {
+                continue;
+            }
+            let time_ms: i64 = row.try_get(0)?;
+            let rule: Option<String> = row.try_get(2)?;
+            let decision: Option<String> = row.try_get(3)?;
+            *daily
+                .entry((
+                    audit_daily::day_of(time_ms),
+                    row.try_get(1)?,
+                    rule.unwrap_or_default(),
+                    decision.unwrap_or_default(),
+                ))
+                .or_insert(0) += 1;
+        }
     }
+    audit_daily::add(tx, backend, &daily).await?;
     Ok(stored)
+}
+
+/// `rows` parenthesised groups of `columns` parameters for a multi-row VALUES.
+/// SQLite binds `?` by position; a `$N` there is a name, looked up one by one
+/// (quadratic in a 9,500-value statement: 2,300 rows/s instead of tens of
+/// thousands).
+pub(super) fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
+    let mut sql = String::new();
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for k in 1..=columns {
+            if k > 1 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => sql.push_str(&format!("${}", i * columns + k)),
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// What [`Store::store_audit`] did.
@@ -375,32 +422,56 @@ impl Store {
         Ok((out, more))
     }
 
-    /// Decisions by team, rule and verdict in the filter's window.
+    /// Decisions by team, rule and verdict in the filter's window, the `limit`
+    /// most frequent first, and the number of decisions in the window. Whole days
+    /// come from the daily counts, the rest from the records (see
+    /// [`audit_daily`]).
     pub async fn audit_by_team_rule(
         &self,
         filter: &AuditFilter,
         limit: u32,
-    ) -> Result<Vec<CountRow>> {
+    ) -> Result<(Vec<CountRow>, u64)> {
         let mut f = filter.clone();
         f.event = Some("decision".into());
-        let w = f.clause();
-        let sql = format!(
-            "SELECT team, COALESCE(rule, ''), COALESCE(decision, ''), COUNT(*) AS n
-             FROM audit_records{} GROUP BY team, rule, decision ORDER BY n DESC, team, rule LIMIT {limit}",
-            w.sql
-        );
-        let rows = bind_where!(sqlx::query(&sql), w)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CountRow {
-                    keys: vec![r.try_get(0)?, r.try_get(1)?, r.try_get(2)?],
-                    count: r.try_get(3)?,
-                    extra: 0,
-                })
+        let mut counts = audit_daily::TeamRuleCounts::new();
+        let record_windows = match audit_daily::split(&f) {
+            Some(split) => {
+                counts = audit_daily::counts(&self.pool, split.days, &f).await?;
+                split.edges
+            }
+            None => vec![f],
+        };
+        for window in &record_windows {
+            let w = window.clause();
+            let sql = format!(
+                "SELECT team, COALESCE(rule, ''), COALESCE(decision, ''), COUNT(*)
+                 FROM audit_records{} GROUP BY team, rule, decision",
+                w.sql
+            );
+            for r in bind_where!(sqlx::query(&sql), w)
+                .fetch_all(&self.pool)
+                .await?
+            {
+                let n: i64 = r.try_get(3)?;
+                *counts
+                    .entry((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+                    .or_insert(0) += n;
+            }
+        }
+        let total = counts.values().map(|n| (*n).max(0) as u64).sum();
+        let mut rows: Vec<CountRow> = counts
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|((team, rule, decision), count)| CountRow {
+                keys: vec![team, rule, decision],
+                count,
+                extra: 0,
             })
-            .collect()
+            .collect();
+        // Most frequent first; ties in key order (the map's), so the answer is stable.
+        rows.sort_by_key(|c| std::cmp::Reverse(c.count));
+        rows.truncate(limit as usize);
+        Ok((rows, total))
     }
 
     /// The commands denied most often: (sha256, one spelling), count, devices.
