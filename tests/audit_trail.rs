@@ -722,6 +722,23 @@ fn the_server_holds_each_record_once_and_answers_list_and_stats_on_both_stores()
         let run = d.agent(&["sync"], &[]);
         assert_eq!(run.code, 0, "{run:?}");
         assert!(run.stderr.contains("audit chain broken"), "{db:?}: {run:?}");
+
+        // The server gone: the sync says so, the records wait (not sent, not
+        // tried a second time in the same run), and status says why.
+        let sent = d.status()["audit_sent_seq"].clone();
+        assert_eq!(decide(&d, "rm -rf /").code, 4);
+        let mut server = server;
+        server.kill();
+        let run = d.agent(&["sync"], &[]);
+        assert_ne!(run.code, 0, "{run:?}");
+        let status = d.status();
+        assert_eq!(status["audit_sent_seq"], sent, "{status}");
+        assert!(
+            status["audit_forward_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("unreachable")),
+            "{status}"
+        );
     }
 }
 
@@ -1330,4 +1347,39 @@ fn serve_prunes_audit_records_past_its_retention_and_stats_says_so() {
             && stats.contains(&format!("({old} in all)")),
         "{stats}"
     );
+}
+
+#[test]
+fn a_siem_outside_the_org_ca_is_trusted_through_siem_ca_file_or_not_at_all() {
+    let org = Org::new();
+    // The SIEM's certificate comes from another CA: neither the org's nor public.
+    let elsewhere = Org::new();
+    let siem = Receiver::start(&elsewhere, "ApiKey s3cret");
+    with_siem(&org, &siem.url());
+    let server = Server::start(&org, Db::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let d = siem_device(&org, &server, dir.path(), "ApiKey s3cret", "");
+    let status = d.status();
+    let error = status["siem"]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("certificate"), "{status}");
+    assert_eq!(siem.seqs(), Vec::<u64>::new());
+
+    // Its CA named in siem_ca_file: trusted, with the public roots or pinned.
+    let ca = dir.path().join("siem-ca.pem");
+    std::fs::copy(elsewhere.path().join("keys/root-ca.pem"), &ca).unwrap();
+    d.set_setting("siem_ca_file", &ca.display().to_string());
+    d.set_setting("siem_public_roots", "false");
+    let run = d.agent(&["audit", "upkeep"], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(d.status()["siem"]["last_error"], serde_json::Value::Null);
+    siem_has_the_log(&d, &siem);
+
+    // Pinned without the file: refused again, nothing sent.
+    let held = siem.seqs().len();
+    assert_eq!(decide(&d, "rm -rf /").code, 4);
+    d.set_setting("siem_ca_file", "null");
+    let run = d.agent(&["audit", "upkeep"], &[]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("certificate"), "{run:?}");
+    assert_eq!(siem.seqs().len(), held);
 }

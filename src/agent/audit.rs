@@ -71,12 +71,22 @@ impl Agent {
     /// Collects the inbox, prunes by the policy's retention, and signs a checkpoint
     /// when the device has an identity.
     pub fn audit_upkeep(&self, now: OffsetDateTime) -> crate::audit::log::Result<Upkeep> {
+        let policy = self.policy_in_force(now).map(|(_, p)| p);
+        self.audit_upkeep_under(policy.as_ref(), now)
+    }
+
+    /// [`Agent::audit_upkeep`] under `policy`, the policy in force as the caller
+    /// verified it.
+    pub(crate) fn audit_upkeep_under(
+        &self,
+        policy: Option<&crate::policy::OrgPolicy>,
+        now: OffsetDateTime,
+    ) -> crate::audit::log::Result<Upkeep> {
         let audit = self.audit();
         let collected = inbox::collect(&audit.inbox, &audit.log, now)?;
-        let retention = self.policy_in_force(now).map_or(
-            crate::policy::Audit::default().log_retention_days,
-            |(_, p)| p.audit.log_retention_days,
-        );
+        let retention = policy.map_or(crate::policy::Audit::default().log_retention_days, |p| {
+            p.audit.log_retention_days
+        });
         let pruned = audit.log.prune(retention, now)?;
         let mut upkeep = Upkeep {
             collected: collected.records,

@@ -180,8 +180,13 @@ fn hook_binary(root: &Path) -> Option<String> {
 impl Agent {
     /// Brings Claude Code's managed settings in step with the policy in force, as
     /// every sync does.
-    pub fn apply_claude_settings(&mut self, now: OffsetDateTime) -> SettingsOutcome {
-        self.claude_settings_pass(SettingsAction::Apply, false, now)
+    /// `in_force`: the policy in force, as the caller verified it.
+    pub fn apply_claude_settings(
+        &mut self,
+        in_force: Option<&(u64, crate::policy::OrgPolicy)>,
+        now: OffsetDateTime,
+    ) -> SettingsOutcome {
+        self.claude_settings_pass(SettingsAction::Apply, false, in_force, now)
     }
 
     /// `agent claude-settings`: one pass (or, with `check`, what it would do), with
@@ -192,7 +197,8 @@ impl Agent {
         check: bool,
         now: OffsetDateTime,
     ) -> Result<SettingsOutcome> {
-        let outcome = self.claude_settings_pass(action, check, now);
+        let in_force = self.policy_in_force(now);
+        let outcome = self.claude_settings_pass(action, check, in_force.as_ref(), now);
         if !check {
             self.save_state()?;
         }
@@ -203,6 +209,7 @@ impl Agent {
         &mut self,
         action: SettingsAction,
         check: bool,
+        in_force: Option<&(u64, crate::policy::OrgPolicy)>,
         now: OffsetDateTime,
     ) -> SettingsOutcome {
         let mode = self.settings.claude_code_settings;
@@ -245,7 +252,7 @@ impl Agent {
             }
             return outcome;
         }
-        let Some((version, policy)) = self.policy_in_force(now) else {
+        let Some((version, policy)) = in_force else {
             return SettingsOutcome::NoPolicy;
         };
         let Some(bin) = hook_binary(&self.paths.root) else {
@@ -253,7 +260,7 @@ impl Agent {
                 "cannot tell where this agent is installed, so the hook could not name it: run it by its full path".into(),
             );
         };
-        let bytes = claude_settings::render(&policy, &bin);
+        let bytes = claude_settings::render(policy, &bin);
         let outcome = match existing {
             Some(old) if old == bytes => SettingsOutcome::Unchanged,
             Some(old) if mode == ClaudeSettingsMode::Manage && !ours(&old) => {
@@ -294,7 +301,7 @@ impl Agent {
                 } else {
                     recorded
                 },
-                policy_version: Some(version),
+                policy_version: Some(*version),
                 at: now,
                 refused: outcome.warning(),
             });

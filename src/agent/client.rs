@@ -38,7 +38,8 @@ pub enum BundleAnswer {
     },
 }
 
-/// A client of one server.
+/// A client of one server. Cloning shares its connections (ureq's agent).
+#[derive(Clone)]
 pub struct DeviceClient {
     agent: ureq::Agent,
     base: String,
@@ -48,7 +49,30 @@ impl DeviceClient {
     /// `roots_pem`: the root CA certificates of the installed anchors; `identity`:
     /// the device key and chain, for the device endpoints.
     pub fn new(base_url: &str, roots_pem: &[String], identity: Option<&Identity>) -> Result<Self> {
-        let mut roots = Vec::new();
+        Self::with_roots(base_url, roots_pem, &[], identity)
+    }
+
+    /// A client of another service (the SIEM): no device certificate, and
+    /// `public_roots` (Mozilla's, built in) trusted besides `roots_pem`.
+    pub fn for_service(base_url: &str, roots_pem: &[String], public_roots: bool) -> Result<Self> {
+        let public: &[rustls::pki_types::CertificateDer<'static>] = if public_roots {
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        } else {
+            &[]
+        };
+        Self::with_roots(base_url, roots_pem, public, None)
+    }
+
+    fn with_roots(
+        base_url: &str,
+        roots_pem: &[String],
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+        identity: Option<&Identity>,
+    ) -> Result<Self> {
+        let mut roots: Vec<Certificate<'static>> = extra_roots
+            .iter()
+            .map(|der| Certificate::from_der(der).to_owned())
+            .collect();
         for pem in roots_pem {
             for der in pem_certificates(pem).map_err(ClientError::BadRoot)? {
                 roots.push(Certificate::from_der(&der).to_owned());

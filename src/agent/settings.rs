@@ -53,6 +53,8 @@ struct RawSettings {
     siem_ca_file: Option<String>,
     #[serde(default)]
     siem_spool_max_records: Option<u64>,
+    #[serde(default)]
+    siem_public_roots: Option<bool>,
 }
 
 /// Where the device belongs in the org: reported in facts, manifest and inventory.
@@ -96,8 +98,12 @@ pub struct AgentSettings {
     /// (`ApiKey …`, `Basic …`, `Bearer …`), when the policy forwards to one.
     pub siem_credential_file: Option<std::path::PathBuf>,
     /// PEM certificates the SIEM's TLS certificate may chain to, besides the org
-    /// root CA (e.g. the system bundle, for a SIEM with a public certificate).
+    /// root CA and (unless `siem_public_roots` is false) the public roots.
     pub siem_ca_file: Option<std::path::PathBuf>,
+    /// Trust the public web roots (Mozilla's, built into the agent) for the SIEM
+    /// (default true: a hosted SIEM has a public certificate). False pins the SIEM
+    /// to the org root CA and `siem_ca_file`.
+    pub siem_public_roots: bool,
     /// Records waiting for the SIEM beyond this are dropped, oldest first
     /// (default [`super::siem::MAX_UNSENT`]).
     pub siem_spool_max_records: u64,
@@ -198,6 +204,7 @@ impl AgentSettings {
             },
             siem_credential_file: absolute("siem_credential_file", raw.siem_credential_file)?,
             siem_ca_file: absolute("siem_ca_file", raw.siem_ca_file)?,
+            siem_public_roots: raw.siem_public_roots.unwrap_or(true),
             siem_spool_max_records: match raw.siem_spool_max_records {
                 None => super::siem::MAX_UNSENT,
                 Some(n) if (10..=100_000_000).contains(&n) => n,
@@ -244,6 +251,9 @@ impl AgentSettings {
                 "claude_code_settings: {}\n",
                 self.claude_code_settings.as_str()
             ));
+        }
+        if !self.siem_public_roots {
+            out.push_str("siem_public_roots: false\n");
         }
         if self.siem_spool_max_records != super::siem::MAX_UNSENT {
             out.push_str(&format!(
@@ -351,6 +361,7 @@ mod tests {
             claude_code_settings: Default::default(),
             siem_credential_file: None,
             siem_ca_file: None,
+            siem_public_roots: true,
             siem_spool_max_records: crate::agent::siem::MAX_UNSENT,
         };
         assert_eq!(AgentSettings::parse(&s.to_yaml()).unwrap(), s);

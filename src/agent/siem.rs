@@ -14,8 +14,9 @@
 //!
 //! A 401 or 403 is not retried at every run: it waits [`AUTH_RETRY_HOURS`], or
 //! until the endpoint or the credential file changes, and `agent status` says so.
-//! TLS trusts the org root CA and the certificates of `siem_ca_file`; https only,
-//! no redirect.
+//! TLS trusts the org root CA, the certificates of `siem_ca_file` and, unless
+//! `siem_public_roots: false` pins the SIEM to those, the public web roots
+//! (Mozilla's, built into the agent); https only, no redirect.
 
 use super::Agent;
 use crate::audit::{Event, Record, elastic_bulk};
@@ -68,7 +69,18 @@ pub enum SiemOutcome {
 impl Agent {
     /// Forwards what the SIEM has not acknowledged, then saves the state.
     pub fn siem_forward(&mut self, now: OffsetDateTime) -> Result<SiemOutcome, String> {
-        let outcome = self.siem_forward_unsaved(now);
+        let policy = self.policy_in_force(now).map(|(_, p)| p);
+        self.siem_forward_under(policy.as_ref(), now)
+    }
+
+    /// [`Agent::siem_forward`] under `policy`, the policy in force as the caller
+    /// verified it.
+    pub(crate) fn siem_forward_under(
+        &mut self,
+        policy: Option<&crate::policy::OrgPolicy>,
+        now: OffsetDateTime,
+    ) -> Result<SiemOutcome, String> {
+        let outcome = self.siem_forward_unsaved(policy, now);
         if let (Some(siem), Err(e)) = (self.state.siem.as_mut(), &outcome) {
             siem.last_error = Some(e.clone());
         }
@@ -76,8 +88,12 @@ impl Agent {
         outcome
     }
 
-    fn siem_forward_unsaved(&mut self, now: OffsetDateTime) -> Result<SiemOutcome, String> {
-        let Some((_, policy)) = self.policy_in_force(now) else {
+    fn siem_forward_unsaved(
+        &mut self,
+        policy: Option<&crate::policy::OrgPolicy>,
+        now: OffsetDateTime,
+    ) -> Result<SiemOutcome, String> {
+        let Some(policy) = policy else {
             return Ok(SiemOutcome::Off);
         };
         let endpoint = match (&policy.audit.siem_endpoint, policy.audit.send_to_siem) {
@@ -144,8 +160,12 @@ impl Agent {
                     .map_err(|e| format!("cannot read siem_ca_file {}: {e}", path.display()))?,
             );
         }
-        let client = super::client::DeviceClient::new(&state.endpoint, &roots, None)
-            .map_err(|e| e.to_string())?;
+        let client = super::client::DeviceClient::for_service(
+            &state.endpoint,
+            &roots,
+            self.settings.siem_public_roots,
+        )
+        .map_err(|e| e.to_string())?;
         let (mut records, mut duplicates, mut caught_up) = (0u64, 0u64, false);
         for _ in 0..MAX_BATCHES_PER_RUN {
             let lines = log

@@ -53,7 +53,8 @@ impl Agent {
             self.register(&RegisterOptions::default(), now)?;
         }
         let facts = self.facts()?;
-        let result = self.sync_registered(&facts, now);
+        let mut client = None;
+        let result = self.sync_registered(&facts, now, &mut client);
         let record = match &result {
             Ok(report) => SyncRecord {
                 at: now,
@@ -72,11 +73,14 @@ impl Agent {
             },
         };
         self.state.last_sync = Some(record);
+        // Verified once for what follows: the settings, the retention, the SIEM.
+        let in_force = self.policy_in_force(now);
         // The policy in force (new, or the same one) reaches Claude Code's settings.
-        let settings_warning = self.apply_claude_settings(now).warning();
+        let settings_warning = self.apply_claude_settings(in_force.as_ref(), now).warning();
         self.save_state()?;
         self.write_manifest(&facts, now)?;
-        let audit_warnings = self.audit_sync(&result, now);
+        let policy = in_force.map(|(_, p)| p);
+        let audit_warnings = self.audit_sync(&result, client, policy.as_ref(), now);
         result.map(|mut report| {
             report.warnings.extend(settings_warning);
             report.warnings.extend(audit_warnings);
@@ -85,8 +89,15 @@ impl Agent {
     }
 
     /// Records what this sync changed, then the audit upkeep (inbox, retention,
-    /// checkpoint). Problems are warnings: the sync's outcome stands.
-    fn audit_sync(&mut self, result: &Result<SyncReport>, now: OffsetDateTime) -> Vec<String> {
+    /// checkpoint) and forwarding, over the sync's own connection (`client`).
+    /// Problems are warnings: the sync's outcome stands.
+    fn audit_sync(
+        &mut self,
+        result: &Result<SyncReport>,
+        client: Option<DeviceClient>,
+        policy: Option<&crate::policy::OrgPolicy>,
+        now: OffsetDateTime,
+    ) -> Vec<String> {
         let mut events = Vec::new();
         match result {
             Ok(report) => {
@@ -112,15 +123,20 @@ impl Agent {
             Err(_) => {}
         }
         let mut warnings: Vec<String> = self.record_events(events, now).into_iter().collect();
-        if let Err(e) = self.audit_upkeep(now) {
+        if let Err(e) = self.audit_upkeep_under(policy, now) {
             warnings.push(format!("audit upkeep failed: {e}"));
         }
-        // The server holds the fleet's records: send what it does not have yet.
+        // The server holds the fleet's records: send what it does not have yet,
+        // unless this sync just found it unreachable (a second wait for nothing;
+        // the records keep until the next run).
+        let offline = matches!(result, Err(AgentError::Offline { .. }));
         if self.state.is_registered() {
-            let forwarded = self
-                .device_client()
-                .map_err(|e| e.to_string())
-                .and_then(|client| self.forward_audit(&client));
+            let forwarded = match client {
+                _ if offline => Err("the server was unreachable; sent at the next sync".into()),
+                Some(c) => Ok(c),
+                None => self.device_client().map_err(|e| e.to_string()),
+            }
+            .and_then(|client| self.forward_audit(&client));
             match forwarded {
                 Ok(f) => {
                     self.state.audit_forward_error = None;
@@ -142,13 +158,20 @@ impl Agent {
                 ));
             }
         }
-        if let Err(e) = self.siem_forward(now) {
+        if let Err(e) = self.siem_forward_under(policy, now) {
             warnings.push(format!("audit records not sent to the SIEM: {e}"));
         }
         warnings
     }
 
-    fn sync_registered(&mut self, facts: &DeviceFacts, now: OffsetDateTime) -> Result<SyncReport> {
+    /// The sync proper; leaves the client it used last in `used` for the audit
+    /// forwarding that follows.
+    fn sync_registered(
+        &mut self,
+        facts: &DeviceFacts,
+        now: OffsetDateTime,
+        used: &mut Option<DeviceClient>,
+    ) -> Result<SyncReport> {
         let mut warnings = Vec::new();
         let mut renewed_until = None;
         // An expired certificate fails the TLS handshake, which looks like an
@@ -165,6 +188,7 @@ impl Agent {
             });
         }
         let mut client = self.device_client()?;
+        *used = Some(client.clone());
 
         // Renew first: a certificate close to its end should not wait for the rest,
         // and a renewal left unfinished (its answer lost) must finish before the
@@ -175,6 +199,7 @@ impl Agent {
                     renewed_until = Some(until);
                     self.save_state()?;
                     client = self.device_client()?;
+                    *used = Some(client.clone());
                 }
                 Err(e) => warnings.push(format!("certificate renewal failed: {e}")),
             }
