@@ -17,11 +17,14 @@
 //! changes the record count; PostgreSQL when FLEETKIT_TEST_POSTGRES is set); `cargo
 //! test --benches` runs it as a quick smoke run (5,000 records).
 
+#[path = "fixtures/scratch_postgres.rs"]
+mod scratch_postgres;
+
 use fleetkit::enforce::Engine;
 use fleetkit::enforce::impact::{Recorded, replay};
 use fleetkit::server::store::Store;
 use fleetkit::server::store::audit::{AuditFilter, AuditRow};
-use std::process::Command;
+use scratch_postgres::ScratchDb;
 use std::time::{Duration, Instant};
 
 const DAY_MS: i64 = 86_400_000;
@@ -310,18 +313,8 @@ fn main() {
         &format!("sqlite://{}/audit.db", dir.path().display()),
         records,
     );
-    if let Ok(base) = std::env::var("FLEETKIT_TEST_POSTGRES") {
-        let name = format!("fleetkit_bench_audit_{}", std::process::id());
-        let status = Command::new("psql")
-            .args([&base, "-q", "-c", &format!("CREATE DATABASE {name}")])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let (prefix, _) = base.rsplit_once('/').unwrap();
-        bench_store(&rt, "PostgreSQL", &format!("{prefix}/{name}"), records);
-        let _ = Command::new("psql")
-            .args([&base, "-q", "-c", &format!("DROP DATABASE {name}")])
-            .status();
+    if let Some(db) = ScratchDb::create("fleetkit_bench_audit") {
+        bench_store(&rt, "PostgreSQL", &db.url, records);
     }
     let requests = if smoke { 5_000 } else { 1_000_000 };
     bench_replay(requests, if smoke { 500 } else { 20_000 });

@@ -18,6 +18,7 @@ use fleetkit::server::admin_client::AdminClient;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use scratch_postgres::ScratchDb;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -27,6 +28,8 @@ use tokio_rustls::TlsConnector;
 
 #[path = "server_load/scep.rs"]
 mod scep;
+#[path = "fixtures/scratch_postgres.rs"]
+mod scratch_postgres;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetkit");
 
@@ -340,15 +343,9 @@ fn main() {
             "SQLite",
             format!("sqlite://{}/fleet.db", dir.path().display()),
         )];
-        if let Ok(base) = std::env::var("FLEETKIT_TEST_POSTGRES") {
-            let name = format!("fleetkit_bench_{}", std::process::id());
-            let status = Command::new("psql")
-                .args([&base, "-q", "-c", &format!("CREATE DATABASE {name}")])
-                .status()
-                .unwrap();
-            assert!(status.success());
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            databases.push(("PostgreSQL", format!("{prefix}/{name}")));
+        let scratch = ScratchDb::create("fleetkit_bench");
+        if let Some(db) = &scratch {
+            databases.push(("PostgreSQL", db.url.clone()));
         }
 
         for (name, db) in databases {

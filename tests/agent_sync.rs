@@ -362,41 +362,22 @@ fn kill_9_during_sync_leaves_the_old_or_the_new_policy_never_a_mix() {
 /// code as `fleetkit serve`'s), answering every request with `302 Location:
 /// <to><path>`. Returns its port and the request lines it saw.
 fn redirector(org: &Org, to: String) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::Write;
-    let ca = fleetkit::pki::IssuingCa::load(&org.path().join("keys")).unwrap();
-    let config = fleetkit::server::tls::server_config(
-        &ca,
-        &["localhost".into()],
-        "acme-corp",
-        OffsetDateTime::now_utc(),
-    )
-    .unwrap();
-    let config = std::sync::Arc::new(config);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let https = support::https::HttpsListener::bind(org);
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
     std::thread::spawn(move || {
-        for tcp in listener.incoming().flatten() {
-            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
-            let mut tls = rustls::StreamOwned::new(conn, tcp);
-            // The request body is read too: a socket closed with unread bytes
-            // resets the connection, and the agent could see the reset before the
-            // redirect (a flaky failure under load).
-            let (head, _body) = support::siem::read_request(&mut tls).unwrap_or_default();
-            let line = head.lines().next().unwrap_or_default().to_string();
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            log.lock().unwrap().push(line);
-            let _ = write!(
-                tls,
-                "HTTP/1.1 302 Found\r\nLocation: {to}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            let _ = tls.flush();
-            tls.conn.send_close_notify();
-            let _ = tls.flush();
+        for tcp in https.listener.incoming().flatten() {
+            support::https::answer_one(https.config.clone(), tcp, |head, _body| {
+                let line = head.lines().next().unwrap_or_default().to_string();
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                log.lock().unwrap().push(line);
+                format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {to}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            });
         }
     });
-    (port, seen)
+    (https.port, seen)
 }
 
 /// A plain TCP listener that counts the connections it gets: the agent must never

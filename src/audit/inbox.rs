@@ -20,10 +20,10 @@
 //!
 //! What this cannot prevent: until the agent's next run, the user owns the file and
 //! can change what their own hook wrote there. The chain is tamper evident from the
-//! moment of collection; `agent sync` collects on every run. On Windows the record's
-//! user is the one the file is named for (the folder's ACL, not a sticky bit, keeps
-//! users apart there), not read from the file's owner SID.
+//! moment of collection; `agent sync` collects on every run. On Windows the owner
+//! is the file's owner SID, looked up to `DOMAIN\user` ([`super::file_owner`]).
 
+use super::file_owner::{self, Owner};
 use super::log::{AuditLog, Result};
 use super::record::{Event, MAX_LINE_BYTES, Record};
 use std::collections::HashSet;
@@ -171,7 +171,7 @@ pub fn collect(dir: &Path, log: &AuditLog, now: OffsetDateTime) -> Result<Collec
     let mut batch = Vec::new();
     let mut collected = Vec::new();
     for (path, name) in files {
-        let Some((owner, bytes)) = read_locked(&path, &name) else {
+        let Some((owner, bytes)) = read_locked(&path) else {
             continue;
         };
         let mut refused = 0usize;
@@ -224,14 +224,8 @@ fn recent_ids(log: &AuditLog) -> HashSet<String> {
     ids
 }
 
-/// Who owns an inbox file.
-struct Owner {
-    uid: u64,
-    name: String,
-}
-
 /// Reads a renamed inbox file whole under its exclusive lock, with its owner.
-fn read_locked(path: &PathBuf, name: &str) -> Option<(Owner, Vec<u8>)> {
+fn read_locked(path: &PathBuf) -> Option<(Owner, Vec<u8>)> {
     let mut o = OpenOptions::new();
     o.read(true).write(true);
     #[cfg(unix)]
@@ -242,36 +236,13 @@ fn read_locked(path: &PathBuf, name: &str) -> Option<(Owner, Vec<u8>)> {
     let file = o.open(path).ok()?;
     // Waits for a writer that had the file open before it was renamed.
     file.lock().ok()?;
-    let owner = owner_of(&file.metadata().ok()?, name);
+    let owner = file_owner::of(&file)?;
     let mut bytes = Vec::new();
     (&file)
         .take(MAX_INBOX_BYTES + MAX_LINE_BYTES as u64)
         .read_to_end(&mut bytes)
         .ok()?;
     Some((owner, bytes))
-}
-
-#[cfg(unix)]
-fn owner_of(meta: &fs::Metadata, _name: &str) -> Owner {
-    use std::os::unix::fs::MetadataExt;
-    let uid = meta.uid();
-    Owner {
-        uid: uid as u64,
-        name: user_name(uid),
-    }
-}
-
-/// Windows: the user the file is named for (the hook names it after its own
-/// user). Weaker than the owner's SID, which this build does not read: said in
-/// the module comment.
-#[cfg(not(unix))]
-fn owner_of(_meta: &fs::Metadata, name: &str) -> Owner {
-    let stem = name.strip_suffix(".jsonl").unwrap_or(name);
-    let user = stem.split('-').next().unwrap_or(stem);
-    Owner {
-        uid: 0,
-        name: user.to_string(),
-    }
 }
 
 #[cfg(unix)]
@@ -322,38 +293,10 @@ pub fn current_user() -> String {
     #[cfg(unix)]
     {
         // SAFETY: geteuid has no preconditions and cannot fail.
-        user_name(unsafe { libc::geteuid() })
+        file_owner::user_name(unsafe { libc::geteuid() })
     }
     #[cfg(not(unix))]
     {
         std::env::var("USERNAME").unwrap_or_else(|_| "unknown".into())
     }
-}
-
-/// The account name of `uid` (`uid:N` when it has none).
-#[cfg(unix)]
-pub fn user_name(uid: u32) -> String {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids); getpwuid_r
-    // fills it in.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and `buf` outlives the use of the
-    // strings getpwuid_r points into it.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-        return format!("uid:{uid}");
-    }
-    // SAFETY: pw_name points to a NUL-terminated string inside `buf`.
-    unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
-        .to_string_lossy()
-        .into_owned()
 }

@@ -14,6 +14,7 @@
 
 pub mod checkpoint;
 pub mod elastic_bulk;
+pub mod file_owner;
 pub mod inbox;
 pub mod log;
 pub mod record;

@@ -8,7 +8,7 @@
 //! are neutralised.
 
 use super::Context;
-use super::fleet::{ServerArgs, admin_client, client_failure, csv_cell};
+use super::fleet::{ServerArgs, admin_client, client_failure};
 use super::output::{Failure, note, say};
 use clap::{Args, Subcommand};
 use fleetkit::protocol::{AuditEntry, AuditStats};
@@ -192,10 +192,9 @@ fn records_csv(records: &[AuditEntry]) -> String {
         "cwd",
         "id",
     ];
-    let mut out = header.join(",");
-    for r in records {
+    super::csv::table(&header, records, |r| {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        let cells = [
+        vec![
             r.time.clone(),
             r.device_id.clone(),
             r.seq.to_string(),
@@ -213,17 +212,8 @@ fn records_csv(records: &[AuditEntry]) -> String {
             opt(&r.command_sha256),
             opt(&r.cwd),
             r.id.clone(),
-        ];
-        out.push('\n');
-        out.push_str(
-            &cells
-                .iter()
-                .map(|c| csv_cell(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-    }
-    out
+        ]
+    })
 }
 
 fn stats(ctx: &Context, a: StatsArgs) -> Result<(), Failure> {

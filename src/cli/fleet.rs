@@ -361,10 +361,9 @@ pub fn devices_csv(devices: &[DeviceRecord]) -> String {
         "profile_certificate_serial",
         "profile_certificate_not_after",
     ];
-    let mut out = header.join(",");
-    for d in devices {
+    super::csv::table(&header, devices, |d| {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        let cells = [
+        vec![
             d.device_id.clone(),
             d.machine_id.clone(),
             d.org.clone(),
@@ -392,44 +391,6 @@ pub fn devices_csv(devices: &[DeviceRecord]) -> String {
                 .as_ref()
                 .map(|c| c.not_after.clone())
                 .unwrap_or_default(),
-        ];
-        out.push('\n');
-        out.push_str(
-            &cells
-                .iter()
-                .map(|c| csv_cell(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-    }
-    out
-}
-
-pub(super) fn csv_cell(value: &str) -> String {
-    // A cell starting with = + - @ (or a tab/CR) is a formula to a spreadsheet:
-    // device facts come from devices, so an attacker could plant one.
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_string()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_cell;
-
-    #[test]
-    fn csv_cells_are_quoted_and_formulas_neutralised() {
-        assert_eq!(csv_cell("plain"), "plain");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
-    }
+        ]
+    })
 }

@@ -10,6 +10,8 @@ mod audit;
 mod audit_log;
 #[cfg(feature = "admin")]
 mod build;
+#[cfg(feature = "admin")]
+mod csv;
 mod decide;
 #[cfg(feature = "admin")]
 mod demo;

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod executables;
+pub mod https;
 pub mod scep;
 pub mod siem;
 pub mod wine;

@@ -4,10 +4,9 @@
 //! to take it down, refuse the credential, or slow it (to kill the agent mid-batch).
 
 use super::Org;
+use super::https::{HttpsListener, answer_one};
 use std::collections::HashSet;
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
-use time::OffsetDateTime;
 
 /// How the receiver behaves now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,17 +42,8 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on a free loopback port; accepts `Authorization: <credential>`.
     pub fn start(org: &Org, credential: &str) -> Self {
-        let ca = fleetkit::pki::IssuingCa::load(&org.path().join("keys")).unwrap();
-        let config = fleetkit::server::tls::server_config(
-            &ca,
-            &["localhost".into()],
-            "acme-corp",
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-        let config = Arc::new(config);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let https = HttpsListener::bind(org);
+        let (listener, config, port) = (https.listener, https.config, https.port);
         let r = Self {
             port,
             held: Arc::default(),
@@ -81,23 +71,15 @@ impl Receiver {
                     config.clone(),
                 );
                 std::thread::spawn(move || {
-                    let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-                    let conn = rustls::ServerConnection::new(config).unwrap();
-                    let mut tls = rustls::StreamOwned::new(conn, tcp);
-                    let Some((head, body)) = read_request(&mut tls) else {
-                        return;
-                    };
-                    let wait = *delay.lock().unwrap();
-                    std::thread::sleep(std::time::Duration::from_millis(wait));
-                    let (status, answer) = handle(&head, &body, &held, &mode, &cred);
-                    let _ = write!(
-                        tls,
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                        answer.len()
-                    );
-                    let _ = tls.flush();
-                    tls.conn.send_close_notify();
-                    let _ = tls.flush();
+                    answer_one(config, tcp, |head, body| {
+                        let wait = *delay.lock().unwrap();
+                        std::thread::sleep(std::time::Duration::from_millis(wait));
+                        let (status, answer) = handle(head, body, &held, &mode, &cred);
+                        format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                            answer.len()
+                        )
+                    });
                 });
             }
         });
@@ -135,31 +117,6 @@ impl Receiver {
     pub fn requests(&self) -> u64 {
         self.held.lock().unwrap().requests
     }
-}
-
-/// Reads one HTTP/1.1 request: its head (request line and headers) and its body
-/// (by Content-Length).
-pub fn read_request<S: Read>(tls: &mut S) -> Option<(String, Vec<u8>)> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if tls.read(&mut byte).ok()? != 1 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    tls.read_exact(&mut body).ok()?;
-    Some((head, body))
 }
 
 fn handle(
