@@ -7,8 +7,19 @@ use std::fs::File;
 /// A file's owner: its account name (`uid:N`, or the SID's text, when it has
 /// none) and, on Unix, its uid.
 pub struct Owner {
-    pub uid: u64,
+    pub uid: Option<u64>,
     pub name: String,
+}
+
+impl Owner {
+    /// What a file whose owner cannot be read is attributed to: its records are
+    /// still collected (never left to pile up), marked as of no known user.
+    pub fn unknown() -> Self {
+        Owner {
+            uid: None,
+            name: "unknown".into(),
+        }
+    }
 }
 
 /// The owner of `file`.
@@ -17,7 +28,7 @@ pub fn of(file: &File) -> Option<Owner> {
     use std::os::unix::fs::MetadataExt;
     let uid = file.metadata().ok()?.uid();
     Some(Owner {
-        uid: u64::from(uid),
+        uid: Some(u64::from(uid)),
         name: user_name(uid),
     })
 }
