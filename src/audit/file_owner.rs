@@ -92,7 +92,7 @@ pub fn of(file: &File) -> Option<Owner> {
     // SAFETY: `descriptor` was allocated by GetSecurityInfo for us to free.
     unsafe { LocalFree(descriptor) };
     Some(Owner {
-        uid: 0,
+        uid: None,
         name: name?,
     })
 }
