@@ -127,6 +127,51 @@ fn the_msi_installed_by_windows_installer_registers_the_real_agent_and_keeps_it_
     assert_eq!(status["policy_version"], 2, "{status}");
     assert_eq!(devices(&org)[0].policy_version, Some(2));
 
+    // A user's hook hands its record over through the inbox (a user's process may
+    // not write the chain on Windows): the agent attributes it by the file's owner
+    // SID, never by what the record claims nor by the file's name.
+    let record = {
+        use fleetkit::audit::record::{Event, Record, RecordedRequest};
+        let mut r = Record::new(Event::Decision, fleetkit::clock::now());
+        r.user = Some("alice".into());
+        r.source = Some("claude-code".into());
+        r.request = Some(RecordedRequest::new("command", b"rm -rf /", None));
+        r.decision = Some("deny".into());
+        r.applied = Some("deny".into());
+        r.rule = Some("safety.blocked_patterns[0]".into());
+        r
+    };
+    let inbox = data.join("audit-inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("mallory.jsonl"), record.to_line() + "\n").unwrap();
+    machine.run(&[exe, "agent", "sync"]);
+    assert!(
+        std::fs::read_dir(&inbox).unwrap().next().is_none(),
+        "the inbox is emptied"
+    );
+    let listed: serde_json::Value = serde_json::from_str(&fleetkit(&[
+        "--workspace",
+        &org.ws(),
+        "audit",
+        "list",
+        "--json",
+        "--event",
+        "decision",
+    ]))
+    .unwrap();
+    let held = listed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == record.id.as_str())
+        .unwrap_or_else(|| panic!("collected and sent to the server: {listed:#}"));
+    let user = held["user"].as_str().unwrap_or_default();
+    eprintln!("the inbox file's owner, as the Windows agent read it: {user}");
+    assert!(
+        !["alice", "mallory", ""].contains(&user),
+        "attributed by the owner, not the claim or the name: {held}"
+    );
+
     // The upgrade to the next version, installed by Intune with its command line,
     // token included: the device stays the same, the new token is not spent and
     // not kept in the registry.
