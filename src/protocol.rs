@@ -456,9 +456,9 @@ pub struct AuditStats {
     /// The server's audit retention removed the records before this time (RFC
     /// 3339), `pruned_records` of them in all: a window reaching further back is
     /// counted from what is left.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned_before: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub pruned_records: u64,
 }
 
@@ -507,4 +507,9 @@ pub struct RecordedRequestCount {
     pub cwd: Option<String>,
     pub decision: String,
     pub count: u64,
+}
+
+/// For `skip_serializing_if`: a count of nothing is left out.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

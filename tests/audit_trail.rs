@@ -723,20 +723,22 @@ fn the_server_holds_each_record_once_and_answers_list_and_stats_on_both_stores()
         assert_eq!(run.code, 0, "{run:?}");
         assert!(run.stderr.contains("audit chain broken"), "{db:?}: {run:?}");
 
-        // The server gone: the sync says so, the records wait (not sent, not
-        // tried a second time in the same run), and status says why.
-        let sent = d.status()["audit_sent_seq"].clone();
+        // The server gone: the sync says so and the records wait; the last
+        // forwarding's outcome is not overwritten by one never tried.
+        let before = d.status();
         assert_eq!(decide(&d, "rm -rf /").code, 4);
         let mut server = server;
         server.kill();
         let run = d.agent(&["sync"], &[]);
         assert_ne!(run.code, 0, "{run:?}");
+        assert!(run.stderr.contains("cannot reach the server"), "{run:?}");
         let status = d.status();
-        assert_eq!(status["audit_sent_seq"], sent, "{status}");
-        assert!(
-            status["audit_forward_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("unreachable")),
+        assert_eq!(
+            status["audit_sent_seq"], before["audit_sent_seq"],
+            "{status}"
+        );
+        assert_eq!(
+            status["audit_forward_error"], before["audit_forward_error"],
             "{status}"
         );
     }
@@ -1190,12 +1192,18 @@ fn stats_from_daily_counts_match_the_records_through_repeats_an_upgrade_and_rete
                     (Some(19_993 * DAY), Some(19_997 * DAY)),
                     (Some(now_ms - 5 * DAY), Some(now_ms - 5 * DAY + 60_000)),
                     (None, Some(now_ms - 4 * DAY)),
+                    // Backwards, and at the ends of i64 (a query string's bounds).
+                    (Some(now_ms - DAY), Some(now_ms - 3 * DAY)),
+                    (Some(i64::MIN), Some(i64::MAX)),
+                    (Some(i64::MAX), None),
+                    (None, Some(i64::MIN)),
                 ] {
                     for (team, rule, decision, user) in [
                         (None, None, None, None),
                         (Some("team-1"), None, None, None),
                         (None, Some("rule[2]"), Some("deny"), None),
                         (None, None, None, Some("user3")),
+                        (None, Some(""), None, None),
                     ] {
                         let f = AuditFilter {
                             since,
@@ -1262,6 +1270,19 @@ fn stats_from_daily_counts_match_the_records_through_repeats_an_upgrade_and_rete
             pool.close().await;
             let store = Store::open(&url, "acme-corp", 2).await.unwrap();
             check(&store, rows.clone(), "after the upgrade").await;
+            // A newer release's database is refused, not written behind its back.
+            let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+            sqlx::query("UPDATE meta SET value = '6' WHERE key = 'schema'")
+                .execute(&pool)
+                .await
+                .unwrap();
+            let refused = Store::open(&url, "acme-corp", 2).await.err().unwrap();
+            assert!(refused.to_string().contains("schema 6"), "{refused}");
+            sqlx::query("UPDATE meta SET value = '5' WHERE key = 'schema'")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
 
             // Retention: whole days before the 4 kept ones go, with their counts.
             let cutoff = (now_ms / DAY - 4) * DAY;
@@ -1305,7 +1326,29 @@ fn stats_from_daily_counts_match_the_records_through_repeats_an_upgrade_and_rete
                     old + again
                 )
             );
-            check(&store, kept, "after pruning the late arrivals").await;
+            check(&store, kept.clone(), "after pruning the late arrivals").await;
+            // A device whose clock was reset dates fresh records years back: they
+            // stay until the server has held them for the retention too.
+            let mut reset: Vec<_> = (9_000..9_020)
+                .map(|i| generated_row(i, now_ms, 10))
+                .collect();
+            for r in &mut reset {
+                r.time_ms = 86_400_000 * 3; // January 1970
+            }
+            let received_now = now_ms / 1000;
+            assert_eq!(store.import_audit(&reset, received_now).await.unwrap(), 20);
+            assert_eq!(store.prune_audit(4, now_ms).await.unwrap().0, 0);
+            let mut held = kept.clone();
+            held.extend(reset.iter().cloned());
+            check(&store, held, "with a reset clock's records").await;
+            let later = now_ms + 5 * DAY;
+            assert_eq!(
+                store.prune_audit(4, later).await.unwrap().0 as usize,
+                20 + kept
+                    .iter()
+                    .filter(|r| r.time_ms < (later / DAY - 4) * DAY)
+                    .count()
+            );
         });
     }
 }
@@ -1318,10 +1361,14 @@ fn serve_prunes_audit_records_past_its_retention_and_stats_says_so() {
     let url = database_url(Db::Sqlite, org.dir.path());
     let now_ms = fleetkit::clock::unix_millis(fleetkit::clock::now());
     let rows: Vec<_> = (0..500).map(|i| generated_row(i, now_ms, 60)).collect();
-    let old = rows
-        .iter()
-        .filter(|r| r.time_ms < (now_ms / DAY - 30) * DAY)
-        .count();
+    // What the retention keeps, for the day the server prunes on (the test may
+    // cross a UTC midnight between here and there).
+    let kept = |day: i64| -> Vec<_> {
+        rows.iter()
+            .filter(|r| r.time_ms >= (day - 30) * DAY)
+            .cloned()
+            .collect()
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = Store::open(&url, "acme-corp", 1).await.unwrap();
@@ -1329,23 +1376,34 @@ fn serve_prunes_audit_records_past_its_retention_and_stats_says_so() {
     });
     let (server, stderr) = Server::start_logged(&org, &[], &url, &["--audit-retention-days", "30"]);
     assert!(
-        stderr.contains(&format!(
-            "audit retention: removed {old} record(s) older than 30 days"
-        )),
+        stderr.contains("audit retention: records of the days before the last 30 are removed"),
         "{stderr}"
     );
+    // The first run goes beside serving: wait for its mark.
+    let mut stats = serde_json::Value::Null;
+    for _ in 0..100 {
+        stats = serde_json::from_str(&audit_cli(&org, &server, &["stats", "--json"])).unwrap();
+        if stats["pruned_records"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pruned = stats["pruned_records"].as_u64().unwrap_or(0) as usize;
+    let day = [now_ms / DAY, now_ms / DAY + 1]
+        .into_iter()
+        .find(|d| rows.len() - kept(*d).len() == pruned)
+        .unwrap_or_else(|| panic!("pruned {pruned} of {} records: {stats:#}", rows.len()));
+    let kept = kept(day);
+    // What is left is listed, and counted: the daily counts lost the pruned days.
     let listed = listed(&org, &server, &["--event", "decision"]);
-    assert_eq!(
-        listed.len(),
-        rows.iter()
-            .filter(|r| r.event == "decision" && r.time_ms >= (now_ms / DAY - 30) * DAY)
-            .count()
-    );
-    let stats = audit_cli(&org, &server, &["stats", "--since", "90d"]);
+    let decisions = kept.iter().filter(|r| r.event == "decision").count();
+    assert_eq!(listed.len(), decisions);
+    assert_eq!(stats["decisions"], decisions, "{stats:#}");
+    let human = audit_cli(&org, &server, &["stats", "--since", "90d"]);
     assert!(
-        stats.contains("the server's audit retention has removed the records before")
-            && stats.contains(&format!("({old} in all)")),
-        "{stats}"
+        human.contains("the server's audit retention has removed the records before")
+            && human.contains(&format!("({pruned} in all)")),
+        "{human}"
     );
 }
 
@@ -1364,20 +1422,21 @@ fn a_siem_outside_the_org_ca_is_trusted_through_siem_ca_file_or_not_at_all() {
     assert!(error.contains("certificate"), "{status}");
     assert_eq!(siem.seqs(), Vec::<u64>::new());
 
-    // Its CA named in siem_ca_file: trusted, with the public roots or pinned.
+    // Its CA named in siem_ca_file: trusted.
     let ca = dir.path().join("siem-ca.pem");
     std::fs::copy(elsewhere.path().join("keys/root-ca.pem"), &ca).unwrap();
     d.set_setting("siem_ca_file", &ca.display().to_string());
-    d.set_setting("siem_public_roots", "false");
     let run = d.agent(&["audit", "upkeep"], &[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(d.status()["siem"]["last_error"], serde_json::Value::Null);
     siem_has_the_log(&d, &siem);
 
-    // Pinned without the file: refused again, nothing sent.
+    // Without the file, the public roots do not vouch for a private CA either:
+    // refused again, nothing sent.
     let held = siem.seqs().len();
     assert_eq!(decide(&d, "rm -rf /").code, 4);
     d.set_setting("siem_ca_file", "null");
+    d.set_setting("siem_public_roots", "true");
     let run = d.agent(&["audit", "upkeep"], &[]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("certificate"), "{run:?}");

@@ -38,6 +38,31 @@ pub enum BundleAnswer {
     },
 }
 
+/// The certificates a client trusts: those of `roots_pem`, and with
+/// `public_roots` Mozilla's list of public roots (built in).
+fn trusted_roots(roots_pem: &[String], public_roots: bool) -> Result<Vec<Certificate<'static>>> {
+    let public: &[rustls::pki_types::CertificateDer<'static>] = if public_roots {
+        webpki_root_certs::TLS_SERVER_ROOT_CERTS
+    } else {
+        &[]
+    };
+    let mut roots: Vec<Certificate<'static>> = public
+        .iter()
+        .map(|der| Certificate::from_der(der).to_owned())
+        .collect();
+    for pem in roots_pem {
+        for der in pem_certificates(pem).map_err(ClientError::BadRoot)? {
+            roots.push(Certificate::from_der(&der).to_owned());
+        }
+    }
+    if roots.is_empty() {
+        return Err(ClientError::BadRoot(
+            "the trust anchors hold no root CA certificate".into(),
+        ));
+    }
+    Ok(roots)
+}
+
 /// A client of one server. Cloning shares its connections (ureq's agent).
 #[derive(Clone)]
 pub struct DeviceClient {
@@ -49,40 +74,22 @@ impl DeviceClient {
     /// `roots_pem`: the root CA certificates of the installed anchors; `identity`:
     /// the device key and chain, for the device endpoints.
     pub fn new(base_url: &str, roots_pem: &[String], identity: Option<&Identity>) -> Result<Self> {
-        Self::with_roots(base_url, roots_pem, &[], identity)
+        Self::with_roots(base_url, roots_pem, false, identity)
     }
 
     /// A client of another service (the SIEM): no device certificate, and
     /// `public_roots` (Mozilla's, built in) trusted besides `roots_pem`.
     pub fn for_service(base_url: &str, roots_pem: &[String], public_roots: bool) -> Result<Self> {
-        let public: &[rustls::pki_types::CertificateDer<'static>] = if public_roots {
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        } else {
-            &[]
-        };
-        Self::with_roots(base_url, roots_pem, public, None)
+        Self::with_roots(base_url, roots_pem, public_roots, None)
     }
 
     fn with_roots(
         base_url: &str,
         roots_pem: &[String],
-        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+        public_roots: bool,
         identity: Option<&Identity>,
     ) -> Result<Self> {
-        let mut roots: Vec<Certificate<'static>> = extra_roots
-            .iter()
-            .map(|der| Certificate::from_der(der).to_owned())
-            .collect();
-        for pem in roots_pem {
-            for der in pem_certificates(pem).map_err(ClientError::BadRoot)? {
-                roots.push(Certificate::from_der(&der).to_owned());
-            }
-        }
-        if roots.is_empty() {
-            return Err(ClientError::BadRoot(
-                "the trust anchors hold no root CA certificate".into(),
-            ));
-        }
+        let roots = trusted_roots(roots_pem, public_roots)?;
         let mut tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
             .root_certs(RootCerts::Specific(Arc::new(roots)));
@@ -272,6 +279,20 @@ impl DeviceClient {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+
+    #[test]
+    fn public_roots_are_trusted_only_when_asked_and_the_given_ones_always() {
+        let now = crate::clock::now();
+        let root = crate::pki::OrgCa::generate("acme-corp", now)
+            .unwrap()
+            .root_cert_pem();
+        let pinned = trusted_roots(std::slice::from_ref(&root), false).unwrap();
+        assert_eq!(pinned.len(), 1);
+        let public = trusted_roots(std::slice::from_ref(&root), true).unwrap();
+        assert!(public.len() > 100, "{}", public.len());
+        assert!(public.iter().any(|c| c.der() == pinned[0].der()));
+        assert!(trusted_roots(&[], false).is_err());
+    }
 
     /// A TLS listener with a certificate from a fresh org's issuing CA, answering
     /// each request with `status` and `extra` headers; returns the URL and the root.

@@ -101,8 +101,9 @@ pub struct AgentSettings {
     /// root CA and (unless `siem_public_roots` is false) the public roots.
     pub siem_ca_file: Option<std::path::PathBuf>,
     /// Trust the public web roots (Mozilla's, built into the agent) for the SIEM
-    /// (default true: a hosted SIEM has a public certificate). False pins the SIEM
-    /// to the org root CA and `siem_ca_file`.
+    /// too (a hosted SIEM with a public certificate). Default false: the SIEM is
+    /// pinned to the org root CA and `siem_ca_file`, so no public CA can stand in
+    /// for it and receive its credential and the fleet's commands.
     pub siem_public_roots: bool,
     /// Records waiting for the SIEM beyond this are dropped, oldest first
     /// (default [`super::siem::MAX_UNSENT`]).
@@ -204,7 +205,7 @@ impl AgentSettings {
             },
             siem_credential_file: absolute("siem_credential_file", raw.siem_credential_file)?,
             siem_ca_file: absolute("siem_ca_file", raw.siem_ca_file)?,
-            siem_public_roots: raw.siem_public_roots.unwrap_or(true),
+            siem_public_roots: raw.siem_public_roots.unwrap_or(false),
             siem_spool_max_records: match raw.siem_spool_max_records {
                 None => super::siem::MAX_UNSENT,
                 Some(n) if (10..=100_000_000).contains(&n) => n,
@@ -252,8 +253,8 @@ impl AgentSettings {
                 self.claude_code_settings.as_str()
             ));
         }
-        if !self.siem_public_roots {
-            out.push_str("siem_public_roots: false\n");
+        if self.siem_public_roots {
+            out.push_str("siem_public_roots: true\n");
         }
         if self.siem_spool_max_records != super::siem::MAX_UNSENT {
             out.push_str(&format!(
@@ -361,7 +362,7 @@ mod tests {
             claude_code_settings: Default::default(),
             siem_credential_file: None,
             siem_ca_file: None,
-            siem_public_roots: true,
+            siem_public_roots: false,
             siem_spool_max_records: crate::agent::siem::MAX_UNSENT,
         };
         assert_eq!(AgentSettings::parse(&s.to_yaml()).unwrap(), s);

@@ -129,10 +129,11 @@ impl Agent {
         // The server holds the fleet's records: send what it does not have yet,
         // unless this sync just found it unreachable (a second wait for nothing;
         // the records keep until the next run).
+        // The sync's own error says the server is unreachable; the last
+        // forwarding's outcome stays as it was.
         let offline = matches!(result, Err(AgentError::Offline { .. }));
-        if self.state.is_registered() {
+        if self.state.is_registered() && !offline {
             let forwarded = match client {
-                _ if offline => Err("the server was unreachable; sent at the next sync".into()),
                 Some(c) => Ok(c),
                 None => self.device_client().map_err(|e| e.to_string()),
             }

@@ -85,10 +85,14 @@ pub fn of(file: &File) -> Option<Owner> {
             &mut descriptor,
         )
     };
-    if rc != ERROR_SUCCESS || sid.is_null() {
+    if rc != ERROR_SUCCESS {
         return None;
     }
-    let name = account_name(sid).or_else(|| sid_text(sid));
+    let name = if sid.is_null() {
+        None
+    } else {
+        account_name(sid).or_else(|| sid_text(sid))
+    };
     // SAFETY: `descriptor` was allocated by GetSecurityInfo for us to free.
     unsafe { LocalFree(descriptor) };
     Some(Owner {
@@ -101,23 +105,35 @@ pub fn of(file: &File) -> Option<Owner> {
 #[cfg(windows)]
 fn account_name(sid: windows_sys::Win32::Security::PSID) -> Option<String> {
     use windows_sys::Win32::Security::{LookupAccountSidW, SID_NAME_USE};
-    let mut name = vec![0u16; 256];
-    let mut domain = vec![0u16; 256];
-    let (mut name_len, mut domain_len) = (name.len() as u32, domain.len() as u32);
-    let mut kind: SID_NAME_USE = 0;
-    // SAFETY: the buffers are as long as the lengths say; `sid` is valid.
-    let ok = unsafe {
-        LookupAccountSidW(
-            std::ptr::null(),
-            sid,
-            name.as_mut_ptr(),
-            &mut name_len,
-            domain.as_mut_ptr(),
-            &mut domain_len,
-            &mut kind,
-        )
-    };
-    if ok == 0 {
+    let (mut name_len, mut domain_len) = (257u32, 257u32);
+    let (mut name, mut domain) = (Vec::new(), Vec::new());
+    // Twice at most: a name longer than the first guess says how long it is.
+    for _ in 0..2 {
+        name = vec![0u16; name_len as usize];
+        domain = vec![0u16; domain_len as usize];
+        let mut kind: SID_NAME_USE = 0;
+        // SAFETY: the buffers are as long as the lengths say; `sid` is valid.
+        let ok = unsafe {
+            LookupAccountSidW(
+                std::ptr::null(),
+                sid,
+                name.as_mut_ptr(),
+                &mut name_len,
+                domain.as_mut_ptr(),
+                &mut domain_len,
+                &mut kind,
+            )
+        };
+        if ok != 0 {
+            break;
+        }
+        // On ERROR_INSUFFICIENT_BUFFER the lengths now hold what is needed
+        // (NUL included); any other failure leaves them or makes them no larger.
+        if (name_len as usize) <= name.len() && (domain_len as usize) <= domain.len() {
+            return None;
+        }
+    }
+    if (name_len as usize) >= name.len() || (domain_len as usize) >= domain.len() {
         return None;
     }
     let name = String::from_utf16_lossy(&name[..name_len as usize]);

@@ -181,7 +181,11 @@ pub fn collect(dir: &Path, log: &AuditLog, now: OffsetDateTime) -> Result<Collec
                 Some(mut r) => {
                     r.user = Some(owner.name.clone());
                     r.prev.clear();
-                    batch.push(r.with_detail("via", "inbox").with_detail("uid", owner.uid));
+                    r = r.with_detail("via", "inbox");
+                    if let Some(uid) = owner.uid {
+                        r = r.with_detail("uid", uid);
+                    }
+                    batch.push(r);
                     done.records += 1;
                 }
                 None => refused += 1,

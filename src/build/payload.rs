@@ -315,7 +315,7 @@ impl Payload {
             claude_code_settings: Default::default(),
             siem_credential_file: None,
             siem_ca_file: None,
-            siem_public_roots: true,
+            siem_public_roots: false,
             siem_spool_max_records: crate::agent::siem::MAX_UNSENT,
         };
         let installer_identity = load_identity(

@@ -334,7 +334,7 @@ fn install_device(
         claude_code_settings: Default::default(),
         siem_credential_file: None,
         siem_ca_file: None,
-        siem_public_roots: true,
+        siem_public_roots: false,
         siem_spool_max_records: fleetkit::agent::siem::MAX_UNSENT,
     };
     let io = |e: fleetkit::fsutil::FsError| fail(e, "");

@@ -52,7 +52,7 @@ pub struct ServeArgs {
     #[arg(long)]
     scep_allow_des: bool,
     /// Keep the fleet's audit records this many whole days, then remove them
-    /// (at start, then hourly). Default: keep them all. Keep at least the
+    /// (once serving, then hourly). Default: keep them all. Keep at least the
     /// devices' `audit.log_retention_days`, and what your auditors ask for.
     #[arg(long, value_name = "DAYS",
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -212,11 +212,9 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), Failure> {
                 anchors_version
             ));
         }
-        if bound.audit_pruned_at_start > 0 {
+        if let Some(days) = args.audit_retention_days {
             note(format!(
-                "audit retention: removed {} record(s) older than {} days",
-                bound.audit_pruned_at_start,
-                args.audit_retention_days.unwrap_or_default()
+                "audit retention: records of the days before the last {days} are removed now and every hour (`fleetkit audit stats` says how many)"
             ));
         }
         for v in &bound.published {

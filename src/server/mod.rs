@@ -62,7 +62,7 @@ pub struct ServeOptions {
     /// Accept single-DES SCEP envelopes (`--scep-allow-des`; off by default).
     pub scep_allow_des: bool,
     /// Keep the fleet's audit records this many whole days (`None`: keep them
-    /// all): pruned at start, then every hour.
+    /// all): pruned once serving, then every hour.
     pub audit_retention_days: Option<u32>,
 }
 
@@ -100,8 +100,6 @@ pub struct BoundServer {
     pub published: Vec<u64>,
     /// Anchors versions whose rotation step was stored at start.
     pub rotations_stored: Vec<u64>,
-    /// Audit records the retention removed at start.
-    pub audit_pruned_at_start: u64,
     audit_retention_days: Option<u32>,
     /// Rotation files above the start anchors, not stored (label, claimed version):
     /// see [`api::rotation::store_at_start`].
@@ -158,16 +156,6 @@ impl BoundServer {
                 Err(e) => return Err(ServeError::Publish(e.to_string())),
             }
         }
-        let audit_pruned_at_start = match opts.audit_retention_days {
-            Some(days) => {
-                state
-                    .store
-                    .prune_audit(days, crate::clock::unix_millis(now))
-                    .await?
-                    .0
-            }
-            None => 0,
-        };
         Ok(Self {
             listener,
             acceptor: tls::Acceptor {
@@ -179,7 +167,6 @@ impl BoundServer {
             published,
             rotations_stored: chain.stored,
             rotations_skipped: chain.skipped,
-            audit_pruned_at_start,
             audit_retention_days: opts.audit_retention_days,
         })
     }
@@ -197,11 +184,12 @@ impl BoundServer {
         let store = self.state.store.clone();
         let retention = self.audit_retention_days.map(|days| {
             let store = store.clone();
+            // Beside serving, not before it: the first run on a large store takes
+            // a while, and a database error must not keep the server from starting.
             tokio::spawn(async move {
                 let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
-                hourly.tick().await; // the first tick is now: bind() has pruned
                 loop {
-                    hourly.tick().await;
+                    hourly.tick().await; // the first tick is at once
                     // A failure (the database away) is tried again in an hour; the
                     // records are only kept longer meanwhile.
                     let now = crate::clock::unix_millis(crate::clock::now());

@@ -37,6 +37,10 @@ pub enum StoreError {
     WrongOrg { found: String, expected: String },
     #[error("a bundle with version {0} is already published")]
     DuplicateBundle(u64),
+    #[error(
+        "the database is at schema {found}, made by a newer fleetkit than this one (schema {SCHEMA_VERSION}); run that release, or restore a backup taken before the upgrade"
+    )]
+    NewerSchema { found: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -486,6 +490,17 @@ impl Store {
                         .await?
                         .map(|row| row.try_get(0))
                         .transpose()?;
+                // A newer release's database: writing it with this release's
+                // statements would leave what the newer one keeps (such as the
+                // daily audit counts) behind the records.
+                if let Some(found) = &schema
+                    && found.parse::<u32>().unwrap_or(u32::MAX)
+                        > SCHEMA_VERSION.parse::<u32>().unwrap_or(0)
+                {
+                    return Err(StoreError::NewerSchema {
+                        found: found.clone(),
+                    });
+                }
                 if schema.as_deref() == Some("1") {
                     for statement in [
                         "ALTER TABLE tokens ADD COLUMN replace_existing BIGINT NOT NULL DEFAULT 0",

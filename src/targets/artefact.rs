@@ -368,7 +368,7 @@ mod tests {
                 claude_code_settings: Default::default(),
                 siem_credential_file: None,
                 siem_ca_file: None,
-                siem_public_roots: true,
+                siem_public_roots: false,
                 siem_spool_max_records: crate::agent::siem::MAX_UNSENT,
             },
             bundle: Arc::new(b"{}".to_vec()),

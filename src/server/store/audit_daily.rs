@@ -100,7 +100,13 @@ pub(super) fn split(filter: &AuditFilter) -> Option<Split> {
     {
         return None;
     }
-    let from = filter.since.map(|s| day_of(s + DAY_MS - 1));
+    // Bounds come from a query string: any i64. Days whose start does not fit
+    // in one leave the window to the records (never a wrapped bound).
+    let start = |day: i64| day.checked_mul(DAY_MS);
+    let from = match filter.since {
+        Some(s) => Some(day_of(s.checked_add(DAY_MS - 1)?)),
+        None => None,
+    };
     let to = filter.until.map(day_of);
     if let (Some(from), Some(to)) = (from, to)
         && from >= to
@@ -108,21 +114,23 @@ pub(super) fn split(filter: &AuditFilter) -> Option<Split> {
         return None;
     }
     let mut edges = Vec::new();
-    if let (Some(since), Some(from)) = (filter.since, from)
-        && since < from * DAY_MS
-    {
-        edges.push(AuditFilter {
-            until: Some(from * DAY_MS),
-            ..filter.clone()
-        });
+    if let (Some(since), Some(from)) = (filter.since, from) {
+        let from_ms = start(from)?;
+        if since < from_ms {
+            edges.push(AuditFilter {
+                until: Some(from_ms),
+                ..filter.clone()
+            });
+        }
     }
-    if let (Some(until), Some(to)) = (filter.until, to)
-        && to * DAY_MS < until
-    {
-        edges.push(AuditFilter {
-            since: Some(to * DAY_MS),
-            ..filter.clone()
-        });
+    if let (Some(until), Some(to)) = (filter.until, to) {
+        let to_ms = start(to)?;
+        if to_ms < until {
+            edges.push(AuditFilter {
+                since: Some(to_ms),
+                ..filter.clone()
+            });
+        }
     }
     Some(Split {
         days: (from, to),
@@ -196,6 +204,12 @@ mod tests {
         // Inside one day: the records answer alone.
         assert!(split(&window(Some(3 * d + 5), Some(3 * d + 9))).is_none());
         assert!(split(&window(Some(3 * d + 5), Some(4 * d + 9))).is_none());
+        // Bounds at the ends of i64: the records answer, nothing wraps.
+        assert!(split(&window(Some(i64::MAX), None)).is_none());
+        assert!(split(&window(None, Some(i64::MIN))).is_none());
+        let all = split(&window(Some(i64::MIN), Some(i64::MAX))).unwrap();
+        assert_eq!(all.edges.len(), 2);
+        assert!(all.edges.iter().all(|e| e.since < e.until));
         // Filters the table does not keep.
         let mut f = window(None, None);
         f.user = Some("alice".into());
