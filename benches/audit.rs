@@ -14,8 +14,10 @@
 //!    command. Goal: under 10 s on 2 cores.
 //!
 //! `cargo bench --bench audit` runs it at full size (FLEETKIT_BENCH_AUDIT_RECORDS
-//! changes the record count; PostgreSQL when FLEETKIT_TEST_POSTGRES is set); `cargo
-//! test --benches` runs it as a quick smoke run (5,000 records).
+//! changes the record count; PostgreSQL when FLEETKIT_TEST_POSTGRES is set;
+//! FLEETKIT_BENCH_AUDIT_STORES=postgres or =sqlite runs one store only, as a 10M
+//! load takes about 20 minutes each); `cargo test --benches` runs it as a quick
+//! smoke run (5,000 records).
 
 #[path = "fixtures/scratch_postgres.rs"]
 mod scratch_postgres;
@@ -306,14 +308,19 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let only = std::env::var("FLEETKIT_BENCH_AUDIT_STORES").unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
-    bench_store(
-        &rt,
-        "SQLite",
-        &format!("sqlite://{}/audit.db", dir.path().display()),
-        records,
-    );
-    if let Some(db) = ScratchDb::create("fleetkit_bench_audit") {
+    if only != "postgres" {
+        bench_store(
+            &rt,
+            "SQLite",
+            &format!("sqlite://{}/audit.db", dir.path().display()),
+            records,
+        );
+    }
+    if only != "sqlite"
+        && let Some(db) = ScratchDb::create("fleetkit_bench_audit")
+    {
         bench_store(&rt, "PostgreSQL", &db.url, records);
     }
     let requests = if smoke { 5_000 } else { 1_000_000 };
