@@ -211,15 +211,17 @@ impl AuditLog {
     fn tail(&self) -> Result<(Head, Option<Torn>)> {
         let mut torn = None;
         for path in self.segments()?.iter().rev() {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(io("cannot open", path))?;
+            // Read only: opening for writing costs more, and every decision reads
+            // the tail; the rare repair opens again to write.
+            let mut file = File::open(path).map_err(io("cannot open", path))?;
             let len = file.metadata().map_err(io("cannot read", path))?.len();
             let (last, end) = last_line(&mut file, len).map_err(io("cannot read", path))?;
             if end < len {
                 // A writer was killed mid-line: that record's append never returned.
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io("cannot open", path))?;
                 file.set_len(end)
                     .and_then(|()| file.sync_data())
                     .map_err(io("cannot repair", path))?;
