@@ -559,6 +559,31 @@ fn lost_renewal_answer_does_not_lock_the_device_out() {
             Some(committed.certificate_fingerprint.as_str())
         );
         assert!(!d.data("renewing-key.pem").exists());
+        // The same sync sent the audit records over the renewed certificate (the
+        // superseded one is refused, as above): nothing left behind, no error.
+        assert_eq!(
+            status["audit_forward_error"],
+            serde_json::Value::Null,
+            "{status}"
+        );
+        let segments = std::fs::read_dir(d.data("audit")).unwrap();
+        let head = segments
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+            .flat_map(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap()
+                    .lines()
+                    .map(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                            .as_u64()
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .max()
+            .unwrap();
+        assert_eq!(status["audit_sent_seq"], head, "{status}");
         let inv = inventory(&server, &org);
         assert_eq!(inv.len(), 1);
         assert_eq!(
