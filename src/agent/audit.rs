@@ -77,7 +77,7 @@ impl Agent {
 
     /// [`Agent::audit_upkeep`] under `policy`, the policy in force as the caller
     /// verified it.
-    pub(crate) fn audit_upkeep_under(
+    pub fn audit_upkeep_under(
         &self,
         policy: Option<&crate::policy::OrgPolicy>,
         now: OffsetDateTime,

@@ -67,15 +67,9 @@ pub enum SiemOutcome {
 }
 
 impl Agent {
-    /// Forwards what the SIEM has not acknowledged, then saves the state.
-    pub fn siem_forward(&mut self, now: OffsetDateTime) -> Result<SiemOutcome, String> {
-        let policy = self.policy_in_force(now).map(|(_, p)| p);
-        self.siem_forward_under(policy.as_ref(), now)
-    }
-
-    /// [`Agent::siem_forward`] under `policy`, the policy in force as the caller
-    /// verified it.
-    pub(crate) fn siem_forward_under(
+    /// Forwards what the SIEM has not acknowledged under `policy` (the policy in
+    /// force, as the caller verified it), then saves the state.
+    pub fn siem_forward_under(
         &mut self,
         policy: Option<&crate::policy::OrgPolicy>,
         now: OffsetDateTime,

@@ -120,8 +120,12 @@ fn upkeep(args: &CommonArgs) -> Result<(), Failure> {
         Failure::invalid(e.to_string(), help)
     })?;
     let now = clock::now();
-    let done = agent.audit_upkeep(now).map_err(invalid)?;
-    let siem = agent.siem_forward(now);
+    // Verified once for both.
+    let policy = agent.policy_in_force(now).map(|(_, p)| p);
+    let done = agent
+        .audit_upkeep_under(policy.as_ref(), now)
+        .map_err(invalid)?;
+    let siem = agent.siem_forward_under(policy.as_ref(), now);
     if args.json {
         say(serde_json::json!({
             "collected": done.collected,
